@@ -1,0 +1,385 @@
+/*
+ * nxc — move memory between the workers of a distributed inference graph.
+ *
+ * This header is the whole public API and its specification. Anything not
+ * declared here is private and may change without notice.
+ *
+ * Model (the "NIXL Connect" model, in C):
+ *
+ *   passive side                          active side
+ *   ------------                          -----------
+ *   nxc_create_readable(bufs) ──metadata text (any channel)──▶ nxc_begin_read(md, bufs)
+ *   nxc_create_writable(bufs) ──metadata text (any channel)──▶ nxc_begin_write(bufs, md)
+ *   op turns COMPLETE when the peer's                          op turns COMPLETE when
+ *   data has landed (notification)                             the bytes have moved
+ *
+ * READ pairs only with READABLE, WRITE only with WRITABLE. The metadata is a
+ * small JSON text with the shape of the reference's RdmaMetadata; it carries
+ * the connection info and access keys needed to reach the passive side's
+ * buffers, so treat it as a capability (docs/metadata.md).
+ *
+ * Conventions
+ *   - Every call that can fail returns nxc_status_t (0 = NXC_OK, negative =
+ *     error). A failing call writes a message naming the problem to a
+ *     per-thread buffer: nxc_last_error().
+ *   - Out-parameters come last and are written only on success.
+ *   - Objects are opaque and library-allocated; destroy/release accept NULL
+ *     and return void.
+ *   - Parameter structs start with `field_mask`: a field is read only when its
+ *     NXC_..._FIELD_ bit is set, so a zeroed struct (or NULL) means "all
+ *     defaults", and fields can be added without breaking the ABI.
+ *
+ * Threads
+ *   Every function may be called from any thread, concurrently, on the same
+ *   connector and the same ops, except that an op must not be used after
+ *   nxc_op_release() and a connector not after nxc_connector_destroy(). By
+ *   default each connector runs one progress thread that completes ops in the
+ *   background. nxc never calls user code: completion is observed by
+ *   nxc_op_wait(), nxc_op_status() or the op's file descriptor.
+ *
+ * Memory ownership
+ *   Buffers named by descriptors stay owned by the caller. They must stay
+ *   valid (not freed or unmapped) until the op using them is released (passive
+ *   ops) or has reached a terminal state (active ops). nxc never copies them
+ *   into a staging buffer of its own on the paths that can avoid it.
+ */
+#ifndef NXC_NXC_H
+#define NXC_NXC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nxc/nxc_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define NXC_API __attribute__((visibility("default")))
+#else
+#define NXC_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Result of a call, or the reason an op ended. Ranges say what broke:
+ *   -1..-19   the arguments of the call (nothing happened; fix the call)
+ *   -20..-29  the metadata text (it was damaged, forged, or is from a
+ *             newer/other library)
+ *   -30..-39  what this host or build can do
+ *   -40..-49  the peer or the transfer (the op is over; a retry with fresh
+ *             metadata may succeed)
+ *   -50..     library state and the operating system
+ */
+typedef enum nxc_status {
+    NXC_OK = 0,
+    NXC_INPROGRESS = 1, /* not an error: the op has not finished yet */
+
+    NXC_ERR_INVALID_PARAM = -1,      /* NULL where a value is required, bad field */
+    NXC_ERR_NO_MEMORY = -2,          /* allocation failed */
+    NXC_ERR_INVALID_DEVICE = -3,     /* device text is not cpu|host|cuda[:N]|gpu:N */
+    NXC_ERR_INVALID_DESCRIPTOR = -4, /* NULL ptr or zero size in a descriptor */
+    NXC_ERR_EMPTY_LIST = -5,         /* descriptor count is zero */
+    NXC_ERR_MIXED_DEVICES = -6,      /* one list holds more than one device */
+    NXC_ERR_SIZE_MISMATCH = -7,      /* local and remote totals differ */
+    NXC_ERR_WRONG_OPERATION = -8,    /* READ on writable metadata, or the reverse */
+
+    NXC_ERR_METADATA_MALFORMED = -20, /* not valid JSON / base64 / zlib / blob */
+    NXC_ERR_METADATA_TOO_LARGE = -21, /* over NXC_METADATA_MAX, before or after inflate */
+    NXC_ERR_METADATA_VERSION = -22,   /* blob format version not supported */
+
+    NXC_ERR_NOT_SUPPORTED = -30, /* e.g. GPU memory with no GPU-capable transport */
+    NXC_ERR_NO_TRANSPORT = -31,  /* no transport allowed here is offered by the peer */
+
+    NXC_ERR_UNREACHABLE = -40, /* the peer could not be contacted */
+    NXC_ERR_PEER_FAILED = -41, /* the peer died or disconnected during the op */
+    NXC_ERR_REFUSED = -42,     /* the peer refused: op released, expired, done, bad key */
+    NXC_ERR_TIMED_OUT = -43,   /* the op's own deadline passed */
+    NXC_ERR_CANCELED = -44,    /* nxc_op_cancel() or release ended the op */
+    NXC_ERR_TRANSPORT = -45,   /* the transport reported an unexpected error */
+
+    NXC_ERR_INVALID_STATE = -50, /* call not valid for this op or connector now */
+    NXC_ERR_SYSTEM = -51         /* an OS call failed; the message has errno's text */
+} nxc_status_t;
+
+/* Static English text for a status ("invalid descriptor", ...). Never NULL;
+ * unknown values give "unknown status". Thread-safe. */
+NXC_API const char *nxc_status_string(nxc_status_t status);
+
+/* The message of the last call that failed on this thread, naming what was
+ * wrong ("descriptor 3: size is 0"). Empty string if none. Valid until the
+ * next nxc call on this thread. */
+NXC_API const char *nxc_last_error(void);
+
+/* Library version, e.g. "0.1.0"; compare with NXC_VERSION_STRING to check
+ * that the header and the loaded library agree. */
+NXC_API const char *nxc_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Devices and descriptors                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum nxc_device_kind {
+    NXC_DEVICE_UNSPECIFIED = 0,
+    NXC_DEVICE_HOST = 1, /* CPU memory ("cpu", "host") */
+    NXC_DEVICE_CUDA = 2  /* CUDA device memory ("cuda:N", "gpu:N") */
+} nxc_device_kind_t;
+
+/* A memory kind and its ordinal. Plain value type. */
+typedef struct nxc_device {
+    nxc_device_kind_t kind;
+    int id; /* 0 for host; the CUDA ordinal for CUDA */
+} nxc_device_t;
+
+/* Longest text nxc_device_format() writes, with its NUL. */
+#define NXC_DEVICE_TEXT_MAX 16
+
+/* Parse "cpu", "host", "cuda", "cuda:N", "gpu", "gpu:N" (case-insensitive,
+ * surrounding blanks ignored; N a decimal ordinal 0..1023; "cuda" alone is
+ * cuda:0). Anything else: NXC_ERR_INVALID_DEVICE. NULL arguments:
+ * NXC_ERR_INVALID_PARAM. */
+NXC_API nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p);
+
+/* Write "cpu" or "cuda:N" into buf (NXC_DEVICE_TEXT_MAX is always enough).
+ * NXC_ERR_INVALID_DEVICE for an unspecified kind or a bad ordinal. */
+NXC_API nxc_status_t nxc_device_format(nxc_device_t device, char *buf, size_t len);
+
+/* A region of memory. `ptr` must not be NULL and `size` must not be 0.
+ * All descriptors of one list must be on the same device kind. */
+typedef struct nxc_desc {
+    void *ptr;
+    size_t size;
+    nxc_device_t device;
+} nxc_desc_t;
+
+/* ------------------------------------------------------------------------ */
+/* Connector                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* One per process is the norm: it owns the transports, the registration
+ * cache, the progress thread and the connections to peers. */
+typedef struct nxc_connector nxc_connector_t;
+
+typedef enum nxc_log_level {
+    NXC_LOG_ERROR = 0,
+    NXC_LOG_WARN = 1, /* default; also NXC_LOG_LEVEL=warn */
+    NXC_LOG_INFO = 2,
+    NXC_LOG_DEBUG = 3
+} nxc_log_level_t;
+
+enum {
+    NXC_CONNECTOR_FIELD_NAME = 1u << 0,
+    NXC_CONNECTOR_FIELD_TRANSPORTS = 1u << 1,
+    NXC_CONNECTOR_FIELD_PROGRESS_THREAD = 1u << 2,
+    NXC_CONNECTOR_FIELD_LOG_LEVEL = 1u << 3
+};
+
+#define NXC_NAME_MAX 128 /* bytes of a connector name, NUL excluded */
+
+typedef struct nxc_connector_params {
+    uint64_t field_mask;
+    /* Name shown to peers and in logs. Default: a random unique name. Copied.
+     * 1..NXC_NAME_MAX bytes of printable ASCII. */
+    const char *name;
+    /* Comma-separated transports to allow, in order of preference, e.g.
+     * "ucx". Default: the NXC_TRANSPORTS environment variable if set, else
+     * every transport built in. Unknown names: NXC_ERR_INVALID_PARAM. */
+    const char *transports;
+    /* 1 (default): a progress thread completes ops in the background.
+     * 0: nothing happens unless the caller drives nxc_connector_progress(),
+     * nxc_op_wait() or nxc_op_status(). */
+    int progress_thread;
+    /* Default: NXC_LOG_LEVEL environment variable, else NXC_LOG_WARN. */
+    nxc_log_level_t log_level;
+} nxc_connector_params_t;
+
+/* Create a connector. `params` may be NULL (all defaults). Errors:
+ * NXC_ERR_INVALID_PARAM (bad field, unknown transport), NXC_ERR_NO_TRANSPORT
+ * (no allowed transport could start), NXC_ERR_NO_MEMORY, NXC_ERR_SYSTEM. */
+NXC_API nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
+                                          nxc_connector_t **connector_p);
+
+/* Destroy a connector. Ops not yet released are cancelled and released
+ * (their handles become invalid). Returns after the progress thread has
+ * stopped and every peer connection is closed. NULL is a no-op. */
+NXC_API void nxc_connector_destroy(nxc_connector_t *connector);
+
+/* The connector's name. Valid for the connector's lifetime. */
+NXC_API const char *nxc_connector_name(const nxc_connector_t *connector);
+
+/* Comma-separated transports this connector runs, in preference order. */
+NXC_API const char *nxc_connector_transports(const nxc_connector_t *connector);
+
+/* Drive progress once without blocking: returns the amount of work done
+ * (0 if none), or a negative nxc_status_t. Needed only when the progress
+ * thread is off; harmless otherwise. */
+NXC_API int nxc_connector_progress(nxc_connector_t *connector);
+
+/* A file descriptor that becomes readable when nxc_connector_progress() has
+ * work, for callers that run their own event loop with the progress thread
+ * off. Owned by the connector. Loop: progress until it returns 0, then poll
+ * the fd with a timeout of at most 100 ms (deadlines are checked on
+ * progress), repeat. -1 on error. */
+NXC_API int nxc_connector_fd(nxc_connector_t *connector);
+
+/* ------------------------------------------------------------------------ */
+/* Operations                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nxc_op nxc_op_t;
+
+/* The reference's OperationStatus, with the same numbers. */
+typedef enum nxc_op_status {
+    NXC_OP_UNINITIALIZED = 0,
+    NXC_OP_INITIALIZED = 1, /* passive: waiting for a peer; active: posted */
+    NXC_OP_IN_PROGRESS = 2, /* bytes are moving */
+    NXC_OP_COMPLETE = 3,    /* terminal: all bytes landed */
+    NXC_OP_CANCELLED = 4,   /* terminal: nxc_op_cancel() */
+    NXC_OP_ERRORED = 5      /* terminal: see nxc_op_result() / nxc_op_message() */
+} nxc_op_status_t;
+
+typedef enum nxc_op_kind {
+    NXC_OP_READABLE = 1, /* passive: a peer may read these buffers */
+    NXC_OP_WRITABLE = 2, /* passive: a peer may write into these buffers */
+    NXC_OP_READ = 3,     /* active: read a peer's readable buffers */
+    NXC_OP_WRITE = 4     /* active: write into a peer's writable buffers */
+} nxc_op_kind_t;
+
+enum {
+    NXC_OP_FIELD_TIMEOUT = 1u << 0,
+    NXC_OP_FIELD_NOTIFICATION_KEY = 1u << 1,
+    NXC_OP_FIELD_USER_DATA = 1u << 2
+};
+
+#define NXC_KEY_MAX 64 /* bytes of a notification key, NUL excluded */
+
+typedef struct nxc_op_params {
+    uint64_t field_mask;
+    /* Deadline in ms from creation (> 0). Past it the op turns ERRORED with
+     * NXC_ERR_TIMED_OUT; a passive op's memory is then no longer reachable.
+     * Default: none (the op lives until it completes, fails or is released). */
+    int timeout_ms;
+    /* Passive ops only: the key the peer's notification must carry. 1..
+     * NXC_KEY_MAX printable ASCII bytes, unique among this connector's live
+     * passive ops. Default: a random UUID4 text. */
+    const char *notification_key;
+    /* Opaque pointer returned by nxc_op_user_data(). */
+    void *user_data;
+} nxc_op_params_t;
+
+/*
+ * Passive ops. Let a peer read (readable) or write (writable) the `count`
+ * local buffers in `descs` (copied; the memory itself is not). The buffers
+ * stay reachable by a peer holding the metadata until the op is complete,
+ * timed out, or released. Registration is relaxed: any memory, any time;
+ * buffers used again are found in the registration cache.
+ *
+ * Errors: NXC_ERR_INVALID_PARAM, NXC_ERR_EMPTY_LIST,
+ * NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES, NXC_ERR_INVALID_DEVICE,
+ * NXC_ERR_NOT_SUPPORTED (no transport can move this device's memory),
+ * NXC_ERR_INVALID_STATE (key already in use), NXC_ERR_TRANSPORT (registration
+ * failed), NXC_ERR_NO_MEMORY.
+ */
+NXC_API nxc_status_t nxc_create_readable(nxc_connector_t *connector, const nxc_desc_t *descs,
+                                         size_t count, const nxc_op_params_t *params,
+                                         nxc_op_t **op_p);
+NXC_API nxc_status_t nxc_create_writable(nxc_connector_t *connector, const nxc_desc_t *descs,
+                                         size_t count, const nxc_op_params_t *params,
+                                         nxc_op_t **op_p);
+
+/* The metadata text of a passive op (NUL-terminated JSON; *len_p excludes
+ * the NUL). Owned by the op, valid until nxc_op_release(). Hand it to the
+ * peer by any channel. NXC_ERR_INVALID_STATE on an active op. */
+NXC_API nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p);
+
+/* Largest metadata text accepted, and largest blob after inflating. */
+#define NXC_METADATA_MAX (4u << 20)
+
+/*
+ * Active ops. Read the peer's readable buffers named by `metadata` into
+ * `local` (begin_read), or write `local` into the peer's writable buffers
+ * (begin_write). The transfer is posted before the call returns. Local and
+ * remote lists need equal total sizes; their segmentation may differ (nxc
+ * scatters and gathers). When all bytes have landed the peer is notified and
+ * both ops turn COMPLETE.
+ *
+ * Errors returned by the call (nothing was posted): NXC_ERR_INVALID_PARAM,
+ * NXC_ERR_EMPTY_LIST, NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES,
+ * NXC_ERR_WRONG_OPERATION, NXC_ERR_SIZE_MISMATCH, NXC_ERR_METADATA_*,
+ * NXC_ERR_NOT_SUPPORTED, NXC_ERR_NO_TRANSPORT, NXC_ERR_NO_MEMORY.
+ * Errors that end the op later (nxc_op_result()): NXC_ERR_UNREACHABLE,
+ * NXC_ERR_REFUSED, NXC_ERR_PEER_FAILED, NXC_ERR_TIMED_OUT, NXC_ERR_TRANSPORT.
+ * `metadata_len` may be 0 for a NUL-terminated text.
+ */
+NXC_API nxc_status_t nxc_begin_read(nxc_connector_t *connector, const char *metadata,
+                                    size_t metadata_len, const nxc_desc_t *local, size_t count,
+                                    const nxc_op_params_t *params, nxc_op_t **op_p);
+NXC_API nxc_status_t nxc_begin_write(nxc_connector_t *connector, const nxc_desc_t *local,
+                                     size_t count, const char *metadata, size_t metadata_len,
+                                     const nxc_op_params_t *params, nxc_op_t **op_p);
+
+/* Current state. Never blocks; drives progress when the progress thread is
+ * off. A NULL op gives NXC_OP_UNINITIALIZED. */
+NXC_API nxc_op_status_t nxc_op_status(nxc_op_t *op);
+
+/* NXC_OK once COMPLETE, NXC_INPROGRESS before a terminal state, else the
+ * reason the op ended (NXC_ERR_CANCELED, NXC_ERR_PEER_FAILED, ...). */
+NXC_API nxc_status_t nxc_op_result(nxc_op_t *op);
+
+/* Why the op ended, in words ("peer 'encoder-1' disconnected"); "" if it
+ * has not failed. Valid until release. */
+NXC_API const char *nxc_op_message(nxc_op_t *op);
+
+/*
+ * Wait up to `timeout_ms` (0 = just check, < 0 = no limit) for a terminal
+ * state. Returns NXC_OK when COMPLETE, NXC_INPROGRESS if the wait timed out
+ * (the op goes on), or the op's error when it ended otherwise. Several
+ * threads may wait on one op.
+ */
+NXC_API nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms);
+
+/*
+ * A file descriptor that becomes readable once the op reaches a terminal
+ * state and stays readable (level-triggered; do not read from it) until the
+ * op is released. Owned by the op: do not close it. -1 with nxc_last_error()
+ * on failure. With the progress thread off, also poll nxc_connector_fd().
+ */
+NXC_API int nxc_op_fd(nxc_op_t *op);
+
+/*
+ * Cancel a non-terminal op: it turns CANCELLED (result NXC_ERR_CANCELED).
+ * When the call returns nxc no longer touches the op's local buffers, and a
+ * passive op's buffers are no longer reachable by peers. On a terminal op it
+ * changes nothing and returns NXC_OK. May block briefly (bounded) while
+ * in-flight transfers drain.
+ */
+NXC_API nxc_status_t nxc_op_cancel(nxc_op_t *op);
+
+/*
+ * Release the op and everything it holds. A non-terminal op is cancelled
+ * first. For a passive op, peers can no longer reach its memory when this
+ * returns; metadata handed out earlier is refused from then on. The handle
+ * is invalid afterwards. NULL is a no-op.
+ */
+NXC_API void nxc_op_release(nxc_op_t *op);
+
+NXC_API nxc_op_kind_t nxc_op_kind(const nxc_op_t *op);
+/* Total bytes of the op's local descriptors. */
+NXC_API size_t nxc_op_size(const nxc_op_t *op);
+/* The notification key (passive: its own; active: the peer's). */
+NXC_API const char *nxc_op_notification_key(const nxc_op_t *op);
+NXC_API void *nxc_op_user_data(const nxc_op_t *op);
+
+/* Name of the transport that moves (active) or moved (passive, once a peer
+ * has reached it) the bytes, e.g. "ucx"; NULL for a passive op no peer has
+ * reached yet. Static string. */
+NXC_API const char *nxc_op_transport(nxc_op_t *op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NXC_NXC_H */

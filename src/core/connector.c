@@ -1,0 +1,250 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/sys.h"
+
+static bool printable(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e) return false;
+    return true;
+}
+
+/* Parse "ucx,tcp" into transport ops, in order, without duplicates. */
+static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_t **out,
+                                     size_t *n_p)
+{
+    size_t n = 0;
+    const char *p = text;
+    while (*p) {
+        while (*p == ',' || isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        const char *start = p;
+        while (*p && *p != ',' && !isspace((unsigned char)*p)) p++;
+        const nxc__transport_ops_t *ops = nxc__transport_find(start, (size_t)(p - start));
+        if (!ops)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "transports \"%s\": unknown transport \"%.*s\" (built in: ucx)", text,
+                            (int)(p - start), start);
+        bool dup = false;
+        for (size_t i = 0; i < n; i++) dup |= out[i] == ops;
+        if (!dup && n < NXC__MAX_TRANSPORTS) out[n++] = ops;
+    }
+    if (n == 0) return nxc__err(NXC_ERR_INVALID_PARAM, "transports \"%s\": names none", text);
+    *n_p = n;
+    return NXC_OK;
+}
+
+static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_t *p,
+                                 const nxc__transport_ops_t **tops, size_t *ntops)
+{
+    uint64_t mask = p ? p->field_mask : 0;
+    if (mask & NXC_CONNECTOR_FIELD_NAME) {
+        if (!p->name || !printable(p->name, NXC_NAME_MAX))
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "connector name must be 1..%d printable ASCII characters",
+                            NXC_NAME_MAX);
+        strcpy(c->name, p->name);
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 16; i++) {
+            c->name[2 * i] = hex[c->instance[i] >> 4];
+            c->name[2 * i + 1] = hex[c->instance[i] & 15];
+        }
+        c->name[32] = '\0';
+    }
+    c->use_thread = (mask & NXC_CONNECTOR_FIELD_PROGRESS_THREAD) ? p->progress_thread != 0 : true;
+    nxc_log_level_t level = nxc__log_env_level();
+    if (mask & NXC_CONNECTOR_FIELD_LOG_LEVEL) {
+        if (p->log_level < NXC_LOG_ERROR || p->log_level > NXC_LOG_DEBUG)
+            return nxc__err(NXC_ERR_INVALID_PARAM, "log_level %d out of range",
+                            (int)p->log_level);
+        level = p->log_level;
+    }
+    nxc__log_raise_level(level);
+
+    const char *list = NULL;
+    if (mask & NXC_CONNECTOR_FIELD_TRANSPORTS) {
+        if (!p->transports) return nxc__err(NXC_ERR_INVALID_PARAM, "transports: NULL");
+        list = p->transports;
+    } else if (getenv("NXC_TRANSPORTS") && *getenv("NXC_TRANSPORTS")) {
+        list = getenv("NXC_TRANSPORTS");
+    }
+    if (list) return parse_transports(list, tops, ntops);
+    *ntops = 0;
+    for (size_t i = 0; i < nxc__transports_builtin_count && i < NXC__MAX_TRANSPORTS; i++)
+        tops[(*ntops)++] = nxc__transports_builtin[i];
+    return NXC_OK;
+}
+
+static nxc_status_t start_transports(nxc_connector_t *c, const nxc__transport_ops_t **tops,
+                                     size_t ntops)
+{
+    char reasons[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < ntops; i++) {
+        nxc__tp_t *tp = NULL;
+        nxc_status_t st = tops[i]->create(c, &tp);
+        if (st != NXC_OK) {
+            NXC_LOG_W("connector %s: transport %s unavailable: %s", c->name, tops[i]->name,
+                      nxc_last_error());
+            used += (size_t)snprintf(reasons + used, used < sizeof reasons ? sizeof reasons - used : 0,
+                                     "%s: %s; ", tops[i]->name, nxc_last_error());
+            if (used >= sizeof reasons) used = sizeof reasons - 1;
+            continue;
+        }
+        tp->ops = tops[i];
+        tp->c = c;
+        int fd = tp->ops->event_fd(tp);
+        if (fd >= 0) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tp};
+            if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+                tp->ops->destroy(tp);
+                return nxc__err(NXC_ERR_SYSTEM, "epoll_ctl: %s", strerror(errno));
+            }
+        }
+        c->tps[c->ntps++] = tp;
+        size_t tl = strlen(c->transports_text);
+        snprintf(c->transports_text + tl, sizeof c->transports_text - tl, "%s%s", tl ? "," : "",
+                 tp->ops->name);
+    }
+    if (c->ntps == 0)
+        return nxc__err(NXC_ERR_NO_TRANSPORT, "connector %s: no transport could start (%s)",
+                        c->name, reasons);
+    return NXC_OK;
+}
+
+static void destroy_connector(nxc_connector_t *c)
+{
+    for (size_t i = c->ntps; i-- > 0;) c->tps[i]->ops->destroy(c->tps[i]);
+    if (c->epfd >= 0) close(c->epfd);
+    if (c->wakefd >= 0) close(c->wakefd);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
+                                  nxc_connector_t **connector_p)
+{
+    if (!connector_p) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_create: NULL out-param");
+    nxc_connector_t *c = calloc(1, sizeof *c);
+    if (!c) return nxc__err(NXC_ERR_NO_MEMORY, "connector: out of memory");
+    c->epfd = c->wakefd = -1;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    nxc__random(c->instance, sizeof c->instance);
+    nxc__host_identity(c->host, sizeof c->host);
+    c->pid = (uint32_t)getpid();
+    c->start_time = nxc__process_start_time();
+    c->next_grant_id = 1;
+
+    const nxc__transport_ops_t *tops[NXC__MAX_TRANSPORTS];
+    size_t ntops = 0;
+    nxc_status_t st = apply_params(c, params, tops, &ntops);
+    if (st != NXC_OK) goto fail;
+
+    c->epfd = epoll_create1(EPOLL_CLOEXEC);
+    c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->epfd < 0 || c->wakefd < 0) {
+        st = nxc__err(NXC_ERR_SYSTEM, "connector: epoll/eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wakefd, &ev);
+
+    st = start_transports(c, tops, ntops);
+    if (st != NXC_OK) goto fail;
+
+    if (c->use_thread) {
+        int err = pthread_create(&c->thread, NULL, nxc__progress_thread, c);
+        if (err) {
+            st = nxc__err(NXC_ERR_SYSTEM, "connector: progress thread: %s", strerror(err));
+            goto fail;
+        }
+    }
+    NXC_LOG_I("connector %s created (transports %s, progress thread %s)", c->name,
+              c->transports_text, c->use_thread ? "on" : "off");
+    nxc__err_clear();
+    *connector_p = c;
+    return NXC_OK;
+fail:
+    destroy_connector(c);
+    return st;
+}
+
+void nxc_connector_destroy(nxc_connector_t *c)
+{
+    if (!c) return;
+    pthread_mutex_lock(&c->lock);
+    /* Release what the user left: each op is cancelled and drained first.
+     * Draining drops the lock, so rescan from the start after each op. */
+    for (;;) {
+        nxc_op_t *op = c->ops;
+        while (op && op->released) op = op->next;
+        if (!op) break;
+        if (!nxc__op_terminal(op)) {
+            if (nxc__op_passive(op)) nxc__op_finish(op, NXC_ERR_CANCELED, "connector destroyed");
+            else nxc__active_stop(op, NXC_ERR_CANCELED);
+        }
+        if (nxc__op_passive(op)) nxc__passive_revoke(op, true);
+        op->released = true;
+    }
+    nxc__reap(c);
+    c->stopping = true;
+    pthread_mutex_unlock(&c->lock);
+    nxc__wake(c);
+    if (c->use_thread) pthread_join(c->thread, NULL);
+    pthread_mutex_lock(&c->lock);
+    nxc__reap(c);
+    for (nxc_op_t *op = c->ops; op; op = op->next)
+        NXC_LOG_E("connector %s: an op is still in flight at destroy; leaking it rather than "
+                  "freeing memory a transport may still use",
+                  c->name);
+    c->ops = NULL;
+    pthread_mutex_unlock(&c->lock);
+    NXC_LOG_I("connector %s destroyed", c->name);
+    destroy_connector(c);
+}
+
+const char *nxc_connector_name(const nxc_connector_t *c) { return c ? c->name : ""; }
+
+const char *nxc_connector_transports(const nxc_connector_t *c)
+{
+    return c ? c->transports_text : "";
+}
+
+int nxc_connector_progress(nxc_connector_t *c)
+{
+    if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_progress: NULL connector");
+    pthread_mutex_lock(&c->lock);
+    int n = nxc__progress_locked(c);
+    /* Idle: arm the transports so nxc_connector_fd() reports what comes next. */
+    if (n == 0 && !nxc__arm_all(c)) n = 1;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+int nxc_connector_fd(nxc_connector_t *c)
+{
+    if (!c) {
+        nxc__err(NXC_ERR_INVALID_PARAM, "connector_fd: NULL connector");
+        return -1;
+    }
+    return c->epfd;
+}

@@ -1,0 +1,154 @@
+/*
+ * Connector and op internals shared by the core and the transports.
+ *
+ * One mutex per connector (c->lock) guards the connector, its ops and every
+ * call into a transport. The progress thread holds it while progressing and
+ * drops it while sleeping in epoll. c->cond is broadcast whenever an op
+ * reaches a terminal state or its in-flight count drops, which is what
+ * nxc_op_wait() and the cancel/release drains wait on.
+ */
+#ifndef NXC_CORE_CORE_H
+#define NXC_CORE_CORE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/metadata.h"
+#include "core/sglist.h"
+#include "nxc/nxc.h"
+#include "transport/transport.h"
+
+#define NXC__MAX_TRANSPORTS 4
+/* How long cancel/release let in-flight transfers drain before cutting the
+ * connection that carries them. */
+#define NXC__DRAIN_MS 2000
+
+/* A peer's permission to move bytes of one passive op (passive side). */
+typedef struct nxc__grant {
+    struct nxc__grant *next; /* in op->grants */
+    uint64_t id;
+    nxc__tp_t *tp;
+    void *peer; /* the transport's handle of the peer, compared by identity */
+} nxc__grant_t;
+
+struct nxc_op {
+    nxc_connector_t *c;
+    nxc_op_t *prev, *next; /* in c->ops */
+    nxc_op_kind_t kind;
+    nxc_op_status_t status;
+    nxc_status_t result; /* NXC_INPROGRESS until terminal */
+    char message[256];
+    char key[NXC_KEY_MAX + 1];
+    uint8_t secret[NXC__SECRET_LEN];
+    nxc_desc_t *local;
+    size_t nlocal;
+    size_t total;
+    void *user_data;
+    uint64_t deadline; /* monotonic ns; UINT64_MAX: none */
+    int efd;           /* eventfd made on demand by nxc_op_fd(); -1 before */
+    bool released;     /* the user released the handle; freed once idle */
+    const nxc__transport_ops_t *used; /* the transport that moved the bytes */
+    int busy;                         /* transport work in flight on the op */
+
+    /* passive */
+    char *md_text;
+    size_t md_len;
+    bool revoked; /* no new grants */
+    nxc__grant_t *grants;
+    void *exposed[NXC__MAX_TRANSPORTS]; /* per transport expose() state */
+
+    /* active */
+    nxc__tp_t *tp;
+    void *tp_op; /* the transport's per-op state */
+    nxc__metadata_t md;
+    nxc__seg_t *segs;
+    size_t nsegs;
+};
+
+struct nxc_connector {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* CLOCK_MONOTONIC */
+    char name[NXC_NAME_MAX + 1];
+    char transports_text[128];
+    uint8_t instance[NXC__INSTANCE_LEN];
+    char host[NXC__HOST_MAX + 1];
+    uint32_t pid;
+    uint64_t start_time;
+    nxc__tp_t *tps[NXC__MAX_TRANSPORTS]; /* in preference order */
+    size_t ntps;
+    int epfd;   /* transports' event fds + wakefd */
+    int wakefd; /* eventfd: wakes the progress thread or waiters */
+    bool use_thread;
+    bool stopping;
+    pthread_t thread;
+    nxc_op_t *ops; /* every op not yet freed */
+    uint64_t next_grant_id;
+};
+
+/* --- called by transports (lock held) ------------------------------------- */
+
+/* End `op` with `result` (NXC_OK = COMPLETE, NXC_ERR_CANCELED = CANCELLED,
+ * else ERRORED) exactly once; later calls are ignored. Wakes waiters. */
+void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A peer asks to move bytes of the passive op keyed `key`. Checks, in this
+ * order, that the op exists, is live and not revoked, that `secret` matches,
+ * that the access `md_kind` matches (READ needs a readable), and that every
+ * range lies inside one of the op's buffers. On success records a grant held
+ * by `peer` and writes its id; else NXC_ERR_REFUSED with the reason in
+ * `why`. Refusals never touch memory. */
+typedef struct nxc__range {
+    uint64_t addr, len;
+} nxc__range_t;
+nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
+                             const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
+                             size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len);
+/* The peer holding grant `id` finished (complete = true: all bytes landed,
+ * the op turns COMPLETE) or gave up (false). Unknown ids, or ids held by
+ * another peer, are ignored and return false. */
+bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete);
+/* `peer` is gone: every passive op it held a grant on turns ERRORED. */
+void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why);
+
+/* Wake the progress thread or a waiter (any thread, lock held or not). */
+void nxc__wake(nxc_connector_t *c);
+
+/* --- core internals --------------------------------------------------------- */
+
+static inline bool nxc__op_terminal(const nxc_op_t *op)
+{
+    return op->status == NXC_OP_COMPLETE || op->status == NXC_OP_CANCELLED ||
+           op->status == NXC_OP_ERRORED;
+}
+static inline bool nxc__op_passive(const nxc_op_t *op)
+{
+    return op->kind == NXC_OP_READABLE || op->kind == NXC_OP_WRITABLE;
+}
+
+/* progress.c */
+int nxc__progress_locked(nxc_connector_t *c);
+/* Arm every transport for sleeping; false: work is pending, progress again. */
+bool nxc__arm_all(nxc_connector_t *c);
+/* Sleep until woken or timeout_ms (lock held on entry and exit). */
+void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms);
+void *nxc__progress_thread(void *arg);
+/* Wait (lock held) until pred(op) or the deadline; drives progress when the
+ * connector has no thread. Returns pred(op). */
+bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_op_t *),
+                      uint64_t deadline);
+
+/* op.c */
+void nxc__op_link(nxc_connector_t *c, nxc_op_t *op);
+void nxc__op_free_locked(nxc_op_t *op);
+/* Revoke a passive op's access: no new grants; drain or drop existing ones
+ * (may_block: wait up to NXC__DRAIN_MS first). */
+void nxc__passive_revoke(nxc_op_t *op, bool may_block);
+/* Cancel an active op and wait for it to drain (bounded). */
+void nxc__active_stop(nxc_op_t *op, nxc_status_t why);
+void nxc__check_deadlines(nxc_connector_t *c);
+/* Free released ops that are idle. */
+void nxc__reap(nxc_connector_t *c);
+
+#endif

@@ -1,0 +1,652 @@
+/*
+ * Ops: the four kinds, their state machine, grants (a peer's permission to
+ * touch a passive op's memory), deadlines, cancel and release.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "core/device.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/sys.h"
+#include "util/time.h"
+
+static const char *kind_name(nxc_op_kind_t k)
+{
+    switch (k) {
+    case NXC_OP_READABLE: return "readable";
+    case NXC_OP_WRITABLE: return "writable";
+    case NXC_OP_READ: return "read";
+    case NXC_OP_WRITE: return "write";
+    }
+    return "?";
+}
+
+/* --- state ------------------------------------------------------------------ */
+
+void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...)
+{
+    if (nxc__op_terminal(op)) return;
+    op->result = result;
+    op->status = result == NXC_OK                ? NXC_OP_COMPLETE
+                 : result == NXC_ERR_CANCELED ? NXC_OP_CANCELLED
+                                              : NXC_OP_ERRORED;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(op->message, sizeof op->message, fmt, ap);
+    va_end(ap);
+    if (result != NXC_OK && result != NXC_ERR_CANCELED)
+        NXC_LOG_I("connector %s: %s op %s ended: %s (%s)", op->c->name, kind_name(op->kind),
+                  op->key, nxc_status_string(result), op->message);
+    if (op->efd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(op->efd, &one, sizeof one);
+        (void)r;
+    }
+    pthread_cond_broadcast(&op->c->cond);
+}
+
+void nxc__op_link(nxc_connector_t *c, nxc_op_t *op)
+{
+    op->prev = NULL;
+    op->next = c->ops;
+    if (c->ops) c->ops->prev = op;
+    c->ops = op;
+}
+
+static void unexpose_all(nxc_op_t *op)
+{
+    nxc_connector_t *c = op->c;
+    for (size_t i = 0; i < c->ntps; i++) {
+        if (op->exposed[i]) c->tps[i]->ops->unexpose(c->tps[i], op, op->exposed[i]);
+        op->exposed[i] = NULL;
+    }
+}
+
+void nxc__op_free_locked(nxc_op_t *op)
+{
+    nxc_connector_t *c = op->c;
+    if (op->prev) op->prev->next = op->next;
+    else if (c->ops == op) c->ops = op->next;
+    if (op->next) op->next->prev = op->prev;
+    while (op->grants) {
+        nxc__grant_t *g = op->grants;
+        op->grants = g->next;
+        free(g);
+    }
+    unexpose_all(op);
+    if (op->tp && op->tp_op) op->tp->ops->release(op->tp, op);
+    if (op->efd >= 0) close(op->efd);
+    nxc__md_free(&op->md);
+    free(op->segs);
+    free(op->md_text);
+    free(op->local);
+    free(op);
+}
+
+void nxc__reap(nxc_connector_t *c)
+{
+    for (nxc_op_t *op = c->ops, *next; op; op = next) {
+        next = op->next;
+        if (op->released && op->busy == 0 && (nxc__op_terminal(op) || nxc__op_passive(op)))
+            nxc__op_free_locked(op);
+    }
+}
+
+/* --- grants (passive side) ---------------------------------------------------- */
+
+static bool no_grants(const nxc_op_t *op) { return op->grants == NULL; }
+static bool is_terminal(const nxc_op_t *op) { return nxc__op_terminal(op); }
+
+static nxc_op_t *find_passive(nxc_connector_t *c, const char *key)
+{
+    for (nxc_op_t *op = c->ops; op; op = op->next)
+        if (nxc__op_passive(op) && !op->released && !strcmp(op->key, key)) return op;
+    return NULL;
+}
+
+static bool range_inside(const nxc_op_t *op, const nxc__range_t *r)
+{
+    for (size_t i = 0; i < op->nlocal; i++) {
+        uint64_t s = (uintptr_t)op->local[i].ptr, e = s + op->local[i].size;
+        if (r->len && r->addr >= s && r->addr <= e && r->len <= e - r->addr) return true;
+    }
+    return false;
+}
+
+nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
+                             const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
+                             size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len)
+{
+    nxc_op_t *op = find_passive(c, key);
+    const char *reason = NULL;
+    if (!op || sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) != 0)
+        reason = "no live operation with this key (released, or never existed)";
+    else if (op->revoked || nxc__op_terminal(op))
+        reason = op->status == NXC_OP_COMPLETE ? "operation already complete"
+                 : op->result == NXC_ERR_TIMED_OUT ? "operation expired (deadline passed)"
+                                                   : "operation released or cancelled";
+    else if ((md_kind == NXC__MD_KIND_READ) != (op->kind == NXC_OP_READABLE))
+        reason = op->kind == NXC_OP_READABLE ? "operation is readable, not writable"
+                                             : "operation is writable, not readable";
+    else
+        for (size_t i = 0; i < nranges && !reason; i++)
+            if (!range_inside(op, &ranges[i])) reason = "a range lies outside the op's buffers";
+    if (reason) {
+        snprintf(why, why_len, "%s", reason);
+        NXC_LOG_I("connector %s: refused access to op %.64s: %s", c->name, key, reason);
+        return NXC_ERR_REFUSED;
+    }
+    nxc__grant_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(why, why_len, "out of memory");
+        return NXC_ERR_NO_MEMORY;
+    }
+    g->id = c->next_grant_id++;
+    g->tp = tp;
+    g->peer = peer;
+    g->next = op->grants;
+    op->grants = g;
+    op->status = NXC_OP_IN_PROGRESS;
+    op->used = tp->ops;
+    *grant_id_p = g->id;
+    return NXC_OK;
+}
+
+/* Unlink the grant matching (peer, id) or, with id 0, the first held by peer. */
+static bool take_grant(nxc_op_t *op, void *peer, uint64_t id)
+{
+    for (nxc__grant_t **pg = &op->grants; *pg; pg = &(*pg)->next) {
+        nxc__grant_t *g = *pg;
+        if (g->peer == peer && (id == 0 || g->id == id)) {
+            *pg = g->next;
+            free(g);
+            if (!op->grants && op->status == NXC_OP_IN_PROGRESS) op->status = NXC_OP_INITIALIZED;
+            pthread_cond_broadcast(&op->c->cond);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete)
+{
+    for (nxc_op_t *op = c->ops; op; op = op->next) {
+        if (!nxc__op_passive(op) || !take_grant(op, peer, id)) continue;
+        if (complete) nxc__op_finish(op, NXC_OK, "%s", "");
+        return true;
+    }
+    return false;
+}
+
+void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why)
+{
+    for (nxc_op_t *op = c->ops; op; op = op->next) {
+        if (!nxc__op_passive(op)) continue;
+        bool held = false;
+        while (take_grant(op, peer, 0)) held = true;
+        if (held) nxc__op_finish(op, NXC_ERR_PEER_FAILED, "%s", why);
+    }
+}
+
+void nxc__passive_revoke(nxc_op_t *op, bool may_block)
+{
+    nxc_connector_t *c = op->c;
+    op->revoked = true;
+    if (op->grants && may_block)
+        nxc__wait_locked(c, op, no_grants, nxc__deadline_after_ms(NXC__DRAIN_MS));
+    while (op->grants) {
+        nxc__grant_t *g = op->grants;
+        NXC_LOG_W("connector %s: op %s revoked while a peer still holds access; cutting it off",
+                  c->name, op->key);
+        g->tp->ops->drop_peer(g->tp, g->peer); /* reports nxc__peer_lost */
+        take_grant(op, g->peer, 0);
+    }
+    unexpose_all(op);
+}
+
+/* --- active side -------------------------------------------------------------- */
+
+void nxc__active_stop(nxc_op_t *op, nxc_status_t why)
+{
+    nxc_connector_t *c = op->c;
+    if (nxc__op_terminal(op)) return;
+    op->tp->ops->cancel(op->tp, op, why);
+    if (nxc__wait_locked(c, op, is_terminal, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
+    NXC_LOG_W("connector %s: %s op did not drain in %d ms; aborting its transfers", c->name,
+              kind_name(op->kind), NXC__DRAIN_MS);
+    op->tp->ops->force(op->tp, op);
+    if (nxc__wait_locked(c, op, is_terminal, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
+    NXC_LOG_E("connector %s: %s op still busy after abort", c->name, kind_name(op->kind));
+    nxc__op_finish(op, why, "stopped (transport did not confirm the abort)");
+}
+
+void nxc__check_deadlines(nxc_connector_t *c)
+{
+    uint64_t now = nxc__now_ns();
+    for (nxc_op_t *op = c->ops; op; op = op->next) {
+        if (nxc__op_terminal(op) || op->deadline > now) continue;
+        if (nxc__op_passive(op)) {
+            op->deadline = UINT64_MAX;
+            nxc__op_finish(op, NXC_ERR_TIMED_OUT, "no peer completed the op before its deadline");
+            nxc__passive_revoke(op, false);
+        } else if (op->tp) {
+            /* First expiry: stop it; if it has not drained a while later, abort. */
+            bool first = op->result != NXC_ERR_TIMED_OUT;
+            op->result = NXC_ERR_TIMED_OUT;
+            op->deadline = first ? now + (uint64_t)NXC__DRAIN_MS * 1000000u : UINT64_MAX;
+            if (first) op->tp->ops->cancel(op->tp, op, NXC_ERR_TIMED_OUT);
+            else op->tp->ops->force(op->tp, op);
+        }
+    }
+}
+
+/* --- creation ----------------------------------------------------------------- */
+
+static bool printable_key(const char *s)
+{
+    size_t n = strnlen(s, NXC_KEY_MAX + 1);
+    if (n == 0 || n > NXC_KEY_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e) return false;
+    return true;
+}
+
+static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive)
+{
+    uint64_t m = p ? p->field_mask : 0;
+    if ((m & NXC_OP_FIELD_TIMEOUT) && p->timeout_ms <= 0)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "op timeout_ms must be > 0 (got %d)",
+                        p->timeout_ms);
+    if (m & NXC_OP_FIELD_NOTIFICATION_KEY) {
+        if (!passive)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "notification_key is set by the passive side; active ops take it "
+                            "from the metadata");
+        if (!p->notification_key || !printable_key(p->notification_key))
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "notification_key must be 1..%d printable ASCII characters",
+                            NXC_KEY_MAX);
+    }
+    return NXC_OK;
+}
+
+static nxc_op_t *op_new(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
+                        size_t count, size_t total, const nxc_op_params_t *p)
+{
+    nxc_op_t *op = calloc(1, sizeof *op);
+    if (!op) return NULL;
+    op->local = malloc(count * sizeof *descs);
+    if (!op->local) {
+        free(op);
+        return NULL;
+    }
+    memcpy(op->local, descs, count * sizeof *descs);
+    op->c = c;
+    op->kind = kind;
+    op->nlocal = count;
+    op->total = total;
+    op->efd = -1;
+    op->status = NXC_OP_INITIALIZED;
+    op->result = NXC_INPROGRESS;
+    uint64_t m = p ? p->field_mask : 0;
+    op->deadline = (m & NXC_OP_FIELD_TIMEOUT) ? nxc__deadline_after_ms(p->timeout_ms) : UINT64_MAX;
+    if (m & NXC_OP_FIELD_USER_DATA) op->user_data = p->user_data;
+    return op;
+}
+
+static bool device_supported(nxc_connector_t *c, nxc_device_kind_t kind)
+{
+    for (size_t i = 0; i < c->ntps; i++)
+        if (c->tps[i]->ops->supports_device(c->tps[i], kind)) return true;
+    return false;
+}
+
+static nxc_status_t check_device(nxc_connector_t *c, nxc_device_t d, const char *what)
+{
+    if (device_supported(c, d.kind)) return NXC_OK;
+    char text[NXC_DEVICE_TEXT_MAX];
+    nxc_device_format(d, text, sizeof text);
+    return nxc__err(NXC_ERR_NOT_SUPPORTED,
+                    "%s memory on %s: no transport of this connector (%s) can move it", what,
+                    text, c->transports_text);
+}
+
+/* Build and encode the metadata of a passive op (lock held). */
+static nxc_status_t passive_metadata(nxc_op_t *op)
+{
+    nxc_connector_t *c = op->c;
+    nxc__metadata_t md = {0};
+    nxc__md_section_t *sec = md.sections;
+    nxc_status_t st = NXC_OK;
+    md.operation_kind = op->kind == NXC_OP_READABLE ? NXC__MD_KIND_READ : NXC__MD_KIND_WRITE;
+    strcpy(md.notification_key, op->key);
+    md.version = NXC__BLOB_VERSION;
+    strcpy(md.name, c->name);
+    strcpy(md.host, c->host);
+    memcpy(md.instance, c->instance, sizeof md.instance);
+    md.pid = c->pid;
+    md.start_time = c->start_time;
+    memcpy(md.secret, op->secret, sizeof md.secret);
+    md.ndesc = op->nlocal;
+    md.descs = calloc(op->nlocal, sizeof *md.descs);
+    if (!md.descs) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    for (size_t i = 0; i < op->nlocal; i++)
+        md.descs[i] = (nxc__rdesc_t){(uintptr_t)op->local[i].ptr, op->local[i].size,
+                                     op->local[i].device};
+    for (size_t i = 0; i < c->ntps && st == NXC_OK; i++) {
+        nxc__tp_t *tp = c->tps[i];
+        if (!tp->ops->supports_device(tp, op->local[0].device.kind)) continue;
+        st = tp->ops->expose(tp, op, &md.sections[md.nsections], &op->exposed[i]);
+        if (st == NXC_OK) md.nsections++;
+    }
+    if (st == NXC_OK) st = nxc__md_encode(&md, &op->md_text, &op->md_len);
+    for (sec = md.sections; sec < md.sections + md.nsections; sec++) free(sec->keys);
+    free(md.descs);
+    return st;
+}
+
+static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind,
+                                   const nxc_desc_t *descs, size_t count,
+                                   const nxc_op_params_t *p, nxc_op_t **op_p)
+{
+    size_t total;
+    if (!c || !op_p)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "create_%s: NULL connector or out-param",
+                        kind_name(kind));
+    nxc_status_t st = nxc__descs_check("local", descs, count, &total);
+    if (st == NXC_OK) st = check_op_params(p, true);
+    if (st == NXC_OK) st = check_device(c, descs[0].device, "local");
+    if (st != NXC_OK) return st;
+
+    nxc_op_t *op = op_new(c, kind, descs, count, total, p);
+    if (!op) return nxc__err(NXC_ERR_NO_MEMORY, "create_%s: out of memory", kind_name(kind));
+    nxc__random(op->secret, sizeof op->secret);
+    pthread_mutex_lock(&c->lock);
+    if (p && (p->field_mask & NXC_OP_FIELD_NOTIFICATION_KEY)) {
+        strcpy(op->key, p->notification_key);
+        if (find_passive(c, op->key))
+            st = nxc__err(NXC_ERR_INVALID_STATE,
+                          "notification_key \"%s\" is already used by a live op of this "
+                          "connector",
+                          op->key);
+    } else {
+        nxc__uuid4(op->key);
+    }
+    nxc__op_link(c, op);
+    if (st == NXC_OK) st = passive_metadata(op);
+    if (st != NXC_OK) {
+        nxc__op_free_locked(op);
+        pthread_mutex_unlock(&c->lock);
+        return st;
+    }
+    pthread_mutex_unlock(&c->lock);
+    nxc__wake(c); /* the progress thread recomputes its sleep for the deadline */
+    nxc__err_clear();
+    *op_p = op;
+    return NXC_OK;
+}
+
+nxc_status_t nxc_create_readable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
+                                 const nxc_op_params_t *p, nxc_op_t **op_p)
+{
+    return create_passive(c, NXC_OP_READABLE, descs, count, p, op_p);
+}
+
+nxc_status_t nxc_create_writable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
+                                 const nxc_op_params_t *p, nxc_op_t **op_p)
+{
+    return create_passive(c, NXC_OP_WRITABLE, descs, count, p, op_p);
+}
+
+/* Everything about an active op that needs no lock: descriptors, metadata,
+ * pairing, devices, sizes, the scatter/gather plan. */
+static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char *text,
+                                   size_t len)
+{
+    nxc_status_t st = nxc__md_decode(text, len ? len : strlen(text), &op->md);
+    if (st != NXC_OK) return st;
+    const nxc__metadata_t *md = &op->md;
+    if (op->kind == NXC_OP_READ && md->operation_kind != NXC__MD_KIND_READ)
+        return nxc__err(NXC_ERR_WRONG_OPERATION,
+                        "begin_read needs the metadata of a readable op, but this metadata "
+                        "is of a writable op (operation_kind %d): use begin_write",
+                        md->operation_kind);
+    if (op->kind == NXC_OP_WRITE && md->operation_kind != NXC__MD_KIND_WRITE)
+        return nxc__err(NXC_ERR_WRONG_OPERATION,
+                        "begin_write needs the metadata of a writable op, but this metadata "
+                        "is of a readable op (operation_kind %d): use begin_read",
+                        md->operation_kind);
+    for (size_t i = 1; i < md->ndesc; i++)
+        if (md->descs[i].device.kind != md->descs[0].device.kind ||
+            md->descs[i].device.id != md->descs[0].device.id)
+            return nxc__err(NXC_ERR_MIXED_DEVICES,
+                            "remote descriptor %zu is on another device than remote "
+                            "descriptor 0",
+                            i);
+    st = check_device(c, op->local[0].device, "local");
+    if (st == NXC_OK) st = check_device(c, md->descs[0].device, "remote");
+    if (st != NXC_OK) return st;
+
+    uint64_t *ls = malloc(op->nlocal * sizeof *ls), *rs = malloc(md->ndesc * sizeof *rs);
+    if (!ls || !rs) st = nxc__err(NXC_ERR_NO_MEMORY, "begin: out of memory");
+    for (size_t i = 0; st == NXC_OK && i < op->nlocal; i++) ls[i] = op->local[i].size;
+    for (size_t i = 0; st == NXC_OK && i < md->ndesc; i++) rs[i] = md->descs[i].size;
+    if (st == NXC_OK) st = nxc__sg_plan(ls, op->nlocal, rs, md->ndesc, &op->segs, &op->nsegs);
+    free(ls);
+    free(rs);
+    return st;
+}
+
+/* The first transport, in this connector's order, that the peer offers and
+ * that can reach it. */
+static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
+                                   const nxc__md_section_t **sec_p)
+{
+    char reasons[512] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < c->ntps; i++) {
+        nxc__tp_t *tp = c->tps[i];
+        const nxc__md_section_t *sec = nxc__md_section(&op->md, tp->ops->name);
+        char why[160] = "not offered by the peer";
+        if (sec && tp->ops->supports_device(tp, op->local[0].device.kind) &&
+            tp->ops->reachable(tp, &op->md, sec, why, sizeof why)) {
+            op->tp = tp;
+            *sec_p = sec;
+            NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, kind_name(op->kind),
+                      op->md.name, tp->ops->name);
+            return NXC_OK;
+        }
+        if (used < sizeof reasons)
+            used += (size_t)snprintf(reasons + used, sizeof reasons - used, "%s%s: %s",
+                                     used ? "; " : "", tp->ops->name, why);
+    }
+    return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md.name,
+                    reasons[0] ? reasons : "this connector has none");
+}
+
+static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,
+                                 size_t md_len, const nxc_desc_t *local, size_t count,
+                                 const nxc_op_params_t *p, nxc_op_t **op_p)
+{
+    size_t total;
+    if (!c || !op_p || !md_text)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "begin_%s: NULL connector, metadata or out-param",
+                        kind_name(kind));
+    nxc_status_t st = nxc__descs_check("local", local, count, &total);
+    if (st == NXC_OK) st = check_op_params(p, false);
+    if (st != NXC_OK) return st;
+    nxc_op_t *op = op_new(c, kind, local, count, total, p);
+    if (!op) return nxc__err(NXC_ERR_NO_MEMORY, "begin_%s: out of memory", kind_name(kind));
+    st = prepare_active(c, op, md_text, md_len);
+    if (st != NXC_OK) {
+        op->c = c;
+        nxc__md_free(&op->md);
+        free(op->segs);
+        free(op->local);
+        free(op);
+        return st;
+    }
+    snprintf(op->key, sizeof op->key, "%s", op->md.notification_key);
+
+    pthread_mutex_lock(&c->lock);
+    nxc__op_link(c, op);
+    const nxc__md_section_t *sec = NULL;
+    st = pick_transport(c, op, &sec);
+    if (st == NXC_OK) {
+        op->used = op->tp->ops;
+        st = op->tp->ops->post(op->tp, op, sec);
+    }
+    if (st != NXC_OK) {
+        nxc__op_free_locked(op);
+        pthread_mutex_unlock(&c->lock);
+        return st;
+    }
+    pthread_mutex_unlock(&c->lock);
+    nxc__wake(c);
+    nxc__err_clear();
+    *op_p = op;
+    return NXC_OK;
+}
+
+nxc_status_t nxc_begin_read(nxc_connector_t *c, const char *metadata, size_t metadata_len,
+                            const nxc_desc_t *local, size_t count, const nxc_op_params_t *p,
+                            nxc_op_t **op_p)
+{
+    return begin_active(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
+}
+
+nxc_status_t nxc_begin_write(nxc_connector_t *c, const nxc_desc_t *local, size_t count,
+                             const char *metadata, size_t metadata_len, const nxc_op_params_t *p,
+                             nxc_op_t **op_p)
+{
+    return begin_active(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
+}
+
+/* --- queries ------------------------------------------------------------------ */
+
+nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p)
+{
+    if (!op || !text_p) return nxc__err(NXC_ERR_INVALID_PARAM, "op_metadata: NULL argument");
+    if (!nxc__op_passive(op))
+        return nxc__err(NXC_ERR_INVALID_STATE,
+                        "op_metadata: a %s op has no metadata (only readable/writable ops do)",
+                        kind_name(op->kind));
+    *text_p = op->md_text;
+    if (len_p) *len_p = op->md_len;
+    return NXC_OK;
+}
+
+nxc_op_status_t nxc_op_status(nxc_op_t *op)
+{
+    if (!op) return NXC_OP_UNINITIALIZED;
+    nxc_connector_t *c = op->c;
+    pthread_mutex_lock(&c->lock);
+    if (!c->use_thread) nxc__progress_locked(c);
+    nxc_op_status_t s = op->status;
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}
+
+nxc_status_t nxc_op_result(nxc_op_t *op)
+{
+    if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_result: NULL op");
+    pthread_mutex_lock(&op->c->lock);
+    nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
+    pthread_mutex_unlock(&op->c->lock);
+    return r;
+}
+
+const char *nxc_op_message(nxc_op_t *op) { return op ? op->message : ""; }
+
+nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms)
+{
+    if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_wait: NULL op");
+    nxc_connector_t *c = op->c;
+    pthread_mutex_lock(&c->lock);
+    if (!c->use_thread) nxc__progress_locked(c);
+    nxc__wait_locked(c, op, is_terminal, nxc__deadline_after_ms(timeout_ms));
+    nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
+    char msg[sizeof op->message];
+    strcpy(msg, op->message);
+    pthread_mutex_unlock(&c->lock);
+    if (r != NXC_OK && r != NXC_INPROGRESS) nxc__err(r, "%s", msg);
+    return r;
+}
+
+int nxc_op_fd(nxc_op_t *op)
+{
+    if (!op) {
+        nxc__err(NXC_ERR_INVALID_PARAM, "op_fd: NULL op");
+        return -1;
+    }
+    pthread_mutex_lock(&op->c->lock);
+    if (op->efd < 0) {
+        op->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (op->efd < 0) {
+            nxc__err(NXC_ERR_SYSTEM, "op_fd: eventfd: %s", strerror(errno));
+        } else if (nxc__op_terminal(op)) {
+            uint64_t one = 1;
+            ssize_t r = write(op->efd, &one, sizeof one);
+            (void)r;
+        }
+    }
+    int fd = op->efd;
+    pthread_mutex_unlock(&op->c->lock);
+    return fd;
+}
+
+/* Stop a live op (lock held). */
+static void stop_locked(nxc_op_t *op, const char *why)
+{
+    if (nxc__op_passive(op)) {
+        nxc__op_finish(op, NXC_ERR_CANCELED, "%s", why);
+        nxc__passive_revoke(op, true);
+    } else {
+        nxc__active_stop(op, NXC_ERR_CANCELED);
+        if (op->result == NXC_ERR_CANCELED && !op->message[0])
+            snprintf(op->message, sizeof op->message, "%s", why);
+    }
+}
+
+nxc_status_t nxc_op_cancel(nxc_op_t *op)
+{
+    if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_cancel: NULL op");
+    pthread_mutex_lock(&op->c->lock);
+    if (!nxc__op_terminal(op)) stop_locked(op, "cancelled by the application");
+    pthread_mutex_unlock(&op->c->lock);
+    return NXC_OK;
+}
+
+void nxc_op_release(nxc_op_t *op)
+{
+    if (!op) return;
+    nxc_connector_t *c = op->c;
+    pthread_mutex_lock(&c->lock);
+    if (!nxc__op_terminal(op)) stop_locked(op, "released by the application");
+    else if (nxc__op_passive(op)) nxc__passive_revoke(op, true);
+    op->released = true;
+    nxc__reap(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+nxc_op_kind_t nxc_op_kind(const nxc_op_t *op) { return op ? op->kind : (nxc_op_kind_t)0; }
+size_t nxc_op_size(const nxc_op_t *op) { return op ? op->total : 0; }
+const char *nxc_op_notification_key(const nxc_op_t *op) { return op ? op->key : ""; }
+void *nxc_op_user_data(const nxc_op_t *op) { return op ? op->user_data : NULL; }
+
+const char *nxc_op_transport(nxc_op_t *op)
+{
+    if (!op) return NULL;
+    pthread_mutex_lock(&op->c->lock);
+    const char *name = op->used ? op->used->name : NULL;
+    pthread_mutex_unlock(&op->c->lock);
+    return name;
+}

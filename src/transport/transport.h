@@ -1,0 +1,90 @@
+/*
+ * The transport interface (internal). A transport moves the bytes of active
+ * ops and lets peers reach the memory of passive ops. Each lives in
+ * src/transport/<name>/ and exports one `const nxc__transport_ops_t`, listed
+ * in registry.c.
+ *
+ * Locking: every member except create/destroy is called with the connector
+ * lock held, and transports call back into the core (nxc__grant_*,
+ * nxc__op_finish, nxc__peer_lost) with that lock still held. A transport
+ * never blocks under the lock; it never calls user code.
+ *
+ * Active-op contract: once post() succeeded, the transport owns the op's
+ * progress and finishes it exactly once with nxc__op_finish(), and only when
+ * nothing it started still touches the op's local buffers (so a terminal op's
+ * buffers are the caller's again). op->busy counts what is still in flight.
+ */
+#ifndef NXC_TRANSPORT_H
+#define NXC_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/metadata.h"
+#include "nxc/nxc.h"
+
+typedef struct nxc__transport_ops nxc__transport_ops_t;
+
+/* Base of every transport instance; a transport's struct starts with it. */
+typedef struct nxc__tp {
+    const nxc__transport_ops_t *ops;
+    nxc_connector_t *c;
+} nxc__tp_t;
+
+struct nxc__transport_ops {
+    size_t size; /* sizeof(nxc__transport_ops_t) when built, so the table can grow */
+    const char *name;
+
+    /* Start the transport for connector `c`. NXC_ERR_NOT_SUPPORTED when it
+     * cannot run on this host (the connector then goes on without it). */
+    nxc_status_t (*create)(nxc_connector_t *c, nxc__tp_t **tp_p);
+    /* Stop: close every connection, free everything. All ops are gone. */
+    void (*destroy)(nxc__tp_t *tp);
+
+    /* A file descriptor that becomes readable when progress() has work, or -1
+     * when the transport only needs periodic progress. */
+    int (*event_fd)(nxc__tp_t *tp);
+    /* Do pending work without blocking; return how much was done (0: idle). */
+    int (*progress)(nxc__tp_t *tp);
+    /* Re-arm event_fd before sleeping on it: false means "progress again". */
+    bool (*arm)(nxc__tp_t *tp);
+
+    /* Can this transport move memory of this device kind? */
+    bool (*supports_device)(nxc__tp_t *tp, nxc_device_kind_t kind);
+
+    /* Passive: make `op`'s local buffers reachable; fill `sec` (name, conn
+     * info, one key per local descriptor; the bytes stay owned by the
+     * transport until unexpose). Per-op state goes in *state_p. */
+    nxc_status_t (*expose)(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p);
+    /* Passive: drop what expose() made (registrations, keys). Called after the
+     * core has revoked access and no grant on the op remains. */
+    void (*unexpose)(nxc__tp_t *tp, nxc_op_t *op, void *state);
+    /* Passive: cut the peer holding `grant_peer` off at once (it held a grant
+     * on an op whose access is being revoked and did not finish in time). */
+    void (*drop_peer)(nxc__tp_t *tp, void *grant_peer);
+
+    /* Active: can the peer that wrote `md` be reached through `sec`? On false
+     * write the reason into why[len]. */
+    bool (*reachable)(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
+                      char *why, size_t len);
+    /* Active: start moving op's bytes (op->md, op->segs describe the peer and
+     * the plan). On error nothing is in flight and the op is not finished. */
+    nxc_status_t (*post)(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec);
+    /* Active: stop the op as soon as possible; finish it with `why` once
+     * nothing is in flight (at once if nothing is). */
+    void (*cancel)(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
+    /* Active: cancel() did not drain in time: abort what is in flight now
+     * (may cut the connection to the peer), then finish the op. */
+    void (*force)(nxc__tp_t *tp, nxc_op_t *op);
+    /* Active: free per-op state; the op is terminal and not busy. */
+    void (*release)(nxc__tp_t *tp, nxc_op_t *op);
+};
+
+/* Registry (registry.c): transports built in, in default preference order. */
+const nxc__transport_ops_t *nxc__transport_find(const char *name, size_t len);
+extern const nxc__transport_ops_t *const nxc__transports_builtin[];
+extern const size_t nxc__transports_builtin_count;
+
+extern const nxc__transport_ops_t nxc__transport_ucx;
+
+#endif

@@ -1,0 +1,882 @@
+/*
+ * The UCX transport: UCP RMA (get/put) with packed remote keys, one context
+ * and worker per connector, endpoints cached per peer connector.
+ *
+ * Protocol, per active op (all control messages are UCP active messages):
+ *
+ *   active                                    passive
+ *   GRANT_REQ {key, secret, ranges, addr} ─▶  core checks op, key, kind,
+ *                                             bounds → grant id
+ *             ◀─ GRANT_REP {status, grant}
+ *   get/put per segment, then ep flush
+ *   DONE {grant, complete} ─────────────────▶ op COMPLETE (or grant dropped)
+ *
+ * The grant round trip is what makes revocation real: UCX's software RMA
+ * emulation (used over tcp and shared memory) writes wherever a peer says,
+ * and the registration cache keeps memory mapped after an op ends, so the
+ * passive side must check each transfer before its bytes move.
+ *
+ * Peer death: endpoints use UCP_ERR_HANDLING_MODE_PEER; the error callback
+ * ends every op that depends on the peer, on both sides. Note that UCX 1.13
+ * refuses its shared-memory transports in that mode, so same-host traffic
+ * runs over tcp loopback here (the shm transport is nxc's own answer).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucp/api/ucp.h>
+
+#include "core/core.h"
+#include "core/regcache.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the UCX control messages are defined little-endian; add byte swapping for this host"
+#endif
+
+enum { AM_GRANT_REQ = 1, AM_GRANT_REP = 2, AM_DONE = 3 };
+#define MSG_MAGIC 0x3158584eu /* "NXX1" */
+#define MAX_RANGES NXC__MD_MAX_DESCS
+
+/* GRANT_REQ, followed by key, requester address, requester name, ranges. */
+typedef struct msg_grant_req {
+    uint32_t magic;
+    uint8_t md_kind;
+    uint8_t pad;
+    uint16_t key_len;
+    uint32_t addr_len;
+    uint32_t nranges;
+    uint16_t name_len;
+    uint16_t pad2;
+    uint64_t req_id;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the requester's */
+    uint8_t secret[NXC__SECRET_LEN];
+} msg_grant_req_t;
+
+/* GRANT_REP, followed by a reason text when refused. */
+typedef struct msg_grant_rep {
+    uint32_t magic;
+    int32_t status;
+    uint64_t req_id;
+    uint64_t grant_id;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the passive side's */
+} msg_grant_rep_t;
+
+typedef struct msg_done {
+    uint32_t magic;
+    uint32_t complete; /* 1: all bytes landed; 0: the active side gave up */
+    uint64_t grant_id;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
+} msg_done_t;
+
+typedef struct ucx_tp ucx_tp_t;
+
+typedef struct ucx_peer {
+    struct ucx_peer *next;
+    ucx_tp_t *t;
+    uint8_t instance[NXC__INSTANCE_LEN];
+    char name[NXC_NAME_MAX + 1];
+    ucp_ep_h ep;
+    bool failed;   /* the error callback fired, or we cut it off */
+    bool handled;  /* ops were told */
+    ucs_status_t status;
+    int refs; /* 1 while listed, +1 per active op */
+} ucx_peer_t;
+
+/* A received active message, processed after ucp_worker_progress returns. */
+typedef struct inbox_msg {
+    struct inbox_msg *next;
+    unsigned id;
+    size_t len;
+    uint8_t data[];
+} inbox_msg_t;
+
+struct ucx_tp {
+    nxc__tp_t base;
+    ucp_context_h ctx;
+    ucp_worker_h worker;
+    ucp_address_t *addr;
+    size_t addr_len;
+    int efd;
+    bool cuda;
+    ucx_peer_t *peers;
+    nxc__regcache_t rc;
+    inbox_msg_t *inbox, *inbox_tail;
+    bool dirty; /* a request completed or a peer failed: re-check ops */
+    uint64_t next_req_id;
+};
+
+enum stage { S_GRANT, S_MOVE, S_NOTIFY };
+
+typedef struct ucx_aop {
+    ucx_peer_t *peer;
+    uint64_t req_id;
+    uint64_t grant_id; /* 0 until granted */
+    enum stage stage;
+    ucp_rkey_h *rkeys;
+    size_t nrkeys;
+    nxc__reg_t **lregs;
+    nxc_status_t error; /* first failure or the stop reason; NXC_OK: none */
+    char why[200];
+    bool gave_up_sent;
+} ucx_aop_t;
+
+/* A send of ours in flight: the bytes must live until completion. */
+typedef struct send_ctx {
+    ucx_tp_t *t;
+    nxc_op_t *op; /* NULL for replies that belong to no op */
+    size_t len;
+    uint8_t buf[];
+} send_ctx_t;
+
+static ucx_tp_t *T(nxc__tp_t *tp) { return (ucx_tp_t *)tp; }
+
+static nxc_status_t ucs_err(const char *what, ucs_status_t s)
+{
+    return nxc__err(NXC_ERR_TRANSPORT, "ucx: %s: %s", what, ucs_status_string(s));
+}
+
+/* --- failures -------------------------------------------------------------- */
+
+static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *fmt, ...)
+{
+    ucx_aop_t *a = op->tp_op;
+    if (a->error != NXC_OK) return;
+    a->error = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->why, sizeof a->why, fmt, ap);
+    va_end(ap);
+}
+
+/* --- registration cache callbacks ------------------------------------------------ */
+
+static nxc_status_t reg_map(void *ctx, nxc__reg_t *r)
+{
+    ucx_tp_t *t = ctx;
+    ucp_mem_map_params_t mp = {.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS |
+                                             UCP_MEM_MAP_PARAM_FIELD_LENGTH,
+                               .address = (void *)r->start,
+                               .length = r->end - r->start};
+    ucp_mem_h memh;
+    ucs_status_t s = ucp_mem_map(t->ctx, &mp, &memh);
+    if (s != UCS_OK) return ucs_err("ucp_mem_map", s);
+    void *packed;
+    size_t len;
+    s = ucp_rkey_pack(t->ctx, memh, &packed, &len);
+    if (s != UCS_OK || len > UINT16_MAX) {
+        ucp_mem_unmap(t->ctx, memh);
+        return s != UCS_OK ? ucs_err("ucp_rkey_pack", s)
+                           : nxc__err(NXC_ERR_TRANSPORT, "ucx: packed rkey of %zu bytes", len);
+    }
+    r->key = malloc(len);
+    if (!r->key) {
+        ucp_rkey_buffer_release(packed);
+        ucp_mem_unmap(t->ctx, memh);
+        return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    }
+    memcpy(r->key, packed, len);
+    r->key_len = len;
+    ucp_rkey_buffer_release(packed);
+    r->handle = memh;
+    return NXC_OK;
+}
+
+static void reg_unmap(void *ctx, nxc__reg_t *r)
+{
+    ucx_tp_t *t = ctx;
+    ucp_mem_unmap(t->ctx, r->handle);
+    free(r->key);
+}
+
+static const nxc__regcache_ops_t reg_ops = {reg_map, reg_unmap};
+
+/* --- peers ------------------------------------------------------------------------ */
+
+static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    ucx_peer_t *p = arg;
+    if (p->failed) return;
+    p->failed = true;
+    p->status = status;
+    p->t->dirty = true;
+    NXC_LOG_I("ucx: connection to peer %s failed: %s", p->name, ucs_status_string(status));
+}
+
+static void peer_unref(ucx_peer_t *p)
+{
+    if (--p->refs == 0) free(p);
+}
+
+/* Close an endpoint now; requests still on it complete with an error. */
+static void close_ep(ucx_tp_t *t, ucx_peer_t *p)
+{
+    if (!p->ep) return;
+    ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                              .flags = UCP_EP_CLOSE_FLAG_FORCE};
+    ucs_status_ptr_t r = ucp_ep_close_nbx(p->ep, &rp);
+    p->ep = NULL;
+    if (UCS_PTR_IS_PTR(r)) {
+        /* Bounded: a forced close completes locally. */
+        for (int i = 0; i < 100000 && ucp_request_check_status(r) == UCS_INPROGRESS; i++)
+            ucp_worker_progress(t->worker);
+        ucp_request_free(r);
+    }
+}
+
+static ucx_peer_t *find_peer(ucx_tp_t *t, const uint8_t *instance)
+{
+    for (ucx_peer_t *p = t->peers; p; p = p->next)
+        if (!p->failed && !memcmp(p->instance, instance, NXC__INSTANCE_LEN)) return p;
+    return NULL;
+}
+
+static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *name,
+                             const void *addr, size_t addr_len, ucx_peer_t **peer_p)
+{
+    ucx_peer_t *p = find_peer(t, instance);
+    if (p) {
+        *peer_p = p;
+        return NXC_OK;
+    }
+    if (addr_len == 0) return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: empty worker address");
+    p = calloc(1, sizeof *p);
+    if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    p->t = t;
+    memcpy(p->instance, instance, NXC__INSTANCE_LEN);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    /* UCX reads the address without a length: it must be complete and sane,
+     * which the grant and metadata checks upstream cannot promise. Query it
+     * first; a malformed one is refused here. */
+    ucp_worker_address_attr_t aa = {.field_mask = UCP_WORKER_ADDRESS_ATTR_FIELD_UID};
+    ucs_status_t s = ucp_worker_address_query((ucp_address_t *)addr, &aa);
+    if (s != UCS_OK) {
+        free(p);
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: bad worker address: %s",
+                        name, ucs_status_string(s));
+    }
+    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                                        UCP_EP_PARAM_FIELD_ERR_HANDLER |
+                                        UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
+                          .address = (const ucp_address_t *)addr,
+                          .err_mode = UCP_ERR_HANDLING_MODE_PEER,
+                          .err_handler = {.cb = ep_error_cb, .arg = p}};
+    s = ucp_ep_create(t->worker, &ep, &p->ep);
+    if (s != UCS_OK) {
+        free(p);
+        return nxc__err(NXC_ERR_UNREACHABLE, "ucx: cannot connect to peer %s: %s", name,
+                        ucs_status_string(s));
+    }
+    p->refs = 1;
+    p->next = t->peers;
+    t->peers = p;
+    *peer_p = p;
+    return NXC_OK;
+}
+
+static void unlist_peer(ucx_tp_t *t, ucx_peer_t *p)
+{
+    for (ucx_peer_t **pp = &t->peers; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            peer_unref(p);
+            return;
+        }
+}
+
+/* --- sending ------------------------------------------------------------------------ */
+
+static void send_done_cb(void *req, ucs_status_t status, void *user)
+{
+    send_ctx_t *sc = user;
+    if (sc->op) {
+        sc->op->busy--;
+        if (status != UCS_OK && sc->op->tp_op)
+            aop_fail(sc->op, NXC_ERR_PEER_FAILED, "sending to the peer failed: %s",
+                     ucs_status_string(status));
+    }
+    sc->t->dirty = true;
+    free(sc);
+    ucp_request_free(req);
+}
+
+/* Send an active message; `op` (may be NULL) counts it as in flight. */
+static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *a, size_t alen,
+                            const void *b, size_t blen, nxc_op_t *op)
+{
+    if (p->failed || !p->ep)
+        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: peer %s is disconnected", p->name);
+    send_ctx_t *sc = malloc(sizeof *sc + alen + blen);
+    if (!sc) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    sc->t = t;
+    sc->op = op;
+    sc->len = alen + blen;
+    memcpy(sc->buf, a, alen);
+    if (blen) memcpy(sc->buf + alen, b, blen);
+    ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
+                                              UCP_OP_ATTR_FIELD_USER_DATA |
+                                              UCP_OP_ATTR_FIELD_FLAGS,
+                              .flags = UCP_AM_SEND_FLAG_EAGER,
+                              .cb.send = send_done_cb,
+                              .user_data = sc};
+    ucs_status_ptr_t r = ucp_am_send_nbx(p->ep, id, NULL, 0, sc->buf, sc->len, &rp);
+    if (r == NULL) {
+        free(sc);
+        return NXC_OK;
+    }
+    if (UCS_PTR_IS_ERR(r)) {
+        free(sc);
+        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: send to peer %s: %s", p->name,
+                        ucs_status_string(UCS_PTR_STATUS(r)));
+    }
+    if (op) op->busy++;
+    return NXC_OK;
+}
+
+static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool complete,
+                          nxc_op_t *op)
+{
+    msg_done_t m = {.magic = MSG_MAGIC, .complete = complete, .grant_id = grant_id};
+    memcpy(m.instance, t->base.c->instance, NXC__INSTANCE_LEN);
+    if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op) != NXC_OK && op)
+        aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
+}
+
+/* --- active ops ------------------------------------------------------------------------ */
+
+static void rma_done_cb(void *req, ucs_status_t status, void *user)
+{
+    nxc_op_t *op = user;
+    op->busy--;
+    if (status != UCS_OK)
+        aop_fail(op, NXC_ERR_PEER_FAILED, "transfer failed: %s", ucs_status_string(status));
+    T(op->tp)->dirty = true;
+    ucp_request_free(req);
+}
+
+/* Count a request returned by a *_nbx call. */
+static void track(nxc_op_t *op, ucs_status_ptr_t r, const char *what)
+{
+    if (r == NULL) return;
+    if (UCS_PTR_IS_ERR(r)) {
+        aop_fail(op, NXC_ERR_TRANSPORT, "%s: %s", what, ucs_status_string(UCS_PTR_STATUS(r)));
+        return;
+    }
+    op->busy++;
+}
+
+/* Granted: unpack the peer's keys and post one get/put per segment, then a
+ * flush that completes once every byte reached its target. */
+static void start_moving(ucx_tp_t *t, nxc_op_t *op)
+{
+    ucx_aop_t *a = op->tp_op;
+    const nxc__md_section_t *sec = nxc__md_section(&op->md, "ucx");
+    a->rkeys = calloc(op->md.ndesc, sizeof *a->rkeys);
+    if (!a->rkeys) return aop_fail(op, NXC_ERR_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < op->md.ndesc; i++) {
+        if (sec->keys[i].len == 0)
+            return aop_fail(op, NXC_ERR_METADATA_MALFORMED, "descriptor has no ucx key");
+        ucs_status_t s = ucp_ep_rkey_unpack(a->peer->ep, sec->keys[i].data, &a->rkeys[i]);
+        if (s != UCS_OK)
+            return aop_fail(op, NXC_ERR_TRANSPORT, "ucp_ep_rkey_unpack: %s",
+                            ucs_status_string(s));
+        a->nrkeys = i + 1;
+    }
+    a->stage = S_MOVE;
+    for (size_t i = 0; i < op->nsegs && a->error == NXC_OK; i++) {
+        const nxc__seg_t *sg = &op->segs[i];
+        ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
+                                                  UCP_OP_ATTR_FIELD_USER_DATA |
+                                                  UCP_OP_ATTR_FIELD_MEMH,
+                                  .cb.send = rma_done_cb,
+                                  .user_data = op,
+                                  .memh = a->lregs[sg->local_idx]->handle};
+        char *local = (char *)op->local[sg->local_idx].ptr + sg->local_off;
+        uint64_t remote = op->md.descs[sg->remote_idx].addr + sg->remote_off;
+        ucp_rkey_h rkey = a->rkeys[sg->remote_idx];
+        if (op->kind == NXC_OP_READ)
+            track(op, ucp_get_nbx(a->peer->ep, local, sg->len, remote, rkey, &rp), "ucp_get_nbx");
+        else
+            track(op, ucp_put_nbx(a->peer->ep, local, sg->len, remote, rkey, &rp), "ucp_put_nbx");
+    }
+    ucp_request_param_t fp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
+                                              UCP_OP_ATTR_FIELD_USER_DATA,
+                              .cb.send = rma_done_cb,
+                              .user_data = op};
+    track(op, ucp_ep_flush_nbx(a->peer->ep, &fp), "ucp_ep_flush_nbx");
+}
+
+/* Move an idle active op to its next stage, or finish it. */
+static void advance(ucx_tp_t *t, nxc_op_t *op)
+{
+    ucx_aop_t *a = op->tp_op;
+    if (op->busy > 0 || nxc__op_terminal(op)) return;
+    if (a->error != NXC_OK) {
+        if (a->grant_id && !a->peer->failed && !a->gave_up_sent) {
+            a->gave_up_sent = true; /* free the passive op for another peer */
+            send_done_msg(t, a->peer, a->grant_id, false, op);
+            if (op->busy > 0) return;
+        }
+        nxc__op_finish(op, a->error, "%s", a->why);
+        return;
+    }
+    if (a->stage == S_MOVE) {
+        a->stage = S_NOTIFY;
+        send_done_msg(t, a->peer, a->grant_id, true, op);
+        if (op->busy > 0 || a->error != NXC_OK) return advance(t, op);
+    }
+    if (a->stage == S_NOTIFY) nxc__op_finish(op, NXC_OK, "%s", "");
+}
+
+static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec)
+{
+    ucx_tp_t *t = T(tp);
+    const nxc__metadata_t *md = &op->md;
+    ucx_aop_t *a = calloc(1, sizeof *a);
+    if (!a) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    op->tp_op = a;
+    a->lregs = calloc(op->nlocal, sizeof *a->lregs);
+    if (!a->lregs) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    for (size_t i = 0; i < op->nlocal; i++) {
+        nxc_status_t st = nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size,
+                                            &a->lregs[i]);
+        if (st != NXC_OK) return st;
+    }
+    nxc_status_t st = get_peer(t, md->instance, md->name, sec->conn.data, sec->conn.len, &a->peer);
+    if (st != NXC_OK) return st;
+    a->peer->refs++;
+    a->req_id = ++t->next_req_id;
+    a->stage = S_GRANT;
+
+    /* GRANT_REQ: fixed part, then key, our address, our name, the ranges. */
+    const nxc_connector_t *c = tp->c;
+    size_t klen = strlen(op->key), nlen = strlen(c->name);
+    size_t vlen = klen + t->addr_len + nlen + md->ndesc * sizeof(nxc__range_t);
+    uint8_t *var = malloc(vlen);
+    if (!var) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    uint8_t *w = var;
+    memcpy(w, op->key, klen), w += klen;
+    memcpy(w, t->addr, t->addr_len), w += t->addr_len;
+    memcpy(w, c->name, nlen), w += nlen;
+    for (size_t i = 0; i < md->ndesc; i++, w += sizeof(nxc__range_t))
+        memcpy(w, &(nxc__range_t){md->descs[i].addr, md->descs[i].size}, sizeof(nxc__range_t));
+    msg_grant_req_t m = {.magic = MSG_MAGIC,
+                         .md_kind = (uint8_t)md->operation_kind,
+                         .key_len = (uint16_t)klen,
+                         .addr_len = (uint32_t)t->addr_len,
+                         .nranges = (uint32_t)md->ndesc,
+                         .name_len = (uint16_t)nlen,
+                         .req_id = a->req_id};
+    memcpy(m.instance, c->instance, NXC__INSTANCE_LEN);
+    memcpy(m.secret, md->secret, NXC__SECRET_LEN);
+    st = am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, op);
+    free(var);
+    if (st == NXC_ERR_PEER_FAILED) st = NXC_ERR_UNREACHABLE;
+    return st;
+}
+
+static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why)
+{
+    aop_fail(op, why, "%s", why == NXC_ERR_TIMED_OUT ? "the op's deadline passed" : "cancelled");
+    advance(T(tp), op);
+}
+
+static void ucx_force(nxc__tp_t *tp, nxc_op_t *op)
+{
+    ucx_aop_t *a = op->tp_op;
+    ucx_tp_t *t = T(tp);
+    if (!a->peer->failed) {
+        a->peer->failed = true;
+        a->peer->status = UCS_ERR_CANCELED;
+        t->dirty = true;
+    }
+    close_ep(t, a->peer);
+    advance(t, op);
+}
+
+static void ucx_release(nxc__tp_t *tp, nxc_op_t *op)
+{
+    ucx_tp_t *t = T(tp);
+    ucx_aop_t *a = op->tp_op;
+    for (size_t i = 0; i < a->nrkeys; i++) ucp_rkey_destroy(a->rkeys[i]);
+    free(a->rkeys);
+    for (size_t i = 0; a->lregs && i < op->nlocal; i++) nxc__regcache_put(&t->rc, a->lregs[i]);
+    free(a->lregs);
+    if (a->peer) peer_unref(a->peer);
+    free(a);
+    op->tp_op = NULL;
+}
+
+/* --- passive ops ------------------------------------------------------------------------ */
+
+typedef struct exposed {
+    size_t n;
+    nxc__reg_t *regs[];
+} exposed_t;
+
+static nxc_status_t ucx_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
+                               void **state_p)
+{
+    ucx_tp_t *t = T(tp);
+    exposed_t *e = calloc(1, sizeof *e + op->nlocal * sizeof(nxc__reg_t *));
+    sec->keys = calloc(op->nlocal, sizeof *sec->keys);
+    if (!e || !sec->keys) {
+        free(e);
+        free(sec->keys);
+        sec->keys = NULL;
+        return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    }
+    for (size_t i = 0; i < op->nlocal; i++) {
+        nxc_status_t st = nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size,
+                                            &e->regs[i]);
+        if (st != NXC_OK) {
+            for (size_t j = 0; j < e->n; j++) nxc__regcache_put(&t->rc, e->regs[j]);
+            free(e);
+            free(sec->keys);
+            sec->keys = NULL;
+            return st;
+        }
+        e->n = i + 1;
+        sec->keys[i] = (nxc__bytes_t){e->regs[i]->key, (uint32_t)e->regs[i]->key_len};
+    }
+    snprintf(sec->name, sizeof sec->name, "ucx");
+    sec->conn = (nxc__bytes_t){(const uint8_t *)t->addr, (uint32_t)t->addr_len};
+    *state_p = e;
+    return NXC_OK;
+}
+
+static void ucx_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state)
+{
+    exposed_t *e = state;
+    for (size_t i = 0; i < e->n; i++) nxc__regcache_put(&T(tp)->rc, e->regs[i]);
+    free(e);
+}
+
+static void ucx_drop_peer(nxc__tp_t *tp, void *grant_peer)
+{
+    ucx_tp_t *t = T(tp);
+    ucx_peer_t *p = grant_peer;
+    if (!p->failed) {
+        p->failed = true;
+        p->status = UCS_ERR_CANCELED;
+    }
+    close_ep(t, p);
+    t->dirty = true;
+}
+
+/* --- received messages ----------------------------------------------------------------- */
+
+/* Queue a received message; it is handled after ucp_worker_progress returns,
+ * where sending and connecting are safe. */
+static ucs_status_t enqueue(ucx_tp_t *t, unsigned id, const void *data, size_t length,
+                            const ucp_am_recv_param_t *param)
+{
+    if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) return UCS_OK; /* never sent: drop */
+    if (length > (8u << 20)) return UCS_OK;
+    inbox_msg_t *m = malloc(sizeof *m + length);
+    if (!m) return UCS_OK;
+    m->next = NULL;
+    m->id = id;
+    m->len = length;
+    memcpy(m->data, data, length);
+    if (t->inbox_tail) t->inbox_tail->next = m;
+    else t->inbox = m;
+    t->inbox_tail = m;
+    return UCS_OK;
+}
+
+/* UCX does not pass the message id to the callback: one handler per id. */
+#define AM_HANDLER(ID)                                                                          \
+    static ucs_status_t am_cb_##ID(void *arg, const void *h, size_t hl, void *d, size_t l,        \
+                                   const ucp_am_recv_param_t *p)                                \
+    {                                                                                           \
+        return enqueue(arg, ID, d, l, p);                                                       \
+    }
+AM_HANDLER(AM_GRANT_REQ)
+AM_HANDLER(AM_GRANT_REP)
+AM_HANDLER(AM_DONE)
+
+static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len)
+{
+    msg_grant_req_t m;
+    if (len < sizeof m) return;
+    memcpy(&m, d, sizeof m);
+    size_t need = (size_t)m.key_len + m.addr_len + m.name_len;
+    if (m.magic != MSG_MAGIC || m.key_len == 0 || m.key_len > NXC_KEY_MAX ||
+        m.name_len > NXC_NAME_MAX || m.nranges > MAX_RANGES ||
+        len - sizeof m != need + (size_t)m.nranges * sizeof(nxc__range_t)) {
+        NXC_LOG_W("ucx: dropped a malformed grant request (%zu bytes)", len);
+        return;
+    }
+    const uint8_t *p = d + sizeof m;
+    char key[NXC_KEY_MAX + 1], name[NXC_NAME_MAX + 1];
+    memcpy(key, p, m.key_len), key[m.key_len] = '\0', p += m.key_len;
+    const uint8_t *addr = p;
+    p += m.addr_len;
+    memcpy(name, p, m.name_len), name[m.name_len] = '\0', p += m.name_len;
+    nxc__range_t *ranges = malloc((m.nranges ? m.nranges : 1) * sizeof *ranges);
+    if (!ranges) return;
+    memcpy(ranges, p, m.nranges * sizeof *ranges);
+
+    ucx_peer_t *peer;
+    if (get_peer(t, m.instance, name, addr, m.addr_len, &peer) != NXC_OK) {
+        NXC_LOG_W("ucx: cannot answer peer %s: %s", name, nxc_last_error());
+        free(ranges);
+        return;
+    }
+    msg_grant_rep_t rep = {.magic = MSG_MAGIC, .req_id = m.req_id};
+    memcpy(rep.instance, t->base.c->instance, NXC__INSTANCE_LEN);
+    char why[160] = "";
+    rep.status = nxc__grant_open(t->base.c, &t->base, peer, key, m.secret, m.md_kind, ranges,
+                                 m.nranges, &rep.grant_id, why, sizeof why);
+    free(ranges);
+    if (am_send(t, peer, AM_GRANT_REP, &rep, sizeof rep, why, strlen(why), NULL) != NXC_OK &&
+        rep.status == NXC_OK)
+        nxc__grant_close(t->base.c, peer, rep.grant_id, false);
+}
+
+static nxc_op_t *find_aop(ucx_tp_t *t, uint64_t req_id)
+{
+    for (nxc_op_t *op = t->base.c->ops; op; op = op->next)
+        if (op->tp == &t->base && op->tp_op && ((ucx_aop_t *)op->tp_op)->req_id == req_id)
+            return op;
+    return NULL;
+}
+
+static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len)
+{
+    msg_grant_rep_t m;
+    if (len < sizeof m || len - sizeof m > 512) return;
+    memcpy(&m, d, sizeof m);
+    if (m.magic != MSG_MAGIC) return;
+    char why[513];
+    memcpy(why, d + sizeof m, len - sizeof m);
+    why[len - sizeof m] = '\0';
+    nxc_op_t *op = find_aop(t, m.req_id);
+    ucx_aop_t *a = op ? op->tp_op : NULL;
+    if (!a || a->stage != S_GRANT || memcmp(a->peer->instance, m.instance, NXC__INSTANCE_LEN)) {
+        /* The op is gone (cancelled): hand a grant straight back. */
+        ucx_peer_t *p = find_peer(t, m.instance);
+        if (m.status == NXC_OK && p) send_done_msg(t, p, m.grant_id, false, NULL);
+        return;
+    }
+    if (m.status != NXC_OK) {
+        aop_fail(op,
+                 m.status == NXC_ERR_REFUSED ? NXC_ERR_REFUSED : NXC_ERR_TRANSPORT,
+                 "peer %s refused the transfer: %s", a->peer->name, why);
+    } else {
+        a->grant_id = m.grant_id;
+        if (a->error == NXC_OK) start_moving(t, op);
+    }
+    advance(t, op);
+}
+
+static void on_done(ucx_tp_t *t, const uint8_t *d, size_t len)
+{
+    msg_done_t m;
+    if (len != sizeof m) return;
+    memcpy(&m, d, sizeof m);
+    ucx_peer_t *p = find_peer(t, m.instance);
+    if (m.magic != MSG_MAGIC || !p) return;
+    nxc__grant_close(t->base.c, p, m.grant_id, m.complete == 1);
+}
+
+static int process_inbox(ucx_tp_t *t)
+{
+    int n = 0;
+    while (t->inbox) {
+        inbox_msg_t *m = t->inbox;
+        t->inbox = m->next;
+        if (!t->inbox) t->inbox_tail = NULL;
+        if (m->id == AM_GRANT_REQ) on_grant_req(t, m->data, m->len);
+        else if (m->id == AM_GRANT_REP) on_grant_rep(t, m->data, m->len);
+        else if (m->id == AM_DONE) on_done(t, m->data, m->len);
+        free(m);
+        n++;
+    }
+    return n;
+}
+
+/* Tell the ops of every newly failed peer, close its endpoint, forget it. */
+static void process_failures(ucx_tp_t *t)
+{
+    for (ucx_peer_t *p = t->peers, *next; p; p = next) {
+        next = p->next;
+        if (!p->failed || p->handled) continue;
+        p->handled = true;
+        char why[NXC_NAME_MAX + 96];
+        snprintf(why, sizeof why, "peer %s disconnected (%s)", p->name,
+                 ucs_status_string(p->status));
+        for (nxc_op_t *op = t->base.c->ops; op; op = op->next) {
+            ucx_aop_t *a = op->tp == &t->base ? op->tp_op : NULL;
+            if (!a || a->peer != p) continue;
+            if (a->stage == S_GRANT)
+                aop_fail(op, NXC_ERR_UNREACHABLE, "could not reach peer %s (%s)", p->name,
+                         ucs_status_string(p->status));
+            else
+                aop_fail(op, NXC_ERR_PEER_FAILED, "%s", why);
+        }
+        nxc__peer_lost(t->base.c, p, why);
+        close_ep(t, p);
+        unlist_peer(t, p);
+    }
+}
+
+static int ucx_progress(nxc__tp_t *tp)
+{
+    ucx_tp_t *t = T(tp);
+    int n = 0;
+    for (int i = 0; i < 1000 && ucp_worker_progress(t->worker); i++) n++;
+    n += process_inbox(t);
+    if (t->dirty) {
+        t->dirty = false;
+        process_failures(t);
+        for (nxc_op_t *op = tp->c->ops; op; op = op->next)
+            if (op->tp == tp && op->tp_op) advance(t, op);
+        n++;
+    }
+    return n;
+}
+
+static bool ucx_arm(nxc__tp_t *tp)
+{
+    ucx_tp_t *t = T(tp);
+    if (t->inbox || t->dirty) return false;
+    return ucp_worker_arm(t->worker) != UCS_ERR_BUSY;
+}
+
+static int ucx_event_fd(nxc__tp_t *tp) { return T(tp)->efd; }
+
+static bool ucx_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind)
+{
+    return kind == NXC_DEVICE_HOST || (kind == NXC_DEVICE_CUDA && T(tp)->cuda);
+}
+
+static bool ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
+                          char *why, size_t len)
+{
+    if (sec->conn.len == 0) {
+        snprintf(why, len, "the peer's ucx section has no worker address");
+        return false;
+    }
+    return true;
+}
+
+/* --- lifecycle ------------------------------------------------------------------------- */
+
+static void set_default(ucp_config_t *cfg, const char *key, const char *value)
+{
+    char env[64];
+    snprintf(env, sizeof env, "UCX_%s", key);
+    if (!getenv(env)) ucp_config_modify(cfg, key, value);
+}
+
+static void ucx_destroy(nxc__tp_t *tp)
+{
+    ucx_tp_t *t = T(tp);
+    if (t->worker) {
+        while (t->peers) {
+            ucx_peer_t *p = t->peers;
+            close_ep(t, p);
+            unlist_peer(t, p);
+        }
+        process_inbox(t);
+        nxc__regcache_fini(&t->rc);
+        if (t->addr) ucp_worker_release_address(t->worker, t->addr);
+        ucp_worker_destroy(t->worker);
+    }
+    while (t->inbox) {
+        inbox_msg_t *m = t->inbox;
+        t->inbox = m->next;
+        free(m);
+    }
+    if (t->ctx) ucp_cleanup(t->ctx);
+    free(t);
+}
+
+static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p)
+{
+    ucx_tp_t *t = calloc(1, sizeof *t);
+    if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    t->efd = -1;
+    ucp_config_t *cfg;
+    ucs_status_t s = ucp_config_read(NULL, NULL, &cfg);
+    if (s != UCS_OK) {
+        free(t);
+        return ucs_err("ucp_config_read", s);
+    }
+    /* Notice a dead peer in seconds, not UCX's default 20 s. */
+    set_default(cfg, "KEEPALIVE_INTERVAL", "1s");
+    ucp_params_t pp = {.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME,
+                       .features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP,
+                       .name = c->name};
+    s = ucp_init(&pp, cfg, &t->ctx);
+    ucp_config_release(cfg);
+    if (s != UCS_OK) {
+        free(t);
+        return ucs_err("ucp_init", s);
+    }
+    ucp_context_attr_t ca = {.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES};
+    if (ucp_context_query(t->ctx, &ca) == UCS_OK)
+        t->cuda = (ca.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+
+    ucp_worker_params_t wp = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
+                              .thread_mode = UCS_THREAD_MODE_SERIALIZED};
+    nxc_status_t st = NXC_OK;
+    s = ucp_worker_create(t->ctx, &wp, &t->worker);
+    if (s == UCS_OK) s = ucp_worker_get_efd(t->worker, &t->efd);
+    if (s == UCS_OK) {
+        ucp_worker_attr_t wa = {.field_mask = UCP_WORKER_ATTR_FIELD_ADDRESS};
+        s = ucp_worker_query(t->worker, &wa);
+        t->addr = wa.address;
+        t->addr_len = wa.address_length;
+    }
+    ucp_am_recv_callback_t cbs[] = {[AM_GRANT_REQ] = am_cb_AM_GRANT_REQ,
+                                    [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
+                                    [AM_DONE] = am_cb_AM_DONE};
+    for (unsigned id = AM_GRANT_REQ; s == UCS_OK && id <= AM_DONE; id++) {
+        ucp_am_handler_param_t hp = {.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID |
+                                                   UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                                                   UCP_AM_HANDLER_PARAM_FIELD_CB |
+                                                   UCP_AM_HANDLER_PARAM_FIELD_ARG,
+                                     .id = id,
+                                     .flags = UCP_AM_FLAG_WHOLE_MSG,
+                                     .cb = cbs[id],
+                                     .arg = t};
+        s = ucp_worker_set_am_recv_handler(t->worker, &hp);
+    }
+    if (s != UCS_OK) st = ucs_err("worker setup", s);
+    if (st == NXC_OK && t->addr_len > UINT32_MAX)
+        st = nxc__err(NXC_ERR_TRANSPORT, "ucx: worker address too long");
+    if (st != NXC_OK) {
+        ucx_destroy(&t->base);
+        return st;
+    }
+    nxc__regcache_init(&t->rc, &reg_ops, t, nxc__regcache_env_max_idle());
+    NXC_LOG_D("ucx: worker address %zu bytes, cuda %s", t->addr_len, t->cuda ? "yes" : "no");
+    *tp_p = &t->base;
+    return NXC_OK;
+}
+
+const nxc__transport_ops_t nxc__transport_ucx = {
+    .size = sizeof(nxc__transport_ops_t),
+    .name = "ucx",
+    .create = ucx_create,
+    .destroy = ucx_destroy,
+    .event_fd = ucx_event_fd,
+    .progress = ucx_progress,
+    .arm = ucx_arm,
+    .supports_device = ucx_supports_device,
+    .expose = ucx_expose,
+    .unexpose = ucx_unexpose,
+    .drop_peer = ucx_drop_peer,
+    .reachable = ucx_reachable,
+    .post = ucx_post,
+    .cancel = ucx_cancel,
+    .force = ucx_force,
+    .release = ucx_release,
+};

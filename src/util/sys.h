@@ -1,0 +1,19 @@
+/* Host and process identity, random bytes (internal). */
+#ifndef NXC_UTIL_SYS_H
+#define NXC_UTIL_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "<hostname>/<boot id>": equal for two processes only when they share a
+ * kernel instance. Always NUL-terminated. */
+void nxc__host_identity(char *buf, size_t len);
+/* Start time of this process in clock ticks since boot (/proc/self/stat
+ * field 22); with the pid it names a process even after pid reuse. */
+uint64_t nxc__process_start_time(void);
+/* Cryptographically random bytes (libsodium). */
+void nxc__random(void *buf, size_t len);
+/* A random UUID4 in its 36-character text form. */
+void nxc__uuid4(char out[37]);
+
+#endif

@@ -1,0 +1,269 @@
+#include "nxt.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void nxt_failf(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "  FAILED at %s:%d: ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    fflush(stderr);
+    _exit(1);
+}
+
+/* Run one test in its own process group; kill the group when done. */
+static int run_one(const nxt_test_t *t)
+{
+    int timeout_s = t->timeout_s ? t->timeout_s : 60;
+    uint64_t start = now_ms();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        t->fn();
+        fflush(NULL);
+        _exit(0);
+    }
+    setpgid(pid, pid);
+    int status = 0;
+    bool timed_out = false;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) break;
+        if (now_ms() - start > (uint64_t)timeout_s * 1000) {
+            timed_out = true;
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        usleep(2000);
+    }
+    kill(-pid, SIGKILL); /* any peer the test left behind */
+    while (waitpid(-pid, NULL, WNOHANG) > 0) {
+    }
+    uint64_t ms = now_ms() - start;
+    if (timed_out) {
+        printf("FAIL %s: timed out after %d s\n", t->name, timeout_s);
+        return 1;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        printf("ok   %s (%llu ms)\n", t->name, (unsigned long long)ms);
+        return 0;
+    }
+    if (WIFSIGNALED(status))
+        printf("FAIL %s: killed by signal %d\n", t->name, WTERMSIG(status));
+    else
+        printf("FAIL %s: exit %d\n", t->name, WEXITSTATUS(status));
+    return 1;
+}
+
+int nxt_run(const nxt_test_t *tests, size_t n, int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    int failed = 0, ran = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
+        ran++;
+        failed += run_one(&tests[i]);
+    }
+    printf("%d passed, %d failed\n", ran - failed, failed);
+    return failed ? 1 : 0;
+}
+
+void nxt_chan_init(nxt_chan_t *ch)
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch->fd))
+        nxt_failf(__FILE__, __LINE__, "socketpair: %s", strerror(errno));
+}
+
+pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) nxt_failf(__FILE__, __LINE__, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(ch->fd[0]);
+        fn(ch->fd[1], arg);
+        fflush(NULL);
+        _exit(0);
+    }
+    return pid;
+}
+
+int nxt_chan_parent(nxt_chan_t *ch)
+{
+    if (ch->fd[1] >= 0) {
+        close(ch->fd[1]);
+        ch->fd[1] = -1;
+    }
+    return ch->fd[0];
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) nxt_failf(__FILE__, __LINE__, "channel write: %s", strerror(errno));
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
+static void read_all(int fd, void *buf, size_t len, uint64_t deadline)
+{
+    char *p = buf;
+    while (len) {
+        uint64_t now = now_ms();
+        if (now >= deadline) nxt_failf(__FILE__, __LINE__, "channel read timed out");
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, (int)(deadline - now));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) continue;
+        ssize_t got = read(fd, p, len);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) nxt_failf(__FILE__, __LINE__, "channel closed by the peer");
+        p += got;
+        len -= (size_t)got;
+    }
+}
+
+void nxt_send(int fd, const void *buf, size_t len)
+{
+    uint64_t n = len;
+    write_all(fd, &n, sizeof n);
+    write_all(fd, buf, len);
+}
+
+void nxt_send_str(int fd, const char *s) { nxt_send(fd, s, strlen(s)); }
+
+char *nxt_recv(int fd, size_t *len_p, int timeout_ms)
+{
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t n;
+    read_all(fd, &n, sizeof n, deadline);
+    if (n > (64u << 20)) nxt_failf(__FILE__, __LINE__, "channel message too large");
+    char *buf = malloc(n + 1);
+    if (!buf) nxt_failf(__FILE__, __LINE__, "out of memory");
+    read_all(fd, buf, n, deadline);
+    buf[n] = '\0';
+    if (len_p) *len_p = n;
+    return buf;
+}
+
+int nxt_wait_pid(pid_t pid, int timeout_ms)
+{
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0) nxt_failf(__FILE__, __LINE__, "waitpid: %s", strerror(errno));
+        if (now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            nxt_failf(__FILE__, __LINE__, "peer %d did not exit within %d ms", (int)pid,
+                      timeout_ms);
+        }
+        usleep(1000);
+    }
+}
+
+void nxt_join(pid_t pid, int timeout_ms)
+{
+    int st = nxt_wait_pid(pid, timeout_ms);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        nxt_failf(__FILE__, __LINE__, "peer %d failed (status 0x%x)", (int)pid, st);
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void nxt_fill(void *buf, size_t len, uint64_t seed)
+{
+    unsigned char *p = buf;
+    uint64_t s = seed;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v = splitmix(&s);
+        memcpy(p + i, &v, 8);
+    }
+    uint64_t v = splitmix(&s);
+    memcpy(p + i, &v, len - i);
+}
+
+size_t nxt_verify(const void *buf, size_t len, uint64_t seed)
+{
+    const unsigned char *p = buf;
+    uint64_t s = seed;
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t v = splitmix(&s);
+        size_t n = len - i < 8 ? len - i : 8;
+        if (memcmp(p + i, &v, n) == 0) continue;
+        for (size_t k = 0; k < n; k++)
+            if (p[i + k] != ((const unsigned char *)&v)[k]) return i + k;
+    }
+    return SIZE_MAX;
+}
+
+void *nxt_alloc(size_t len)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, len ? len : 1))
+        nxt_failf(__FILE__, __LINE__, "out of memory (%zu bytes)", len);
+    memset(p, 0, len);
+    return p;
+}
+
+nxc_desc_t nxt_desc(void *ptr, size_t size)
+{
+    nxc_desc_t d = {.ptr = ptr, .size = size, .device = {NXC_DEVICE_HOST, 0}};
+    return d;
+}
+
+const char *nxt_transport(void) { return getenv("NXT_TRANSPORT"); }
+
+nxc_connector_t *nxt_connector(const char *name, int progress_thread)
+{
+    nxc_connector_params_t p = {0};
+    p.field_mask = NXC_CONNECTOR_FIELD_PROGRESS_THREAD;
+    p.progress_thread = progress_thread;
+    if (name) {
+        p.field_mask |= NXC_CONNECTOR_FIELD_NAME;
+        p.name = name;
+    }
+    if (nxt_transport()) {
+        p.field_mask |= NXC_CONNECTOR_FIELD_TRANSPORTS;
+        p.transports = nxt_transport();
+    }
+    nxc_connector_t *c = NULL;
+    NXT_PASS(nxc_connector_create(&p, &c));
+    return c;
+}

@@ -1,0 +1,118 @@
+/*
+ * nxt — the tests' small harness. Each test runs in its own forked process
+ * group with a timeout; on timeout or at the end of the test the whole group
+ * (the test and any peers it forked) is killed, so no test leaves children
+ * behind or hangs the suite.
+ *
+ * A test file defines `static const nxt_test_t nxt_tests[] = {...}` and calls
+ * NXT_MAIN(). `./test_x name-substring` runs a subset.
+ */
+#ifndef NXT_H
+#define NXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "nxc/nxc.h"
+
+typedef struct nxt_test {
+    const char *name;
+    void (*fn)(void);
+    int timeout_s; /* 0: 60 s */
+} nxt_test_t;
+
+int nxt_run(const nxt_test_t *tests, size_t n, int argc, char **argv);
+#define NXT_MAIN(tests)                                                                      \
+    int main(int argc, char **argv)                                                          \
+    {                                                                                        \
+        return nxt_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);                 \
+    }
+
+void nxt_failf(const char *file, int line, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 3, 4)));
+
+#define NXT_CHECK(cond)                                                                      \
+    do {                                                                                     \
+        if (!(cond)) nxt_failf(__FILE__, __LINE__, "check failed: %s", #cond);               \
+    } while (0)
+
+#define NXT_EQ_INT(a, b)                                                                     \
+    do {                                                                                     \
+        long long nxt_a_ = (long long)(a), nxt_b_ = (long long)(b);                          \
+        if (nxt_a_ != nxt_b_)                                                                \
+            nxt_failf(__FILE__, __LINE__, "%s == %lld, expected %s == %lld", #a, nxt_a_, #b, \
+                      nxt_b_);                                                               \
+    } while (0)
+
+#define NXT_EQ_STR(a, b)                                                                     \
+    do {                                                                                     \
+        const char *nxt_a_ = (a), *nxt_b_ = (b);                                             \
+        if (!nxt_a_ || !nxt_b_ || strcmp(nxt_a_, nxt_b_))                                    \
+            nxt_failf(__FILE__, __LINE__, "%s == \"%s\", expected \"%s\"", #a,               \
+                      nxt_a_ ? nxt_a_ : "(null)", nxt_b_ ? nxt_b_ : "(null)");               \
+    } while (0)
+
+/* An nxc call that must succeed; prints nxc_last_error() when it does not. */
+#define NXT_PASS(expr)                                                                       \
+    do {                                                                                     \
+        nxc_status_t nxt_s_ = (expr);                                                        \
+        if (nxt_s_ != NXC_OK)                                                                \
+            nxt_failf(__FILE__, __LINE__, "%s -> %s (%s)", #expr, nxc_status_string(nxt_s_), \
+                      nxc_last_error());                                                     \
+    } while (0)
+
+/* An nxc call that must fail with exactly `want`. */
+#define NXT_FAIL(expr, want)                                                                 \
+    do {                                                                                     \
+        nxc_status_t nxt_s_ = (expr);                                                        \
+        if (nxt_s_ != (want))                                                                \
+            nxt_failf(__FILE__, __LINE__, "%s -> %s (%s), expected %s", #expr,               \
+                      nxc_status_string(nxt_s_), nxc_last_error(), nxc_status_string(want)); \
+    } while (0)
+
+/* --- multi-process helpers ------------------------------------------------ */
+
+/* A bidirectional message channel between a test and a peer it forks
+ * (a socketpair; messages are length-prefixed). */
+typedef struct nxt_chan {
+    int fd[2];
+} nxt_chan_t;
+
+void nxt_chan_init(nxt_chan_t *ch);
+/* Fork a peer running fn(ch_end, arg); the peer exits 0 when fn returns,
+ * 1 when a check fails. The peer stays in the test's process group. */
+pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg);
+/* In the parent after nxt_spawn: the parent's end of the channel. */
+int nxt_chan_parent(nxt_chan_t *ch);
+void nxt_send(int fd, const void *buf, size_t len);
+/* Receive one message into a malloc'd, NUL-terminated buffer (caller frees);
+ * fails the test after timeout_ms. */
+char *nxt_recv(int fd, size_t *len_p, int timeout_ms);
+void nxt_send_str(int fd, const char *s);
+/* Wait for a peer to exit (fails the test after timeout_ms); returns its
+ * wait status. */
+int nxt_wait_pid(pid_t pid, int timeout_ms);
+/* Assert the peer exited with status 0. */
+void nxt_join(pid_t pid, int timeout_ms);
+
+/* --- data helpers ----------------------------------------------------------- */
+
+/* Fill with a deterministic pattern derived from seed; check it back. */
+void nxt_fill(void *buf, size_t len, uint64_t seed);
+/* Returns the first differing offset, or SIZE_MAX if all match. */
+size_t nxt_verify(const void *buf, size_t len, uint64_t seed);
+/* An aligned, zeroed buffer (fails the test on ENOMEM). */
+void *nxt_alloc(size_t len);
+/* A host descriptor. */
+nxc_desc_t nxt_desc(void *ptr, size_t size);
+/* Connector with the given transports (NULL: default) and progress thread. */
+nxc_connector_t *nxt_connector(const char *name, int progress_thread);
+/* Environment override for the transport under test (conformance suite). */
+const char *nxt_transport(void);
+
+#endif
