@@ -353,7 +353,8 @@ static void rma_done_cb(void *req, ucs_status_t status, void *user)
     nxc_op_t *op = user;
     op->busy--;
     if (status != UCS_OK)
-        aop_fail(op, NXC_ERR_PEER_FAILED, "transfer failed: %s", ucs_status_string(status));
+        aop_fail(op, NXC_ERR_PEER_FAILED, "transfer with peer %s failed: %s",
+                 ((ucx_aop_t *)op->tp_op)->peer->name, ucs_status_string(status));
     T(op->tp)->dirty = true;
     ucp_request_free(req);
 }
@@ -473,7 +474,9 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
                          .req_id = a->req_id};
     memcpy(m.instance, c->instance, NXC__INSTANCE_LEN);
     memcpy(m.secret, md->secret, NXC__SECRET_LEN);
-    st = am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, op);
+    /* Not counted as in flight: it carries no user memory, so a cancel need
+     * not wait for a peer that never reads it. */
+    st = am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, NULL);
     free(var);
     if (st == NXC_ERR_PEER_FAILED) st = NXC_ERR_UNREACHABLE;
     return st;
@@ -658,7 +661,8 @@ static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len)
     why[len - sizeof m] = '\0';
     nxc_op_t *op = find_aop(t, m.req_id);
     ucx_aop_t *a = op ? op->tp_op : NULL;
-    if (!a || a->stage != S_GRANT || memcmp(a->peer->instance, m.instance, NXC__INSTANCE_LEN)) {
+    if (!a || nxc__op_terminal(op) || a->stage != S_GRANT ||
+        memcmp(a->peer->instance, m.instance, NXC__INSTANCE_LEN)) {
         /* The op is gone (cancelled): hand a grant straight back. */
         ucx_peer_t *p = find_peer(t, m.instance);
         if (m.status == NXC_OK && p) send_done_msg(t, p, m.grant_id, false, NULL);

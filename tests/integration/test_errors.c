@@ -1,0 +1,312 @@
+/* Every bad input the API can receive: each gets its own status and a
+ * message naming the problem, nothing moves, nothing crashes. */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mdtool.h"
+#include "nxt.h"
+
+static char src[4096], dst[4096];
+
+/* A connector with a readable and a writable over `src`, and their texts. */
+typedef struct fixture {
+    nxc_connector_t *c;
+    nxc_op_t *readable, *writable;
+    const char *rmd, *wmd;
+} fixture_t;
+
+static fixture_t setup(void)
+{
+    fixture_t f = {0};
+    f.c = nxt_connector("errors", 1);
+    nxt_fill(src, sizeof src, 3);
+    nxc_desc_t d = nxt_desc(src, sizeof src);
+    NXT_PASS(nxc_create_readable(f.c, &d, 1, NULL, &f.readable));
+    NXT_PASS(nxc_create_writable(f.c, &d, 1, NULL, &f.writable));
+    NXT_PASS(nxc_op_metadata(f.readable, &f.rmd, NULL));
+    NXT_PASS(nxc_op_metadata(f.writable, &f.wmd, NULL));
+    return f;
+}
+
+static void teardown(fixture_t *f)
+{
+    nxc_op_release(f->readable);
+    nxc_op_release(f->writable);
+    nxc_connector_destroy(f->c);
+    NXT_EQ_INT(nxt_verify(src, sizeof src, 3), SIZE_MAX); /* never touched */
+}
+
+/* The message of the last error must mention `what`. */
+static void says(const char *what)
+{
+    if (!strstr(nxc_last_error(), what))
+        nxt_failf(__FILE__, __LINE__, "last error \"%s\" does not mention \"%s\"",
+                  nxc_last_error(), what);
+}
+
+static void test_descriptors(void)
+{
+    fixture_t f = setup();
+    nxc_op_t *op = (nxc_op_t *)0x1;
+    nxc_desc_t d[3] = {nxt_desc(dst, 16), nxt_desc(NULL, 16), nxt_desc(dst, 0)};
+    NXT_FAIL(nxc_create_readable(f.c, &d[1], 1, NULL, &op), NXC_ERR_INVALID_DESCRIPTOR);
+    says("ptr is NULL");
+    NXT_FAIL(nxc_create_writable(f.c, d, 3, NULL, &op), NXC_ERR_INVALID_DESCRIPTOR);
+    says("descriptor 1");
+    NXT_FAIL(nxc_begin_read(f.c, f.rmd, 0, &d[2], 1, NULL, &op), NXC_ERR_INVALID_DESCRIPTOR);
+    says("size is 0");
+    NXT_FAIL(nxc_create_readable(f.c, d, 0, NULL, &op), NXC_ERR_EMPTY_LIST);
+    NXT_FAIL(nxc_begin_write(f.c, d, 0, f.wmd, 0, NULL, &op), NXC_ERR_EMPTY_LIST);
+    NXT_FAIL(nxc_create_readable(f.c, NULL, 2, NULL, &op), NXC_ERR_INVALID_PARAM);
+    nxc_desc_t mixed[2] = {nxt_desc(dst, 16), nxt_desc(dst + 16, 16)};
+    mixed[1].device = (nxc_device_t){NXC_DEVICE_CUDA, 0};
+    NXT_FAIL(nxc_create_readable(f.c, mixed, 2, NULL, &op), NXC_ERR_MIXED_DEVICES);
+    says("descriptor 1");
+    nxc_desc_t bad = nxt_desc(dst, 16);
+    bad.device.kind = (nxc_device_kind_t)9;
+    NXT_FAIL(nxc_create_readable(f.c, &bad, 1, NULL, &op), NXC_ERR_INVALID_DEVICE);
+    nxc_desc_t wrap = nxt_desc((void *)(UINTPTR_MAX - 8), 64);
+    NXT_FAIL(nxc_create_readable(f.c, &wrap, 1, NULL, &op), NXC_ERR_INVALID_DESCRIPTOR);
+    NXT_CHECK(op == (nxc_op_t *)0x1); /* out-params untouched on error */
+    teardown(&f);
+}
+
+static void test_null_arguments(void)
+{
+    fixture_t f = setup();
+    nxc_desc_t d = nxt_desc(dst, sizeof dst);
+    nxc_op_t *op;
+    NXT_FAIL(nxc_create_readable(NULL, &d, 1, NULL, &op), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_create_readable(f.c, &d, 1, NULL, NULL), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_begin_read(f.c, NULL, 0, &d, 1, NULL, &op), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_begin_write(f.c, &d, 1, f.wmd, 0, NULL, NULL), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_op_wait(NULL, 0), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_op_cancel(NULL), NXC_ERR_INVALID_PARAM);
+    NXT_EQ_INT(nxc_op_fd(NULL), -1);
+    NXT_EQ_INT(nxc_op_status(NULL), NXC_OP_UNINITIALIZED);
+    nxc_op_release(NULL);
+    nxc_connector_destroy(NULL);
+    const char *text;
+    NXT_FAIL(nxc_op_metadata(f.readable, NULL, NULL), NXC_ERR_INVALID_PARAM);
+    (void)text;
+    teardown(&f);
+}
+
+static void test_params(void)
+{
+    fixture_t f = setup();
+    nxc_desc_t d = nxt_desc(dst, sizeof dst);
+    nxc_op_t *op;
+    nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 0};
+    NXT_FAIL(nxc_create_readable(f.c, &d, 1, &p, &op), NXC_ERR_INVALID_PARAM);
+    says("timeout_ms");
+    p = (nxc_op_params_t){.field_mask = NXC_OP_FIELD_NOTIFICATION_KEY, .notification_key = ""};
+    NXT_FAIL(nxc_create_readable(f.c, &d, 1, &p, &op), NXC_ERR_INVALID_PARAM);
+    p.notification_key = "has space";
+    NXT_FAIL(nxc_create_readable(f.c, &d, 1, &p, &op), NXC_ERR_INVALID_PARAM);
+    p.notification_key = "ok-key";
+    NXT_FAIL(nxc_begin_read(f.c, f.rmd, 0, &d, 1, &p, &op), NXC_ERR_INVALID_PARAM);
+    says("passive side");
+
+    nxc_connector_t *c2 = (nxc_connector_t *)0x1;
+    nxc_connector_params_t cp = {.field_mask = NXC_CONNECTOR_FIELD_TRANSPORTS,
+                                 .transports = "carrier-pigeon"};
+    NXT_FAIL(nxc_connector_create(&cp, &c2), NXC_ERR_INVALID_PARAM);
+    says("carrier-pigeon");
+    cp = (nxc_connector_params_t){.field_mask = NXC_CONNECTOR_FIELD_NAME, .name = ""};
+    NXT_FAIL(nxc_connector_create(&cp, &c2), NXC_ERR_INVALID_PARAM);
+    cp = (nxc_connector_params_t){.field_mask = NXC_CONNECTOR_FIELD_LOG_LEVEL, .log_level = 17};
+    NXT_FAIL(nxc_connector_create(&cp, &c2), NXC_ERR_INVALID_PARAM);
+    NXT_CHECK(c2 == (nxc_connector_t *)0x1);
+    setenv("NXC_TRANSPORTS", "nope", 1);
+    NXT_FAIL(nxc_connector_create(NULL, &c2), NXC_ERR_INVALID_PARAM);
+    says("nope");
+    unsetenv("NXC_TRANSPORTS");
+    /* metadata of an active op */
+    NXT_PASS(nxc_begin_read(f.c, f.rmd, 0, &d, 1, NULL, &op));
+    const char *text;
+    NXT_FAIL(nxc_op_metadata(op, &text, NULL), NXC_ERR_INVALID_STATE);
+    NXT_PASS(nxc_op_wait(op, 30000));
+    nxc_op_release(op);
+    teardown(&f);
+}
+
+static void test_wrong_pairing(void)
+{
+    fixture_t f = setup();
+    nxc_desc_t d = nxt_desc(dst, sizeof dst);
+    nxc_op_t *op;
+    NXT_FAIL(nxc_begin_read(f.c, f.wmd, 0, &d, 1, NULL, &op), NXC_ERR_WRONG_OPERATION);
+    says("begin_write");
+    NXT_FAIL(nxc_begin_write(f.c, &d, 1, f.rmd, 0, NULL, &op), NXC_ERR_WRONG_OPERATION);
+    says("begin_read");
+    /* JSON says writable but the blob says readable: refused as malformed. */
+    char *forged = nxt_md_set_kind(f.rmd, 2);
+    NXT_FAIL(nxc_begin_write(f.c, &d, 1, forged, 0, NULL, &op), NXC_ERR_METADATA_MALFORMED);
+    free(forged);
+    teardown(&f);
+}
+
+static void test_size_mismatch(void)
+{
+    fixture_t f = setup();
+    nxc_desc_t small = nxt_desc(dst, 100), two[2] = {nxt_desc(dst, 2048), nxt_desc(dst + 2048, 2047)};
+    nxc_op_t *op;
+    NXT_FAIL(nxc_begin_read(f.c, f.rmd, 0, &small, 1, NULL, &op), NXC_ERR_SIZE_MISMATCH);
+    says("4096");
+    NXT_FAIL(nxc_begin_write(f.c, two, 2, f.wmd, 0, NULL, &op), NXC_ERR_SIZE_MISMATCH);
+    says("4095");
+    teardown(&f);
+}
+
+static void set_version(uint8_t *blob, size_t len, void *arg)
+{
+    blob[4] = 7;
+    blob[5] = 0;
+}
+
+static void flip_secret(uint8_t *blob, size_t len, void *arg) { blob[32] ^= 0x5a; }
+
+static void test_bad_metadata(void)
+{
+    fixture_t f = setup();
+    nxc_desc_t d = nxt_desc(dst, sizeof dst);
+    nxc_op_t *op;
+    NXT_FAIL(nxc_begin_read(f.c, "not json", 0, &d, 1, NULL, &op), NXC_ERR_METADATA_MALFORMED);
+    size_t len = strlen(f.rmd);
+    for (size_t cut = 0; cut < len; cut += len / 37 + 1)
+        NXT_FAIL(nxc_begin_read(f.c, f.rmd, cut ? cut : 1, &d, 1, NULL, &op),
+                 NXC_ERR_METADATA_MALFORMED);
+    char *huge = malloc(NXC_METADATA_MAX + 2);
+    memset(huge, ' ', NXC_METADATA_MAX + 1);
+    huge[NXC_METADATA_MAX + 1] = '\0';
+    NXT_FAIL(nxc_begin_read(f.c, huge, 0, &d, 1, NULL, &op), NXC_ERR_METADATA_TOO_LARGE);
+    free(huge);
+    char *v7 = nxt_md_patch_blob(f.rmd, set_version, NULL);
+    NXT_FAIL(nxc_begin_read(f.c, v7, 0, &d, 1, NULL, &op), NXC_ERR_METADATA_VERSION);
+    says("version 7");
+    free(v7);
+    teardown(&f);
+}
+
+/* A forged secret, or ranges outside the op's buffers: the peer refuses and
+ * no byte moves. */
+static void test_forged_access(void)
+{
+    fixture_t f = setup();
+    nxc_desc_t d = nxt_desc(dst, sizeof dst);
+    nxc_op_t *op;
+    char *forged = nxt_md_patch_blob(f.wmd, flip_secret, NULL);
+    nxt_fill(dst, sizeof dst, 99);
+    NXT_PASS(nxc_begin_write(f.c, &d, 1, forged, 0, NULL, &op));
+    NXT_EQ_INT(nxc_op_wait(op, 30000), NXC_ERR_REFUSED);
+    NXT_EQ_INT(nxc_op_status(op), NXC_OP_ERRORED);
+    NXT_CHECK(strstr(nxc_op_message(op), "refused") != NULL);
+    nxc_op_release(op);
+    free(forged);
+    /* a descriptor moved 64 bytes past the buffer: out of bounds */
+    char *oob = nxt_md_patch_desc(f.wmd, 0, 64, 0, NULL);
+    NXT_PASS(nxc_begin_write(f.c, &d, 1, oob, 0, NULL, &op));
+    NXT_EQ_INT(nxc_op_wait(op, 30000), NXC_ERR_REFUSED);
+    NXT_CHECK(strstr(nxc_op_message(op), "outside") != NULL);
+    nxc_op_release(op);
+    free(oob);
+    NXT_EQ_INT(nxc_op_status(f.writable), NXC_OP_INITIALIZED); /* still usable */
+    teardown(&f);
+}
+
+static void test_gpu_not_supported(void)
+{
+    fixture_t f = setup();
+    nxc_desc_t d = nxt_desc(dst, sizeof dst);
+    d.device = (nxc_device_t){NXC_DEVICE_CUDA, 1};
+    nxc_op_t *op;
+    NXT_FAIL(nxc_create_readable(f.c, &d, 1, NULL, &op), NXC_ERR_NOT_SUPPORTED);
+    says("cuda:1");
+    NXT_FAIL(nxc_begin_read(f.c, f.rmd, 0, &d, 1, NULL, &op), NXC_ERR_NOT_SUPPORTED);
+    /* remote memory on a GPU */
+    char *gpu = nxt_md_patch_desc(f.rmd, 0, 0, 0, "cuda:0");
+    nxc_desc_t h = nxt_desc(dst, sizeof dst);
+    NXT_FAIL(nxc_begin_read(f.c, gpu, 0, &h, 1, NULL, &op), NXC_ERR_NOT_SUPPORTED);
+    says("remote");
+    free(gpu);
+    teardown(&f);
+}
+
+/* The peer's connector is gone before we begin: UNREACHABLE, promptly. */
+static void gone_peer(int fd, void *arg)
+{
+    nxc_connector_t *c = nxt_connector("short-lived", 1);
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+}
+
+static void test_unreachable(void)
+{
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, gone_peer, NULL);
+    int fd = nxt_chan_parent(&ch);
+    char *md = nxt_recv(fd, NULL, 30000);
+    nxt_join(pid, 30000);
+    nxc_connector_t *c = nxt_connector("caller", 1);
+    nxc_desc_t d = nxt_desc(dst, sizeof dst);
+    nxc_op_t *op;
+    nxc_status_t st = nxc_begin_read(c, md, 0, &d, 1, NULL, &op);
+    if (st == NXC_OK) {
+        st = nxc_op_wait(op, 10000);
+        NXT_EQ_INT(nxc_op_status(op), NXC_OP_ERRORED);
+        nxc_op_release(op);
+    }
+    NXT_EQ_INT(st, NXC_ERR_UNREACHABLE);
+    nxc_connector_destroy(c);
+    free(md);
+}
+
+/* A released op's metadata used afterwards: refused, memory untouched. */
+static void test_released_metadata(void)
+{
+    nxc_connector_t *c = nxt_connector("owner", 1);
+    char *buf = nxt_alloc(1 << 16);
+    nxt_fill(buf, 1 << 16, 11);
+    nxc_desc_t d = nxt_desc(buf, 1 << 16);
+    nxc_op_t *w, *op;
+    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &w));
+    const char *text;
+    NXT_PASS(nxc_op_metadata(w, &text, NULL));
+    char *md = strdup(text);
+    nxc_op_release(w);
+    char *other = nxt_alloc(1 << 16);
+    nxc_desc_t o = nxt_desc(other, 1 << 16);
+    NXT_PASS(nxc_begin_write(c, &o, 1, md, 0, NULL, &op));
+    NXT_EQ_INT(nxc_op_wait(op, 30000), NXC_ERR_REFUSED);
+    NXT_CHECK(strstr(nxc_op_message(op), "no live operation") != NULL);
+    nxc_op_release(op);
+    NXT_EQ_INT(nxt_verify(buf, 1 << 16, 11), SIZE_MAX);
+    nxc_connector_destroy(c);
+    free(md);
+    free(buf);
+    free(other);
+}
+
+static const nxt_test_t nxt_tests[] = {
+    {"bad_descriptors", test_descriptors, 0},
+    {"null_arguments", test_null_arguments, 0},
+    {"bad_params", test_params, 0},
+    {"wrong_pairing", test_wrong_pairing, 0},
+    {"size_mismatch", test_size_mismatch, 0},
+    {"bad_metadata", test_bad_metadata, 0},
+    {"forged_access_refused", test_forged_access, 0},
+    {"gpu_not_supported", test_gpu_not_supported, 0},
+    {"unreachable_peer", test_unreachable, 0},
+    {"released_metadata_refused", test_released_metadata, 0},
+};
+NXT_MAIN(nxt_tests)

@@ -1,0 +1,312 @@
+/* Op lifecycles across real processes: wait timeouts, deadlines, cancel,
+ * release, the completion fd, and peers killed mid-transfer. */
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nxt.h"
+
+static uint64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool fd_readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
+/* Loopback pair: a readable over src, its metadata. */
+typedef struct pair {
+    nxc_connector_t *c;
+    char *src, *dst;
+    size_t size;
+    nxc_op_t *passive;
+    const char *md;
+} pair_t;
+
+static pair_t pair(size_t size, int writable, const nxc_op_params_t *p)
+{
+    pair_t s = {.size = size};
+    s.c = nxt_connector("life", 1);
+    s.src = nxt_alloc(size);
+    s.dst = nxt_alloc(size);
+    nxt_fill(s.src, size, 21);
+    nxc_desc_t d = nxt_desc(writable ? s.dst : s.src, size);
+    if (writable) NXT_PASS(nxc_create_writable(s.c, &d, 1, p, &s.passive));
+    else NXT_PASS(nxc_create_readable(s.c, &d, 1, p, &s.passive));
+    NXT_PASS(nxc_op_metadata(s.passive, &s.md, NULL));
+    return s;
+}
+
+static void unpair(pair_t *s)
+{
+    nxc_op_release(s->passive);
+    nxc_connector_destroy(s->c);
+    free(s->src);
+    free(s->dst);
+}
+
+static void test_wait_timeout(void)
+{
+    pair_t s = pair(4096, 0, NULL);
+    uint64_t t0 = ms_now();
+    NXT_EQ_INT(nxc_op_wait(s.passive, 150), NXC_INPROGRESS);
+    uint64_t took = ms_now() - t0;
+    NXT_CHECK(took >= 140 && took < 5000);
+    NXT_EQ_INT(nxc_op_wait(s.passive, 0), NXC_INPROGRESS);
+    NXT_EQ_INT(nxc_op_status(s.passive), NXC_OP_INITIALIZED);
+    NXT_EQ_INT(nxc_op_result(s.passive), NXC_INPROGRESS);
+    unpair(&s);
+}
+
+/* A passive op's deadline: ERRORED (timed out), then unreachable. */
+static void test_passive_deadline(void)
+{
+    nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 300};
+    pair_t s = pair(4096, 1, &p);
+    int fd = nxc_op_fd(s.passive);
+    NXT_CHECK(!fd_readable(fd));
+    NXT_EQ_INT(nxc_op_wait(s.passive, 10000), NXC_ERR_TIMED_OUT);
+    NXT_EQ_INT(nxc_op_status(s.passive), NXC_OP_ERRORED);
+    NXT_CHECK(fd_readable(fd));
+    nxc_desc_t d = nxt_desc(s.src, s.size);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_write(s.c, &d, 1, s.md, 0, NULL, &op));
+    NXT_EQ_INT(nxc_op_wait(op, 10000), NXC_ERR_REFUSED);
+    NXT_CHECK(strstr(nxc_op_message(op), "expired") || strstr(nxc_op_message(op), "no live"));
+    for (size_t i = 0; i < s.size; i++) NXT_EQ_INT(s.dst[i], 0);
+    nxc_op_release(op);
+    unpair(&s);
+}
+
+/* An active op whose peer never answers (stopped): its deadline ends it. */
+static void stopped_peer(int fd, void *arg)
+{
+    nxc_connector_t *c = nxt_connector("sleepy", 1);
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    free(nxt_recv(fd, NULL, 60000)); /* "resume": then report what happened */
+    nxc_op_status_t st = nxc_op_status(op);
+    for (int i = 0; i < 100 && st == NXC_OP_IN_PROGRESS; i++) {
+        usleep(10000);
+        st = nxc_op_status(op);
+    }
+    char msg[8];
+    snprintf(msg, sizeof msg, "%d", (int)st);
+    nxt_send_str(fd, msg);
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+}
+
+static void test_active_deadline_and_cancel(void)
+{
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, stopped_peer, NULL);
+    int fd = nxt_chan_parent(&ch);
+    char *md = nxt_recv(fd, NULL, 30000);
+    kill(pid, SIGSTOP);
+    nxc_connector_t *c = nxt_connector("caller", 1);
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 400};
+    nxc_op_t *op, *op2;
+    uint64_t t0 = ms_now();
+    NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, &p, &op));
+    NXT_EQ_INT(nxc_op_wait(op, 10000), NXC_ERR_TIMED_OUT);
+    NXT_CHECK(ms_now() - t0 < 5000);
+    NXT_EQ_INT(nxc_op_status(op), NXC_OP_ERRORED);
+    /* cancel of an op waiting for its grant */
+    NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op2));
+    NXT_EQ_INT(nxc_op_status(op2), NXC_OP_INITIALIZED);
+    NXT_PASS(nxc_op_cancel(op2));
+    NXT_EQ_INT(nxc_op_status(op2), NXC_OP_CANCELLED);
+    NXT_EQ_INT(nxc_op_result(op2), NXC_ERR_CANCELED);
+    NXT_EQ_INT(nxc_op_wait(op2, 0), NXC_ERR_CANCELED);
+    NXT_PASS(nxc_op_cancel(op2)); /* terminal: no change */
+    NXT_EQ_INT(nxc_op_status(op2), NXC_OP_CANCELLED);
+    kill(pid, SIGCONT);
+    nxt_send_str(fd, "resume");
+    /* The peer granted both late requests; we handed the grants back, so
+     * its readable must not have turned COMPLETE. */
+    char *st = nxt_recv(fd, NULL, 30000);
+    NXT_CHECK(atoi(st) == NXC_OP_INITIALIZED);
+    free(st);
+    nxt_join(pid, 30000);
+    nxc_op_release(op);
+    nxc_op_release(op2);
+    nxc_connector_destroy(c);
+    free(md);
+}
+
+/* cancel/release on terminal ops change nothing; completion is once. */
+static void test_terminal_is_final(void)
+{
+    pair_t s = pair(1 << 16, 0, NULL);
+    nxc_desc_t d = nxt_desc(s.dst, s.size);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_read(s.c, s.md, 0, &d, 1, NULL, &op));
+    int fd = nxc_op_fd(op);
+    NXT_PASS(nxc_op_wait(op, 30000));
+    NXT_CHECK(fd_readable(fd));
+    NXT_CHECK(fd_readable(fd)); /* level-triggered: stays readable */
+    NXT_PASS(nxc_op_cancel(op));
+    NXT_EQ_INT(nxc_op_status(op), NXC_OP_COMPLETE);
+    NXT_PASS(nxc_op_wait(op, 0));
+    NXT_PASS(nxc_op_wait(s.passive, 30000));
+    NXT_PASS(nxc_op_cancel(s.passive));
+    NXT_EQ_INT(nxc_op_status(s.passive), NXC_OP_COMPLETE);
+    NXT_EQ_INT(nxc_op_result(s.passive), NXC_OK);
+    nxc_op_release(op);
+    unpair(&s);
+}
+
+/* Cancelling a passive op revokes access at once. */
+static void test_cancel_passive(void)
+{
+    pair_t s = pair(4096, 1, NULL);
+    NXT_PASS(nxc_op_cancel(s.passive));
+    NXT_EQ_INT(nxc_op_status(s.passive), NXC_OP_CANCELLED);
+    nxc_desc_t d = nxt_desc(s.src, s.size);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_write(s.c, &d, 1, s.md, 0, NULL, &op));
+    NXT_EQ_INT(nxc_op_wait(op, 10000), NXC_ERR_REFUSED);
+    for (size_t i = 0; i < s.size; i++) NXT_EQ_INT(s.dst[i], 0);
+    nxc_op_release(op);
+    unpair(&s);
+}
+
+/* Releasing an active op in flight cancels it; destroying a connector with
+ * live ops releases them. */
+static void test_release_in_flight(void)
+{
+    pair_t s = pair(64 << 20, 0, NULL);
+    nxc_desc_t d = nxt_desc(s.dst, s.size);
+    nxc_op_t *op, *op2;
+    NXT_PASS(nxc_begin_read(s.c, s.md, 0, &d, 1, NULL, &op));
+    nxc_op_release(op); /* returns with no transfer touching dst any more */
+    memset(s.dst, 0x33, s.size);
+    usleep(100000);
+    for (size_t i = 0; i < s.size; i += 4096) NXT_EQ_INT((unsigned char)s.dst[i], 0x33);
+    NXT_PASS(nxc_begin_read(s.c, s.md, 0, &d, 1, NULL, &op2));
+    /* no wait, no release: destroy cleans up */
+    nxc_connector_destroy(s.c);
+    free(s.src);
+    free(s.dst);
+}
+
+/* --- peers killed mid-transfer --------------------------------------------------- */
+
+#define BIG (768u << 20)
+
+typedef struct big_args {
+    int role; /* 0: passive readable, 1: active writer */
+} big_args_t;
+
+static void big_readable_peer(int fd, void *arg)
+{
+    nxc_connector_t *c = nxt_connector("victim", 1);
+    char *buf = nxt_alloc(BIG);
+    nxc_desc_t d = nxt_desc(buf, BIG);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    while (nxc_op_status(op) == NXC_OP_INITIALIZED) usleep(200);
+    nxt_send_str(fd, "granted");
+    pause(); /* until killed */
+}
+
+static void test_kill_passive_mid_transfer(void)
+{
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, big_readable_peer, NULL);
+    int fd = nxt_chan_parent(&ch);
+    char *md = nxt_recv(fd, NULL, 60000);
+    nxc_connector_t *c = nxt_connector("reader", 1);
+    char *buf = nxt_alloc(BIG);
+    nxc_desc_t d = nxt_desc(buf, BIG);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
+    free(nxt_recv(fd, NULL, 30000));
+    kill(pid, SIGKILL);
+    uint64_t t0 = ms_now();
+    nxc_status_t st = nxc_op_wait(op, 10000);
+    uint64_t took = ms_now() - t0;
+    printf("  active side saw the passive peer die after %llu ms: %s\n",
+           (unsigned long long)took, nxc_op_message(op));
+    NXT_EQ_INT(st, NXC_ERR_PEER_FAILED);
+    NXT_EQ_INT(nxc_op_status(op), NXC_OP_ERRORED);
+    NXT_CHECK(took < 5000);
+    waitpid(pid, NULL, 0);
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+    free(md);
+    free(buf);
+}
+
+static void big_writer_peer(int fd, void *arg)
+{
+    char *md = nxt_recv(fd, NULL, 60000);
+    nxc_connector_t *c = nxt_connector("writer", 1);
+    char *buf = nxt_alloc(BIG);
+    nxc_desc_t d = nxt_desc(buf, BIG);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
+    pause();
+}
+
+static void test_kill_active_mid_transfer(void)
+{
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, big_writer_peer, NULL);
+    int fd = nxt_chan_parent(&ch);
+    nxc_connector_t *c = nxt_connector("target", 1);
+    char *buf = nxt_alloc(BIG);
+    nxc_desc_t d = nxt_desc(buf, BIG);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    for (int i = 0; i < 30000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++) usleep(1000);
+    NXT_EQ_INT(nxc_op_status(op), NXC_OP_IN_PROGRESS);
+    kill(pid, SIGKILL);
+    uint64_t t0 = ms_now();
+    nxc_status_t st = nxc_op_wait(op, 10000);
+    uint64_t took = ms_now() - t0;
+    printf("  passive side saw the active peer die after %llu ms: %s\n",
+           (unsigned long long)took, nxc_op_message(op));
+    NXT_EQ_INT(st, NXC_ERR_PEER_FAILED);
+    NXT_CHECK(took < 5000);
+    waitpid(pid, NULL, 0);
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
+static const nxt_test_t nxt_tests[] = {
+    {"wait_timeout", test_wait_timeout, 0},
+    {"passive_deadline", test_passive_deadline, 0},
+    {"active_deadline_and_cancel", test_active_deadline_and_cancel, 0},
+    {"terminal_is_final", test_terminal_is_final, 0},
+    {"cancel_passive_revokes", test_cancel_passive, 0},
+    {"release_in_flight", test_release_in_flight, 0},
+    {"kill_passive_mid_transfer", test_kill_passive_mid_transfer, 0},
+    {"kill_active_mid_transfer", test_kill_active_mid_transfer, 0},
+};
+NXT_MAIN(nxt_tests)
