@@ -263,6 +263,7 @@ static void big_writer_peer(int fd, void *arg)
     char *md = nxt_recv(fd, NULL, 60000);
     nxc_connector_t *c = nxt_connector("writer", 1);
     char *buf = nxt_alloc(BIG);
+    memset(buf, 0xab, BIG); /* bytes that show where they landed */
     nxc_desc_t d = nxt_desc(buf, BIG);
     nxc_op_t *op;
     NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
@@ -299,6 +300,48 @@ static void test_kill_active_mid_transfer(void)
     free(buf);
 }
 
+/* Release while a stopped peer holds a grant mid-write: release returns in
+ * bounded time, and once it has, no byte lands even when the peer resumes. */
+static uint64_t checksum(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i += 64) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static void test_release_cuts_stuck_writer(void)
+{
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, big_writer_peer, NULL);
+    int fd = nxt_chan_parent(&ch);
+    nxc_connector_t *c = nxt_connector("target", 1);
+    char *buf = nxt_alloc(BIG);
+    nxc_desc_t d = nxt_desc(buf, BIG);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    for (int i = 0; i < 30000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++) usleep(1000);
+    NXT_EQ_INT(nxc_op_status(op), NXC_OP_IN_PROGRESS);
+    kill(pid, SIGSTOP);
+    uint64_t t0 = ms_now();
+    nxc_op_release(op);
+    uint64_t took = ms_now() - t0;
+    printf("  release with a stuck writer took %llu ms\n", (unsigned long long)took);
+    NXT_CHECK(took < 10000);
+    uint64_t before = checksum(buf, BIG);
+    NXT_CHECK((unsigned char)buf[BIG - 1] == 0); /* the write was cut short */
+    kill(pid, SIGCONT);
+    usleep(1500000);
+    NXT_CHECK(checksum(buf, BIG) == before);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"wait_timeout", test_wait_timeout, 0},
     {"passive_deadline", test_passive_deadline, 0},
@@ -308,5 +351,6 @@ static const nxt_test_t nxt_tests[] = {
     {"release_in_flight", test_release_in_flight, 0},
     {"kill_passive_mid_transfer", test_kill_passive_mid_transfer, 0},
     {"kill_active_mid_transfer", test_kill_active_mid_transfer, 0},
+    {"release_cuts_stuck_writer", test_release_cuts_stuck_writer, 0},
 };
 NXT_MAIN(nxt_tests)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The full test suite: installs what is missing, then builds and runs every
+# test twice: a release build, and an ASan+UBSan build.
+#   scripts/test.sh            both builds
+#   scripts/test.sh release    only the release build
+#   scripts/test.sh asan       only the sanitizer build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+[ $# -gt 0 ] || set -- release asan
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+for f in "$@"; do
+  echo "== build: $f"
+  scripts/build.sh "$f"
+  echo "== test: $f"
+  (cd "build/$f" && ctest --output-on-failure --timeout 900)
+done

@@ -1,0 +1,249 @@
+/* Unit tests of the core's pure pieces: devices, status strings,
+ * scatter/gather planning and the registration cache. */
+#include "core/device.h"
+#include "core/regcache.h"
+#include "core/sglist.h"
+#include "nxt.h"
+
+static void test_device_parse(void)
+{
+    static const struct {
+        const char *text;
+        nxc_device_kind_t kind;
+        int id;
+    } ok[] = {{"cpu", NXC_DEVICE_HOST, 0},     {"host", NXC_DEVICE_HOST, 0},
+              {" CPU ", NXC_DEVICE_HOST, 0},   {"cuda", NXC_DEVICE_CUDA, 0},
+              {"cuda:0", NXC_DEVICE_CUDA, 0},  {"cuda:7", NXC_DEVICE_CUDA, 7},
+              {"gpu:1", NXC_DEVICE_CUDA, 1},   {"GPU", NXC_DEVICE_CUDA, 0},
+              {"cuda:1023", NXC_DEVICE_CUDA, 1023}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        nxc_device_t d;
+        NXT_PASS(nxc_device_parse(ok[i].text, &d));
+        NXT_EQ_INT(d.kind, ok[i].kind);
+        NXT_EQ_INT(d.id, ok[i].id);
+    }
+    static const char *bad[] = {"",       "   ",     "cpu:0",   "cuda:",  "cuda:-1", "cuda:1024",
+                                "cuda:1x", "gpu:01234", "tpu",   "cudaX",  "cpux",    "cuda 1",
+                                "xpu:0",  "host:1",  "cuda::1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        nxc_device_t d = {NXC_DEVICE_HOST, 5};
+        NXT_FAIL(nxc_device_parse(bad[i], &d), NXC_ERR_INVALID_DEVICE);
+        NXT_EQ_INT(d.id, 5); /* untouched */
+        NXT_CHECK(strstr(nxc_last_error(), "expected") != NULL);
+    }
+    nxc_device_t d;
+    NXT_FAIL(nxc_device_parse(NULL, &d), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_device_parse("cpu", NULL), NXC_ERR_INVALID_PARAM);
+}
+
+static void test_device_format(void)
+{
+    char buf[NXC_DEVICE_TEXT_MAX];
+    NXT_PASS(nxc_device_format((nxc_device_t){NXC_DEVICE_HOST, 0}, buf, sizeof buf));
+    NXT_EQ_STR(buf, "cpu");
+    NXT_PASS(nxc_device_format((nxc_device_t){NXC_DEVICE_CUDA, 12}, buf, sizeof buf));
+    NXT_EQ_STR(buf, "cuda:12");
+    nxc_device_t d;
+    NXT_PASS(nxc_device_parse("gpu:3", &d));
+    NXT_PASS(nxc_device_format(d, buf, sizeof buf));
+    NXT_EQ_STR(buf, "cuda:3"); /* as the reference: gpu:N comes back as cuda:N */
+    NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_UNSPECIFIED, 0}, buf, sizeof buf),
+             NXC_ERR_INVALID_DEVICE);
+    NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_CUDA, -1}, buf, sizeof buf),
+             NXC_ERR_INVALID_DEVICE);
+    NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_CUDA, 12}, buf, 4),
+             NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_HOST, 0}, NULL, 4),
+             NXC_ERR_INVALID_PARAM);
+}
+
+static void test_status_strings(void)
+{
+    for (int s = -60; s <= 1; s++) {
+        const char *text = nxc_status_string((nxc_status_t)s);
+        NXT_CHECK(text && *text);
+    }
+    NXT_EQ_STR(nxc_status_string(NXC_OK), "success");
+    NXT_EQ_STR(nxc_status_string(NXC_ERR_SIZE_MISMATCH), "size mismatch");
+    NXT_EQ_STR(nxc_status_string((nxc_status_t)-999), "unknown status");
+    /* every named status has its own text */
+    nxc_status_t all[] = {NXC_OK,
+                          NXC_INPROGRESS,
+                          NXC_ERR_INVALID_PARAM,
+                          NXC_ERR_NO_MEMORY,
+                          NXC_ERR_INVALID_DEVICE,
+                          NXC_ERR_INVALID_DESCRIPTOR,
+                          NXC_ERR_EMPTY_LIST,
+                          NXC_ERR_MIXED_DEVICES,
+                          NXC_ERR_SIZE_MISMATCH,
+                          NXC_ERR_WRONG_OPERATION,
+                          NXC_ERR_METADATA_MALFORMED,
+                          NXC_ERR_METADATA_TOO_LARGE,
+                          NXC_ERR_METADATA_VERSION,
+                          NXC_ERR_NOT_SUPPORTED,
+                          NXC_ERR_NO_TRANSPORT,
+                          NXC_ERR_UNREACHABLE,
+                          NXC_ERR_PEER_FAILED,
+                          NXC_ERR_REFUSED,
+                          NXC_ERR_TIMED_OUT,
+                          NXC_ERR_CANCELED,
+                          NXC_ERR_TRANSPORT,
+                          NXC_ERR_INVALID_STATE,
+                          NXC_ERR_SYSTEM};
+    size_t n = sizeof all / sizeof all[0];
+    for (size_t i = 0; i < n; i++) {
+        NXT_CHECK(strcmp(nxc_status_string(all[i]), "unknown status") != 0);
+        for (size_t j = i + 1; j < n; j++)
+            NXT_CHECK(strcmp(nxc_status_string(all[i]), nxc_status_string(all[j])) != 0);
+    }
+    NXT_EQ_STR(nxc_version(), NXC_VERSION_STRING);
+}
+
+static void test_descs_check(void)
+{
+    char b[64];
+    size_t total = 0;
+    nxc_desc_t d[2] = {nxt_desc(b, 32), nxt_desc(b + 32, 32)};
+    NXT_PASS(nxc__descs_check("local", d, 2, &total));
+    NXT_EQ_INT(total, 64);
+    d[1].device = (nxc_device_t){NXC_DEVICE_HOST, 1};
+    NXT_FAIL(nxc__descs_check("local", d, 2, &total), NXC_ERR_INVALID_DEVICE);
+}
+
+static void check_plan(const uint64_t *l, size_t nl, const uint64_t *r, size_t nr)
+{
+    nxc__seg_t *segs;
+    size_t n;
+    NXT_PASS(nxc__sg_plan(l, nl, r, nr, &segs, &n));
+    NXT_CHECK(n <= nl + nr - 1);
+    /* segments tile both lists in order, without gaps or overlaps */
+    size_t li = 0, ri = 0;
+    uint64_t lo = 0, ro = 0;
+    for (size_t i = 0; i < n; i++) {
+        NXT_EQ_INT(segs[i].local_idx, li);
+        NXT_EQ_INT(segs[i].remote_idx, ri);
+        NXT_EQ_INT(segs[i].local_off, lo);
+        NXT_EQ_INT(segs[i].remote_off, ro);
+        NXT_CHECK(segs[i].len > 0);
+        lo += segs[i].len;
+        ro += segs[i].len;
+        if (lo == l[li]) li++, lo = 0;
+        if (ro == r[ri]) ri++, ro = 0;
+    }
+    NXT_EQ_INT(li, nl);
+    NXT_EQ_INT(ri, nr);
+    free(segs);
+}
+
+static void test_sg_plan(void)
+{
+    uint64_t one[] = {1 << 20}, four[] = {1 << 18, 1 << 18, 1 << 18, 1 << 18};
+    check_plan(one, 1, four, 4);
+    check_plan(four, 4, one, 1);
+    check_plan(four, 4, four, 4);
+    uint64_t a[] = {3, 5, 7, 1}, b[] = {8, 8};
+    check_plan(a, 4, b, 2);
+    nxc__seg_t *segs;
+    size_t n;
+    uint64_t c[] = {15};
+    NXT_FAIL(nxc__sg_plan(a, 4, c, 1, &segs, &n), NXC_ERR_SIZE_MISMATCH);
+    NXT_CHECK(strstr(nxc_last_error(), "16") && strstr(nxc_last_error(), "15"));
+    /* randomised: 200 pairs of random segmentations of the same total */
+    uint64_t s = 12345;
+    for (int round = 0; round < 200; round++) {
+        uint64_t x[64], y[64], total = 0;
+        size_t nx = 1 + (s = s * 6364136223846793005ull + 1) % 64, ny;
+        for (size_t i = 0; i < nx; i++)
+            total += x[i] = 1 + ((s = s * 6364136223846793005ull + 1) >> 33) % 1000;
+        uint64_t left = total;
+        for (ny = 0; left && ny < 63; ny++) {
+            uint64_t v = 1 + ((s = s * 6364136223846793005ull + 1) >> 33) % (left);
+            y[ny] = v;
+            left -= v;
+        }
+        if (left) y[ny++] = left;
+        check_plan(x, nx, y, ny);
+    }
+}
+
+/* A fake transport registration that counts calls. */
+static int regs, deregs;
+static nxc_status_t fake_reg(void *ctx, nxc__reg_t *r)
+{
+    regs++;
+    if (*(int *)ctx) return NXC_ERR_TRANSPORT;
+    r->handle = (void *)r->start;
+    r->key = malloc(8);
+    r->key_len = 8;
+    return NXC_OK;
+}
+static void fake_dereg(void *ctx, nxc__reg_t *r)
+{
+    deregs++;
+    free(r->key);
+}
+static const nxc__regcache_ops_t fake_ops = {fake_reg, fake_dereg};
+
+static void test_regcache(void)
+{
+    int fail = 0;
+    nxc__regcache_t rc;
+    nxc__regcache_init(&rc, &fake_ops, &fail, 2);
+    char *buf = nxt_alloc(1 << 16);
+    nxc__reg_t *a, *b, *c, *d;
+    NXT_PASS(nxc__regcache_get(&rc, buf, 1 << 16, &a));
+    NXT_EQ_INT(regs, 1);
+    NXT_CHECK(a->start <= (uintptr_t)buf && a->end >= (uintptr_t)buf + (1 << 16));
+    /* a sub-range of a live registration costs nothing */
+    NXT_PASS(nxc__regcache_get(&rc, buf + 100, 1000, &b));
+    NXT_CHECK(a == b);
+    NXT_EQ_INT(regs, 1);
+    nxc__regcache_put(&rc, b);
+    nxc__regcache_put(&rc, a);
+    NXT_EQ_INT(deregs, 0); /* idle, kept */
+    /* reuse after the last put: still no new registration */
+    NXT_PASS(nxc__regcache_get(&rc, buf, 1 << 16, &c));
+    NXT_CHECK(c == a);
+    NXT_EQ_INT(regs, 1);
+    NXT_EQ_INT(rc.hits, 2);
+    NXT_EQ_INT(rc.misses, 1);
+    nxc__regcache_put(&rc, c);
+    /* more idle entries than max_idle: the least recently used go */
+    char *more = nxt_alloc(4 << 16);
+    nxc__reg_t *e[3];
+    for (int i = 0; i < 3; i++) NXT_PASS(nxc__regcache_get(&rc, more + i * (1 << 16), 100, &e[i]));
+    for (int i = 0; i < 3; i++) nxc__regcache_put(&rc, e[i]);
+    NXT_EQ_INT(rc.idle, 2);
+    NXT_EQ_INT(deregs, 2);
+    /* a failing registration leaves nothing behind */
+    fail = 1;
+    NXT_FAIL(nxc__regcache_get(&rc, more + 3 * (1 << 16), 10, &d), NXC_ERR_TRANSPORT);
+    free(d = NULL);
+    nxc__regcache_fini(&rc);
+    NXT_EQ_INT(rc.count, 0);
+    free(buf);
+    free(more);
+}
+
+static void test_regcache_off(void)
+{
+    int fail = 0;
+    regs = deregs = 0;
+    nxc__regcache_t rc;
+    setenv("NXC_REGCACHE", "0", 1);
+    nxc__regcache_init(&rc, &fake_ops, &fail, nxc__regcache_env_max_idle());
+    char buf[128];
+    nxc__reg_t *a;
+    NXT_PASS(nxc__regcache_get(&rc, buf, sizeof buf, &a));
+    nxc__regcache_put(&rc, a);
+    NXT_EQ_INT(deregs, 1);
+    nxc__regcache_fini(&rc);
+}
+
+static const nxt_test_t nxt_tests[] = {
+    {"device_parse", test_device_parse, 0}, {"device_format", test_device_format, 0},
+    {"status_strings", test_status_strings, 0}, {"descs_check", test_descs_check, 0},
+    {"sg_plan", test_sg_plan, 0},           {"regcache", test_regcache, 0},
+    {"regcache_off", test_regcache_off, 0},
+};
+NXT_MAIN(nxt_tests)
