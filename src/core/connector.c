@@ -12,8 +12,7 @@
 #include "util/log.h"
 #include "util/sys.h"
 
-static bool printable(const char *s, size_t max)
-{
+static bool printable(const char *s, size_t max) {
     size_t n = strlen(s);
     if (n == 0 || n > max) return false;
     for (size_t i = 0; i < n; i++)
@@ -23,22 +22,24 @@ static bool printable(const char *s, size_t max)
 
 /* Parse "ucx,tcp" into transport ops, in order, without duplicates. */
 static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_t **out,
-                                     size_t *n_p)
-{
+                                     size_t *n_p) {
     size_t n = 0;
     const char *p = text;
     while (*p) {
-        while (*p == ',' || isspace((unsigned char)*p)) p++;
+        while (*p == ',' || isspace((unsigned char)*p))
+            p++;
         if (!*p) break;
         const char *start = p;
-        while (*p && *p != ',' && !isspace((unsigned char)*p)) p++;
+        while (*p && *p != ',' && !isspace((unsigned char)*p))
+            p++;
         const nxc__transport_ops_t *ops = nxc__transport_find(start, (size_t)(p - start));
         if (!ops)
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "transports \"%s\": unknown transport \"%.*s\" (built in: ucx)", text,
                             (int)(p - start), start);
         bool dup = false;
-        for (size_t i = 0; i < n; i++) dup |= out[i] == ops;
+        for (size_t i = 0; i < n; i++)
+            dup |= out[i] == ops;
         if (!dup && n < NXC__MAX_TRANSPORTS) out[n++] = ops;
     }
     if (n == 0) return nxc__err(NXC_ERR_INVALID_PARAM, "transports \"%s\": names none", text);
@@ -47,8 +48,7 @@ static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_
 }
 
 static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_t *p,
-                                 const nxc__transport_ops_t **tops, size_t *ntops)
-{
+                                 const nxc__transport_ops_t **tops, size_t *ntops) {
     uint64_t mask = p ? p->field_mask : 0;
     if (mask & NXC_CONNECTOR_FIELD_NAME) {
         if (!p->name || !printable(p->name, NXC_NAME_MAX))
@@ -68,8 +68,7 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     nxc_log_level_t level = nxc__log_env_level();
     if (mask & NXC_CONNECTOR_FIELD_LOG_LEVEL) {
         if (p->log_level < NXC_LOG_ERROR || p->log_level > NXC_LOG_DEBUG)
-            return nxc__err(NXC_ERR_INVALID_PARAM, "log_level %d out of range",
-                            (int)p->log_level);
+            return nxc__err(NXC_ERR_INVALID_PARAM, "log_level %d out of range", (int)p->log_level);
         level = p->log_level;
     }
     nxc__log_raise_level(level);
@@ -89,8 +88,7 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
 }
 
 static nxc_status_t start_transports(nxc_connector_t *c, const nxc__transport_ops_t **tops,
-                                     size_t ntops)
-{
+                                     size_t ntops) {
     char reasons[256] = "";
     size_t used = 0;
     for (size_t i = 0; i < ntops; i++) {
@@ -99,8 +97,9 @@ static nxc_status_t start_transports(nxc_connector_t *c, const nxc__transport_op
         if (st != NXC_OK) {
             NXC_LOG_W("connector %s: transport %s unavailable: %s", c->name, tops[i]->name,
                       nxc_last_error());
-            used += (size_t)snprintf(reasons + used, used < sizeof reasons ? sizeof reasons - used : 0,
-                                     "%s: %s; ", tops[i]->name, nxc_last_error());
+            used +=
+                (size_t)snprintf(reasons + used, used < sizeof reasons ? sizeof reasons - used : 0,
+                                 "%s: %s; ", tops[i]->name, nxc_last_error());
             if (used >= sizeof reasons) used = sizeof reasons - 1;
             continue;
         }
@@ -125,9 +124,9 @@ static nxc_status_t start_transports(nxc_connector_t *c, const nxc__transport_op
     return NXC_OK;
 }
 
-static void destroy_connector(nxc_connector_t *c)
-{
-    for (size_t i = c->ntps; i-- > 0;) c->tps[i]->ops->destroy(c->tps[i]);
+static void destroy_connector(nxc_connector_t *c) {
+    for (size_t i = c->ntps; i-- > 0;)
+        c->tps[i]->ops->destroy(c->tps[i]);
     if (c->epfd >= 0) close(c->epfd);
     if (c->wakefd >= 0) close(c->wakefd);
     pthread_cond_destroy(&c->cond);
@@ -136,8 +135,7 @@ static void destroy_connector(nxc_connector_t *c)
 }
 
 nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
-                                  nxc_connector_t **connector_p)
-{
+                                  nxc_connector_t **connector_p) {
     if (!connector_p) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_create: NULL out-param");
     nxc_connector_t *c = calloc(1, sizeof *c);
     if (!c) return nxc__err(NXC_ERR_NO_MEMORY, "connector: out of memory");
@@ -188,19 +186,21 @@ fail:
     return st;
 }
 
-void nxc_connector_destroy(nxc_connector_t *c)
-{
+void nxc_connector_destroy(nxc_connector_t *c) {
     if (!c) return;
     pthread_mutex_lock(&c->lock);
     /* Release what the user left: each op is cancelled and drained first.
      * Draining drops the lock, so rescan from the start after each op. */
     for (;;) {
         nxc_op_t *op = c->ops;
-        while (op && op->released) op = op->next;
+        while (op && op->released)
+            op = op->next;
         if (!op) break;
         if (!nxc__op_terminal(op)) {
-            if (nxc__op_passive(op)) nxc__op_finish(op, NXC_ERR_CANCELED, "connector destroyed");
-            else nxc__active_stop(op, NXC_ERR_CANCELED);
+            if (nxc__op_passive(op))
+                nxc__op_finish(op, NXC_ERR_CANCELED, "connector destroyed");
+            else
+                nxc__active_stop(op, NXC_ERR_CANCELED);
         }
         if (nxc__op_passive(op)) nxc__passive_revoke(op, true);
         op->released = true;
@@ -222,15 +222,15 @@ void nxc_connector_destroy(nxc_connector_t *c)
     destroy_connector(c);
 }
 
-const char *nxc_connector_name(const nxc_connector_t *c) { return c ? c->name : ""; }
+const char *nxc_connector_name(const nxc_connector_t *c) {
+    return c ? c->name : "";
+}
 
-const char *nxc_connector_transports(const nxc_connector_t *c)
-{
+const char *nxc_connector_transports(const nxc_connector_t *c) {
     return c ? c->transports_text : "";
 }
 
-int nxc_connector_progress(nxc_connector_t *c)
-{
+int nxc_connector_progress(nxc_connector_t *c) {
     if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_progress: NULL connector");
     pthread_mutex_lock(&c->lock);
     int n = nxc__progress_locked(c);
@@ -240,8 +240,7 @@ int nxc_connector_progress(nxc_connector_t *c)
     return n;
 }
 
-int nxc_connector_fd(nxc_connector_t *c)
-{
+int nxc_connector_fd(nxc_connector_t *c) {
     if (!c) {
         nxc__err(NXC_ERR_INVALID_PARAM, "connector_fd: NULL connector");
         return -1;

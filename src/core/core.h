@@ -45,9 +45,9 @@ struct nxc_op {
     size_t nlocal;
     size_t total;
     void *user_data;
-    uint64_t deadline; /* monotonic ns; UINT64_MAX: none */
-    int efd;           /* eventfd made on demand by nxc_op_fd(); -1 before */
-    bool released;     /* the user released the handle; freed once idle */
+    uint64_t deadline;                /* monotonic ns; UINT64_MAX: none */
+    int efd;                          /* eventfd made on demand by nxc_op_fd(); -1 before */
+    bool released;                    /* the user released the handle; freed once idle */
     const nxc__transport_ops_t *used; /* the transport that moved the bytes */
     int busy;                         /* transport work in flight on the op */
 
@@ -117,13 +117,11 @@ void nxc__wake(nxc_connector_t *c);
 
 /* --- core internals --------------------------------------------------------- */
 
-static inline bool nxc__op_terminal(const nxc_op_t *op)
-{
+static inline bool nxc__op_terminal(const nxc_op_t *op) {
     return op->status == NXC_OP_COMPLETE || op->status == NXC_OP_CANCELLED ||
            op->status == NXC_OP_ERRORED;
 }
-static inline bool nxc__op_passive(const nxc_op_t *op)
-{
+static inline bool nxc__op_passive(const nxc_op_t *op) {
     return op->kind == NXC_OP_READABLE || op->kind == NXC_OP_WRITABLE;
 }
 

@@ -9,8 +9,7 @@
 #define DEVICE_ID_MAX 1023
 
 /* Parse the ordinal after "cuda:"/"gpu:": 1..4 decimal digits, <= 1023. */
-static int parse_ordinal(const char *s, size_t n, int *id)
-{
+static int parse_ordinal(const char *s, size_t n, int *id) {
     if (n == 0 || n > 4) return -1;
     int v = 0;
     for (size_t i = 0; i < n; i++) {
@@ -22,21 +21,22 @@ static int parse_ordinal(const char *s, size_t n, int *id)
     return 0;
 }
 
-nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p)
-{
+nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p) {
     if (!text || !device_p) return nxc__err(NXC_ERR_INVALID_PARAM, "device: NULL argument");
     const char *s = text;
     size_t n = strlen(s);
-    while (n && isspace((unsigned char)*s)) s++, n--;
-    while (n && isspace((unsigned char)s[n - 1])) n--;
+    while (n && isspace((unsigned char)*s))
+        s++, n--;
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
 
     nxc_device_t d = {NXC_DEVICE_UNSPECIFIED, 0};
     if ((n == 3 && !strncasecmp(s, "cpu", 3)) || (n == 4 && !strncasecmp(s, "host", 4))) {
         d.kind = NXC_DEVICE_HOST;
     } else {
-        size_t pfx = n >= 4 && !strncasecmp(s, "cuda", 4) ? 4
+        size_t pfx = n >= 4 && !strncasecmp(s, "cuda", 4)  ? 4
                      : n >= 3 && !strncasecmp(s, "gpu", 3) ? 3
-                                                            : 0;
+                                                           : 0;
         if (pfx && n == pfx) {
             d.kind = NXC_DEVICE_CUDA;
         } else if (pfx && s[pfx] == ':' && parse_ordinal(s + pfx + 1, n - pfx - 1, &d.id) == 0) {
@@ -52,8 +52,7 @@ nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p)
     return NXC_OK;
 }
 
-nxc_status_t nxc_device_format(nxc_device_t device, char *buf, size_t len)
-{
+nxc_status_t nxc_device_format(nxc_device_t device, char *buf, size_t len) {
     if (!buf) return nxc__err(NXC_ERR_INVALID_PARAM, "device format: NULL buffer");
     int n;
     if (device.kind == NXC_DEVICE_HOST)
@@ -64,20 +63,17 @@ nxc_status_t nxc_device_format(nxc_device_t device, char *buf, size_t len)
         return nxc__err(NXC_ERR_INVALID_DEVICE, "device kind %d id %d cannot be formatted",
                         (int)device.kind, device.id);
     if (n < 0 || (size_t)n >= len)
-        return nxc__err(NXC_ERR_INVALID_PARAM, "device format: buffer of %zu bytes too small",
-                        len);
+        return nxc__err(NXC_ERR_INVALID_PARAM, "device format: buffer of %zu bytes too small", len);
     return NXC_OK;
 }
 
-bool nxc__device_valid(nxc_device_t d)
-{
+bool nxc__device_valid(nxc_device_t d) {
     return (d.kind == NXC_DEVICE_HOST && d.id == 0) ||
            (d.kind == NXC_DEVICE_CUDA && d.id >= 0 && d.id <= DEVICE_ID_MAX);
 }
 
 nxc_status_t nxc__descs_check(const char *what, const nxc_desc_t *descs, size_t count,
-                              size_t *total_p)
-{
+                              size_t *total_p) {
     if (!descs && count) return nxc__err(NXC_ERR_INVALID_PARAM, "%s descriptors: NULL list", what);
     if (count == 0) return nxc__err(NXC_ERR_EMPTY_LIST, "%s descriptors: the list is empty", what);
     size_t total = 0;
@@ -91,8 +87,8 @@ nxc_status_t nxc__descs_check(const char *what, const nxc_desc_t *descs, size_t 
             return nxc__err(NXC_ERR_INVALID_DESCRIPTOR,
                             "%s descriptor %zu: ptr + size wraps the address space", what, i);
         if (!nxc__device_valid(d->device))
-            return nxc__err(NXC_ERR_INVALID_DEVICE, "%s descriptor %zu: device kind %d id %d",
-                            what, i, (int)d->device.kind, d->device.id);
+            return nxc__err(NXC_ERR_INVALID_DEVICE, "%s descriptor %zu: device kind %d id %d", what,
+                            i, (int)d->device.kind, d->device.id);
         if (d->device.kind != descs[0].device.kind || d->device.id != descs[0].device.id)
             return nxc__err(NXC_ERR_MIXED_DEVICES,
                             "%s descriptor %zu is on another device than descriptor 0; one "

@@ -61,12 +61,12 @@ typedef struct nxc__metadata {
     nxc__rdesc_t *descs;
     /* blob level */
     uint16_t version;
-    char name[NXC_NAME_MAX + 1];                 /* the passive connector's name */
-    char host[NXC__HOST_MAX + 1];                /* its host identity */
-    uint8_t instance[NXC__INSTANCE_LEN];         /* its connector's random id */
-    uint32_t pid;                                /* its process */
-    uint64_t start_time;                         /* its process start time (clock ticks) */
-    uint8_t secret[NXC__SECRET_LEN];             /* the op's access secret */
+    char name[NXC_NAME_MAX + 1];         /* the passive connector's name */
+    char host[NXC__HOST_MAX + 1];        /* its host identity */
+    uint8_t instance[NXC__INSTANCE_LEN]; /* its connector's random id */
+    uint32_t pid;                        /* its process */
+    uint64_t start_time;                 /* its process start time (clock ticks) */
+    uint8_t secret[NXC__SECRET_LEN];     /* the op's access secret */
     size_t nsections;
     nxc__md_section_t sections[NXC__MD_MAX_SECTIONS];
     /* decode only: owned storage the pointers above point into */

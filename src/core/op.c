@@ -18,8 +18,7 @@
 #include "util/sys.h"
 #include "util/time.h"
 
-static const char *kind_name(nxc_op_kind_t k)
-{
+static const char *kind_name(nxc_op_kind_t k) {
     switch (k) {
     case NXC_OP_READABLE: return "readable";
     case NXC_OP_WRITABLE: return "writable";
@@ -31,11 +30,10 @@ static const char *kind_name(nxc_op_kind_t k)
 
 /* --- state ------------------------------------------------------------------ */
 
-void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...)
-{
+void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     if (nxc__op_terminal(op)) return;
     op->result = result;
-    op->status = result == NXC_OK                ? NXC_OP_COMPLETE
+    op->status = result == NXC_OK             ? NXC_OP_COMPLETE
                  : result == NXC_ERR_CANCELED ? NXC_OP_CANCELLED
                                               : NXC_OP_ERRORED;
     va_list ap;
@@ -53,16 +51,14 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...)
     pthread_cond_broadcast(&op->c->cond);
 }
 
-void nxc__op_link(nxc_connector_t *c, nxc_op_t *op)
-{
+void nxc__op_link(nxc_connector_t *c, nxc_op_t *op) {
     op->prev = NULL;
     op->next = c->ops;
     if (c->ops) c->ops->prev = op;
     c->ops = op;
 }
 
-static void unexpose_all(nxc_op_t *op)
-{
+static void unexpose_all(nxc_op_t *op) {
     nxc_connector_t *c = op->c;
     for (size_t i = 0; i < c->ntps; i++) {
         if (op->exposed[i]) c->tps[i]->ops->unexpose(c->tps[i], op, op->exposed[i]);
@@ -70,11 +66,12 @@ static void unexpose_all(nxc_op_t *op)
     }
 }
 
-void nxc__op_free_locked(nxc_op_t *op)
-{
+void nxc__op_free_locked(nxc_op_t *op) {
     nxc_connector_t *c = op->c;
-    if (op->prev) op->prev->next = op->next;
-    else if (c->ops == op) c->ops = op->next;
+    if (op->prev)
+        op->prev->next = op->next;
+    else if (c->ops == op)
+        c->ops = op->next;
     if (op->next) op->next->prev = op->prev;
     while (op->grants) {
         nxc__grant_t *g = op->grants;
@@ -91,8 +88,7 @@ void nxc__op_free_locked(nxc_op_t *op)
     free(op);
 }
 
-void nxc__reap(nxc_connector_t *c)
-{
+void nxc__reap(nxc_connector_t *c) {
     for (nxc_op_t *op = c->ops, *next; op; op = next) {
         next = op->next;
         if (op->released && op->busy == 0 && (nxc__op_terminal(op) || nxc__op_passive(op)))
@@ -102,18 +98,20 @@ void nxc__reap(nxc_connector_t *c)
 
 /* --- grants (passive side) ---------------------------------------------------- */
 
-static bool no_grants(const nxc_op_t *op) { return op->grants == NULL; }
-static bool is_terminal(const nxc_op_t *op) { return nxc__op_terminal(op); }
+static bool no_grants(const nxc_op_t *op) {
+    return op->grants == NULL;
+}
+static bool is_terminal(const nxc_op_t *op) {
+    return nxc__op_terminal(op);
+}
 
-static nxc_op_t *find_passive(nxc_connector_t *c, const char *key)
-{
+static nxc_op_t *find_passive(nxc_connector_t *c, const char *key) {
     for (nxc_op_t *op = c->ops; op; op = op->next)
         if (nxc__op_passive(op) && !op->released && !strcmp(op->key, key)) return op;
     return NULL;
 }
 
-static bool range_inside(const nxc_op_t *op, const nxc__range_t *r)
-{
+static bool range_inside(const nxc_op_t *op, const nxc__range_t *r) {
     for (size_t i = 0; i < op->nlocal; i++) {
         uint64_t s = (uintptr_t)op->local[i].ptr, e = s + op->local[i].size;
         if (r->len && r->addr >= s && r->addr <= e && r->len <= e - r->addr) return true;
@@ -123,14 +121,13 @@ static bool range_inside(const nxc_op_t *op, const nxc__range_t *r)
 
 nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
                              const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
-                             size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len)
-{
+                             size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len) {
     nxc_op_t *op = find_passive(c, key);
     const char *reason = NULL;
     if (!op || sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) != 0)
         reason = "no live operation with this key (released, or never existed)";
     else if (op->revoked || nxc__op_terminal(op))
-        reason = op->status == NXC_OP_COMPLETE ? "operation already complete"
+        reason = op->status == NXC_OP_COMPLETE     ? "operation already complete"
                  : op->result == NXC_ERR_TIMED_OUT ? "operation expired (deadline passed)"
                                                    : "operation released or cancelled";
     else if ((md_kind == NXC__MD_KIND_READ) != (op->kind == NXC_OP_READABLE))
@@ -161,8 +158,7 @@ nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, cons
 }
 
 /* Unlink the grant matching (peer, id) or, with id 0, the first held by peer. */
-static bool take_grant(nxc_op_t *op, void *peer, uint64_t id)
-{
+static bool take_grant(nxc_op_t *op, void *peer, uint64_t id) {
     for (nxc__grant_t **pg = &op->grants; *pg; pg = &(*pg)->next) {
         nxc__grant_t *g = *pg;
         if (g->peer == peer && (id == 0 || g->id == id)) {
@@ -176,8 +172,7 @@ static bool take_grant(nxc_op_t *op, void *peer, uint64_t id)
     return false;
 }
 
-bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete)
-{
+bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete) {
     for (nxc_op_t *op = c->ops; op; op = op->next) {
         if (!nxc__op_passive(op) || !take_grant(op, peer, id)) continue;
         if (complete) nxc__op_finish(op, NXC_OK, "%s", "");
@@ -186,18 +181,17 @@ bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete
     return false;
 }
 
-void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why)
-{
+void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why) {
     for (nxc_op_t *op = c->ops; op; op = op->next) {
         if (!nxc__op_passive(op)) continue;
         bool held = false;
-        while (take_grant(op, peer, 0)) held = true;
+        while (take_grant(op, peer, 0))
+            held = true;
         if (held) nxc__op_finish(op, NXC_ERR_PEER_FAILED, "%s", why);
     }
 }
 
-void nxc__passive_revoke(nxc_op_t *op, bool may_block)
-{
+void nxc__passive_revoke(nxc_op_t *op, bool may_block) {
     nxc_connector_t *c = op->c;
     op->revoked = true;
     if (op->grants && may_block)
@@ -214,8 +208,7 @@ void nxc__passive_revoke(nxc_op_t *op, bool may_block)
 
 /* --- active side -------------------------------------------------------------- */
 
-void nxc__active_stop(nxc_op_t *op, nxc_status_t why)
-{
+void nxc__active_stop(nxc_op_t *op, nxc_status_t why) {
     nxc_connector_t *c = op->c;
     if (nxc__op_terminal(op)) return;
     op->tp->ops->cancel(op->tp, op, why);
@@ -228,8 +221,7 @@ void nxc__active_stop(nxc_op_t *op, nxc_status_t why)
     nxc__op_finish(op, why, "stopped (transport did not confirm the abort)");
 }
 
-void nxc__check_deadlines(nxc_connector_t *c)
-{
+void nxc__check_deadlines(nxc_connector_t *c) {
     uint64_t now = nxc__now_ns();
     for (nxc_op_t *op = c->ops; op; op = op->next) {
         if (nxc__op_terminal(op) || op->deadline > now) continue;
@@ -242,16 +234,17 @@ void nxc__check_deadlines(nxc_connector_t *c)
             bool first = op->result != NXC_ERR_TIMED_OUT;
             op->result = NXC_ERR_TIMED_OUT;
             op->deadline = first ? now + (uint64_t)NXC__DRAIN_MS * 1000000u : UINT64_MAX;
-            if (first) op->tp->ops->cancel(op->tp, op, NXC_ERR_TIMED_OUT);
-            else op->tp->ops->force(op->tp, op);
+            if (first)
+                op->tp->ops->cancel(op->tp, op, NXC_ERR_TIMED_OUT);
+            else
+                op->tp->ops->force(op->tp, op);
         }
     }
 }
 
 /* --- creation ----------------------------------------------------------------- */
 
-static bool printable_key(const char *s)
-{
+static bool printable_key(const char *s) {
     size_t n = strnlen(s, NXC_KEY_MAX + 1);
     if (n == 0 || n > NXC_KEY_MAX) return false;
     for (size_t i = 0; i < n; i++)
@@ -259,12 +252,10 @@ static bool printable_key(const char *s)
     return true;
 }
 
-static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive)
-{
+static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive) {
     uint64_t m = p ? p->field_mask : 0;
     if ((m & NXC_OP_FIELD_TIMEOUT) && p->timeout_ms <= 0)
-        return nxc__err(NXC_ERR_INVALID_PARAM, "op timeout_ms must be > 0 (got %d)",
-                        p->timeout_ms);
+        return nxc__err(NXC_ERR_INVALID_PARAM, "op timeout_ms must be > 0 (got %d)", p->timeout_ms);
     if (m & NXC_OP_FIELD_NOTIFICATION_KEY) {
         if (!passive)
             return nxc__err(NXC_ERR_INVALID_PARAM,
@@ -279,8 +270,7 @@ static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive)
 }
 
 static nxc_op_t *op_new(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
-                        size_t count, size_t total, const nxc_op_params_t *p)
-{
+                        size_t count, size_t total, const nxc_op_params_t *p) {
     nxc_op_t *op = calloc(1, sizeof *op);
     if (!op) return NULL;
     op->local = malloc(count * sizeof *descs);
@@ -302,26 +292,23 @@ static nxc_op_t *op_new(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t
     return op;
 }
 
-static bool device_supported(nxc_connector_t *c, nxc_device_kind_t kind)
-{
+static bool device_supported(nxc_connector_t *c, nxc_device_kind_t kind) {
     for (size_t i = 0; i < c->ntps; i++)
         if (c->tps[i]->ops->supports_device(c->tps[i], kind)) return true;
     return false;
 }
 
-static nxc_status_t check_device(nxc_connector_t *c, nxc_device_t d, const char *what)
-{
+static nxc_status_t check_device(nxc_connector_t *c, nxc_device_t d, const char *what) {
     if (device_supported(c, d.kind)) return NXC_OK;
     char text[NXC_DEVICE_TEXT_MAX];
     nxc_device_format(d, text, sizeof text);
     return nxc__err(NXC_ERR_NOT_SUPPORTED,
-                    "%s memory on %s: no transport of this connector (%s) can move it", what,
-                    text, c->transports_text);
+                    "%s memory on %s: no transport of this connector (%s) can move it", what, text,
+                    c->transports_text);
 }
 
 /* Build and encode the metadata of a passive op (lock held). */
-static nxc_status_t passive_metadata(nxc_op_t *op)
-{
+static nxc_status_t passive_metadata(nxc_op_t *op) {
     nxc_connector_t *c = op->c;
     nxc__metadata_t md = {0};
     nxc__md_section_t *sec = md.sections;
@@ -339,8 +326,8 @@ static nxc_status_t passive_metadata(nxc_op_t *op)
     md.descs = calloc(op->nlocal, sizeof *md.descs);
     if (!md.descs) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
     for (size_t i = 0; i < op->nlocal; i++)
-        md.descs[i] = (nxc__rdesc_t){(uintptr_t)op->local[i].ptr, op->local[i].size,
-                                     op->local[i].device};
+        md.descs[i] =
+            (nxc__rdesc_t){(uintptr_t)op->local[i].ptr, op->local[i].size, op->local[i].device};
     for (size_t i = 0; i < c->ntps && st == NXC_OK; i++) {
         nxc__tp_t *tp = c->tps[i];
         if (!tp->ops->supports_device(tp, op->local[0].device.kind)) continue;
@@ -348,15 +335,14 @@ static nxc_status_t passive_metadata(nxc_op_t *op)
         if (st == NXC_OK) md.nsections++;
     }
     if (st == NXC_OK) st = nxc__md_encode(&md, &op->md_text, &op->md_len);
-    for (sec = md.sections; sec < md.sections + md.nsections; sec++) free(sec->keys);
+    for (sec = md.sections; sec < md.sections + md.nsections; sec++)
+        free(sec->keys);
     free(md.descs);
     return st;
 }
 
-static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind,
-                                   const nxc_desc_t *descs, size_t count,
-                                   const nxc_op_params_t *p, nxc_op_t **op_p)
-{
+static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
+                                   size_t count, const nxc_op_params_t *p, nxc_op_t **op_p) {
     size_t total;
     if (!c || !op_p)
         return nxc__err(NXC_ERR_INVALID_PARAM, "create_%s: NULL connector or out-param",
@@ -395,22 +381,18 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind,
 }
 
 nxc_status_t nxc_create_readable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
-                                 const nxc_op_params_t *p, nxc_op_t **op_p)
-{
+                                 const nxc_op_params_t *p, nxc_op_t **op_p) {
     return create_passive(c, NXC_OP_READABLE, descs, count, p, op_p);
 }
 
 nxc_status_t nxc_create_writable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
-                                 const nxc_op_params_t *p, nxc_op_t **op_p)
-{
+                                 const nxc_op_params_t *p, nxc_op_t **op_p) {
     return create_passive(c, NXC_OP_WRITABLE, descs, count, p, op_p);
 }
 
 /* Everything about an active op that needs no lock: descriptors, metadata,
  * pairing, devices, sizes, the scatter/gather plan. */
-static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char *text,
-                                   size_t len)
-{
+static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char *text, size_t len) {
     nxc_status_t st = nxc__md_decode(text, len ? len : strlen(text), &op->md);
     if (st != NXC_OK) return st;
     const nxc__metadata_t *md = &op->md;
@@ -437,8 +419,10 @@ static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char 
 
     uint64_t *ls = malloc(op->nlocal * sizeof *ls), *rs = malloc(md->ndesc * sizeof *rs);
     if (!ls || !rs) st = nxc__err(NXC_ERR_NO_MEMORY, "begin: out of memory");
-    for (size_t i = 0; st == NXC_OK && i < op->nlocal; i++) ls[i] = op->local[i].size;
-    for (size_t i = 0; st == NXC_OK && i < md->ndesc; i++) rs[i] = md->descs[i].size;
+    for (size_t i = 0; st == NXC_OK && i < op->nlocal; i++)
+        ls[i] = op->local[i].size;
+    for (size_t i = 0; st == NXC_OK && i < md->ndesc; i++)
+        rs[i] = md->descs[i].size;
     if (st == NXC_OK) st = nxc__sg_plan(ls, op->nlocal, rs, md->ndesc, &op->segs, &op->nsegs);
     free(ls);
     free(rs);
@@ -448,8 +432,7 @@ static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char 
 /* The first transport, in this connector's order, that the peer offers and
  * that can reach it. */
 static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
-                                   const nxc__md_section_t **sec_p)
-{
+                                   const nxc__md_section_t **sec_p) {
     char reasons[512] = "";
     size_t used = 0;
     for (size_t i = 0; i < c->ntps; i++) {
@@ -474,8 +457,7 @@ static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
 
 static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,
                                  size_t md_len, const nxc_desc_t *local, size_t count,
-                                 const nxc_op_params_t *p, nxc_op_t **op_p)
-{
+                                 const nxc_op_params_t *p, nxc_op_t **op_p) {
     size_t total;
     if (!c || !op_p || !md_text)
         return nxc__err(NXC_ERR_INVALID_PARAM, "begin_%s: NULL connector, metadata or out-param",
@@ -518,22 +500,19 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
 
 nxc_status_t nxc_begin_read(nxc_connector_t *c, const char *metadata, size_t metadata_len,
                             const nxc_desc_t *local, size_t count, const nxc_op_params_t *p,
-                            nxc_op_t **op_p)
-{
+                            nxc_op_t **op_p) {
     return begin_active(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
 }
 
 nxc_status_t nxc_begin_write(nxc_connector_t *c, const nxc_desc_t *local, size_t count,
                              const char *metadata, size_t metadata_len, const nxc_op_params_t *p,
-                             nxc_op_t **op_p)
-{
+                             nxc_op_t **op_p) {
     return begin_active(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
 }
 
 /* --- queries ------------------------------------------------------------------ */
 
-nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p)
-{
+nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p) {
     if (!op || !text_p) return nxc__err(NXC_ERR_INVALID_PARAM, "op_metadata: NULL argument");
     if (!nxc__op_passive(op))
         return nxc__err(NXC_ERR_INVALID_STATE,
@@ -544,8 +523,7 @@ nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p)
     return NXC_OK;
 }
 
-nxc_op_status_t nxc_op_status(nxc_op_t *op)
-{
+nxc_op_status_t nxc_op_status(nxc_op_t *op) {
     if (!op) return NXC_OP_UNINITIALIZED;
     nxc_connector_t *c = op->c;
     pthread_mutex_lock(&c->lock);
@@ -555,8 +533,7 @@ nxc_op_status_t nxc_op_status(nxc_op_t *op)
     return s;
 }
 
-nxc_status_t nxc_op_result(nxc_op_t *op)
-{
+nxc_status_t nxc_op_result(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_result: NULL op");
     pthread_mutex_lock(&op->c->lock);
     nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
@@ -564,10 +541,11 @@ nxc_status_t nxc_op_result(nxc_op_t *op)
     return r;
 }
 
-const char *nxc_op_message(nxc_op_t *op) { return op ? op->message : ""; }
+const char *nxc_op_message(nxc_op_t *op) {
+    return op ? op->message : "";
+}
 
-nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms)
-{
+nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_wait: NULL op");
     nxc_connector_t *c = op->c;
     pthread_mutex_lock(&c->lock);
@@ -581,8 +559,7 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms)
     return r;
 }
 
-int nxc_op_fd(nxc_op_t *op)
-{
+int nxc_op_fd(nxc_op_t *op) {
     if (!op) {
         nxc__err(NXC_ERR_INVALID_PARAM, "op_fd: NULL op");
         return -1;
@@ -604,8 +581,7 @@ int nxc_op_fd(nxc_op_t *op)
 }
 
 /* Stop a live op (lock held). */
-static void stop_locked(nxc_op_t *op, const char *why)
-{
+static void stop_locked(nxc_op_t *op, const char *why) {
     if (nxc__op_passive(op)) {
         nxc__op_finish(op, NXC_ERR_CANCELED, "%s", why);
         nxc__passive_revoke(op, true);
@@ -616,8 +592,7 @@ static void stop_locked(nxc_op_t *op, const char *why)
     }
 }
 
-nxc_status_t nxc_op_cancel(nxc_op_t *op)
-{
+nxc_status_t nxc_op_cancel(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_cancel: NULL op");
     pthread_mutex_lock(&op->c->lock);
     if (!nxc__op_terminal(op)) stop_locked(op, "cancelled by the application");
@@ -625,25 +600,33 @@ nxc_status_t nxc_op_cancel(nxc_op_t *op)
     return NXC_OK;
 }
 
-void nxc_op_release(nxc_op_t *op)
-{
+void nxc_op_release(nxc_op_t *op) {
     if (!op) return;
     nxc_connector_t *c = op->c;
     pthread_mutex_lock(&c->lock);
-    if (!nxc__op_terminal(op)) stop_locked(op, "released by the application");
-    else if (nxc__op_passive(op)) nxc__passive_revoke(op, true);
+    if (!nxc__op_terminal(op))
+        stop_locked(op, "released by the application");
+    else if (nxc__op_passive(op))
+        nxc__passive_revoke(op, true);
     op->released = true;
     nxc__reap(c);
     pthread_mutex_unlock(&c->lock);
 }
 
-nxc_op_kind_t nxc_op_kind(const nxc_op_t *op) { return op ? op->kind : (nxc_op_kind_t)0; }
-size_t nxc_op_size(const nxc_op_t *op) { return op ? op->total : 0; }
-const char *nxc_op_notification_key(const nxc_op_t *op) { return op ? op->key : ""; }
-void *nxc_op_user_data(const nxc_op_t *op) { return op ? op->user_data : NULL; }
+nxc_op_kind_t nxc_op_kind(const nxc_op_t *op) {
+    return op ? op->kind : (nxc_op_kind_t)0;
+}
+size_t nxc_op_size(const nxc_op_t *op) {
+    return op ? op->total : 0;
+}
+const char *nxc_op_notification_key(const nxc_op_t *op) {
+    return op ? op->key : "";
+}
+void *nxc_op_user_data(const nxc_op_t *op) {
+    return op ? op->user_data : NULL;
+}
 
-const char *nxc_op_transport(nxc_op_t *op)
-{
+const char *nxc_op_transport(nxc_op_t *op) {
     if (!op) return NULL;
     pthread_mutex_lock(&op->c->lock);
     const char *name = op->used ? op->used->name : NULL;

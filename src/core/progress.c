@@ -14,40 +14,36 @@
 /* Longest sleep: deadlines are checked at least this often. */
 #define SLEEP_MAX_MS 100
 
-void nxc__wake(nxc_connector_t *c)
-{
+void nxc__wake(nxc_connector_t *c) {
     uint64_t one = 1;
     ssize_t r = write(c->wakefd, &one, sizeof one);
     (void)r; /* EAGAIN: the counter is already non-zero, which is enough */
 }
 
-int nxc__progress_locked(nxc_connector_t *c)
-{
+int nxc__progress_locked(nxc_connector_t *c) {
     int work = 0;
-    for (size_t i = 0; i < c->ntps; i++) work += c->tps[i]->ops->progress(c->tps[i]);
+    for (size_t i = 0; i < c->ntps; i++)
+        work += c->tps[i]->ops->progress(c->tps[i]);
     nxc__check_deadlines(c);
     nxc__reap(c);
     return work;
 }
 
-bool nxc__arm_all(nxc_connector_t *c)
-{
+bool nxc__arm_all(nxc_connector_t *c) {
     for (size_t i = 0; i < c->ntps; i++)
         if (!c->tps[i]->ops->arm(c->tps[i])) return false;
     return true;
 }
 
 /* Earliest deadline of a live op, as a sleep bound. */
-static int sleep_bound_ms(nxc_connector_t *c, int cap)
-{
+static int sleep_bound_ms(nxc_connector_t *c, int cap) {
     uint64_t first = UINT64_MAX;
     for (nxc_op_t *op = c->ops; op; op = op->next)
         if (!nxc__op_terminal(op) && op->deadline < first) first = op->deadline;
     return nxc__ms_until(first, cap);
 }
 
-void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms)
-{
+void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms) {
     if (!nxc__arm_all(c)) return; /* events already pending: progress again */
     int bound = sleep_bound_ms(c, timeout_ms);
     pthread_mutex_unlock(&c->lock);
@@ -63,8 +59,7 @@ void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms)
     pthread_mutex_lock(&c->lock);
 }
 
-void *nxc__progress_thread(void *arg)
-{
+void *nxc__progress_thread(void *arg) {
     nxc_connector_t *c = arg;
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
@@ -76,8 +71,7 @@ void *nxc__progress_thread(void *arg)
 }
 
 bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_op_t *),
-                      uint64_t deadline)
-{
+                      uint64_t deadline) {
     while (!pred(op)) {
         int ms = nxc__ms_until(deadline, SLEEP_MAX_MS);
         if (deadline != UINT64_MAX && nxc__now_ns() >= deadline) break;

@@ -7,13 +7,11 @@
 #include "util/log.h"
 
 void nxc__regcache_init(nxc__regcache_t *rc, const nxc__regcache_ops_t *ops, void *ctx,
-                        size_t max_idle)
-{
+                        size_t max_idle) {
     *rc = (nxc__regcache_t){.ops = ops, .ctx = ctx, .max_idle = max_idle};
 }
 
-size_t nxc__regcache_env_max_idle(void)
-{
+size_t nxc__regcache_env_max_idle(void) {
     const char *v = getenv("NXC_REGCACHE");
     if (!v || !*v) return 256;
     char *end;
@@ -21,24 +19,23 @@ size_t nxc__regcache_env_max_idle(void)
     return *end ? 256 : (size_t)n;
 }
 
-static void unlink_reg(nxc__regcache_t *rc, nxc__reg_t *r)
-{
-    if (r->prev) r->prev->next = r->next;
-    else rc->head = r->next;
+static void unlink_reg(nxc__regcache_t *rc, nxc__reg_t *r) {
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        rc->head = r->next;
     if (r->next) r->next->prev = r->prev;
     r->prev = r->next = NULL;
 }
 
-static void push_front(nxc__regcache_t *rc, nxc__reg_t *r)
-{
+static void push_front(nxc__regcache_t *rc, nxc__reg_t *r) {
     r->prev = NULL;
     r->next = rc->head;
     if (rc->head) rc->head->prev = r;
     rc->head = r;
 }
 
-static void destroy_reg(nxc__regcache_t *rc, nxc__reg_t *r)
-{
+static void destroy_reg(nxc__regcache_t *rc, nxc__reg_t *r) {
     unlink_reg(rc, r);
     rc->ops->dereg(rc->ctx, r);
     rc->count--;
@@ -46,10 +43,10 @@ static void destroy_reg(nxc__regcache_t *rc, nxc__reg_t *r)
 }
 
 /* Drop least recently used idle entries beyond max_idle. */
-static void trim(nxc__regcache_t *rc)
-{
+static void trim(nxc__regcache_t *rc) {
     nxc__reg_t *tail = rc->head;
-    while (tail && tail->next) tail = tail->next;
+    while (tail && tail->next)
+        tail = tail->next;
     for (nxc__reg_t *r = tail; r && rc->idle > rc->max_idle;) {
         nxc__reg_t *prev = r->prev;
         if (r->refs == 0) {
@@ -61,8 +58,7 @@ static void trim(nxc__regcache_t *rc)
 }
 
 nxc_status_t nxc__regcache_get(nxc__regcache_t *rc, const void *ptr, size_t len,
-                               nxc__reg_t **reg_p)
-{
+                               nxc__reg_t **reg_p) {
     uintptr_t start = (uintptr_t)ptr, end = start + len;
     for (nxc__reg_t *r = rc->head; r; r = r->next) {
         if (r->start <= start && end <= r->end) {
@@ -92,16 +88,14 @@ nxc_status_t nxc__regcache_get(nxc__regcache_t *rc, const void *ptr, size_t len,
     return NXC_OK;
 }
 
-void nxc__regcache_put(nxc__regcache_t *rc, nxc__reg_t *reg)
-{
+void nxc__regcache_put(nxc__regcache_t *rc, nxc__reg_t *reg) {
     if (!reg) return;
     if (--reg->refs > 0) return;
     rc->idle++;
     trim(rc);
 }
 
-void nxc__regcache_fini(nxc__regcache_t *rc)
-{
+void nxc__regcache_fini(nxc__regcache_t *rc) {
     while (rc->head) {
         if (rc->head->refs)
             NXC_LOG_W("registration %#lx..%#lx still referenced at shutdown",

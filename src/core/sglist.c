@@ -5,11 +5,12 @@
 #include "util/error.h"
 
 nxc_status_t nxc__sg_plan(const uint64_t *local_sizes, size_t nlocal, const uint64_t *remote_sizes,
-                          size_t nremote, nxc__seg_t **segs_p, size_t *nsegs_p)
-{
+                          size_t nremote, nxc__seg_t **segs_p, size_t *nsegs_p) {
     uint64_t lt = 0, rt = 0;
-    for (size_t i = 0; i < nlocal; i++) lt += local_sizes[i];
-    for (size_t i = 0; i < nremote; i++) rt += remote_sizes[i];
+    for (size_t i = 0; i < nlocal; i++)
+        lt += local_sizes[i];
+    for (size_t i = 0; i < nremote; i++)
+        rt += remote_sizes[i];
     if (lt != rt)
         return nxc__err(NXC_ERR_SIZE_MISMATCH,
                         "local descriptors total %llu bytes but the remote ones %llu",

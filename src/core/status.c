@@ -1,7 +1,6 @@
 #include "nxc/nxc.h"
 
-const char *nxc_status_string(nxc_status_t status)
-{
+const char *nxc_status_string(nxc_status_t status) {
     switch (status) {
     case NXC_OK: return "success";
     case NXC_INPROGRESS: return "in progress";
@@ -30,4 +29,6 @@ const char *nxc_status_string(nxc_status_t status)
     return "unknown status";
 }
 
-const char *nxc_version(void) { return NXC_VERSION_STRING; }
+const char *nxc_version(void) {
+    return NXC_VERSION_STRING;
+}

@@ -5,8 +5,7 @@
 
 static _Thread_local char last_error[512];
 
-nxc_status_t nxc__err(nxc_status_t status, const char *fmt, ...)
-{
+nxc_status_t nxc__err(nxc_status_t status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
@@ -14,6 +13,10 @@ nxc_status_t nxc__err(nxc_status_t status, const char *fmt, ...)
     return status;
 }
 
-void nxc__err_clear(void) { last_error[0] = '\0'; }
+void nxc__err_clear(void) {
+    last_error[0] = '\0';
+}
 
-const char *nxc_last_error(void) { return last_error; }
+const char *nxc_last_error(void) {
+    return last_error;
+}

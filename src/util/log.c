@@ -10,8 +10,7 @@
 
 static atomic_int log_level = -1; /* -1: not yet read from the environment */
 
-nxc_log_level_t nxc__log_env_level(void)
-{
+nxc_log_level_t nxc__log_env_level(void) {
     const char *v = getenv("NXC_LOG_LEVEL");
     if (!v) return NXC_LOG_WARN;
     static const char *names[] = {"error", "warn", "info", "debug"};
@@ -20,15 +19,13 @@ nxc_log_level_t nxc__log_env_level(void)
     return NXC_LOG_WARN;
 }
 
-void nxc__log_raise_level(nxc_log_level_t level)
-{
+void nxc__log_raise_level(nxc_log_level_t level) {
     int cur = atomic_load(&log_level);
     if (cur < 0) cur = (int)nxc__log_env_level();
     atomic_store(&log_level, (int)level > cur ? (int)level : cur);
 }
 
-void nxc__log(nxc_log_level_t level, const char *fmt, ...)
-{
+void nxc__log(nxc_log_level_t level, const char *fmt, ...) {
     int cur = atomic_load(&log_level);
     if (cur < 0) {
         cur = (int)nxc__log_env_level();

@@ -7,8 +7,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
-static void read_line(const char *path, char *buf, size_t len)
-{
+static void read_line(const char *path, char *buf, size_t len) {
     buf[0] = '\0';
     FILE *f = fopen(path, "r");
     if (!f) return;
@@ -16,8 +15,7 @@ static void read_line(const char *path, char *buf, size_t len)
     fclose(f);
 }
 
-void nxc__host_identity(char *buf, size_t len)
-{
+void nxc__host_identity(char *buf, size_t len) {
     char host[64] = "unknown", boot[40];
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
@@ -25,8 +23,7 @@ void nxc__host_identity(char *buf, size_t len)
     snprintf(buf, len, "%s/%s", host, boot[0] ? boot : "noboot");
 }
 
-uint64_t nxc__process_start_time(void)
-{
+uint64_t nxc__process_start_time(void) {
     char stat[1024];
     FILE *f = fopen("/proc/self/stat", "r");
     if (!f) return 0;
@@ -38,15 +35,15 @@ uint64_t nxc__process_start_time(void)
     if (!p) return 0;
     unsigned long long start = 0;
     /* fields 3..21 skipped, field 22 read */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-                      "%*d %llu",
+    if (sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+               "%*d %llu",
                &start) != 1)
         return 0;
     return start;
 }
 
-void nxc__random(void *buf, size_t len)
-{
+void nxc__random(void *buf, size_t len) {
     if (sodium_init() < 0) {
         /* sodium_init only fails without an entropy source; fall back loudly
          * to the kernel call libsodium would use anyway. */
@@ -55,8 +52,7 @@ void nxc__random(void *buf, size_t len)
     randombytes_buf(buf, len);
 }
 
-void nxc__uuid4(char out[37])
-{
+void nxc__uuid4(char out[37]) {
     uuid_t u;
     uuid_generate_random(u);
     uuid_unparse_lower(u, out);

@@ -9,8 +9,7 @@
 #include "nxt.h"
 
 char *nxt_md_patch_blob(const char *md, void (*patch)(uint8_t *blob, size_t len, void *arg),
-                        void *arg)
-{
+                        void *arg) {
     json_t *root = json_loads(md, 0, NULL);
     NXT_CHECK(root);
     const char *b64 = json_string_value(json_object_get(root, "nixl_metadata"));
@@ -41,8 +40,7 @@ char *nxt_md_patch_blob(const char *md, void (*patch)(uint8_t *blob, size_t len,
 }
 
 char *nxt_md_patch_desc(const char *md, size_t i, int64_t ptr_delta, uint64_t size,
-                        const char *device)
-{
+                        const char *device) {
     json_t *root = json_loads(md, 0, NULL);
     NXT_CHECK(root);
     json_t *d = json_array_get(json_object_get(root, "descriptors"), i);
@@ -56,8 +54,7 @@ char *nxt_md_patch_desc(const char *md, size_t i, int64_t ptr_delta, uint64_t si
     return text;
 }
 
-char *nxt_md_set_kind(const char *md, int kind)
-{
+char *nxt_md_set_kind(const char *md, int kind) {
     json_t *root = json_loads(md, 0, NULL);
     NXT_CHECK(root);
     json_object_set_new(root, "operation_kind", json_integer(kind));

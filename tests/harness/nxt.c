@@ -9,15 +9,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t now_ms(void)
-{
+static uint64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void nxt_failf(const char *file, int line, const char *fmt, ...)
-{
+void nxt_failf(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "  FAILED at %s:%d: ", file, line);
@@ -29,8 +27,7 @@ void nxt_failf(const char *file, int line, const char *fmt, ...)
 }
 
 /* Run one test in its own process group; kill the group when done. */
-static int run_one(const nxt_test_t *t)
-{
+static int run_one(const nxt_test_t *t) {
     int timeout_s = t->timeout_s ? t->timeout_s : 60;
     uint64_t start = now_ms();
     fflush(NULL);
@@ -77,8 +74,7 @@ static int run_one(const nxt_test_t *t)
     return 1;
 }
 
-int nxt_run(const nxt_test_t *tests, size_t n, int argc, char **argv)
-{
+int nxt_run(const nxt_test_t *tests, size_t n, int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
     int failed = 0, ran = 0;
@@ -91,14 +87,12 @@ int nxt_run(const nxt_test_t *tests, size_t n, int argc, char **argv)
     return failed ? 1 : 0;
 }
 
-void nxt_chan_init(nxt_chan_t *ch)
-{
+void nxt_chan_init(nxt_chan_t *ch) {
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch->fd))
         nxt_failf(__FILE__, __LINE__, "socketpair: %s", strerror(errno));
 }
 
-pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg)
-{
+pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg) {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) nxt_failf(__FILE__, __LINE__, "fork: %s", strerror(errno));
@@ -110,8 +104,7 @@ pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg)
     return pid;
 }
 
-int nxt_chan_parent(nxt_chan_t *ch)
-{
+int nxt_chan_parent(nxt_chan_t *ch) {
     if (ch->fd[1] >= 0) {
         close(ch->fd[1]);
         ch->fd[1] = -1;
@@ -119,8 +112,7 @@ int nxt_chan_parent(nxt_chan_t *ch)
     return ch->fd[0];
 }
 
-static void write_all(int fd, const void *buf, size_t len)
-{
+static void write_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
     while (len) {
         ssize_t w = write(fd, p, len);
@@ -131,8 +123,7 @@ static void write_all(int fd, const void *buf, size_t len)
     }
 }
 
-static void read_all(int fd, void *buf, size_t len, uint64_t deadline)
-{
+static void read_all(int fd, void *buf, size_t len, uint64_t deadline) {
     char *p = buf;
     while (len) {
         uint64_t now = now_ms();
@@ -149,17 +140,17 @@ static void read_all(int fd, void *buf, size_t len, uint64_t deadline)
     }
 }
 
-void nxt_send(int fd, const void *buf, size_t len)
-{
+void nxt_send(int fd, const void *buf, size_t len) {
     uint64_t n = len;
     write_all(fd, &n, sizeof n);
     write_all(fd, buf, len);
 }
 
-void nxt_send_str(int fd, const char *s) { nxt_send(fd, s, strlen(s)); }
+void nxt_send_str(int fd, const char *s) {
+    nxt_send(fd, s, strlen(s));
+}
 
-char *nxt_recv(int fd, size_t *len_p, int timeout_ms)
-{
+char *nxt_recv(int fd, size_t *len_p, int timeout_ms) {
     uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
     uint64_t n;
     read_all(fd, &n, sizeof n, deadline);
@@ -172,8 +163,7 @@ char *nxt_recv(int fd, size_t *len_p, int timeout_ms)
     return buf;
 }
 
-int nxt_wait_pid(pid_t pid, int timeout_ms)
-{
+int nxt_wait_pid(pid_t pid, int timeout_ms) {
     uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
     int status;
     for (;;) {
@@ -189,23 +179,20 @@ int nxt_wait_pid(pid_t pid, int timeout_ms)
     }
 }
 
-void nxt_join(pid_t pid, int timeout_ms)
-{
+void nxt_join(pid_t pid, int timeout_ms) {
     int st = nxt_wait_pid(pid, timeout_ms);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         nxt_failf(__FILE__, __LINE__, "peer %d failed (status 0x%x)", (int)pid, st);
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
+static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 
-void nxt_fill(void *buf, size_t len, uint64_t seed)
-{
+void nxt_fill(void *buf, size_t len, uint64_t seed) {
     unsigned char *p = buf;
     uint64_t s = seed;
     size_t i = 0;
@@ -217,8 +204,7 @@ void nxt_fill(void *buf, size_t len, uint64_t seed)
     memcpy(p + i, &v, len - i);
 }
 
-size_t nxt_verify(const void *buf, size_t len, uint64_t seed)
-{
+size_t nxt_verify(const void *buf, size_t len, uint64_t seed) {
     const unsigned char *p = buf;
     uint64_t s = seed;
     for (size_t i = 0; i < len; i += 8) {
@@ -231,8 +217,7 @@ size_t nxt_verify(const void *buf, size_t len, uint64_t seed)
     return SIZE_MAX;
 }
 
-void *nxt_alloc(size_t len)
-{
+void *nxt_alloc(size_t len) {
     void *p = NULL;
     if (posix_memalign(&p, 4096, len ? len : 1))
         nxt_failf(__FILE__, __LINE__, "out of memory (%zu bytes)", len);
@@ -240,16 +225,16 @@ void *nxt_alloc(size_t len)
     return p;
 }
 
-nxc_desc_t nxt_desc(void *ptr, size_t size)
-{
+nxc_desc_t nxt_desc(void *ptr, size_t size) {
     nxc_desc_t d = {.ptr = ptr, .size = size, .device = {NXC_DEVICE_HOST, 0}};
     return d;
 }
 
-const char *nxt_transport(void) { return getenv("NXT_TRANSPORT"); }
+const char *nxt_transport(void) {
+    return getenv("NXT_TRANSPORT");
+}
 
-nxc_connector_t *nxt_connector(const char *name, int progress_thread)
-{
+nxc_connector_t *nxt_connector(const char *name, int progress_thread) {
     nxc_connector_params_t p = {0};
     p.field_mask = NXC_CONNECTOR_FIELD_PROGRESS_THREAD;
     p.progress_thread = progress_thread;

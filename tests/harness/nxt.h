@@ -27,52 +27,51 @@ typedef struct nxt_test {
 } nxt_test_t;
 
 int nxt_run(const nxt_test_t *tests, size_t n, int argc, char **argv);
-#define NXT_MAIN(tests)                                                                      \
-    int main(int argc, char **argv)                                                          \
-    {                                                                                        \
-        return nxt_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);                 \
+#define NXT_MAIN(tests)                                                                            \
+    int main(int argc, char **argv) {                                                              \
+        return nxt_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);                       \
     }
 
 void nxt_failf(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
-#define NXT_CHECK(cond)                                                                      \
-    do {                                                                                     \
-        if (!(cond)) nxt_failf(__FILE__, __LINE__, "check failed: %s", #cond);               \
+#define NXT_CHECK(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) nxt_failf(__FILE__, __LINE__, "check failed: %s", #cond);                     \
     } while (0)
 
-#define NXT_EQ_INT(a, b)                                                                     \
-    do {                                                                                     \
-        long long nxt_a_ = (long long)(a), nxt_b_ = (long long)(b);                          \
-        if (nxt_a_ != nxt_b_)                                                                \
-            nxt_failf(__FILE__, __LINE__, "%s == %lld, expected %s == %lld", #a, nxt_a_, #b, \
-                      nxt_b_);                                                               \
+#define NXT_EQ_INT(a, b)                                                                           \
+    do {                                                                                           \
+        long long nxt_a_ = (long long)(a), nxt_b_ = (long long)(b);                                \
+        if (nxt_a_ != nxt_b_)                                                                      \
+            nxt_failf(__FILE__, __LINE__, "%s == %lld, expected %s == %lld", #a, nxt_a_, #b,       \
+                      nxt_b_);                                                                     \
     } while (0)
 
-#define NXT_EQ_STR(a, b)                                                                     \
-    do {                                                                                     \
-        const char *nxt_a_ = (a), *nxt_b_ = (b);                                             \
-        if (!nxt_a_ || !nxt_b_ || strcmp(nxt_a_, nxt_b_))                                    \
-            nxt_failf(__FILE__, __LINE__, "%s == \"%s\", expected \"%s\"", #a,               \
-                      nxt_a_ ? nxt_a_ : "(null)", nxt_b_ ? nxt_b_ : "(null)");               \
+#define NXT_EQ_STR(a, b)                                                                           \
+    do {                                                                                           \
+        const char *nxt_a_ = (a), *nxt_b_ = (b);                                                   \
+        if (!nxt_a_ || !nxt_b_ || strcmp(nxt_a_, nxt_b_))                                          \
+            nxt_failf(__FILE__, __LINE__, "%s == \"%s\", expected \"%s\"", #a,                     \
+                      nxt_a_ ? nxt_a_ : "(null)", nxt_b_ ? nxt_b_ : "(null)");                     \
     } while (0)
 
 /* An nxc call that must succeed; prints nxc_last_error() when it does not. */
-#define NXT_PASS(expr)                                                                       \
-    do {                                                                                     \
-        nxc_status_t nxt_s_ = (expr);                                                        \
-        if (nxt_s_ != NXC_OK)                                                                \
-            nxt_failf(__FILE__, __LINE__, "%s -> %s (%s)", #expr, nxc_status_string(nxt_s_), \
-                      nxc_last_error());                                                     \
+#define NXT_PASS(expr)                                                                             \
+    do {                                                                                           \
+        nxc_status_t nxt_s_ = (expr);                                                              \
+        if (nxt_s_ != NXC_OK)                                                                      \
+            nxt_failf(__FILE__, __LINE__, "%s -> %s (%s)", #expr, nxc_status_string(nxt_s_),       \
+                      nxc_last_error());                                                           \
     } while (0)
 
 /* An nxc call that must fail with exactly `want`. */
-#define NXT_FAIL(expr, want)                                                                 \
-    do {                                                                                     \
-        nxc_status_t nxt_s_ = (expr);                                                        \
-        if (nxt_s_ != (want))                                                                \
-            nxt_failf(__FILE__, __LINE__, "%s -> %s (%s), expected %s", #expr,               \
-                      nxc_status_string(nxt_s_), nxc_last_error(), nxc_status_string(want)); \
+#define NXT_FAIL(expr, want)                                                                       \
+    do {                                                                                           \
+        nxc_status_t nxt_s_ = (expr);                                                              \
+        if (nxt_s_ != (want))                                                                      \
+            nxt_failf(__FILE__, __LINE__, "%s -> %s (%s), expected %s", #expr,                     \
+                      nxc_status_string(nxt_s_), nxc_last_error(), nxc_status_string(want));       \
     } while (0)
 
 /* --- multi-process helpers ------------------------------------------------ */

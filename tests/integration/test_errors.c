@@ -16,8 +16,7 @@ typedef struct fixture {
     const char *rmd, *wmd;
 } fixture_t;
 
-static fixture_t setup(void)
-{
+static fixture_t setup(void) {
     fixture_t f = {0};
     f.c = nxt_connector("errors", 1);
     nxt_fill(src, sizeof src, 3);
@@ -29,8 +28,7 @@ static fixture_t setup(void)
     return f;
 }
 
-static void teardown(fixture_t *f)
-{
+static void teardown(fixture_t *f) {
     nxc_op_release(f->readable);
     nxc_op_release(f->writable);
     nxc_connector_destroy(f->c);
@@ -38,15 +36,13 @@ static void teardown(fixture_t *f)
 }
 
 /* The message of the last error must mention `what`. */
-static void says(const char *what)
-{
+static void says(const char *what) {
     if (!strstr(nxc_last_error(), what))
-        nxt_failf(__FILE__, __LINE__, "last error \"%s\" does not mention \"%s\"",
-                  nxc_last_error(), what);
+        nxt_failf(__FILE__, __LINE__, "last error \"%s\" does not mention \"%s\"", nxc_last_error(),
+                  what);
 }
 
-static void test_descriptors(void)
-{
+static void test_descriptors(void) {
     fixture_t f = setup();
     nxc_op_t *op = (nxc_op_t *)0x1;
     nxc_desc_t d[3] = {nxt_desc(dst, 16), nxt_desc(NULL, 16), nxt_desc(dst, 0)};
@@ -72,8 +68,7 @@ static void test_descriptors(void)
     teardown(&f);
 }
 
-static void test_null_arguments(void)
-{
+static void test_null_arguments(void) {
     fixture_t f = setup();
     nxc_desc_t d = nxt_desc(dst, sizeof dst);
     nxc_op_t *op;
@@ -93,8 +88,7 @@ static void test_null_arguments(void)
     teardown(&f);
 }
 
-static void test_params(void)
-{
+static void test_params(void) {
     fixture_t f = setup();
     nxc_desc_t d = nxt_desc(dst, sizeof dst);
     nxc_op_t *op;
@@ -132,8 +126,7 @@ static void test_params(void)
     teardown(&f);
 }
 
-static void test_wrong_pairing(void)
-{
+static void test_wrong_pairing(void) {
     fixture_t f = setup();
     nxc_desc_t d = nxt_desc(dst, sizeof dst);
     nxc_op_t *op;
@@ -148,10 +141,10 @@ static void test_wrong_pairing(void)
     teardown(&f);
 }
 
-static void test_size_mismatch(void)
-{
+static void test_size_mismatch(void) {
     fixture_t f = setup();
-    nxc_desc_t small = nxt_desc(dst, 100), two[2] = {nxt_desc(dst, 2048), nxt_desc(dst + 2048, 2047)};
+    nxc_desc_t small = nxt_desc(dst, 100),
+               two[2] = {nxt_desc(dst, 2048), nxt_desc(dst + 2048, 2047)};
     nxc_op_t *op;
     NXT_FAIL(nxc_begin_read(f.c, f.rmd, 0, &small, 1, NULL, &op), NXC_ERR_SIZE_MISMATCH);
     says("4096");
@@ -160,16 +153,16 @@ static void test_size_mismatch(void)
     teardown(&f);
 }
 
-static void set_version(uint8_t *blob, size_t len, void *arg)
-{
+static void set_version(uint8_t *blob, size_t len, void *arg) {
     blob[4] = 7;
     blob[5] = 0;
 }
 
-static void flip_secret(uint8_t *blob, size_t len, void *arg) { blob[32] ^= 0x5a; }
+static void flip_secret(uint8_t *blob, size_t len, void *arg) {
+    blob[32] ^= 0x5a;
+}
 
-static void test_bad_metadata(void)
-{
+static void test_bad_metadata(void) {
     fixture_t f = setup();
     nxc_desc_t d = nxt_desc(dst, sizeof dst);
     nxc_op_t *op;
@@ -192,8 +185,7 @@ static void test_bad_metadata(void)
 
 /* A forged secret, or ranges outside the op's buffers: the peer refuses and
  * no byte moves. */
-static void test_forged_access(void)
-{
+static void test_forged_access(void) {
     fixture_t f = setup();
     nxc_desc_t d = nxt_desc(dst, sizeof dst);
     nxc_op_t *op;
@@ -216,8 +208,7 @@ static void test_forged_access(void)
     teardown(&f);
 }
 
-static void test_gpu_not_supported(void)
-{
+static void test_gpu_not_supported(void) {
     fixture_t f = setup();
     nxc_desc_t d = nxt_desc(dst, sizeof dst);
     d.device = (nxc_device_t){NXC_DEVICE_CUDA, 1};
@@ -235,8 +226,7 @@ static void test_gpu_not_supported(void)
 }
 
 /* The peer's connector is gone before we begin: UNREACHABLE, promptly. */
-static void gone_peer(int fd, void *arg)
-{
+static void gone_peer(int fd, void *arg) {
     nxc_connector_t *c = nxt_connector("short-lived", 1);
     static char buf[4096];
     nxc_desc_t d = nxt_desc(buf, sizeof buf);
@@ -249,8 +239,7 @@ static void gone_peer(int fd, void *arg)
     nxc_connector_destroy(c);
 }
 
-static void test_unreachable(void)
-{
+static void test_unreachable(void) {
     nxt_chan_t ch;
     nxt_chan_init(&ch);
     pid_t pid = nxt_spawn(&ch, gone_peer, NULL);
@@ -272,8 +261,7 @@ static void test_unreachable(void)
 }
 
 /* A released op's metadata used afterwards: refused, memory untouched. */
-static void test_released_metadata(void)
-{
+static void test_released_metadata(void) {
     nxc_connector_t *c = nxt_connector("owner", 1);
     char *buf = nxt_alloc(1 << 16);
     nxt_fill(buf, 1 << 16, 11);

@@ -8,15 +8,13 @@
 
 #include "nxt.h"
 
-static uint64_t ms_now(void)
-{
+static uint64_t ms_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static bool fd_readable(int fd)
-{
+static bool fd_readable(int fd) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     return poll(&p, 1, 0) == 1;
 }
@@ -30,30 +28,29 @@ typedef struct pair {
     const char *md;
 } pair_t;
 
-static pair_t pair(size_t size, int writable, const nxc_op_params_t *p)
-{
+static pair_t pair(size_t size, int writable, const nxc_op_params_t *p) {
     pair_t s = {.size = size};
     s.c = nxt_connector("life", 1);
     s.src = nxt_alloc(size);
     s.dst = nxt_alloc(size);
     nxt_fill(s.src, size, 21);
     nxc_desc_t d = nxt_desc(writable ? s.dst : s.src, size);
-    if (writable) NXT_PASS(nxc_create_writable(s.c, &d, 1, p, &s.passive));
-    else NXT_PASS(nxc_create_readable(s.c, &d, 1, p, &s.passive));
+    if (writable)
+        NXT_PASS(nxc_create_writable(s.c, &d, 1, p, &s.passive));
+    else
+        NXT_PASS(nxc_create_readable(s.c, &d, 1, p, &s.passive));
     NXT_PASS(nxc_op_metadata(s.passive, &s.md, NULL));
     return s;
 }
 
-static void unpair(pair_t *s)
-{
+static void unpair(pair_t *s) {
     nxc_op_release(s->passive);
     nxc_connector_destroy(s->c);
     free(s->src);
     free(s->dst);
 }
 
-static void test_wait_timeout(void)
-{
+static void test_wait_timeout(void) {
     pair_t s = pair(4096, 0, NULL);
     uint64_t t0 = ms_now();
     NXT_EQ_INT(nxc_op_wait(s.passive, 150), NXC_INPROGRESS);
@@ -66,8 +63,7 @@ static void test_wait_timeout(void)
 }
 
 /* A passive op's deadline: ERRORED (timed out), then unreachable. */
-static void test_passive_deadline(void)
-{
+static void test_passive_deadline(void) {
     nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 300};
     pair_t s = pair(4096, 1, &p);
     int fd = nxc_op_fd(s.passive);
@@ -80,14 +76,14 @@ static void test_passive_deadline(void)
     NXT_PASS(nxc_begin_write(s.c, &d, 1, s.md, 0, NULL, &op));
     NXT_EQ_INT(nxc_op_wait(op, 10000), NXC_ERR_REFUSED);
     NXT_CHECK(strstr(nxc_op_message(op), "expired") || strstr(nxc_op_message(op), "no live"));
-    for (size_t i = 0; i < s.size; i++) NXT_EQ_INT(s.dst[i], 0);
+    for (size_t i = 0; i < s.size; i++)
+        NXT_EQ_INT(s.dst[i], 0);
     nxc_op_release(op);
     unpair(&s);
 }
 
 /* An active op whose peer never answers (stopped): its deadline ends it. */
-static void stopped_peer(int fd, void *arg)
-{
+static void stopped_peer(int fd, void *arg) {
     nxc_connector_t *c = nxt_connector("sleepy", 1);
     static char buf[4096];
     nxc_desc_t d = nxt_desc(buf, sizeof buf);
@@ -109,8 +105,7 @@ static void stopped_peer(int fd, void *arg)
     nxc_connector_destroy(c);
 }
 
-static void test_active_deadline_and_cancel(void)
-{
+static void test_active_deadline_and_cancel(void) {
     nxt_chan_t ch;
     nxt_chan_init(&ch);
     pid_t pid = nxt_spawn(&ch, stopped_peer, NULL);
@@ -151,8 +146,7 @@ static void test_active_deadline_and_cancel(void)
 }
 
 /* cancel/release on terminal ops change nothing; completion is once. */
-static void test_terminal_is_final(void)
-{
+static void test_terminal_is_final(void) {
     pair_t s = pair(1 << 16, 0, NULL);
     nxc_desc_t d = nxt_desc(s.dst, s.size);
     nxc_op_t *op;
@@ -173,8 +167,7 @@ static void test_terminal_is_final(void)
 }
 
 /* Cancelling a passive op revokes access at once. */
-static void test_cancel_passive(void)
-{
+static void test_cancel_passive(void) {
     pair_t s = pair(4096, 1, NULL);
     NXT_PASS(nxc_op_cancel(s.passive));
     NXT_EQ_INT(nxc_op_status(s.passive), NXC_OP_CANCELLED);
@@ -182,15 +175,15 @@ static void test_cancel_passive(void)
     nxc_op_t *op;
     NXT_PASS(nxc_begin_write(s.c, &d, 1, s.md, 0, NULL, &op));
     NXT_EQ_INT(nxc_op_wait(op, 10000), NXC_ERR_REFUSED);
-    for (size_t i = 0; i < s.size; i++) NXT_EQ_INT(s.dst[i], 0);
+    for (size_t i = 0; i < s.size; i++)
+        NXT_EQ_INT(s.dst[i], 0);
     nxc_op_release(op);
     unpair(&s);
 }
 
 /* Releasing an active op in flight cancels it; destroying a connector with
  * live ops releases them. */
-static void test_release_in_flight(void)
-{
+static void test_release_in_flight(void) {
     pair_t s = pair(64 << 20, 0, NULL);
     nxc_desc_t d = nxt_desc(s.dst, s.size);
     nxc_op_t *op, *op2;
@@ -198,7 +191,8 @@ static void test_release_in_flight(void)
     nxc_op_release(op); /* returns with no transfer touching dst any more */
     memset(s.dst, 0x33, s.size);
     usleep(100000);
-    for (size_t i = 0; i < s.size; i += 4096) NXT_EQ_INT((unsigned char)s.dst[i], 0x33);
+    for (size_t i = 0; i < s.size; i += 4096)
+        NXT_EQ_INT((unsigned char)s.dst[i], 0x33);
     NXT_PASS(nxc_begin_read(s.c, s.md, 0, &d, 1, NULL, &op2));
     /* no wait, no release: destroy cleans up */
     nxc_connector_destroy(s.c);
@@ -214,8 +208,7 @@ typedef struct big_args {
     int role; /* 0: passive readable, 1: active writer */
 } big_args_t;
 
-static void big_readable_peer(int fd, void *arg)
-{
+static void big_readable_peer(int fd, void *arg) {
     nxc_connector_t *c = nxt_connector("victim", 1);
     char *buf = nxt_alloc(BIG);
     nxc_desc_t d = nxt_desc(buf, BIG);
@@ -224,13 +217,13 @@ static void big_readable_peer(int fd, void *arg)
     const char *md;
     NXT_PASS(nxc_op_metadata(op, &md, NULL));
     nxt_send_str(fd, md);
-    while (nxc_op_status(op) == NXC_OP_INITIALIZED) usleep(200);
+    while (nxc_op_status(op) == NXC_OP_INITIALIZED)
+        usleep(200);
     nxt_send_str(fd, "granted");
     pause(); /* until killed */
 }
 
-static void test_kill_passive_mid_transfer(void)
-{
+static void test_kill_passive_mid_transfer(void) {
     nxt_chan_t ch;
     nxt_chan_init(&ch);
     pid_t pid = nxt_spawn(&ch, big_readable_peer, NULL);
@@ -246,8 +239,8 @@ static void test_kill_passive_mid_transfer(void)
     uint64_t t0 = ms_now();
     nxc_status_t st = nxc_op_wait(op, 10000);
     uint64_t took = ms_now() - t0;
-    printf("  active side saw the passive peer die after %llu ms: %s\n",
-           (unsigned long long)took, nxc_op_message(op));
+    printf("  active side saw the passive peer die after %llu ms: %s\n", (unsigned long long)took,
+           nxc_op_message(op));
     NXT_EQ_INT(st, NXC_ERR_PEER_FAILED);
     NXT_EQ_INT(nxc_op_status(op), NXC_OP_ERRORED);
     NXT_CHECK(took < 5000);
@@ -258,8 +251,7 @@ static void test_kill_passive_mid_transfer(void)
     free(buf);
 }
 
-static void big_writer_peer(int fd, void *arg)
-{
+static void big_writer_peer(int fd, void *arg) {
     char *md = nxt_recv(fd, NULL, 60000);
     nxc_connector_t *c = nxt_connector("writer", 1);
     char *buf = nxt_alloc(BIG);
@@ -270,8 +262,7 @@ static void big_writer_peer(int fd, void *arg)
     pause();
 }
 
-static void test_kill_active_mid_transfer(void)
-{
+static void test_kill_active_mid_transfer(void) {
     nxt_chan_t ch;
     nxt_chan_init(&ch);
     pid_t pid = nxt_spawn(&ch, big_writer_peer, NULL);
@@ -284,14 +275,15 @@ static void test_kill_active_mid_transfer(void)
     const char *md;
     NXT_PASS(nxc_op_metadata(op, &md, NULL));
     nxt_send_str(fd, md);
-    for (int i = 0; i < 30000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++) usleep(1000);
+    for (int i = 0; i < 30000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++)
+        usleep(1000);
     NXT_EQ_INT(nxc_op_status(op), NXC_OP_IN_PROGRESS);
     kill(pid, SIGKILL);
     uint64_t t0 = ms_now();
     nxc_status_t st = nxc_op_wait(op, 10000);
     uint64_t took = ms_now() - t0;
-    printf("  passive side saw the active peer die after %llu ms: %s\n",
-           (unsigned long long)took, nxc_op_message(op));
+    printf("  passive side saw the active peer die after %llu ms: %s\n", (unsigned long long)took,
+           nxc_op_message(op));
     NXT_EQ_INT(st, NXC_ERR_PEER_FAILED);
     NXT_CHECK(took < 5000);
     waitpid(pid, NULL, 0);
@@ -302,15 +294,14 @@ static void test_kill_active_mid_transfer(void)
 
 /* Release while a stopped peer holds a grant mid-write: release returns in
  * bounded time, and once it has, no byte lands even when the peer resumes. */
-static uint64_t checksum(const char *p, size_t n)
-{
+static uint64_t checksum(const char *p, size_t n) {
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i += 64) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i += 64)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
     return h;
 }
 
-static void test_release_cuts_stuck_writer(void)
-{
+static void test_release_cuts_stuck_writer(void) {
     nxt_chan_t ch;
     nxt_chan_init(&ch);
     pid_t pid = nxt_spawn(&ch, big_writer_peer, NULL);
@@ -323,7 +314,8 @@ static void test_release_cuts_stuck_writer(void)
     const char *md;
     NXT_PASS(nxc_op_metadata(op, &md, NULL));
     nxt_send_str(fd, md);
-    for (int i = 0; i < 30000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++) usleep(1000);
+    for (int i = 0; i < 30000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++)
+        usleep(1000);
     NXT_EQ_INT(nxc_op_status(op), NXC_OP_IN_PROGRESS);
     kill(pid, SIGSTOP);
     uint64_t t0 = ms_now();

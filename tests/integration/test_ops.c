@@ -10,8 +10,7 @@
 #define MAX_DESCS 1024
 
 /* Cut [buf, buf+size) into n descriptors of uneven sizes (n <= size). */
-static void split(char *buf, size_t size, size_t n, nxc_desc_t *d)
-{
+static void split(char *buf, size_t size, size_t n, nxc_desc_t *d) {
     size_t base = size / n, off = 0;
     for (size_t i = 0; i < n; i++) {
         size_t len = i + 1 == n ? size - off : base - (i % 3 == 1 && base > 1);
@@ -28,8 +27,7 @@ typedef struct passive_args {
 
 /* Peer: expose `size` bytes as readable (pattern `seed`) or writable, send
  * the metadata, wait for the peer's notification, verify, say "done". */
-static void passive_peer(int fd, void *arg)
-{
+static void passive_peer(int fd, void *arg) {
     passive_args_t *pa = arg;
     nxc_connector_t *c = nxt_connector("passive", 1);
     char *mem = nxt_alloc(pa->size + pa->offset), *buf = mem + pa->offset;
@@ -37,8 +35,10 @@ static void passive_peer(int fd, void *arg)
     nxc_desc_t *d = calloc(pa->ndesc, sizeof *d);
     split(buf, pa->size, pa->ndesc, d);
     nxc_op_t *op;
-    if (pa->writable) NXT_PASS(nxc_create_writable(c, d, pa->ndesc, NULL, &op));
-    else NXT_PASS(nxc_create_readable(c, d, pa->ndesc, NULL, &op));
+    if (pa->writable)
+        NXT_PASS(nxc_create_writable(c, d, pa->ndesc, NULL, &op));
+    else
+        NXT_PASS(nxc_create_readable(c, d, pa->ndesc, NULL, &op));
     NXT_EQ_INT(nxc_op_status(op), NXC_OP_INITIALIZED);
     NXT_CHECK(nxc_op_transport(op) == NULL);
     const char *md;
@@ -48,8 +48,10 @@ static void passive_peer(int fd, void *arg)
     NXT_PASS(nxc_op_wait(op, 60000));
     NXT_EQ_INT(nxc_op_status(op), NXC_OP_COMPLETE);
     NXT_CHECK(nxc_op_transport(op) != NULL);
-    if (pa->writable) NXT_EQ_INT(nxt_verify(buf, pa->size, pa->seed), SIZE_MAX);
-    else NXT_EQ_INT(nxt_verify(buf, pa->size, pa->seed), SIZE_MAX); /* untouched */
+    if (pa->writable)
+        NXT_EQ_INT(nxt_verify(buf, pa->size, pa->seed), SIZE_MAX);
+    else
+        NXT_EQ_INT(nxt_verify(buf, pa->size, pa->seed), SIZE_MAX); /* untouched */
     nxt_send_str(fd, "done");
     nxc_op_release(op);
     nxc_connector_destroy(c);
@@ -58,8 +60,7 @@ static void passive_peer(int fd, void *arg)
 }
 
 /* One transfer between two processes: the peer is passive, we are active. */
-static void transfer(int write, size_t size, size_t npassive, size_t nactive, size_t offset)
-{
+static void transfer(int write, size_t size, size_t npassive, size_t nactive, size_t offset) {
     nxt_chan_t ch;
     nxt_chan_init(&ch);
     uint64_t seed = size * 31 + npassive * 7 + nactive;
@@ -74,8 +75,10 @@ static void transfer(int write, size_t size, size_t npassive, size_t nactive, si
     nxc_desc_t *d = calloc(nactive, sizeof *d);
     split(buf, size, nactive, d);
     nxc_op_t *op;
-    if (write) NXT_PASS(nxc_begin_write(c, d, nactive, md, mdlen, NULL, &op));
-    else NXT_PASS(nxc_begin_read(c, md, mdlen, d, nactive, NULL, &op));
+    if (write)
+        NXT_PASS(nxc_begin_write(c, d, nactive, md, mdlen, NULL, &op));
+    else
+        NXT_PASS(nxc_begin_read(c, md, mdlen, d, nactive, NULL, &op));
     NXT_EQ_INT(nxc_op_kind(op), write ? NXC_OP_WRITE : NXC_OP_READ);
     NXT_EQ_INT(nxc_op_size(op), size);
     NXT_PASS(nxc_op_wait(op, 60000));
@@ -93,24 +96,49 @@ static void transfer(int write, size_t size, size_t npassive, size_t nactive, si
     free(mem);
 }
 
-static void test_read_1(void) { transfer(0, 1 << 20, 1, 1, 0); }
-static void test_write_1(void) { transfer(1, 1 << 20, 1, 1, 0); }
-static void test_read_many(void) { transfer(0, 4 << 20, 64, 64, 0); }
-static void test_write_many(void) { transfer(1, 4 << 20, 64, 64, 0); }
-static void test_read_1024(void) { transfer(0, 1 << 20, 1024, 1024, 0); }
-static void test_write_1024(void) { transfer(1, 1 << 20, 1024, 1024, 0); }
+static void test_read_1(void) {
+    transfer(0, 1 << 20, 1, 1, 0);
+}
+static void test_write_1(void) {
+    transfer(1, 1 << 20, 1, 1, 0);
+}
+static void test_read_many(void) {
+    transfer(0, 4 << 20, 64, 64, 0);
+}
+static void test_write_many(void) {
+    transfer(1, 4 << 20, 64, 64, 0);
+}
+static void test_read_1024(void) {
+    transfer(0, 1 << 20, 1024, 1024, 0);
+}
+static void test_write_1024(void) {
+    transfer(1, 1 << 20, 1024, 1024, 0);
+}
 /* The example: local 1 x 1 MiB against remote 4 x 256 KiB. */
-static void test_gather_read(void) { transfer(0, 1 << 20, 4, 1, 0); }
-static void test_scatter_read(void) { transfer(0, 1 << 20, 1, 4, 0); }
-static void test_gather_write(void) { transfer(1, 1 << 20, 4, 1, 0); }
-static void test_uneven_sg(void) { transfer(0, (1 << 20) + 13, 7, 11, 0); }
-static void test_tiny(void) { transfer(0, 1, 1, 1, 0); }
-static void test_unaligned(void) { transfer(1, 100003, 3, 5, 3); }
-static void test_large(void) { transfer(0, 64u << 20, 2, 3, 0); }
+static void test_gather_read(void) {
+    transfer(0, 1 << 20, 4, 1, 0);
+}
+static void test_scatter_read(void) {
+    transfer(0, 1 << 20, 1, 4, 0);
+}
+static void test_gather_write(void) {
+    transfer(1, 1 << 20, 4, 1, 0);
+}
+static void test_uneven_sg(void) {
+    transfer(0, (1 << 20) + 13, 7, 11, 0);
+}
+static void test_tiny(void) {
+    transfer(0, 1, 1, 1, 0);
+}
+static void test_unaligned(void) {
+    transfer(1, 100003, 3, 5, 3);
+}
+static void test_large(void) {
+    transfer(0, 64u << 20, 2, 3, 0);
+}
 
 /* A connector reading and writing its own memory (loopback). */
-static void test_loopback(void)
-{
+static void test_loopback(void) {
     nxc_connector_t *c = nxt_connector("self", 1);
     size_t size = 1 << 20;
     char *src = nxt_alloc(size), *dst = nxt_alloc(size);
@@ -146,8 +174,7 @@ static void test_loopback(void)
 
 /* Notifications are matched by key and consumed: completing one op leaves
  * another op of the same connector waiting. */
-static void test_notification_per_key(void)
-{
+static void test_notification_per_key(void) {
     nxc_connector_t *c = nxt_connector("keys", 1);
     char a[4096], b[4096], dst[4096];
     nxt_fill(a, sizeof a, 1);
@@ -178,8 +205,7 @@ static void test_notification_per_key(void)
 }
 
 /* A custom notification key, as the reference allows. */
-static void test_custom_key(void)
-{
+static void test_custom_key(void) {
     nxc_connector_t *c = nxt_connector("customkey", 1);
     char src[512], dst[512];
     nxt_fill(src, sizeof src, 9);
@@ -209,8 +235,7 @@ static void test_custom_key(void)
 #define PER_THREAD 100
 #define BLOCK 8192
 
-static void many_readables_peer(int fd, void *arg)
-{
+static void many_readables_peer(int fd, void *arg) {
     nxc_connector_t *c = nxt_connector("server", 1);
     size_t n = THREADS * PER_THREAD;
     char *mem = nxt_alloc(n * BLOCK);
@@ -240,8 +265,7 @@ typedef struct worker {
     size_t first;
 } worker_t;
 
-static void *reader_thread(void *arg)
-{
+static void *reader_thread(void *arg) {
     worker_t *w = arg;
     char *buf = nxt_alloc(PER_THREAD * BLOCK);
     nxc_op_t *ops[PER_THREAD];
@@ -258,32 +282,33 @@ static void *reader_thread(void *arg)
     return NULL;
 }
 
-static void test_threads(void)
-{
+static void test_threads(void) {
     nxt_chan_t ch;
     nxt_chan_init(&ch);
     pid_t pid = nxt_spawn(&ch, many_readables_peer, NULL);
     int fd = nxt_chan_parent(&ch);
     nxc_connector_t *c = nxt_connector("client", 1);
     char *mds[THREADS * PER_THREAD];
-    for (size_t i = 0; i < THREADS * PER_THREAD; i++) mds[i] = nxt_recv(fd, NULL, 30000);
+    for (size_t i = 0; i < THREADS * PER_THREAD; i++)
+        mds[i] = nxt_recv(fd, NULL, 30000);
     pthread_t th[THREADS];
     worker_t w[THREADS];
     for (int i = 0; i < THREADS; i++) {
         w[i] = (worker_t){c, mds, (size_t)i * PER_THREAD};
         pthread_create(&th[i], NULL, reader_thread, &w[i]);
     }
-    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
     free(nxt_recv(fd, NULL, 60000));
     nxt_join(pid, 30000);
     nxc_connector_destroy(c);
-    for (size_t i = 0; i < THREADS * PER_THREAD; i++) free(mds[i]);
+    for (size_t i = 0; i < THREADS * PER_THREAD; i++)
+        free(mds[i]);
 }
 
 /* Progress driven by the application: no progress thread on either side;
  * completion seen through the op fd and nxc_connector_fd(). */
-static void test_no_progress_thread(void)
-{
+static void test_no_progress_thread(void) {
     nxc_connector_t *c = nxt_connector("manual", 0);
     size_t size = 256 << 10;
     char *src = nxt_alloc(size), *dst = nxt_alloc(size);

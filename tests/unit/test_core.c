@@ -5,16 +5,15 @@
 #include "core/sglist.h"
 #include "nxt.h"
 
-static void test_device_parse(void)
-{
+static void test_device_parse(void) {
     static const struct {
         const char *text;
         nxc_device_kind_t kind;
         int id;
-    } ok[] = {{"cpu", NXC_DEVICE_HOST, 0},     {"host", NXC_DEVICE_HOST, 0},
-              {" CPU ", NXC_DEVICE_HOST, 0},   {"cuda", NXC_DEVICE_CUDA, 0},
-              {"cuda:0", NXC_DEVICE_CUDA, 0},  {"cuda:7", NXC_DEVICE_CUDA, 7},
-              {"gpu:1", NXC_DEVICE_CUDA, 1},   {"GPU", NXC_DEVICE_CUDA, 0},
+    } ok[] = {{"cpu", NXC_DEVICE_HOST, 0},         {"host", NXC_DEVICE_HOST, 0},
+              {" CPU ", NXC_DEVICE_HOST, 0},       {"cuda", NXC_DEVICE_CUDA, 0},
+              {"cuda:0", NXC_DEVICE_CUDA, 0},      {"cuda:7", NXC_DEVICE_CUDA, 7},
+              {"gpu:1", NXC_DEVICE_CUDA, 1},       {"GPU", NXC_DEVICE_CUDA, 0},
               {"cuda:1023", NXC_DEVICE_CUDA, 1023}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         nxc_device_t d;
@@ -22,9 +21,9 @@ static void test_device_parse(void)
         NXT_EQ_INT(d.kind, ok[i].kind);
         NXT_EQ_INT(d.id, ok[i].id);
     }
-    static const char *bad[] = {"",       "   ",     "cpu:0",   "cuda:",  "cuda:-1", "cuda:1024",
-                                "cuda:1x", "gpu:01234", "tpu",   "cudaX",  "cpux",    "cuda 1",
-                                "xpu:0",  "host:1",  "cuda::1"};
+    static const char *bad[] = {"",          "   ",     "cpu:0",     "cuda:",  "cuda:-1",
+                                "cuda:1024", "cuda:1x", "gpu:01234", "tpu",    "cudaX",
+                                "cpux",      "cuda 1",  "xpu:0",     "host:1", "cuda::1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         nxc_device_t d = {NXC_DEVICE_HOST, 5};
         NXT_FAIL(nxc_device_parse(bad[i], &d), NXC_ERR_INVALID_DEVICE);
@@ -36,8 +35,7 @@ static void test_device_parse(void)
     NXT_FAIL(nxc_device_parse("cpu", NULL), NXC_ERR_INVALID_PARAM);
 }
 
-static void test_device_format(void)
-{
+static void test_device_format(void) {
     char buf[NXC_DEVICE_TEXT_MAX];
     NXT_PASS(nxc_device_format((nxc_device_t){NXC_DEVICE_HOST, 0}, buf, sizeof buf));
     NXT_EQ_STR(buf, "cpu");
@@ -51,14 +49,11 @@ static void test_device_format(void)
              NXC_ERR_INVALID_DEVICE);
     NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_CUDA, -1}, buf, sizeof buf),
              NXC_ERR_INVALID_DEVICE);
-    NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_CUDA, 12}, buf, 4),
-             NXC_ERR_INVALID_PARAM);
-    NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_HOST, 0}, NULL, 4),
-             NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_CUDA, 12}, buf, 4), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_device_format((nxc_device_t){NXC_DEVICE_HOST, 0}, NULL, 4), NXC_ERR_INVALID_PARAM);
 }
 
-static void test_status_strings(void)
-{
+static void test_status_strings(void) {
     for (int s = -60; s <= 1; s++) {
         const char *text = nxc_status_string((nxc_status_t)s);
         NXT_CHECK(text && *text);
@@ -99,8 +94,7 @@ static void test_status_strings(void)
     NXT_EQ_STR(nxc_version(), NXC_VERSION_STRING);
 }
 
-static void test_descs_check(void)
-{
+static void test_descs_check(void) {
     char b[64];
     size_t total = 0;
     nxc_desc_t d[2] = {nxt_desc(b, 32), nxt_desc(b + 32, 32)};
@@ -110,8 +104,7 @@ static void test_descs_check(void)
     NXT_FAIL(nxc__descs_check("local", d, 2, &total), NXC_ERR_INVALID_DEVICE);
 }
 
-static void check_plan(const uint64_t *l, size_t nl, const uint64_t *r, size_t nr)
-{
+static void check_plan(const uint64_t *l, size_t nl, const uint64_t *r, size_t nr) {
     nxc__seg_t *segs;
     size_t n;
     NXT_PASS(nxc__sg_plan(l, nl, r, nr, &segs, &n));
@@ -135,8 +128,7 @@ static void check_plan(const uint64_t *l, size_t nl, const uint64_t *r, size_t n
     free(segs);
 }
 
-static void test_sg_plan(void)
-{
+static void test_sg_plan(void) {
     uint64_t one[] = {1 << 20}, four[] = {1 << 18, 1 << 18, 1 << 18, 1 << 18};
     check_plan(one, 1, four, 4);
     check_plan(four, 4, one, 1);
@@ -168,8 +160,7 @@ static void test_sg_plan(void)
 
 /* A fake transport registration that counts calls. */
 static int regs, deregs;
-static nxc_status_t fake_reg(void *ctx, nxc__reg_t *r)
-{
+static nxc_status_t fake_reg(void *ctx, nxc__reg_t *r) {
     regs++;
     if (*(int *)ctx) return NXC_ERR_TRANSPORT;
     r->handle = (void *)r->start;
@@ -177,15 +168,13 @@ static nxc_status_t fake_reg(void *ctx, nxc__reg_t *r)
     r->key_len = 8;
     return NXC_OK;
 }
-static void fake_dereg(void *ctx, nxc__reg_t *r)
-{
+static void fake_dereg(void *ctx, nxc__reg_t *r) {
     deregs++;
     free(r->key);
 }
 static const nxc__regcache_ops_t fake_ops = {fake_reg, fake_dereg};
 
-static void test_regcache(void)
-{
+static void test_regcache(void) {
     int fail = 0;
     nxc__regcache_t rc;
     nxc__regcache_init(&rc, &fake_ops, &fail, 2);
@@ -211,8 +200,10 @@ static void test_regcache(void)
     /* more idle entries than max_idle: the least recently used go */
     char *more = nxt_alloc(4 << 16);
     nxc__reg_t *e[3];
-    for (int i = 0; i < 3; i++) NXT_PASS(nxc__regcache_get(&rc, more + i * (1 << 16), 100, &e[i]));
-    for (int i = 0; i < 3; i++) nxc__regcache_put(&rc, e[i]);
+    for (int i = 0; i < 3; i++)
+        NXT_PASS(nxc__regcache_get(&rc, more + i * (1 << 16), 100, &e[i]));
+    for (int i = 0; i < 3; i++)
+        nxc__regcache_put(&rc, e[i]);
     NXT_EQ_INT(rc.idle, 2);
     NXT_EQ_INT(deregs, 2);
     /* a failing registration leaves nothing behind */
@@ -225,8 +216,7 @@ static void test_regcache(void)
     free(more);
 }
 
-static void test_regcache_off(void)
-{
+static void test_regcache_off(void) {
     int fail = 0;
     regs = deregs = 0;
     nxc__regcache_t rc;
@@ -241,9 +231,12 @@ static void test_regcache_off(void)
 }
 
 static const nxt_test_t nxt_tests[] = {
-    {"device_parse", test_device_parse, 0}, {"device_format", test_device_format, 0},
-    {"status_strings", test_status_strings, 0}, {"descs_check", test_descs_check, 0},
-    {"sg_plan", test_sg_plan, 0},           {"regcache", test_regcache, 0},
+    {"device_parse", test_device_parse, 0},
+    {"device_format", test_device_format, 0},
+    {"status_strings", test_status_strings, 0},
+    {"descs_check", test_descs_check, 0},
+    {"sg_plan", test_sg_plan, 0},
+    {"regcache", test_regcache, 0},
     {"regcache_off", test_regcache_off, 0},
 };
 NXT_MAIN(nxt_tests)

@@ -79,8 +79,8 @@ typedef struct ucx_peer {
     uint8_t instance[NXC__INSTANCE_LEN];
     char name[NXC_NAME_MAX + 1];
     ucp_ep_h ep;
-    bool failed;   /* the error callback fired, or we cut it off */
-    bool handled;  /* ops were told */
+    bool failed;  /* the error callback fired, or we cut it off */
+    bool handled; /* ops were told */
     ucs_status_t status;
     int refs; /* 1 while listed, +1 per active op */
 } ucx_peer_t;
@@ -131,10 +131,11 @@ typedef struct send_ctx {
     uint8_t buf[];
 } send_ctx_t;
 
-static ucx_tp_t *T(nxc__tp_t *tp) { return (ucx_tp_t *)tp; }
+static ucx_tp_t *T(nxc__tp_t *tp) {
+    return (ucx_tp_t *)tp;
+}
 
-static nxc_status_t ucs_err(const char *what, ucs_status_t s)
-{
+static nxc_status_t ucs_err(const char *what, ucs_status_t s) {
     return nxc__err(NXC_ERR_TRANSPORT, "ucx: %s: %s", what, ucs_status_string(s));
 }
 
@@ -142,8 +143,7 @@ static nxc_status_t ucs_err(const char *what, ucs_status_t s)
 
 static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *fmt, ...)
-{
+static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *fmt, ...) {
     ucx_aop_t *a = op->tp_op;
     if (a->error != NXC_OK) return;
     a->error = st;
@@ -155,11 +155,10 @@ static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *fmt, ...)
 
 /* --- registration cache callbacks ------------------------------------------------ */
 
-static nxc_status_t reg_map(void *ctx, nxc__reg_t *r)
-{
+static nxc_status_t reg_map(void *ctx, nxc__reg_t *r) {
     ucx_tp_t *t = ctx;
-    ucp_mem_map_params_t mp = {.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS |
-                                             UCP_MEM_MAP_PARAM_FIELD_LENGTH,
+    ucp_mem_map_params_t mp = {.field_mask =
+                                   UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH,
                                .address = (void *)r->start,
                                .length = r->end - r->start};
     ucp_mem_h memh;
@@ -186,8 +185,7 @@ static nxc_status_t reg_map(void *ctx, nxc__reg_t *r)
     return NXC_OK;
 }
 
-static void reg_unmap(void *ctx, nxc__reg_t *r)
-{
+static void reg_unmap(void *ctx, nxc__reg_t *r) {
     ucx_tp_t *t = ctx;
     ucp_mem_unmap(t->ctx, r->handle);
     free(r->key);
@@ -197,8 +195,7 @@ static const nxc__regcache_ops_t reg_ops = {reg_map, reg_unmap};
 
 /* --- peers ------------------------------------------------------------------------ */
 
-static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
-{
+static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status) {
     ucx_peer_t *p = arg;
     if (p->failed) return;
     p->failed = true;
@@ -207,14 +204,12 @@ static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
     NXC_LOG_I("ucx: connection to peer %s failed: %s", p->name, ucs_status_string(status));
 }
 
-static void peer_unref(ucx_peer_t *p)
-{
+static void peer_unref(ucx_peer_t *p) {
     if (--p->refs == 0) free(p);
 }
 
 /* Close an endpoint now; requests still on it complete with an error. */
-static void close_ep(ucx_tp_t *t, ucx_peer_t *p)
-{
+static void close_ep(ucx_tp_t *t, ucx_peer_t *p) {
     if (!p->ep) return;
     ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
                               .flags = UCP_EP_CLOSE_FLAG_FORCE};
@@ -228,16 +223,14 @@ static void close_ep(ucx_tp_t *t, ucx_peer_t *p)
     }
 }
 
-static ucx_peer_t *find_peer(ucx_tp_t *t, const uint8_t *instance)
-{
+static ucx_peer_t *find_peer(ucx_tp_t *t, const uint8_t *instance) {
     for (ucx_peer_t *p = t->peers; p; p = p->next)
         if (!p->failed && !memcmp(p->instance, instance, NXC__INSTANCE_LEN)) return p;
     return NULL;
 }
 
 static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *name,
-                             const void *addr, size_t addr_len, ucx_peer_t **peer_p)
-{
+                             const void *addr, size_t addr_len, ucx_peer_t **peer_p) {
     ucx_peer_t *p = find_peer(t, instance);
     if (p) {
         *peer_p = p;
@@ -256,8 +249,8 @@ static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *n
     ucs_status_t s = ucp_worker_address_query((ucp_address_t *)addr, &aa);
     if (s != UCS_OK) {
         free(p);
-        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: bad worker address: %s",
-                        name, ucs_status_string(s));
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: bad worker address: %s", name,
+                        ucs_status_string(s));
     }
     ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
                                         UCP_EP_PARAM_FIELD_ERR_HANDLER |
@@ -278,8 +271,7 @@ static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *n
     return NXC_OK;
 }
 
-static void unlist_peer(ucx_tp_t *t, ucx_peer_t *p)
-{
+static void unlist_peer(ucx_tp_t *t, ucx_peer_t *p) {
     for (ucx_peer_t **pp = &t->peers; *pp; pp = &(*pp)->next)
         if (*pp == p) {
             *pp = p->next;
@@ -290,8 +282,7 @@ static void unlist_peer(ucx_tp_t *t, ucx_peer_t *p)
 
 /* --- sending ------------------------------------------------------------------------ */
 
-static void send_done_cb(void *req, ucs_status_t status, void *user)
-{
+static void send_done_cb(void *req, ucs_status_t status, void *user) {
     send_ctx_t *sc = user;
     if (sc->op) {
         sc->op->busy--;
@@ -306,8 +297,7 @@ static void send_done_cb(void *req, ucs_status_t status, void *user)
 
 /* Send an active message; `op` (may be NULL) counts it as in flight. */
 static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *a, size_t alen,
-                            const void *b, size_t blen, nxc_op_t *op)
-{
+                            const void *b, size_t blen, nxc_op_t *op) {
     if (p->failed || !p->ep)
         return nxc__err(NXC_ERR_PEER_FAILED, "ucx: peer %s is disconnected", p->name);
     send_ctx_t *sc = malloc(sizeof *sc + alen + blen);
@@ -318,8 +308,7 @@ static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void 
     memcpy(sc->buf, a, alen);
     if (blen) memcpy(sc->buf + alen, b, blen);
     ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
-                                              UCP_OP_ATTR_FIELD_USER_DATA |
-                                              UCP_OP_ATTR_FIELD_FLAGS,
+                                              UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
                               .flags = UCP_AM_SEND_FLAG_EAGER,
                               .cb.send = send_done_cb,
                               .user_data = sc};
@@ -338,8 +327,7 @@ static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void 
 }
 
 static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool complete,
-                          nxc_op_t *op)
-{
+                          nxc_op_t *op) {
     msg_done_t m = {.magic = MSG_MAGIC, .complete = complete, .grant_id = grant_id};
     memcpy(m.instance, t->base.c->instance, NXC__INSTANCE_LEN);
     if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op) != NXC_OK && op)
@@ -348,8 +336,7 @@ static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool co
 
 /* --- active ops ------------------------------------------------------------------------ */
 
-static void rma_done_cb(void *req, ucs_status_t status, void *user)
-{
+static void rma_done_cb(void *req, ucs_status_t status, void *user) {
     nxc_op_t *op = user;
     op->busy--;
     if (status != UCS_OK)
@@ -360,8 +347,7 @@ static void rma_done_cb(void *req, ucs_status_t status, void *user)
 }
 
 /* Count a request returned by a *_nbx call. */
-static void track(nxc_op_t *op, ucs_status_ptr_t r, const char *what)
-{
+static void track(nxc_op_t *op, ucs_status_ptr_t r, const char *what) {
     if (r == NULL) return;
     if (UCS_PTR_IS_ERR(r)) {
         aop_fail(op, NXC_ERR_TRANSPORT, "%s: %s", what, ucs_status_string(UCS_PTR_STATUS(r)));
@@ -372,8 +358,7 @@ static void track(nxc_op_t *op, ucs_status_ptr_t r, const char *what)
 
 /* Granted: unpack the peer's keys and post one get/put per segment, then a
  * flush that completes once every byte reached its target. */
-static void start_moving(ucx_tp_t *t, nxc_op_t *op)
-{
+static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     const nxc__md_section_t *sec = nxc__md_section(&op->md, "ucx");
     a->rkeys = calloc(op->md.ndesc, sizeof *a->rkeys);
@@ -383,8 +368,7 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op)
             return aop_fail(op, NXC_ERR_METADATA_MALFORMED, "descriptor has no ucx key");
         ucs_status_t s = ucp_ep_rkey_unpack(a->peer->ep, sec->keys[i].data, &a->rkeys[i]);
         if (s != UCS_OK)
-            return aop_fail(op, NXC_ERR_TRANSPORT, "ucp_ep_rkey_unpack: %s",
-                            ucs_status_string(s));
+            return aop_fail(op, NXC_ERR_TRANSPORT, "ucp_ep_rkey_unpack: %s", ucs_status_string(s));
         a->nrkeys = i + 1;
     }
     a->stage = S_MOVE;
@@ -404,16 +388,15 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op)
         else
             track(op, ucp_put_nbx(a->peer->ep, local, sg->len, remote, rkey, &rp), "ucp_put_nbx");
     }
-    ucp_request_param_t fp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
-                                              UCP_OP_ATTR_FIELD_USER_DATA,
+    ucp_request_param_t fp = {.op_attr_mask =
+                                  UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
                               .cb.send = rma_done_cb,
                               .user_data = op};
     track(op, ucp_ep_flush_nbx(a->peer->ep, &fp), "ucp_ep_flush_nbx");
 }
 
 /* Move an idle active op to its next stage, or finish it. */
-static void advance(ucx_tp_t *t, nxc_op_t *op)
-{
+static void advance(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     if (op->busy > 0 || nxc__op_terminal(op)) return;
     if (a->error != NXC_OK) {
@@ -433,8 +416,7 @@ static void advance(ucx_tp_t *t, nxc_op_t *op)
     if (a->stage == S_NOTIFY) nxc__op_finish(op, NXC_OK, "%s", "");
 }
 
-static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec)
-{
+static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
     ucx_tp_t *t = T(tp);
     const nxc__metadata_t *md = &op->md;
     ucx_aop_t *a = calloc(1, sizeof *a);
@@ -443,8 +425,8 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     a->lregs = calloc(op->nlocal, sizeof *a->lregs);
     if (!a->lregs) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     for (size_t i = 0; i < op->nlocal; i++) {
-        nxc_status_t st = nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size,
-                                            &a->lregs[i]);
+        nxc_status_t st =
+            nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size, &a->lregs[i]);
         if (st != NXC_OK) return st;
     }
     nxc_status_t st = get_peer(t, md->instance, md->name, sec->conn.data, sec->conn.len, &a->peer);
@@ -482,14 +464,12 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     return st;
 }
 
-static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why)
-{
+static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
     aop_fail(op, why, "%s", why == NXC_ERR_TIMED_OUT ? "the op's deadline passed" : "cancelled");
     advance(T(tp), op);
 }
 
-static void ucx_force(nxc__tp_t *tp, nxc_op_t *op)
-{
+static void ucx_force(nxc__tp_t *tp, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     ucx_tp_t *t = T(tp);
     if (!a->peer->failed) {
@@ -501,13 +481,14 @@ static void ucx_force(nxc__tp_t *tp, nxc_op_t *op)
     advance(t, op);
 }
 
-static void ucx_release(nxc__tp_t *tp, nxc_op_t *op)
-{
+static void ucx_release(nxc__tp_t *tp, nxc_op_t *op) {
     ucx_tp_t *t = T(tp);
     ucx_aop_t *a = op->tp_op;
-    for (size_t i = 0; i < a->nrkeys; i++) ucp_rkey_destroy(a->rkeys[i]);
+    for (size_t i = 0; i < a->nrkeys; i++)
+        ucp_rkey_destroy(a->rkeys[i]);
     free(a->rkeys);
-    for (size_t i = 0; a->lregs && i < op->nlocal; i++) nxc__regcache_put(&t->rc, a->lregs[i]);
+    for (size_t i = 0; a->lregs && i < op->nlocal; i++)
+        nxc__regcache_put(&t->rc, a->lregs[i]);
     free(a->lregs);
     if (a->peer) peer_unref(a->peer);
     free(a);
@@ -522,8 +503,7 @@ typedef struct exposed {
 } exposed_t;
 
 static nxc_status_t ucx_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
-                               void **state_p)
-{
+                               void **state_p) {
     ucx_tp_t *t = T(tp);
     exposed_t *e = calloc(1, sizeof *e + op->nlocal * sizeof(nxc__reg_t *));
     sec->keys = calloc(op->nlocal, sizeof *sec->keys);
@@ -534,10 +514,11 @@ static nxc_status_t ucx_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
         return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     }
     for (size_t i = 0; i < op->nlocal; i++) {
-        nxc_status_t st = nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size,
-                                            &e->regs[i]);
+        nxc_status_t st =
+            nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size, &e->regs[i]);
         if (st != NXC_OK) {
-            for (size_t j = 0; j < e->n; j++) nxc__regcache_put(&t->rc, e->regs[j]);
+            for (size_t j = 0; j < e->n; j++)
+                nxc__regcache_put(&t->rc, e->regs[j]);
             free(e);
             free(sec->keys);
             sec->keys = NULL;
@@ -552,15 +533,14 @@ static nxc_status_t ucx_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
     return NXC_OK;
 }
 
-static void ucx_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state)
-{
+static void ucx_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {
     exposed_t *e = state;
-    for (size_t i = 0; i < e->n; i++) nxc__regcache_put(&T(tp)->rc, e->regs[i]);
+    for (size_t i = 0; i < e->n; i++)
+        nxc__regcache_put(&T(tp)->rc, e->regs[i]);
     free(e);
 }
 
-static void ucx_drop_peer(nxc__tp_t *tp, void *grant_peer)
-{
+static void ucx_drop_peer(nxc__tp_t *tp, void *grant_peer) {
     ucx_tp_t *t = T(tp);
     ucx_peer_t *p = grant_peer;
     if (!p->failed) {
@@ -576,8 +556,7 @@ static void ucx_drop_peer(nxc__tp_t *tp, void *grant_peer)
 /* Queue a received message; it is handled after ucp_worker_progress returns,
  * where sending and connecting are safe. */
 static ucs_status_t enqueue(ucx_tp_t *t, unsigned id, const void *data, size_t length,
-                            const ucp_am_recv_param_t *param)
-{
+                            const ucp_am_recv_param_t *param) {
     if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) return UCS_OK; /* never sent: drop */
     if (length > (8u << 20)) return UCS_OK;
     inbox_msg_t *m = malloc(sizeof *m + length);
@@ -586,25 +565,25 @@ static ucs_status_t enqueue(ucx_tp_t *t, unsigned id, const void *data, size_t l
     m->id = id;
     m->len = length;
     memcpy(m->data, data, length);
-    if (t->inbox_tail) t->inbox_tail->next = m;
-    else t->inbox = m;
+    if (t->inbox_tail)
+        t->inbox_tail->next = m;
+    else
+        t->inbox = m;
     t->inbox_tail = m;
     return UCS_OK;
 }
 
 /* UCX does not pass the message id to the callback: one handler per id. */
-#define AM_HANDLER(ID)                                                                          \
-    static ucs_status_t am_cb_##ID(void *arg, const void *h, size_t hl, void *d, size_t l,        \
-                                   const ucp_am_recv_param_t *p)                                \
-    {                                                                                           \
-        return enqueue(arg, ID, d, l, p);                                                       \
+#define AM_HANDLER(ID)                                                                             \
+    static ucs_status_t am_cb_##ID(void *arg, const void *h, size_t hl, void *d, size_t l,         \
+                                   const ucp_am_recv_param_t *p) {                                 \
+        return enqueue(arg, ID, d, l, p);                                                          \
     }
 AM_HANDLER(AM_GRANT_REQ)
 AM_HANDLER(AM_GRANT_REP)
 AM_HANDLER(AM_DONE)
 
-static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len)
-{
+static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
     msg_grant_req_t m;
     if (len < sizeof m) return;
     memcpy(&m, d, sizeof m);
@@ -642,16 +621,14 @@ static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len)
         nxc__grant_close(t->base.c, peer, rep.grant_id, false);
 }
 
-static nxc_op_t *find_aop(ucx_tp_t *t, uint64_t req_id)
-{
+static nxc_op_t *find_aop(ucx_tp_t *t, uint64_t req_id) {
     for (nxc_op_t *op = t->base.c->ops; op; op = op->next)
         if (op->tp == &t->base && op->tp_op && ((ucx_aop_t *)op->tp_op)->req_id == req_id)
             return op;
     return NULL;
 }
 
-static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len)
-{
+static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
     msg_grant_rep_t m;
     if (len < sizeof m || len - sizeof m > 512) return;
     memcpy(&m, d, sizeof m);
@@ -669,8 +646,7 @@ static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len)
         return;
     }
     if (m.status != NXC_OK) {
-        aop_fail(op,
-                 m.status == NXC_ERR_REFUSED ? NXC_ERR_REFUSED : NXC_ERR_TRANSPORT,
+        aop_fail(op, m.status == NXC_ERR_REFUSED ? NXC_ERR_REFUSED : NXC_ERR_TRANSPORT,
                  "peer %s refused the transfer: %s", a->peer->name, why);
     } else {
         a->grant_id = m.grant_id;
@@ -679,8 +655,7 @@ static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len)
     advance(t, op);
 }
 
-static void on_done(ucx_tp_t *t, const uint8_t *d, size_t len)
-{
+static void on_done(ucx_tp_t *t, const uint8_t *d, size_t len) {
     msg_done_t m;
     if (len != sizeof m) return;
     memcpy(&m, d, sizeof m);
@@ -689,16 +664,18 @@ static void on_done(ucx_tp_t *t, const uint8_t *d, size_t len)
     nxc__grant_close(t->base.c, p, m.grant_id, m.complete == 1);
 }
 
-static int process_inbox(ucx_tp_t *t)
-{
+static int process_inbox(ucx_tp_t *t) {
     int n = 0;
     while (t->inbox) {
         inbox_msg_t *m = t->inbox;
         t->inbox = m->next;
         if (!t->inbox) t->inbox_tail = NULL;
-        if (m->id == AM_GRANT_REQ) on_grant_req(t, m->data, m->len);
-        else if (m->id == AM_GRANT_REP) on_grant_rep(t, m->data, m->len);
-        else if (m->id == AM_DONE) on_done(t, m->data, m->len);
+        if (m->id == AM_GRANT_REQ)
+            on_grant_req(t, m->data, m->len);
+        else if (m->id == AM_GRANT_REP)
+            on_grant_rep(t, m->data, m->len);
+        else if (m->id == AM_DONE)
+            on_done(t, m->data, m->len);
         free(m);
         n++;
     }
@@ -706,8 +683,7 @@ static int process_inbox(ucx_tp_t *t)
 }
 
 /* Tell the ops of every newly failed peer, close its endpoint, forget it. */
-static void process_failures(ucx_tp_t *t)
-{
+static void process_failures(ucx_tp_t *t) {
     for (ucx_peer_t *p = t->peers, *next; p; p = next) {
         next = p->next;
         if (!p->failed || p->handled) continue;
@@ -730,11 +706,11 @@ static void process_failures(ucx_tp_t *t)
     }
 }
 
-static int ucx_progress(nxc__tp_t *tp)
-{
+static int ucx_progress(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
     int n = 0;
-    for (int i = 0; i < 1000 && ucp_worker_progress(t->worker); i++) n++;
+    for (int i = 0; i < 1000 && ucp_worker_progress(t->worker); i++)
+        n++;
     n += process_inbox(t);
     if (t->dirty) {
         t->dirty = false;
@@ -746,23 +722,22 @@ static int ucx_progress(nxc__tp_t *tp)
     return n;
 }
 
-static bool ucx_arm(nxc__tp_t *tp)
-{
+static bool ucx_arm(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
     if (t->inbox || t->dirty) return false;
     return ucp_worker_arm(t->worker) != UCS_ERR_BUSY;
 }
 
-static int ucx_event_fd(nxc__tp_t *tp) { return T(tp)->efd; }
+static int ucx_event_fd(nxc__tp_t *tp) {
+    return T(tp)->efd;
+}
 
-static bool ucx_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind)
-{
+static bool ucx_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind) {
     return kind == NXC_DEVICE_HOST || (kind == NXC_DEVICE_CUDA && T(tp)->cuda);
 }
 
 static bool ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                          char *why, size_t len)
-{
+                          char *why, size_t len) {
     if (sec->conn.len == 0) {
         snprintf(why, len, "the peer's ucx section has no worker address");
         return false;
@@ -772,15 +747,13 @@ static bool ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__m
 
 /* --- lifecycle ------------------------------------------------------------------------- */
 
-static void set_default(ucp_config_t *cfg, const char *key, const char *value)
-{
+static void set_default(ucp_config_t *cfg, const char *key, const char *value) {
     char env[64];
     snprintf(env, sizeof env, "UCX_%s", key);
     if (!getenv(env)) ucp_config_modify(cfg, key, value);
 }
 
-static void ucx_destroy(nxc__tp_t *tp)
-{
+static void ucx_destroy(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
     if (t->worker) {
         while (t->peers) {
@@ -802,8 +775,7 @@ static void ucx_destroy(nxc__tp_t *tp)
     free(t);
 }
 
-static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p)
-{
+static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     ucx_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     t->efd = -1;
@@ -843,14 +815,13 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p)
                                     [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
                                     [AM_DONE] = am_cb_AM_DONE};
     for (unsigned id = AM_GRANT_REQ; s == UCS_OK && id <= AM_DONE; id++) {
-        ucp_am_handler_param_t hp = {.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID |
-                                                   UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
-                                                   UCP_AM_HANDLER_PARAM_FIELD_CB |
-                                                   UCP_AM_HANDLER_PARAM_FIELD_ARG,
-                                     .id = id,
-                                     .flags = UCP_AM_FLAG_WHOLE_MSG,
-                                     .cb = cbs[id],
-                                     .arg = t};
+        ucp_am_handler_param_t hp = {
+            .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                          UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG,
+            .id = id,
+            .flags = UCP_AM_FLAG_WHOLE_MSG,
+            .cb = cbs[id],
+            .arg = t};
         s = ucp_worker_set_am_recv_handler(t->worker, &hp);
     }
     if (s != UCS_OK) st = ucs_err("worker setup", s);
