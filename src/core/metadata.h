@@ -77,16 +77,18 @@ typedef struct nxc__metadata {
 
 /*
  * Encode `md` into a malloc'd NUL-terminated JSON text (caller frees).
- * Fields `blob_*`/`keys_` are ignored. Errors: NXC_ERR_NO_MEMORY,
+ * Fields `blob_*`/`keys_` and `version` are ignored (version 1 is written);
+ * a section whose `keys` is NULL has all keys empty. ptr and size must lie
+ * in 1..2^63-1 (JSON integers are signed 64-bit). Errors: NXC_ERR_NO_MEMORY,
  * NXC_ERR_INVALID_PARAM (a field out of range, e.g. too many descriptors),
- * NXC_ERR_METADATA_TOO_LARGE.
+ * NXC_ERR_METADATA_TOO_LARGE, NXC_ERR_SYSTEM (libsodium failed to start).
  */
 nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *len_p);
 
 /*
  * Decode `len` bytes of `text` (not necessarily NUL-terminated) into `md`.
  * On success the caller owns `md` and frees it with nxc__md_free(); on error
- * `md` holds nothing to free. Errors (each with a message via nxc__err):
+ * `md` is zeroed (freeing it is harmless). Errors (each with a message via nxc__err):
  * NXC_ERR_METADATA_TOO_LARGE, NXC_ERR_METADATA_MALFORMED,
  * NXC_ERR_METADATA_VERSION, NXC_ERR_INVALID_DEVICE, NXC_ERR_NO_MEMORY.
  * Accepts "b64:"-prefixed base64 and (legacy) bare lowercase/uppercase hex

@@ -1,0 +1,823 @@
+/*
+ * Metadata codec: the JSON text a passive op hands out and the versioned
+ * binary blob inside it. The format is specified in docs/metadata.md.
+ *
+ * Decoding treats its input as hostile. The text is bounded by
+ * NXC_METADATA_MAX before parsing, the inflated blob by NXC_METADATA_MAX while
+ * inflating, every length in the blob is checked against the bytes left
+ * before it is used, and the only allocation sized by a count from the input
+ * (the keys table) happens after that count was checked against the bytes
+ * actually present.
+ */
+#include "core/metadata.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "util/error.h"
+
+#define B64_PREFIX "b64:"
+#define B64_PREFIX_LEN 4
+#define ZLIB_LEVEL 6
+#define HEADER_LEN 60 /* fixed part of the blob, up to and including start_time */
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+static nxc_status_t lib_init(void) {
+    if (sodium_init() < 0)
+        return nxc__err(NXC_ERR_SYSTEM, "metadata: libsodium failed to initialize");
+    return NXC_OK;
+}
+
+static bool printable(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return false;
+    return true;
+}
+
+static bool transport_name_ok(const char *s, size_t n) {
+    if (n < 1 || n > NXC__TRANSPORT_NAME_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    }
+    return true;
+}
+
+static const char *json_type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "an unknown JSON value";
+}
+
+static uint16_t get_le16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_le32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static uint64_t get_le64(const uint8_t *p) {
+    return (uint64_t)get_le32(p) | ((uint64_t)get_le32(p + 4) << 32);
+}
+
+static uint8_t *put_le16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    return p + 2;
+}
+
+static uint8_t *put_le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 4;
+}
+
+static uint8_t *put_le64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 8;
+}
+
+static uint8_t *put_bytes(uint8_t *p, const void *data, size_t n) {
+    if (n) memcpy(p, data, n);
+    return p + n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoder                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Check a NUL-terminated text stored in a char[max + 1] field: 1..max
+ * printable ASCII bytes. */
+static nxc_status_t check_text_field(const char *what, const char *s, size_t max, size_t *len_p) {
+    const char *nul = memchr(s, '\0', max + 1);
+    size_t n = nul ? (size_t)(nul - s) : max + 1;
+    if (n == 0) return nxc__err(NXC_ERR_INVALID_PARAM, "metadata encode: %s is empty", what);
+    if (n > max)
+        return nxc__err(NXC_ERR_INVALID_PARAM,
+                        "metadata encode: %s is longer than %zu bytes or not NUL-terminated", what,
+                        max);
+    if (!printable(s, n))
+        return nxc__err(NXC_ERR_INVALID_PARAM,
+                        "metadata encode: %s holds a byte that is not printable ASCII", what);
+    *len_p = n;
+    return NXC_OK;
+}
+
+/* Validate what the encoder cannot represent and compute the blob length. */
+static nxc_status_t encode_check(const nxc__metadata_t *md, size_t *name_len, size_t *host_len,
+                                 size_t *key_len, size_t *blob_len_p) {
+    nxc_status_t st;
+    if (md->operation_kind != NXC__MD_KIND_READ && md->operation_kind != NXC__MD_KIND_WRITE)
+        return nxc__err(NXC_ERR_INVALID_PARAM,
+                        "metadata encode: operation_kind is %d; expected 1 (read) or 2 (write)",
+                        md->operation_kind);
+    if ((st = check_text_field("notification_key", md->notification_key, NXC_KEY_MAX, key_len)))
+        return st;
+    if ((st = check_text_field("name", md->name, NXC_NAME_MAX, name_len))) return st;
+    if ((st = check_text_field("host", md->host, NXC__HOST_MAX, host_len))) return st;
+    if (md->ndesc == 0 || md->ndesc > NXC__MD_MAX_DESCS)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "metadata encode: %zu descriptors; expected 1..%d",
+                        md->ndesc, NXC__MD_MAX_DESCS);
+    if (!md->descs) return nxc__err(NXC_ERR_INVALID_PARAM, "metadata encode: descs is NULL");
+    for (size_t i = 0; i < md->ndesc; i++) {
+        const nxc__rdesc_t *d = &md->descs[i];
+        if (d->addr == 0 || d->addr > (uint64_t)INT64_MAX)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "metadata encode: descriptor %zu: ptr %llu is not in 1..2^63-1", i,
+                            (unsigned long long)d->addr);
+        if (d->size == 0 || d->size > (uint64_t)INT64_MAX)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "metadata encode: descriptor %zu: size %llu is not in 1..2^63-1", i,
+                            (unsigned long long)d->size);
+        if (d->addr + d->size < d->addr)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "metadata encode: descriptor %zu: ptr + size overflows", i);
+    }
+    if (md->nsections > NXC__MD_MAX_SECTIONS)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "metadata encode: %zu sections; at most %d",
+                        md->nsections, NXC__MD_MAX_SECTIONS);
+
+    uint64_t total = HEADER_LEN + 2 + *name_len + 2 + *host_len + 2 + *key_len + 4 + 1;
+    for (size_t s = 0; s < md->nsections; s++) {
+        const nxc__md_section_t *sec = &md->sections[s];
+        const char *nul = memchr(sec->name, '\0', NXC__TRANSPORT_NAME_MAX + 1);
+        size_t n = nul ? (size_t)(nul - sec->name) : NXC__TRANSPORT_NAME_MAX + 1;
+        if (!transport_name_ok(sec->name, n))
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "metadata encode: section %zu: name must be 1..%d bytes of [a-z0-9_]",
+                            s, NXC__TRANSPORT_NAME_MAX);
+        for (size_t t = 0; t < s; t++)
+            if (!strcmp(md->sections[t].name, sec->name))
+                return nxc__err(NXC_ERR_INVALID_PARAM,
+                                "metadata encode: sections %zu and %zu are both named \"%s\"", t, s,
+                                sec->name);
+        if (sec->conn.len && !sec->conn.data)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "metadata encode: section \"%s\": conn is NULL with length %u",
+                            sec->name, (unsigned)sec->conn.len);
+        total += 1 + n + 4 + (uint64_t)sec->conn.len;
+        for (size_t j = 0; j < md->ndesc; j++) {
+            const nxc__bytes_t *k = sec->keys ? &sec->keys[j] : NULL;
+            uint32_t klen = k ? k->len : 0;
+            if (klen > UINT16_MAX)
+                return nxc__err(NXC_ERR_INVALID_PARAM,
+                                "metadata encode: section \"%s\": key %zu is %u bytes; at most "
+                                "%u",
+                                sec->name, j, (unsigned)klen, (unsigned)UINT16_MAX);
+            if (klen && !k->data)
+                return nxc__err(NXC_ERR_INVALID_PARAM,
+                                "metadata encode: section \"%s\": key %zu is NULL with length %u",
+                                sec->name, j, (unsigned)klen);
+            total += 2 + (uint64_t)klen;
+        }
+    }
+    if (total > NXC_METADATA_MAX)
+        return nxc__err(NXC_ERR_METADATA_TOO_LARGE,
+                        "metadata encode: the blob would be %llu bytes; at most %u",
+                        (unsigned long long)total, (unsigned)NXC_METADATA_MAX);
+    *blob_len_p = (size_t)total;
+    return NXC_OK;
+}
+
+static void write_blob(const nxc__metadata_t *md, uint8_t *b, size_t blob_len, size_t name_len,
+                       size_t host_len, size_t key_len) {
+    uint8_t *p = b;
+    p = put_bytes(p, NXC__BLOB_MAGIC, 4);
+    p = put_le16(p, NXC__BLOB_VERSION);
+    p = put_le16(p, 0); /* flags */
+    p = put_le32(p, (uint32_t)blob_len);
+    *p++ = (uint8_t)md->operation_kind;
+    *p++ = 0;
+    *p++ = 0;
+    *p++ = 0;
+    p = put_bytes(p, md->instance, NXC__INSTANCE_LEN);
+    p = put_bytes(p, md->secret, NXC__SECRET_LEN);
+    p = put_le32(p, md->pid);
+    p = put_le64(p, md->start_time);
+    p = put_le16(p, (uint16_t)name_len);
+    p = put_bytes(p, md->name, name_len);
+    p = put_le16(p, (uint16_t)host_len);
+    p = put_bytes(p, md->host, host_len);
+    p = put_le16(p, (uint16_t)key_len);
+    p = put_bytes(p, md->notification_key, key_len);
+    p = put_le32(p, (uint32_t)md->ndesc);
+    *p++ = (uint8_t)md->nsections;
+    for (size_t s = 0; s < md->nsections; s++) {
+        const nxc__md_section_t *sec = &md->sections[s];
+        size_t n = strlen(sec->name);
+        *p++ = (uint8_t)n;
+        p = put_bytes(p, sec->name, n);
+        p = put_le32(p, sec->conn.len);
+        p = put_bytes(p, sec->conn.data, sec->conn.len);
+        for (size_t j = 0; j < md->ndesc; j++) {
+            uint32_t klen = sec->keys ? sec->keys[j].len : 0;
+            p = put_le16(p, (uint16_t)klen);
+            if (klen) p = put_bytes(p, sec->keys[j].data, klen);
+        }
+    }
+}
+
+/* "b64:" + base64(zlib(blob)) as a malloc'd NUL-terminated string. */
+static nxc_status_t pack_blob(const uint8_t *blob, size_t blob_len, char **out_p) {
+    uLongf zlen = compressBound((uLong)blob_len);
+    uint8_t *z = malloc(zlen);
+    if (!z) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    int rc = compress2(z, &zlen, blob, (uLong)blob_len, ZLIB_LEVEL);
+    if (rc != Z_OK) {
+        free(z);
+        return nxc__err(rc == Z_MEM_ERROR ? NXC_ERR_NO_MEMORY : NXC_ERR_SYSTEM,
+                        "metadata encode: zlib compress2 failed (%d)", rc);
+    }
+    size_t b64_len = sodium_base64_ENCODED_LEN(zlen, sodium_base64_VARIANT_ORIGINAL);
+    char *out = malloc(B64_PREFIX_LEN + b64_len);
+    if (!out) {
+        free(z);
+        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    }
+    memcpy(out, B64_PREFIX, B64_PREFIX_LEN);
+    sodium_bin2base64(out + B64_PREFIX_LEN, b64_len, z, zlen, sodium_base64_VARIANT_ORIGINAL);
+    free(z);
+    *out_p = out;
+    return NXC_OK;
+}
+
+/* Build the JSON document; NULL on allocation failure (or bad device, which
+ * encode_check cannot see: reported through *st_p). */
+static json_t *build_json(const nxc__metadata_t *md, const char *nixl, nxc_status_t *st_p) {
+    json_t *root = json_object();
+    json_t *arr = json_array();
+    *st_p = NXC_ERR_NO_MEMORY;
+    if (!root || !arr || json_object_set_new(root, "descriptors", arr)) {
+        json_decref(root);
+        if (!root) json_decref(arr);
+        return NULL;
+    }
+    for (size_t i = 0; i < md->ndesc; i++) {
+        const nxc__rdesc_t *d = &md->descs[i];
+        char dev[NXC_DEVICE_TEXT_MAX];
+        if (nxc_device_format(d->device, dev, sizeof dev) != NXC_OK) {
+            *st_p = nxc__err(NXC_ERR_INVALID_PARAM,
+                             "metadata encode: descriptor %zu: device kind %d id %d is invalid", i,
+                             (int)d->device.kind, d->device.id);
+            json_decref(root);
+            return NULL;
+        }
+        json_t *o = json_object();
+        if (!o || json_array_append_new(arr, o) ||
+            json_object_set_new(o, "device", json_string(dev)) ||
+            json_object_set_new(o, "ptr", json_integer((json_int_t)d->addr)) ||
+            json_object_set_new(o, "size", json_integer((json_int_t)d->size))) {
+            json_decref(root);
+            return NULL;
+        }
+    }
+    if (json_object_set_new(root, "nixl_metadata", json_string(nixl)) ||
+        json_object_set_new(root, "notification_key", json_string(md->notification_key)) ||
+        json_object_set_new(root, "operation_kind", json_integer(md->operation_kind))) {
+        json_decref(root);
+        return NULL;
+    }
+    *st_p = NXC_OK;
+    return root;
+}
+
+nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *len_p) {
+    if (!md || !text_p) return nxc__err(NXC_ERR_INVALID_PARAM, "metadata encode: NULL argument");
+    nxc_status_t st = lib_init();
+    if (st) return st;
+
+    size_t name_len, host_len, key_len, blob_len;
+    if ((st = encode_check(md, &name_len, &host_len, &key_len, &blob_len))) return st;
+
+    uint8_t *blob = malloc(blob_len);
+    if (!blob) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    write_blob(md, blob, blob_len, name_len, host_len, key_len);
+    char *nixl = NULL;
+    st = pack_blob(blob, blob_len, &nixl);
+    free(blob);
+    if (st) return st;
+
+    json_t *root = build_json(md, nixl, &st);
+    free(nixl);
+    if (!root) {
+        if (st == NXC_ERR_NO_MEMORY)
+            return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory building JSON");
+        return st;
+    }
+    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
+    size_t n = json_dumpb(root, NULL, 0, flags);
+    if (n == 0) {
+        json_decref(root);
+        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: JSON serialization failed");
+    }
+    if (n > NXC_METADATA_MAX) {
+        json_decref(root);
+        return nxc__err(NXC_ERR_METADATA_TOO_LARGE,
+                        "metadata encode: the text would be %zu bytes; at most %u", n,
+                        (unsigned)NXC_METADATA_MAX);
+    }
+    char *text = malloc(n + 1);
+    if (!text) {
+        json_decref(root);
+        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    }
+    size_t n2 = json_dumpb(root, text, n, flags);
+    json_decref(root);
+    if (n2 != n) {
+        free(text);
+        return nxc__err(NXC_ERR_SYSTEM, "metadata encode: JSON serialization changed size");
+    }
+    text[n] = '\0';
+    *text_p = text;
+    if (len_p) *len_p = n;
+    return NXC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoder: JSON level                                                       */
+/* ------------------------------------------------------------------------ */
+
+static nxc_status_t malformed_field_type(const char *field, const json_t *v, const char *want) {
+    return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"%s\" must be %s, got %s", field, want,
+                    json_type_name(v));
+}
+
+static nxc_status_t get_field(const json_t *root, const char *field, json_type type,
+                              const char *want, const json_t **out) {
+    const json_t *v = json_object_get(root, field);
+    if (!v)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: required field \"%s\" is missing",
+                        field);
+    if (json_typeof(v) != type) return malformed_field_type(field, v, want);
+    *out = v;
+    return NXC_OK;
+}
+
+/* A descriptor's "ptr" or "size": an integer in 1..2^63-1. */
+static nxc_status_t desc_uint(const json_t *o, size_t i, const char *field, uint64_t *out) {
+    const json_t *v = json_object_get(o, field);
+    if (!v)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: descriptor %zu: \"%s\" is missing",
+                        i, field);
+    if (!json_is_integer(v))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: descriptor %zu: \"%s\" must be an integer, got %s", i, field,
+                        json_type_name(v));
+    json_int_t x = json_integer_value(v);
+    if (x <= 0)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: descriptor %zu: \"%s\" is %lld; it must be > 0", i, field,
+                        (long long)x);
+    *out = (uint64_t)x;
+    return NXC_OK;
+}
+
+static nxc_status_t decode_descs(const json_t *arr, nxc__metadata_t *m) {
+    size_t n = json_array_size(arr);
+    if (n == 0) return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"descriptors\" is empty");
+    if (n > NXC__MD_MAX_DESCS)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: \"descriptors\" has %zu entries; at most %d", n,
+                        NXC__MD_MAX_DESCS);
+    m->descs = calloc(n, sizeof *m->descs);
+    if (!m->descs) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    m->ndesc = n;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *o = json_array_get(arr, i);
+        nxc__rdesc_t *d = &m->descs[i];
+        if (!json_is_object(o))
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: descriptor %zu must be an object, got %s", i,
+                            json_type_name(o));
+        const json_t *dev = json_object_get(o, "device");
+        if (!dev)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: descriptor %zu: \"device\" is missing", i);
+        if (!json_is_string(dev))
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: descriptor %zu: \"device\" must be a string, got %s", i,
+                            json_type_name(dev));
+        nxc_status_t st = nxc_device_parse(json_string_value(dev), &d->device);
+        if (st) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", nxc_last_error());
+            return nxc__err(st, "metadata: descriptor %zu: %s", i, why);
+        }
+        if ((st = desc_uint(o, i, "ptr", &d->addr))) return st;
+        if ((st = desc_uint(o, i, "size", &d->size))) return st;
+        if (d->addr + d->size < d->addr)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: descriptor %zu: ptr + size overflows 64 bits", i);
+    }
+    return NXC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoder: nixl_metadata text -> compressed bytes -> blob                   */
+/* ------------------------------------------------------------------------ */
+
+static nxc_status_t unwrap_text(const char *s, size_t n, uint8_t **out, size_t *out_len) {
+    uint8_t *bin;
+    size_t bin_len = 0;
+    if (n >= B64_PREFIX_LEN && !memcmp(s, B64_PREFIX, B64_PREFIX_LEN)) {
+        const char *b = s + B64_PREFIX_LEN;
+        size_t bn = n - B64_PREFIX_LEN;
+        if (bn % 4)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: \"nixl_metadata\": base64 length %zu is not a multiple "
+                            "of 4",
+                            bn);
+        bin = malloc(bn / 4 * 3 + 1);
+        if (!bin) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+        if (sodium_base642bin(bin, bn / 4 * 3 + 1, b, bn, NULL, &bin_len, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0) {
+            free(bin);
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: \"nixl_metadata\": invalid base64 after \"b64:\"");
+        }
+    } else {
+        if (n % 2)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: \"nixl_metadata\": neither \"b64:\" base64 nor hex (odd "
+                            "length %zu)",
+                            n);
+        for (size_t i = 0; i < n; i++) {
+            char c = s[i];
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+                return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                                "metadata: \"nixl_metadata\": neither \"b64:\" base64 nor hex "
+                                "(byte %zu is not a hex digit)",
+                                i);
+        }
+        bin = malloc(n / 2 + 1);
+        if (!bin) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+        if (sodium_hex2bin(bin, n / 2 + 1, s, n, NULL, &bin_len, NULL) != 0) {
+            free(bin);
+            return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"nixl_metadata\": invalid hex");
+        }
+    }
+    *out = bin;
+    *out_len = bin_len;
+    return NXC_OK;
+}
+
+/* Inflate one complete zlib stream with nothing after it, producing at most
+ * NXC_METADATA_MAX bytes. */
+static nxc_status_t inflate_bounded(const uint8_t *in, size_t in_len, uint8_t **out_p,
+                                    size_t *out_len_p) {
+    const size_t limit = (size_t)NXC_METADATA_MAX + 1; /* one more to detect "too large" */
+    size_t cap = in_len < limit / 4 ? in_len * 4 : limit;
+    if (cap < 256) cap = 256;
+    uint8_t *out = malloc(cap);
+    if (!out) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    zs.next_in = (Bytef *)in; /* zlib does not write through next_in */
+    zs.avail_in = (uInt)in_len;
+    int rc = inflateInit(&zs);
+    if (rc != Z_OK) {
+        free(out);
+        return nxc__err(rc == Z_MEM_ERROR ? NXC_ERR_NO_MEMORY : NXC_ERR_SYSTEM,
+                        "metadata: zlib inflateInit failed (%d)", rc);
+    }
+    nxc_status_t st = NXC_OK;
+    for (;;) {
+        zs.next_out = out + zs.total_out;
+        zs.avail_out = (uInt)(cap - zs.total_out);
+        rc = inflate(&zs, Z_NO_FLUSH);
+        if (rc == Z_STREAM_END) break;
+        if (rc == Z_OK || rc == Z_BUF_ERROR) {
+            if (zs.avail_out == 0) {
+                if (cap >= limit) {
+                    st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
+                                  "metadata: \"nixl_metadata\" inflates to more than %u bytes",
+                                  (unsigned)NXC_METADATA_MAX);
+                    break;
+                }
+                size_t ncap = cap * 2 < limit ? cap * 2 : limit;
+                uint8_t *nout = realloc(out, ncap);
+                if (!nout) {
+                    st = nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+                    break;
+                }
+                out = nout;
+                cap = ncap;
+                continue;
+            }
+            if (zs.avail_in == 0 || rc == Z_BUF_ERROR) {
+                st = nxc__err(NXC_ERR_METADATA_MALFORMED,
+                              "metadata: \"nixl_metadata\": zlib stream is truncated");
+                break;
+            }
+            continue;
+        }
+        if (rc == Z_MEM_ERROR)
+            st = nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory inflating");
+        else
+            st = nxc__err(NXC_ERR_METADATA_MALFORMED,
+                          "metadata: \"nixl_metadata\" is not a valid zlib stream (%s)",
+                          zs.msg ? zs.msg : (rc == Z_NEED_DICT ? "needs a dictionary" : "error"));
+        break;
+    }
+    if (st == NXC_OK && zs.avail_in != 0)
+        st = nxc__err(NXC_ERR_METADATA_MALFORMED,
+                      "metadata: \"nixl_metadata\": %u trailing bytes after the zlib stream",
+                      (unsigned)zs.avail_in);
+    if (st == NXC_OK && zs.total_out > NXC_METADATA_MAX)
+        st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
+                      "metadata: \"nixl_metadata\" inflates to more than %u bytes",
+                      (unsigned)NXC_METADATA_MAX);
+    size_t out_len = zs.total_out;
+    inflateEnd(&zs);
+    if (st) {
+        free(out);
+        return st;
+    }
+    *out_p = out;
+    *out_len_p = out_len;
+    return NXC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoder: blob level                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct reader {
+    const uint8_t *p;
+    size_t len;
+    size_t off;
+} reader_t;
+
+static size_t rd_left(const reader_t *r) {
+    return r->len - r->off;
+}
+
+static nxc_status_t rd_short(const reader_t *r, const char *what, size_t need) {
+    return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                    "metadata: blob truncated: %s needs %zu bytes at offset %zu, %zu left", what,
+                    need, r->off, rd_left(r));
+}
+
+static nxc_status_t rd_need(const reader_t *r, size_t n, const char *what) {
+    return rd_left(r) < n ? rd_short(r, what, n) : NXC_OK;
+}
+
+/* A str16 text field: 1..max printable ASCII bytes, copied NUL-terminated. */
+static nxc_status_t rd_text16(reader_t *r, const char *what, size_t max, char *dst) {
+    nxc_status_t st = rd_need(r, 2, what);
+    if (st) return st;
+    size_t n = get_le16(r->p + r->off);
+    r->off += 2;
+    if (n < 1 || n > max)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob %s length is %zu; expected 1..%zu", what, n, max);
+    if ((st = rd_need(r, n, what))) return st;
+    if (!printable((const char *)r->p + r->off, n))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob %s holds a byte that is not printable ASCII", what);
+    memcpy(dst, r->p + r->off, n);
+    dst[n] = '\0';
+    r->off += n;
+    return NXC_OK;
+}
+
+static nxc_status_t decode_blob(nxc__metadata_t *m) {
+    reader_t rd = {m->blob_, m->blob_len_, 0}, *r = &rd;
+    const uint8_t *p = m->blob_;
+    nxc_status_t st;
+
+    if (r->len < 4 || memcmp(p, NXC__BLOB_MAGIC, 4))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: not nxc metadata (the blob does not start with \"%s\")",
+                        NXC__BLOB_MAGIC);
+    r->off = 4;
+    if ((st = rd_need(r, 2, "version"))) return st;
+    unsigned version = get_le16(p + 4);
+    if (version > NXC__BLOB_VERSION)
+        return nxc__err(NXC_ERR_METADATA_VERSION,
+                        "metadata: metadata format version %u is not supported (this library "
+                        "reads version %d)",
+                        version, NXC__BLOB_VERSION);
+    if (version == 0)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: blob version 0 is invalid");
+    m->version = (uint16_t)version;
+    r->off = 6;
+    if ((st = rd_need(r, HEADER_LEN - 6, "header"))) return st;
+    unsigned flags = get_le16(p + 6);
+    if (flags != 0)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob flags are 0x%04x; version 1 requires 0", flags);
+    uint32_t total = get_le32(p + 8);
+    if (total != r->len)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob total_len is %u but %zu bytes were inflated",
+                        (unsigned)total, r->len);
+    if (p[12] != (unsigned)m->operation_kind)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob operation_kind %u differs from the JSON operation_kind "
+                        "%d",
+                        (unsigned)p[12], m->operation_kind);
+    if (p[13] || p[14] || p[15])
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: blob reserved bytes are not zero");
+    memcpy(m->instance, p + 16, NXC__INSTANCE_LEN);
+    memcpy(m->secret, p + 32, NXC__SECRET_LEN);
+    m->pid = get_le32(p + 48);
+    m->start_time = get_le64(p + 52);
+    r->off = HEADER_LEN;
+
+    if ((st = rd_text16(r, "name", NXC_NAME_MAX, m->name))) return st;
+    if ((st = rd_text16(r, "host", NXC__HOST_MAX, m->host))) return st;
+    char key[NXC_KEY_MAX + 1];
+    if ((st = rd_text16(r, "notification_key", NXC_KEY_MAX, key))) return st;
+    if (strcmp(key, m->notification_key))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob notification_key \"%s\" differs from the JSON "
+                        "notification_key \"%s\"",
+                        key, m->notification_key);
+    if ((st = rd_need(r, 5, "ndesc and nsections"))) return st;
+    uint32_t ndesc = get_le32(p + r->off);
+    if (ndesc != m->ndesc)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob ndesc is %u but the JSON has %zu descriptors",
+                        (unsigned)ndesc, m->ndesc);
+    size_t nsec = p[r->off + 4];
+    r->off += 5;
+    if (nsec > NXC__MD_MAX_SECTIONS)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: blob has %zu sections; at most %d",
+                        nsec, NXC__MD_MAX_SECTIONS);
+    if (nsec) {
+        /* Each section takes at least 6 bytes (name length, one name byte,
+         * conn length) plus 2 per key: check before allocating the keys. */
+        uint64_t min = (uint64_t)nsec * (6 + 2 * (uint64_t)ndesc);
+        if (rd_left(r) < min)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: blob truncated: %zu sections of %u keys need at least "
+                            "%llu bytes, %zu left",
+                            nsec, (unsigned)ndesc, (unsigned long long)min, rd_left(r));
+        m->keys_ = calloc(nsec * ndesc, sizeof *m->keys_);
+        if (!m->keys_) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    }
+    for (size_t s = 0; s < nsec; s++) {
+        nxc__md_section_t *sec = &m->sections[s];
+        if ((st = rd_need(r, 1, "section name length"))) return st;
+        size_t n = p[r->off++];
+        if ((st = rd_need(r, n, "section name"))) return st;
+        if (!transport_name_ok((const char *)p + r->off, n))
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: blob section %zu: name must be 1..%d bytes of [a-z0-9_]", s,
+                            NXC__TRANSPORT_NAME_MAX);
+        memcpy(sec->name, p + r->off, n);
+        sec->name[n] = '\0';
+        r->off += n;
+        for (size_t t = 0; t < s; t++)
+            if (!strcmp(m->sections[t].name, sec->name))
+                return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                                "metadata: blob sections %zu and %zu are both named \"%s\"", t, s,
+                                sec->name);
+        if ((st = rd_need(r, 4, "section conn length"))) return st;
+        uint32_t clen = get_le32(p + r->off);
+        r->off += 4;
+        if (rd_left(r) < clen)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: blob section \"%s\": conn length %u exceeds the %zu bytes "
+                            "left",
+                            sec->name, (unsigned)clen, rd_left(r));
+        sec->conn.data = p + r->off;
+        sec->conn.len = clen;
+        r->off += clen;
+        sec->keys = m->keys_ + s * ndesc;
+        for (size_t j = 0; j < ndesc; j++) {
+            if ((st = rd_need(r, 2, "key length"))) return st;
+            uint32_t klen = get_le16(p + r->off);
+            r->off += 2;
+            if (rd_left(r) < klen)
+                return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                                "metadata: blob section \"%s\": key %zu length %u exceeds the %zu "
+                                "bytes left",
+                                sec->name, j, (unsigned)klen, rd_left(r));
+            sec->keys[j].data = p + r->off;
+            sec->keys[j].len = klen;
+            r->off += klen;
+        }
+        m->nsections = s + 1;
+    }
+    if (r->off != r->len)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob has %zu trailing bytes after the last section",
+                        r->len - r->off);
+    return NXC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoder: entry point                                                      */
+/* ------------------------------------------------------------------------ */
+
+static nxc_status_t decode_json(const char *text, size_t len, nxc__metadata_t *m) {
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: not valid JSON (line %d, column %d): %s", jerr.line, jerr.column,
+                        jerr.text);
+    nxc_status_t st;
+    const json_t *descs, *nixl, *key, *kind;
+    uint8_t *z = NULL;
+    size_t zlen = 0;
+    if (!json_is_object(root)) {
+        st = nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: the JSON is %s, not an object",
+                      json_type_name(root));
+        goto out;
+    }
+    if ((st = get_field(root, "descriptors", JSON_ARRAY, "an array", &descs))) goto out;
+    if ((st = get_field(root, "nixl_metadata", JSON_STRING, "a string", &nixl))) goto out;
+    if ((st = get_field(root, "notification_key", JSON_STRING, "a string", &key))) goto out;
+    if ((st = get_field(root, "operation_kind", JSON_INTEGER, "an integer", &kind))) goto out;
+
+    json_int_t k = json_integer_value(kind);
+    if (k != NXC__MD_KIND_READ && k != NXC__MD_KIND_WRITE) {
+        st = nxc__err(NXC_ERR_METADATA_MALFORMED,
+                      "metadata: \"operation_kind\" is %lld; expected 1 (read) or 2 (write)",
+                      (long long)k);
+        goto out;
+    }
+    m->operation_kind = (int)k;
+
+    size_t klen = json_string_length(key);
+    const char *ks = json_string_value(key);
+    if (klen < 1 || klen > NXC_KEY_MAX) {
+        st = nxc__err(NXC_ERR_METADATA_MALFORMED,
+                      "metadata: \"notification_key\" is %zu bytes; expected 1..%d", klen,
+                      NXC_KEY_MAX);
+        goto out;
+    }
+    if (!printable(ks, klen)) {
+        st = nxc__err(NXC_ERR_METADATA_MALFORMED,
+                      "metadata: \"notification_key\" holds a byte that is not printable ASCII");
+        goto out;
+    }
+    memcpy(m->notification_key, ks, klen);
+    m->notification_key[klen] = '\0';
+
+    if ((st = decode_descs(descs, m))) goto out;
+
+    if ((st = unwrap_text(json_string_value(nixl), json_string_length(nixl), &z, &zlen))) goto out;
+    st = inflate_bounded(z, zlen, &m->blob_, &m->blob_len_);
+    free(z);
+out:
+    json_decref(root);
+    return st;
+}
+
+nxc_status_t nxc__md_decode(const char *text, size_t len, nxc__metadata_t *md) {
+    if (!md) return nxc__err(NXC_ERR_INVALID_PARAM, "metadata: NULL argument");
+    memset(md, 0, sizeof *md);
+    if (!text) return nxc__err(NXC_ERR_INVALID_PARAM, "metadata: NULL text");
+    if (len > NXC_METADATA_MAX)
+        return nxc__err(NXC_ERR_METADATA_TOO_LARGE,
+                        "metadata: the text is %zu bytes; at most %u are accepted", len,
+                        (unsigned)NXC_METADATA_MAX);
+    nxc_status_t st = lib_init();
+    if (st) return st;
+
+    nxc__metadata_t m;
+    memset(&m, 0, sizeof m);
+    if ((st = decode_json(text, len, &m)) || (st = decode_blob(&m))) {
+        nxc__md_free(&m);
+        return st;
+    }
+    *md = m;
+    return NXC_OK;
+}
+
+void nxc__md_free(nxc__metadata_t *md) {
+    if (!md) return;
+    free(md->descs);
+    free(md->blob_);
+    free(md->keys_);
+    memset(md, 0, sizeof *md);
+}
+
+const nxc__md_section_t *nxc__md_section(const nxc__metadata_t *md, const char *name) {
+    if (!md || !name) return NULL;
+    for (size_t i = 0; i < md->nsections && i < NXC__MD_MAX_SECTIONS; i++)
+        if (!strcmp(md->sections[i].name, name)) return &md->sections[i];
+    return NULL;
+}

@@ -1,0 +1,1249 @@
+/* Unit tests of the metadata codec (src/core/metadata.c, docs/metadata.md). */
+#include <jansson.h>
+#include <sodium.h>
+#include <zlib.h>
+
+#include "core/metadata.h"
+#include "nxt.h"
+
+/* ------------------------------------------------------------------------ */
+/* Fixtures                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A metadata value plus the storage its pointers point into. */
+typedef struct fixture {
+    nxc__metadata_t md;
+    uint8_t *storage;
+    nxc__bytes_t *keys;
+} fixture_t;
+
+/* ndesc descriptors, nsec sections ("ucx", "tcp", "s2".."s7"); key j of
+ * section s is (j + s) % 7 bytes (so some are empty); conn of section s is
+ * 10 + s bytes. */
+static void fixture_init(fixture_t *f, size_t ndesc, size_t nsec, int kind) {
+    memset(f, 0, sizeof *f);
+    nxc__metadata_t *md = &f->md;
+    md->operation_kind = kind;
+    snprintf(md->notification_key, sizeof md->notification_key, "key-%zu-%zu", ndesc, nsec);
+    snprintf(md->name, sizeof md->name, "worker-%zu", ndesc);
+    snprintf(md->host, sizeof md->host, "host.example:boot-id-1234");
+    for (int i = 0; i < NXC__INSTANCE_LEN; i++)
+        md->instance[i] = (uint8_t)(0xa0 + i);
+    for (int i = 0; i < NXC__SECRET_LEN; i++)
+        md->secret[i] = (uint8_t)(0x10 * i + 7);
+    md->pid = 123456;
+    md->start_time = 0x0102030405060708ull;
+    md->ndesc = ndesc;
+    md->descs = calloc(ndesc, sizeof *md->descs);
+    NXT_CHECK(md->descs);
+    for (size_t i = 0; i < ndesc; i++) {
+        md->descs[i].addr = 0x7f0000000000ull + i * 0x10000;
+        md->descs[i].size = 4096 + i;
+        md->descs[i].device = (nxc_device_t){NXC_DEVICE_HOST, 0};
+    }
+    md->nsections = nsec;
+    f->storage = malloc(64 * 1024 + 1);
+    NXT_CHECK(f->storage);
+    nxt_fill(f->storage, 64 * 1024 + 1, 99);
+    f->keys = calloc(nsec * ndesc + 1, sizeof *f->keys);
+    NXT_CHECK(f->keys);
+    for (size_t s = 0; s < nsec; s++) {
+        nxc__md_section_t *sec = &md->sections[s];
+        if (s == 0)
+            snprintf(sec->name, sizeof sec->name, "ucx");
+        else if (s == 1)
+            snprintf(sec->name, sizeof sec->name, "tcp");
+        else
+            snprintf(sec->name, sizeof sec->name, "s%d", (int)s & 7);
+        sec->conn.data = f->storage + s;
+        sec->conn.len = (uint32_t)(10 + s);
+        sec->keys = f->keys + s * ndesc;
+        for (size_t j = 0; j < ndesc; j++) {
+            sec->keys[j].len = (uint32_t)((j + s) % 7);
+            sec->keys[j].data = sec->keys[j].len ? f->storage + 100 + (j % 1000) : NULL;
+        }
+    }
+}
+
+static void fixture_free(fixture_t *f) {
+    free(f->md.descs);
+    free(f->storage);
+    free(f->keys);
+    memset(f, 0, sizeof *f);
+}
+
+static bool bytes_eq(nxc__bytes_t a, nxc__bytes_t b) {
+    return a.len == b.len && (a.len == 0 || !memcmp(a.data, b.data, a.len));
+}
+
+/* Everything the format carries must come back equal. */
+static void check_same(const nxc__metadata_t *a, const nxc__metadata_t *b) {
+    NXT_EQ_INT(b->operation_kind, a->operation_kind);
+    NXT_EQ_STR(b->notification_key, a->notification_key);
+    NXT_EQ_STR(b->name, a->name);
+    NXT_EQ_STR(b->host, a->host);
+    NXT_CHECK(!memcmp(b->instance, a->instance, NXC__INSTANCE_LEN));
+    NXT_CHECK(!memcmp(b->secret, a->secret, NXC__SECRET_LEN));
+    NXT_EQ_INT(b->pid, a->pid);
+    NXT_CHECK(b->start_time == a->start_time);
+    NXT_EQ_INT(b->ndesc, a->ndesc);
+    for (size_t i = 0; i < a->ndesc; i++) {
+        NXT_CHECK(b->descs[i].addr == a->descs[i].addr);
+        NXT_CHECK(b->descs[i].size == a->descs[i].size);
+        NXT_EQ_INT(b->descs[i].device.kind, a->descs[i].device.kind);
+        NXT_EQ_INT(b->descs[i].device.id, a->descs[i].device.id);
+    }
+    NXT_EQ_INT(b->nsections, a->nsections);
+    for (size_t s = 0; s < a->nsections; s++) {
+        NXT_EQ_STR(b->sections[s].name, a->sections[s].name);
+        NXT_CHECK(bytes_eq(b->sections[s].conn, a->sections[s].conn));
+        for (size_t j = 0; j < a->ndesc; j++) {
+            nxc__bytes_t ka = a->sections[s].keys ? a->sections[s].keys[j] : (nxc__bytes_t){0};
+            NXT_CHECK(bytes_eq(b->sections[s].keys[j], ka));
+        }
+    }
+}
+
+static char *encode(const nxc__metadata_t *md, size_t *len_p) {
+    char *text = NULL;
+    size_t len = 0;
+    NXT_PASS(nxc__md_encode(md, &text, &len));
+    NXT_CHECK(text);
+    NXT_EQ_INT(len, strlen(text));
+    if (len_p) *len_p = len;
+    return text;
+}
+
+static void roundtrip(const nxc__metadata_t *md) {
+    size_t len;
+    char *text = encode(md, &len);
+    nxc__metadata_t out;
+    NXT_PASS(nxc__md_decode(text, len, &out));
+    NXT_EQ_INT(out.version, NXC__BLOB_VERSION);
+    check_same(md, &out);
+    /* pointers point into the owned blob */
+    for (size_t s = 0; s < out.nsections; s++) {
+        const uint8_t *c = out.sections[s].conn.data;
+        NXT_CHECK(c >= out.blob_ && c + out.sections[s].conn.len <= out.blob_ + out.blob_len_);
+    }
+    nxc__md_free(&out);
+    free(text);
+}
+
+/* Decode and return the status; frees on success; on failure checks that
+ * md was left with nothing to free and that a "metadata:" message was set. */
+static nxc_status_t dec(const char *text, size_t len) {
+    nxc__metadata_t md;
+    memset(&md, 0xab, sizeof md);
+    nxc_status_t st = nxc__md_decode(text, len, &md);
+    if (st == NXC_OK) {
+        nxc__md_free(&md);
+    } else {
+        NXT_CHECK(md.descs == NULL && md.blob_ == NULL && md.keys_ == NULL);
+        NXT_CHECK(!strncmp(nxc_last_error(), "metadata: ", 10));
+    }
+    return st;
+}
+
+static nxc_status_t dec_str(const char *text) {
+    return dec(text, strlen(text));
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON-level helpers                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* A valid encoded text (2 descriptors, 1 section) parsed as JSON. */
+static json_t *valid_json(void) {
+    fixture_t f;
+    fixture_init(&f, 2, 1, NXC__MD_KIND_READ);
+    char *text = encode(&f.md, NULL);
+    json_error_t e;
+    json_t *root = json_loads(text, 0, &e);
+    NXT_CHECK(root);
+    free(text);
+    fixture_free(&f);
+    return root;
+}
+
+/* Dump `root` (consumed) and decode it. */
+static nxc_status_t dec_json(json_t *root) {
+    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    NXT_CHECK(text);
+    json_decref(root);
+    nxc_status_t st = dec_str(text);
+    free(text);
+    return st;
+}
+
+/* Valid JSON with top-level `field` replaced by `v` (NULL: removed). */
+static nxc_status_t dec_with(const char *field, json_t *v) {
+    json_t *root = valid_json();
+    if (v)
+        json_object_set_new(root, field, v);
+    else
+        json_object_del(root, field);
+    return dec_json(root);
+}
+
+/* Valid JSON with descriptor 1's `field` replaced by `v` (NULL: removed). */
+static nxc_status_t dec_desc_with(const char *field, json_t *v) {
+    json_t *root = valid_json();
+    json_t *d = json_array_get(json_object_get(root, "descriptors"), 1);
+    if (v)
+        json_object_set_new(d, field, v);
+    else
+        json_object_del(d, field);
+    return dec_json(root);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blob-level helpers                                                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bb {
+    uint8_t *p;
+    size_t len, cap;
+} bb_t;
+
+static void bb_bytes(bb_t *b, const void *data, size_t n) {
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        NXT_CHECK(b->p);
+    }
+    if (n) memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+static void bb_u8(bb_t *b, uint8_t v) {
+    bb_bytes(b, &v, 1);
+}
+static void bb_u16(bb_t *b, uint16_t v) {
+    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    bb_bytes(b, x, 2);
+}
+static void bb_u32(bb_t *b, uint32_t v) {
+    uint8_t x[4];
+    for (int i = 0; i < 4; i++)
+        x[i] = (uint8_t)(v >> (8 * i));
+    bb_bytes(b, x, 4);
+}
+static void bb_u64(bb_t *b, uint64_t v) {
+    bb_u32(b, (uint32_t)v);
+    bb_u32(b, (uint32_t)(v >> 32));
+}
+static void bb_str16(bb_t *b, const char *s) {
+    bb_u16(b, (uint16_t)strlen(s));
+    bb_bytes(b, s, strlen(s));
+}
+
+#define T_KEY "the-key"
+
+/* Header through nsections, with the standard values. */
+static void bb_header(bb_t *b, uint8_t kind, const char *key, uint32_t ndesc, uint8_t nsec) {
+    memset(b, 0, sizeof *b);
+    bb_bytes(b, "NXCB", 4);
+    bb_u16(b, 1);
+    bb_u16(b, 0);
+    bb_u32(b, 0); /* total_len: patched by bb_finish */
+    bb_u8(b, kind);
+    bb_u8(b, 0), bb_u8(b, 0), bb_u8(b, 0);
+    for (int i = 0; i < 32; i++)
+        bb_u8(b, (uint8_t)i); /* instance, secret */
+    bb_u32(b, 42);
+    bb_u64(b, 77);
+    bb_str16(b, "peer");
+    bb_str16(b, "host1");
+    bb_str16(b, key);
+    bb_u32(b, ndesc);
+    bb_u8(b, nsec);
+}
+
+static void bb_section(bb_t *b, const char *name, uint32_t conn_len, uint32_t ndesc) {
+    bb_u8(b, (uint8_t)strlen(name));
+    bb_bytes(b, name, strlen(name));
+    bb_u32(b, conn_len);
+    for (uint32_t i = 0; i < conn_len; i++)
+        bb_u8(b, (uint8_t)i);
+    for (uint32_t j = 0; j < ndesc; j++) {
+        bb_u16(b, 3);
+        bb_bytes(b, "abc", 3);
+    }
+}
+
+static void bb_finish(bb_t *b) {
+    uint32_t n = (uint32_t)b->len;
+    for (int i = 0; i < 4; i++)
+        b->p[8 + i] = (uint8_t)(n >> (8 * i));
+}
+
+static uint8_t *zcompress(const void *data, size_t len, size_t *zlen_p) {
+    uLongf zlen = compressBound((uLong)len);
+    uint8_t *z = malloc(zlen);
+    NXT_CHECK(z);
+    NXT_EQ_INT(compress2(z, &zlen, data, (uLong)len, 6), Z_OK);
+    *zlen_p = zlen;
+    return z;
+}
+
+static char *b64(const uint8_t *z, size_t zlen) {
+    size_t n = sodium_base64_ENCODED_LEN(zlen, sodium_base64_VARIANT_ORIGINAL);
+    char *s = malloc(4 + n);
+    NXT_CHECK(s);
+    memcpy(s, "b64:", 4);
+    sodium_bin2base64(s + 4, n, z, zlen, sodium_base64_VARIANT_ORIGINAL);
+    return s;
+}
+
+/* A JSON text with `ndesc` cpu descriptors and the given nixl_metadata. */
+static char *wrap_nixl(const char *nixl, int kind, const char *key, size_t ndesc) {
+    json_t *root = json_object(), *arr = json_array();
+    for (size_t i = 0; i < ndesc; i++)
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:I,s:I}", "device", "cpu", "ptr",
+                                        (json_int_t)(4096 * (i + 1)), "size", (json_int_t)4096));
+    json_object_set_new(root, "descriptors", arr);
+    json_object_set_new(root, "nixl_metadata", json_string(nixl));
+    json_object_set_new(root, "notification_key", json_string(key));
+    json_object_set_new(root, "operation_kind", json_integer(kind));
+    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    NXT_CHECK(text);
+    json_decref(root);
+    return text;
+}
+
+static char *wrap_z(const uint8_t *z, size_t zlen, int kind, const char *key, size_t ndesc) {
+    char *nixl = b64(z, zlen);
+    char *text = wrap_nixl(nixl, kind, key, ndesc);
+    free(nixl);
+    return text;
+}
+
+static char *wrap_blob(const uint8_t *blob, size_t len, int kind, const char *key, size_t ndesc) {
+    size_t zlen;
+    uint8_t *z = zcompress(blob, len, &zlen);
+    char *text = wrap_z(z, zlen, kind, key, ndesc);
+    free(z);
+    return text;
+}
+
+/* Decode a hand-built blob wrapped in JSON with kind 1, T_KEY, ndesc descs. */
+static nxc_status_t dec_blob(const bb_t *b, size_t ndesc) {
+    char *text = wrap_blob(b->p, b->len, 1, T_KEY, ndesc);
+    nxc_status_t st = dec_str(text);
+    free(text);
+    return st;
+}
+
+/* The standard valid hand-built blob: 2 descriptors, sections ucx and tcp. */
+static void bb_valid(bb_t *b) {
+    bb_header(b, 1, T_KEY, 2, 2);
+    bb_section(b, "ucx", 5, 2);
+    bb_section(b, "tcp", 0, 2);
+    bb_finish(b);
+}
+
+/* Extract the compressed bytes of an encoded text's nixl_metadata. */
+static uint8_t *nixl_bytes(const char *text, size_t *len_p) {
+    json_t *root = json_loads(text, 0, NULL);
+    NXT_CHECK(root);
+    const char *s = json_string_value(json_object_get(root, "nixl_metadata"));
+    NXT_CHECK(s && !strncmp(s, "b64:", 4));
+    size_t n = strlen(s + 4);
+    uint8_t *z = malloc(n);
+    size_t zlen;
+    NXT_EQ_INT(sodium_base642bin(z, n, s + 4, n, NULL, &zlen, NULL, sodium_base64_VARIANT_ORIGINAL),
+               0);
+    json_decref(root);
+    *len_p = zlen;
+    return z;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Round trips and shape                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void test_roundtrip_one(void) {
+    fixture_t f;
+    fixture_init(&f, 1, 1, NXC__MD_KIND_READ);
+    roundtrip(&f.md);
+    f.md.operation_kind = NXC__MD_KIND_WRITE;
+    roundtrip(&f.md);
+    fixture_free(&f);
+}
+
+static void test_roundtrip_sections(void) {
+    for (size_t nsec = 0; nsec <= NXC__MD_MAX_SECTIONS; nsec++) {
+        fixture_t f;
+        fixture_init(&f, 3, nsec, NXC__MD_KIND_WRITE);
+        roundtrip(&f.md);
+        fixture_free(&f);
+    }
+}
+
+static void test_roundtrip_1000_cuda(void) {
+    fixture_t f;
+    fixture_init(&f, 1000, 2, NXC__MD_KIND_READ);
+    for (size_t i = 0; i < 1000; i++)
+        f.md.descs[i].device = (nxc_device_t){NXC_DEVICE_CUDA, 3};
+    f.md.descs[999].addr = (uint64_t)INT64_MAX - 10;
+    f.md.descs[999].size = 10;
+    roundtrip(&f.md);
+    fixture_free(&f);
+}
+
+static void test_roundtrip_empty_keys(void) {
+    fixture_t f;
+    fixture_init(&f, 5, 2, NXC__MD_KIND_READ);
+    for (size_t j = 0; j < 5; j++)
+        f.md.sections[0].keys[j] = (nxc__bytes_t){NULL, 0};
+    f.md.sections[1].keys = NULL; /* NULL keys: all empty */
+    f.md.sections[1].conn = (nxc__bytes_t){NULL, 0};
+    roundtrip(&f.md);
+    fixture_free(&f);
+}
+
+static void test_roundtrip_max_lengths(void) {
+    fixture_t f;
+    fixture_init(&f, 4, NXC__MD_MAX_SECTIONS, NXC__MD_KIND_READ);
+    memset(f.md.name, '~', NXC_NAME_MAX);
+    f.md.name[NXC_NAME_MAX] = '\0';
+    memset(f.md.host, '!', NXC__HOST_MAX);
+    f.md.host[NXC__HOST_MAX] = '\0';
+    memset(f.md.notification_key, 'k', NXC_KEY_MAX);
+    f.md.notification_key[NXC_KEY_MAX] = '\0';
+    memset(f.md.sections[7].name, 'z', NXC__TRANSPORT_NAME_MAX);
+    f.md.sections[7].name[NXC__TRANSPORT_NAME_MAX] = '\0';
+    f.md.sections[2].keys[1].len = UINT16_MAX;
+    f.md.sections[2].keys[1].data = f.storage;
+    f.md.sections[3].conn = (nxc__bytes_t){f.storage, 64 * 1024};
+    roundtrip(&f.md);
+    fixture_free(&f);
+}
+
+static void test_json_shape(void) {
+    fixture_t f;
+    fixture_init(&f, 2, 1, NXC__MD_KIND_WRITE);
+    f.md.descs[1].device = (nxc_device_t){NXC_DEVICE_CUDA, 1};
+    size_t len;
+    char *text = encode(&f.md, &len);
+    NXT_CHECK(!strchr(text, ' ') && !strchr(text, '\n')); /* compact */
+    const char *head = "{\"descriptors\":[{\"device\":\"cpu\",\"ptr\":";
+    NXT_CHECK(!strncmp(text, head, strlen(head)));
+
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    NXT_CHECK(json_is_object(root));
+    NXT_EQ_INT(json_object_size(root), 4);
+    const char *order[] = {"descriptors", "nixl_metadata", "notification_key", "operation_kind"};
+    void *it = json_object_iter(root);
+    for (int i = 0; i < 4; i++, it = json_object_iter_next(root, it))
+        NXT_EQ_STR(json_object_iter_key(it), order[i]);
+    NXT_EQ_INT(json_integer_value(json_object_get(root, "operation_kind")), 2);
+    NXT_EQ_STR(json_string_value(json_object_get(root, "notification_key")), f.md.notification_key);
+    NXT_CHECK(!strncmp(json_string_value(json_object_get(root, "nixl_metadata")), "b64:", 4));
+    json_t *d = json_object_get(root, "descriptors");
+    NXT_EQ_INT(json_array_size(d), 2);
+    const char *dorder[] = {"device", "ptr", "size"};
+    it = json_object_iter(json_array_get(d, 1));
+    for (int i = 0; i < 3; i++, it = json_object_iter_next(json_array_get(d, 1), it))
+        NXT_EQ_STR(json_object_iter_key(it), dorder[i]);
+    NXT_EQ_STR(json_string_value(json_object_get(json_array_get(d, 1), "device")), "cuda:1");
+    NXT_CHECK(json_integer_value(json_object_get(json_array_get(d, 1), "ptr")) ==
+              (json_int_t)f.md.descs[1].addr);
+    NXT_CHECK(json_integer_value(json_object_get(json_array_get(d, 1), "size")) ==
+              (json_int_t)f.md.descs[1].size);
+
+    /* the blob starts with the magic and version 1 */
+    size_t zlen;
+    uint8_t *z = nixl_bytes(text, &zlen);
+    uint8_t blob[16];
+    uLongf blen = sizeof blob;
+    int rc = uncompress(blob, &blen, z, zlen);
+    NXT_CHECK(rc == Z_OK || rc == Z_BUF_ERROR);
+    NXT_CHECK(!memcmp(blob, "NXCB\x01\x00\x00\x00", 8));
+    NXT_EQ_INT(blob[12], 2);
+    free(z);
+    json_decref(root);
+    free(text);
+    fixture_free(&f);
+}
+
+static void test_hex_legacy(void) {
+    fixture_t f;
+    fixture_init(&f, 3, 2, NXC__MD_KIND_READ);
+    char *text = encode(&f.md, NULL);
+    size_t zlen;
+    uint8_t *z = nixl_bytes(text, &zlen);
+    char *hex = malloc(zlen * 2 + 1);
+    sodium_bin2hex(hex, zlen * 2 + 1, z, zlen);
+    for (int upper = 0; upper < 2; upper++) {
+        if (upper)
+            for (char *c = hex; *c; c++)
+                if (*c >= 'a' && *c <= 'f') *c = (char)(*c - 'a' + 'A');
+        json_t *root = json_loads(text, 0, NULL);
+        json_object_set_new(root, "nixl_metadata", json_string(hex));
+        char *t2 = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        nxc__metadata_t out;
+        NXT_PASS(nxc__md_decode(t2, strlen(t2), &out));
+        check_same(&f.md, &out);
+        nxc__md_free(&out);
+        free(t2);
+    }
+    free(hex);
+    free(z);
+    free(text);
+    fixture_free(&f);
+}
+
+static void test_unknown_keys_ignored(void) {
+    json_t *root = valid_json();
+    json_object_set_new(root, "future_field", json_pack("{s:[i,i]}", "x", 1, 2));
+    json_object_set_new(json_array_get(json_object_get(root, "descriptors"), 0), "extra",
+                        json_true());
+    NXT_PASS(dec_json(root));
+}
+
+static void test_section_lookup(void) {
+    fixture_t f;
+    fixture_init(&f, 2, 3, NXC__MD_KIND_READ);
+    char *text = encode(&f.md, NULL);
+    nxc__metadata_t out;
+    NXT_PASS(nxc__md_decode(text, strlen(text), &out));
+    const nxc__md_section_t *s = nxc__md_section(&out, "tcp");
+    NXT_CHECK(s == &out.sections[1]);
+    NXT_EQ_INT(s->conn.len, 11);
+    NXT_CHECK(nxc__md_section(&out, "ucx") == &out.sections[0]);
+    NXT_CHECK(nxc__md_section(&out, "s2") == &out.sections[2]);
+    NXT_CHECK(nxc__md_section(&out, "rdma") == NULL);
+    NXT_CHECK(nxc__md_section(&out, "") == NULL);
+    NXT_CHECK(nxc__md_section(&out, NULL) == NULL);
+    NXT_CHECK(nxc__md_section(NULL, "ucx") == NULL);
+    nxc__md_free(&out);
+    NXT_CHECK(nxc__md_section(&out, "ucx") == NULL);
+    nxc__metadata_t zero = {0};
+    nxc__md_free(&zero); /* safe on a zeroed struct */
+    nxc__md_free(&zero);
+    nxc__md_free(NULL);
+    free(text);
+    fixture_free(&f);
+}
+
+static void test_handbuilt_valid(void) {
+    bb_t b;
+    bb_valid(&b);
+    char *text = wrap_blob(b.p, b.len, 1, T_KEY, 2);
+    nxc__metadata_t md;
+    NXT_PASS(nxc__md_decode(text, strlen(text), &md));
+    NXT_EQ_STR(md.name, "peer");
+    NXT_EQ_STR(md.host, "host1");
+    NXT_EQ_INT(md.pid, 42);
+    NXT_EQ_INT(md.start_time, 77);
+    NXT_EQ_INT(md.instance[3], 3);
+    NXT_EQ_INT(md.secret[0], 16);
+    NXT_EQ_INT(md.nsections, 2);
+    NXT_EQ_INT(md.sections[0].conn.len, 5);
+    NXT_EQ_INT(md.sections[1].conn.len, 0);
+    NXT_EQ_INT(md.sections[1].keys[1].len, 3);
+    NXT_CHECK(!memcmp(md.sections[1].keys[1].data, "abc", 3));
+    nxc__md_free(&md);
+    free(text);
+    free(b.p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoder parameter checks                                                  */
+/* ------------------------------------------------------------------------ */
+
+static nxc_status_t enc_status(const nxc__metadata_t *md) {
+    char *text = NULL;
+    nxc_status_t st = nxc__md_encode(md, &text, NULL);
+    free(text);
+    return st;
+}
+
+static void test_encode_invalid(void) {
+    fixture_t f;
+    fixture_init(&f, 2, 2, NXC__MD_KIND_READ);
+    nxc__metadata_t md = f.md, m;
+    char *text;
+    NXT_FAIL(nxc__md_encode(NULL, &text, NULL), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc__md_encode(&md, NULL, NULL), NXC_ERR_INVALID_PARAM);
+    m = md, m.operation_kind = 3;
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, m.ndesc = 0;
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, m.notification_key[0] = '\0';
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, m.notification_key[1] = ' ';
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, memset(m.notification_key, 'a', sizeof m.notification_key); /* no NUL */
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, m.name[0] = '\0';
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, m.host[2] = '\t';
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, m.nsections = NXC__MD_MAX_SECTIONS + 1;
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, snprintf(m.sections[1].name, sizeof m.sections[1].name, "ucx");
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, snprintf(m.sections[1].name, sizeof m.sections[1].name, "UCX");
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, m.sections[1].name[0] = '\0';
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    m = md, m.sections[1].conn = (nxc__bytes_t){NULL, 3};
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+
+    nxc__rdesc_t descs[2];
+    memcpy(descs, md.descs, sizeof descs);
+    m = md, m.descs = descs;
+    descs[1].addr = 0;
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    descs[1].addr = 1ull << 63;
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    descs[1].addr = 4096, descs[1].size = 0;
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    descs[1].size = 4096, descs[1].device = (nxc_device_t){NXC_DEVICE_UNSPECIFIED, 0};
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    descs[1].device = (nxc_device_t){NXC_DEVICE_HOST, 0};
+    NXT_PASS(enc_status(&m));
+
+    nxc__bytes_t keys[2] = {{f.storage, UINT16_MAX + 1u}, {NULL, 0}};
+    m = md, m.sections[1].keys = keys;
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    keys[0] = (nxc__bytes_t){NULL, 1};
+    NXT_FAIL(enc_status(&m), NXC_ERR_INVALID_PARAM);
+    keys[0] = (nxc__bytes_t){f.storage, UINT16_MAX};
+    NXT_PASS(enc_status(&m));
+
+    /* a blob over NXC_METADATA_MAX */
+    uint8_t *big = calloc(1, NXC_METADATA_MAX);
+    m = md, m.sections[0].conn = (nxc__bytes_t){big, NXC_METADATA_MAX};
+    NXT_FAIL(enc_status(&m), NXC_ERR_METADATA_TOO_LARGE);
+    /* a blob under the limit whose text (base64 of incompressible bytes) is over it */
+    size_t n = NXC_METADATA_MAX / 10 * 8;
+    nxt_fill(big, n, 7);
+    m = md, m.sections[0].conn = (nxc__bytes_t){big, (uint32_t)n};
+    NXT_FAIL(enc_status(&m), NXC_ERR_METADATA_TOO_LARGE);
+    NXT_CHECK(strstr(nxc_last_error(), "text"));
+    /* and one just small enough round-trips */
+    m.sections[0].conn.len = NXC_METADATA_MAX / 10 * 7;
+    roundtrip(&m);
+    free(big);
+    fixture_free(&f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Malformed JSON                                                            */
+/* ------------------------------------------------------------------------ */
+
+static void test_bad_json(void) {
+    NXT_FAIL(dec_str(""), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_str("not json"), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_str("{\"descriptors\":"), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_str("[1,2,3]"), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "not an object"));
+    NXT_FAIL(dec_str("{}"), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_str("{} {}"), NXC_ERR_METADATA_MALFORMED);
+    /* duplicate key */
+    json_t *root = valid_json();
+    char *t = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    size_t n = strlen(t);
+    t = realloc(t, n + 32);
+    memcpy(t + n - 1, ",\"operation_kind\":1}", 21);
+    NXT_FAIL(dec_str(t), NXC_ERR_METADATA_MALFORMED);
+    free(t);
+    NXT_FAIL(nxc__md_decode(NULL, 3, &(nxc__metadata_t){0}), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc__md_decode("{}", 2, NULL), NXC_ERR_INVALID_PARAM);
+}
+
+static void test_missing_fields(void) {
+    const char *fields[] = {"descriptors", "nixl_metadata", "notification_key", "operation_kind"};
+    for (int i = 0; i < 4; i++) {
+        NXT_FAIL(dec_with(fields[i], NULL), NXC_ERR_METADATA_MALFORMED);
+        NXT_CHECK(strstr(nxc_last_error(), fields[i]));
+        NXT_CHECK(strstr(nxc_last_error(), "missing"));
+    }
+    const char *dfields[] = {"device", "ptr", "size"};
+    for (int i = 0; i < 3; i++) {
+        NXT_FAIL(dec_desc_with(dfields[i], NULL), NXC_ERR_METADATA_MALFORMED);
+        NXT_CHECK(strstr(nxc_last_error(), dfields[i]));
+        NXT_CHECK(strstr(nxc_last_error(), "descriptor 1"));
+    }
+}
+
+static void test_wrong_types(void) {
+    NXT_FAIL(dec_with("descriptors", json_object()), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "descriptors"));
+    NXT_FAIL(dec_with("descriptors", json_string("x")), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with("descriptors", json_pack("[i]", 1)), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with("nixl_metadata", json_integer(1)), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "nixl_metadata"));
+    NXT_FAIL(dec_with("nixl_metadata", json_null()), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with("notification_key", json_integer(5)), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "notification_key"));
+    NXT_FAIL(dec_with("operation_kind", json_string("1")), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "operation_kind"));
+    NXT_FAIL(dec_with("operation_kind", json_real(1.0)), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with("operation_kind", json_true()), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_desc_with("device", json_integer(0)), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_desc_with("ptr", json_string("4096")), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_desc_with("size", json_real(4096.0)), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_desc_with("size", json_null()), NXC_ERR_METADATA_MALFORMED);
+}
+
+static void test_bad_descriptors(void) {
+    NXT_FAIL(dec_with("descriptors", json_array()), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "empty"));
+    NXT_FAIL(dec_desc_with("ptr", json_integer(0)), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "descriptor 1") && strstr(nxc_last_error(), "ptr"));
+    NXT_FAIL(dec_desc_with("size", json_integer(0)), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_desc_with("ptr", json_integer(-4096)), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_desc_with("size", json_integer(INT64_MIN)), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_desc_with("device", json_string("tpu:0")), NXC_ERR_INVALID_DEVICE);
+    NXT_CHECK(strstr(nxc_last_error(), "descriptor 1"));
+    NXT_FAIL(dec_desc_with("device", json_string("cuda:99999")), NXC_ERR_INVALID_DEVICE);
+    NXT_FAIL(dec_desc_with("device", json_string("")), NXC_ERR_INVALID_DEVICE);
+    /* the largest representable values pass the JSON checks (and the blob) */
+    json_t *root = valid_json();
+    json_t *d = json_array_get(json_object_get(root, "descriptors"), 0);
+    json_object_set_new(d, "ptr", json_integer(INT64_MAX));
+    json_object_set_new(d, "size", json_integer(INT64_MAX));
+    json_object_set_new(d, "device", json_string(" GPU:7 "));
+    NXT_PASS(dec_json(root));
+
+    /* numbers out of the integer range, or written as reals */
+    const char *huge[] = {"18446744073709551616",
+                          "99999999999999999999999999",
+                          "1e30",
+                          "-18446744073709551615",
+                          "4096.5",
+                          "9223372036854775808"};
+    for (int i = 0; i < 6; i++) {
+        root = valid_json();
+        d = json_array_get(json_object_get(root, "descriptors"), 0);
+        json_object_set_new(d, "ptr", json_integer(1234567));
+        char *t = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(root);
+        char *at = strstr(t, "1234567");
+        NXT_CHECK(at);
+        char *t2 = malloc(strlen(t) + 64);
+        sprintf(t2, "%.*s%s%s", (int)(at - t), t, huge[i], at + 7);
+        NXT_FAIL(dec_str(t2), NXC_ERR_METADATA_MALFORMED);
+        free(t2);
+        free(t);
+    }
+    /* too many descriptors */
+    json_t *arr = json_array();
+    for (int i = 0; i < NXC__MD_MAX_DESCS + 1; i++)
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:i,s:i}", "device", "cpu", "ptr", 1, "size", 1));
+    NXT_FAIL(dec_with("descriptors", arr), NXC_ERR_METADATA_MALFORMED);
+}
+
+static void test_bad_operation_kind(void) {
+    const json_int_t bad[] = {0, 3, -1, 4, 256, INT64_MAX};
+    for (int i = 0; i < 6; i++) {
+        NXT_FAIL(dec_with("operation_kind", json_integer(bad[i])), NXC_ERR_METADATA_MALFORMED);
+        NXT_CHECK(strstr(nxc_last_error(), "operation_kind"));
+    }
+    NXT_FAIL(dec_with("operation_kind", json_integer(3)), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), " 3"));
+}
+
+static void test_bad_notification_key(void) {
+    char key[NXC_KEY_MAX + 2];
+    memset(key, 'k', NXC_KEY_MAX + 1);
+    key[NXC_KEY_MAX + 1] = '\0';
+    NXT_FAIL(dec_with("notification_key", json_string(key)), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "notification_key"));
+    NXT_FAIL(dec_with("notification_key", json_string("")), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with("notification_key", json_string("a b")), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with("notification_key", json_string("tab\there")), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with("notification_key", json_string("caf\xc3\xa9")), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with("notification_key", json_string("del\x7f")), NXC_ERR_METADATA_MALFORMED);
+    /* \u0000 inside a string is refused by the JSON parser */
+    NXT_FAIL(dec_str("{\"notification_key\":\"a\\u0000b\"}"), NXC_ERR_METADATA_MALFORMED);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Malformed nixl_metadata                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void test_bad_base64(void) {
+    const char *bad[] = {"b64:",         "b64:@@@@", "b64:QUJD\n",   "b64: QUJD",
+                         "b64:QUJDRA",   "b64:QQ=",  "b64:QR==",     "b64:QQ==QQ==",
+                         "b64:QUJD====", "b64:QUJ-", "b64:eJzLSM0=", "B64:eJzLSM0="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *text = wrap_nixl(bad[i], 1, T_KEY, 2);
+        NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+        NXT_CHECK(strstr(nxc_last_error(), "nixl_metadata"));
+        free(text);
+    }
+}
+
+static void test_bad_hex(void) {
+    const char *bad[] = {"", "7", "789", "78zz", "78 9c", "0x789c", "789c\n", "g0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *text = wrap_nixl(bad[i], 1, T_KEY, 2);
+        NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+        free(text);
+    }
+}
+
+static void test_not_zlib(void) {
+    /* valid base64 and hex of bytes that are not a zlib stream */
+    const char *bad[] = {"b64:QUJDREVGR0g=", "4142434445464748", "b64:H4sIAAAAAAAAAw=="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *text = wrap_nixl(bad[i], 1, T_KEY, 2);
+        NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+        NXT_CHECK(strstr(nxc_last_error(), "zlib"));
+        free(text);
+    }
+    /* zlib of garbage: not nxc metadata */
+    const char garbage[] = "this is not an nxc blob at all, just some text";
+    char *text = wrap_blob((const uint8_t *)garbage, sizeof garbage, 1, T_KEY, 2);
+    NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "not nxc metadata"));
+    free(text);
+    text = wrap_blob((const uint8_t *)"", 0, 1, T_KEY, 2);
+    NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+    free(text);
+    text = wrap_blob((const uint8_t *)"NXC", 3, 1, T_KEY, 2);
+    NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+    free(text);
+}
+
+static void test_zlib_stream_damage(void) {
+    bb_t b;
+    bb_valid(&b);
+    size_t zlen;
+    uint8_t *z = zcompress(b.p, b.len, &zlen);
+    uint8_t *z2 = malloc(zlen + 8);
+    memcpy(z2, z, zlen);
+    /* every truncation of the compressed stream */
+    for (size_t n = 0; n < zlen; n++) {
+        char *text = wrap_z(z2, n, 1, T_KEY, 2);
+        NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+        free(text);
+    }
+    /* trailing garbage after the stream end */
+    memcpy(z2 + zlen, "\0\1\2", 3);
+    char *text = wrap_z(z2, zlen + 3, 1, T_KEY, 2);
+    NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "trailing"));
+    free(text);
+    /* the intact stream decodes */
+    text = wrap_z(z2, zlen, 1, T_KEY, 2);
+    NXT_PASS(dec_str(text));
+    free(text);
+    /* a damaged checksum */
+    z2[zlen - 1] ^= 0x55;
+    text = wrap_z(z2, zlen, 1, T_KEY, 2);
+    NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+    free(text);
+    free(z2);
+    free(z);
+    free(b.p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Malformed blob                                                            */
+/* ------------------------------------------------------------------------ */
+
+static void test_truncated_blob(void) {
+    bb_t b;
+    bb_valid(&b);
+    NXT_PASS(dec_blob(&b, 2));
+    uint8_t *t = malloc(b.len);
+    for (size_t n = 0; n < b.len; n++) {
+        /* as is (total_len then disagrees) and with total_len patched to n */
+        for (int patch = 0; patch < 2; patch++) {
+            memcpy(t, b.p, n);
+            if (patch && n >= 12)
+                for (int i = 0; i < 4; i++)
+                    t[8 + i] = (uint8_t)(n >> (8 * i));
+            char *text = wrap_blob(t, n, 1, T_KEY, 2);
+            nxc_status_t st = dec_str(text);
+            if (st != NXC_ERR_METADATA_MALFORMED)
+                nxt_failf(__FILE__, __LINE__, "truncated to %zu (patch %d): %s (%s)", n, patch,
+                          nxc_status_string(st), nxc_last_error());
+            free(text);
+        }
+    }
+    free(t);
+    free(b.p);
+}
+
+static void test_trailing_bytes(void) {
+    bb_t b;
+    bb_valid(&b);
+    bb_u8(&b, 0);
+    bb_finish(&b);
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "trailing"));
+    free(b.p);
+}
+
+static void test_header_fields(void) {
+    bb_t b;
+    bb_valid(&b);
+    uint8_t save[16];
+    memcpy(save, b.p, 16);
+
+    b.p[0] = 'X';
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "not nxc metadata"));
+    memcpy(b.p, save, 16);
+
+    b.p[4] = 2;
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_VERSION);
+    b.p[4] = 7;
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_VERSION);
+    NXT_CHECK(strstr(nxc_last_error(), "version 7 is not supported"));
+    NXT_CHECK(strstr(nxc_last_error(), "reads version 1"));
+    b.p[4] = 0, b.p[5] = 1; /* 256 */
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_VERSION);
+    /* a newer version is reported even when the rest is unreadable */
+    bb_t v2 = {0};
+    bb_bytes(&v2, "NXCB\x02\x00", 6);
+    NXT_FAIL(dec_blob(&v2, 2), NXC_ERR_METADATA_VERSION);
+    free(v2.p);
+    b.p[4] = 0, b.p[5] = 0;
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    memcpy(b.p, save, 16);
+
+    b.p[6] = 1;
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "flags"));
+    b.p[6] = 0, b.p[7] = 0x80;
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    memcpy(b.p, save, 16);
+
+    b.p[8]++;
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "total_len"));
+    b.p[8] -= 2;
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    memcpy(b.p, save, 16);
+
+    b.p[12] = 2; /* kind mismatch with JSON 1 */
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "operation_kind"));
+    b.p[12] = 0;
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    memcpy(b.p, save, 16);
+
+    for (int i = 13; i < 16; i++) {
+        b.p[i] = 1;
+        NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+        NXT_CHECK(strstr(nxc_last_error(), "reserved"));
+        b.p[i] = 0;
+    }
+    NXT_PASS(dec_blob(&b, 2));
+    free(b.p);
+}
+
+static void test_kind_mismatch(void) {
+    /* an encoded read metadata whose JSON claims write */
+    fixture_t f;
+    fixture_init(&f, 2, 1, NXC__MD_KIND_READ);
+    char *text = encode(&f.md, NULL);
+    json_t *root = json_loads(text, 0, NULL);
+    json_object_set_new(root, "operation_kind", json_integer(2));
+    NXT_FAIL(dec_json(root), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "operation_kind"));
+    free(text);
+    fixture_free(&f);
+}
+
+static void test_key_mismatch(void) {
+    NXT_FAIL(dec_with("notification_key", json_string("another-key")), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "notification_key"));
+    /* a prefix of the key is not the key */
+    json_t *root = valid_json();
+    char key[NXC_KEY_MAX + 1];
+    snprintf(key, sizeof key, "%s", json_string_value(json_object_get(root, "notification_key")));
+    key[strlen(key) - 1] = '\0';
+    json_object_set_new(root, "notification_key", json_string(key));
+    NXT_FAIL(dec_json(root), NXC_ERR_METADATA_MALFORMED);
+}
+
+static void test_ndesc_mismatch(void) {
+    bb_t b;
+    bb_valid(&b); /* ndesc 2 */
+    NXT_FAIL(dec_blob(&b, 1), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "ndesc"));
+    NXT_FAIL(dec_blob(&b, 3), NXC_ERR_METADATA_MALFORMED);
+    /* and via the encoder: a 1-descriptor blob under 2 JSON descriptors */
+    json_t *root = valid_json();
+    json_array_remove(json_object_get(root, "descriptors"), 1);
+    NXT_FAIL(dec_json(root), NXC_ERR_METADATA_MALFORMED);
+    free(b.p);
+}
+
+static void test_bad_strings_in_blob(void) {
+    bb_t b = {0};
+    /* name: empty, too long, not printable; host: too long */
+    const char *names[] = {"", "has space", "ctl\x01"};
+    for (int i = 0; i < 3; i++) {
+        bb_header(&b, 1, T_KEY, 1, 0);
+        size_t at = 60;
+        uint8_t *tmp = malloc(b.len);
+        memcpy(tmp, b.p, b.len);
+        size_t old = b.len;
+        b.len = at;
+        bb_str16(&b, names[i]);
+        bb_bytes(&b, tmp + at + 2 + 4, old - (at + 2 + 4)); /* after "peer" */
+        bb_finish(&b);
+        NXT_FAIL(dec_blob(&b, 1), NXC_ERR_METADATA_MALFORMED);
+        NXT_CHECK(strstr(nxc_last_error(), "name"));
+        free(tmp);
+        free(b.p);
+    }
+    char longname[NXC_NAME_MAX + 2];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[NXC_NAME_MAX + 1] = '\0';
+    memset(&b, 0, sizeof b);
+    bb_bytes(&b, "NXCB\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00", 16);
+    for (int i = 0; i < 44; i++)
+        bb_u8(&b, 0);
+    bb_str16(&b, longname);
+    bb_str16(&b, "host");
+    bb_str16(&b, T_KEY);
+    bb_u32(&b, 1);
+    bb_u8(&b, 0);
+    bb_finish(&b);
+    NXT_FAIL(dec_blob(&b, 1), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "name"));
+    free(b.p);
+}
+
+static void test_section_lengths(void) {
+    /* conn length 0xFFFFFFFF */
+    bb_t b;
+    bb_header(&b, 1, T_KEY, 2, 1);
+    bb_u8(&b, 3);
+    bb_bytes(&b, "ucx", 3);
+    bb_u32(&b, 0xFFFFFFFFu);
+    bb_bytes(&b, "0123456789", 10);
+    bb_finish(&b);
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "conn length"));
+    free(b.p);
+    /* conn length just one past the end */
+    bb_header(&b, 1, T_KEY, 1, 1);
+    bb_u8(&b, 3);
+    bb_bytes(&b, "ucx", 3);
+    bb_u32(&b, 3);
+    bb_bytes(&b, "ab\0\0", 4); /* conn takes 3, leaving 1 byte for a 2-byte key length */
+    bb_finish(&b);
+    NXT_FAIL(dec_blob(&b, 1), NXC_ERR_METADATA_MALFORMED);
+    free(b.p);
+    /* key length 0xFFFF */
+    bb_header(&b, 1, T_KEY, 2, 1);
+    bb_u8(&b, 3);
+    bb_bytes(&b, "ucx", 3);
+    bb_u32(&b, 0);
+    bb_u16(&b, 0xFFFF);
+    bb_bytes(&b, "xyz\0\0", 5);
+    bb_finish(&b);
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "key"));
+    free(b.p);
+    /* section name length 0 and 200 */
+    const uint8_t nlen[] = {0, 16, 200, 255};
+    for (int i = 0; i < 4; i++) {
+        bb_header(&b, 1, T_KEY, 1, 1);
+        bb_u8(&b, nlen[i]);
+        for (int k = 0; k < nlen[i]; k++)
+            bb_u8(&b, 'a');
+        bb_u32(&b, 0);
+        bb_u16(&b, 0);
+        bb_finish(&b);
+        NXT_FAIL(dec_blob(&b, 1), NXC_ERR_METADATA_MALFORMED);
+        free(b.p);
+    }
+    /* bad characters in a section name */
+    const char *bad[] = {"UCX", "u-x", "u x", "ucx\xff"};
+    for (int i = 0; i < 4; i++) {
+        bb_header(&b, 1, T_KEY, 1, 1);
+        bb_section(&b, bad[i], 0, 1);
+        bb_finish(&b);
+        NXT_FAIL(dec_blob(&b, 1), NXC_ERR_METADATA_MALFORMED);
+        free(b.p);
+    }
+    /* many sections of many keys claimed by a short blob: refused before
+     * the key table is allocated */
+    bb_header(&b, 1, T_KEY, 60000, 8);
+    bb_finish(&b);
+    NXT_FAIL(dec_blob(&b, 60000), NXC_ERR_METADATA_MALFORMED);
+    free(b.p);
+}
+
+static void test_duplicate_and_too_many_sections(void) {
+    bb_t b;
+    bb_header(&b, 1, T_KEY, 2, 3);
+    bb_section(&b, "ucx", 4, 2);
+    bb_section(&b, "tcp", 4, 2);
+    bb_section(&b, "ucx", 4, 2);
+    bb_finish(&b);
+    NXT_FAIL(dec_blob(&b, 2), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "ucx"));
+    free(b.p);
+
+    for (int nsec = 9; nsec <= 255; nsec += 246) {
+        bb_header(&b, 1, T_KEY, 1, (uint8_t)nsec);
+        char name[8];
+        for (int s = 0; s < nsec; s++) {
+            snprintf(name, sizeof name, "t%d", s);
+            bb_section(&b, name, 1, 1);
+        }
+        bb_finish(&b);
+        NXT_FAIL(dec_blob(&b, 1), NXC_ERR_METADATA_MALFORMED);
+        NXT_CHECK(strstr(nxc_last_error(), "sections"));
+        free(b.p);
+    }
+    /* exactly the maximum is fine */
+    bb_header(&b, 1, T_KEY, 1, NXC__MD_MAX_SECTIONS);
+    for (int s = 0; s < NXC__MD_MAX_SECTIONS; s++) {
+        char name[8];
+        snprintf(name, sizeof name, "t%d", s);
+        bb_section(&b, name, 1, 1);
+    }
+    bb_finish(&b);
+    NXT_PASS(dec_blob(&b, 1));
+    free(b.p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sizes and raw bytes                                                       */
+/* ------------------------------------------------------------------------ */
+
+static void test_oversized_input(void) {
+    size_t n = (size_t)NXC_METADATA_MAX + 1;
+    char *text = malloc(n);
+    memset(text, ' ', n);
+    text[0] = '{';
+    text[n - 1] = '}';
+    NXT_FAIL(dec(text, n), NXC_ERR_METADATA_TOO_LARGE);
+    /* the same at exactly the limit is parsed (and is merely malformed) */
+    text[n - 2] = '}';
+    NXT_FAIL(dec(text, n - 1), NXC_ERR_METADATA_MALFORMED);
+    free(text);
+}
+
+static void test_zlib_bomb(void) {
+    /* a blob that inflates past the limit; valid-looking header */
+    size_t n = (size_t)NXC_METADATA_MAX + 1;
+    uint8_t *big = calloc(1, n);
+    memcpy(big, "NXCB\x01\x00\x00\x00", 8);
+    size_t zlen;
+    uint8_t *z = zcompress(big, n, &zlen);
+    NXT_CHECK(zlen < 64 * 1024);
+    char *text = wrap_z(z, zlen, 1, T_KEY, 2);
+    NXT_FAIL(dec_str(text), NXC_ERR_METADATA_TOO_LARGE);
+    free(text);
+    free(z);
+    /* much larger */
+    size_t n2 = 64u << 20;
+    uint8_t *huge = calloc(1, n2);
+    z = zcompress(huge, n2, &zlen);
+    text = wrap_z(z, zlen, 1, T_KEY, 2);
+    NXT_FAIL(dec_str(text), NXC_ERR_METADATA_TOO_LARGE);
+    free(text);
+    free(z);
+    free(huge);
+    /* exactly the limit inflates, and is then judged by the blob parser */
+    z = zcompress(big, n - 1, &zlen);
+    text = wrap_z(z, zlen, 1, T_KEY, 2);
+    NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+    free(text);
+    free(z);
+    free(big);
+}
+
+static void test_nul_bytes(void) {
+    fixture_t f;
+    fixture_init(&f, 2, 1, NXC__MD_KIND_READ);
+    size_t len;
+    char *text = encode(&f.md, &len);
+    char *buf = malloc(len + 16);
+    /* a NUL in the middle, in each of a few places */
+    const size_t at[] = {1, 10, len / 2, len - 2, len - 1};
+    for (int i = 0; i < 5; i++) {
+        memcpy(buf, text, len);
+        buf[at[i]] = '\0';
+        NXT_FAIL(dec(buf, len), NXC_ERR_METADATA_MALFORMED);
+    }
+    /* trailing NUL counted in len */
+    memcpy(buf, text, len + 1);
+    NXT_FAIL(dec(buf, len + 1), NXC_ERR_METADATA_MALFORMED);
+    /* not NUL-terminated: only len bytes are read */
+    memcpy(buf, text, len);
+    memset(buf + len, 'x', 16);
+    nxc__metadata_t out;
+    NXT_PASS(nxc__md_decode(buf, len, &out));
+    check_same(&f.md, &out);
+    nxc__md_free(&out);
+    /* an exact-size heap buffer with no terminator (ASan catches over-reads) */
+    char *exact = malloc(len);
+    memcpy(exact, text, len);
+    NXT_PASS(dec(exact, len));
+    NXT_FAIL(dec(exact, len - 1), NXC_ERR_METADATA_MALFORMED);
+    free(exact);
+    free(buf);
+    free(text);
+    fixture_free(&f);
+}
+
+static void test_error_leaves_md_zeroed(void) {
+    nxc__metadata_t md;
+    memset(&md, 0x5a, sizeof md);
+    NXT_FAIL(nxc__md_decode("[]", 2, &md), NXC_ERR_METADATA_MALFORMED);
+    nxc__metadata_t zero;
+    memset(&zero, 0, sizeof zero);
+    NXT_CHECK(!memcmp(&md, &zero, sizeof md));
+    nxc__md_free(&md);
+}
+
+static const nxt_test_t nxt_tests[] = {
+    {"roundtrip_one", test_roundtrip_one, 0},
+    {"roundtrip_sections", test_roundtrip_sections, 0},
+    {"roundtrip_1000_cuda", test_roundtrip_1000_cuda, 0},
+    {"roundtrip_empty_keys", test_roundtrip_empty_keys, 0},
+    {"roundtrip_max_lengths", test_roundtrip_max_lengths, 0},
+    {"json_shape", test_json_shape, 0},
+    {"hex_legacy", test_hex_legacy, 0},
+    {"unknown_keys_ignored", test_unknown_keys_ignored, 0},
+    {"section_lookup", test_section_lookup, 0},
+    {"handbuilt_valid", test_handbuilt_valid, 0},
+    {"encode_invalid", test_encode_invalid, 0},
+    {"bad_json", test_bad_json, 0},
+    {"missing_fields", test_missing_fields, 0},
+    {"wrong_types", test_wrong_types, 0},
+    {"bad_descriptors", test_bad_descriptors, 0},
+    {"bad_operation_kind", test_bad_operation_kind, 0},
+    {"bad_notification_key", test_bad_notification_key, 0},
+    {"bad_base64", test_bad_base64, 0},
+    {"bad_hex", test_bad_hex, 0},
+    {"not_zlib", test_not_zlib, 0},
+    {"zlib_stream_damage", test_zlib_stream_damage, 0},
+    {"truncated_blob", test_truncated_blob, 0},
+    {"trailing_bytes", test_trailing_bytes, 0},
+    {"header_fields", test_header_fields, 0},
+    {"kind_mismatch", test_kind_mismatch, 0},
+    {"key_mismatch", test_key_mismatch, 0},
+    {"ndesc_mismatch", test_ndesc_mismatch, 0},
+    {"bad_strings_in_blob", test_bad_strings_in_blob, 0},
+    {"section_lengths", test_section_lengths, 0},
+    {"duplicate_and_too_many_sections", test_duplicate_and_too_many_sections, 0},
+    {"oversized_input", test_oversized_input, 0},
+    {"zlib_bomb", test_zlib_bomb, 0},
+    {"nul_bytes", test_nul_bytes, 0},
+    {"error_leaves_md_zeroed", test_error_leaves_md_zeroed, 0},
+};
+
+NXT_MAIN(nxt_tests)
