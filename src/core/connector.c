@@ -130,6 +130,8 @@ static void destroy_connector(nxc_connector_t *c) {
     if (c->epfd >= 0) close(c->epfd);
     if (c->wakefd >= 0) close(c->wakefd);
     pthread_cond_destroy(&c->cond);
+    pthread_cond_destroy(&c->done_cond);
+    pthread_mutex_destroy(&c->done_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -145,6 +147,8 @@ nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cond, &ca);
+    pthread_cond_init(&c->done_cond, &ca);
+    pthread_mutex_init(&c->done_lock, NULL);
     pthread_condattr_destroy(&ca);
     nxc__random(c->instance, sizeof c->instance);
     nxc__host_identity(c->host, sizeof c->host);
@@ -188,7 +192,7 @@ fail:
 
 void nxc_connector_destroy(nxc_connector_t *c) {
     if (!c) return;
-    pthread_mutex_lock(&c->lock);
+    nxc__lock(c);
     /* Release what the user left: each op is cancelled and drained first.
      * Draining drops the lock, so rescan from the start after each op. */
     for (;;) {
@@ -207,17 +211,17 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     }
     nxc__reap(c);
     c->stopping = true;
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
     nxc__wake(c);
     if (c->use_thread) pthread_join(c->thread, NULL);
-    pthread_mutex_lock(&c->lock);
+    nxc__lock(c);
     nxc__reap(c);
     for (nxc_op_t *op = c->ops; op; op = op->next)
         NXC_LOG_E("connector %s: an op is still in flight at destroy; leaking it rather than "
                   "freeing memory a transport may still use",
                   c->name);
     c->ops = NULL;
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
     NXC_LOG_I("connector %s destroyed", c->name);
     destroy_connector(c);
 }
@@ -232,11 +236,11 @@ const char *nxc_connector_transports(const nxc_connector_t *c) {
 
 int nxc_connector_progress(nxc_connector_t *c) {
     if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_progress: NULL connector");
-    pthread_mutex_lock(&c->lock);
+    nxc__lock(c);
     int n = nxc__progress_locked(c);
     /* Idle: arm the transports so nxc_connector_fd() reports what comes next. */
     if (n == 0 && !nxc__arm_all(c)) n = 1;
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
     return n;
 }
 

@@ -11,6 +11,8 @@
 #define NXC_CORE_CORE_H
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -68,7 +70,14 @@ struct nxc_op {
 
 struct nxc_connector {
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* CLOCK_MONOTONIC */
+    /* Threads blocked on `lock`: the progress thread steps aside for them
+     * between passes, so a long transfer cannot starve API calls. */
+    atomic_int waiters;
+    /* nxc_op_wait() sleeps here, not on `lock`, so that waking up does not
+     * depend on winning `lock` from a busy progress thread. */
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond; /* CLOCK_MONOTONIC; broadcast when any op ends */
+    pthread_cond_t cond;      /* CLOCK_MONOTONIC */
     char name[NXC_NAME_MAX + 1];
     char transports_text[128];
     uint8_t instance[NXC__INSTANCE_LEN];
@@ -105,6 +114,11 @@ typedef struct nxc__range {
 nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
                              const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
                              size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len);
+/* The live op of `kind` on which `peer` holds grant `id`, provided
+ * [addr, addr+len) lies inside its buffers; NULL otherwise. Message-path
+ * transports call this for every message before touching memory. */
+nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind_t kind,
+                        uint64_t addr, uint64_t len);
 /* The peer holding grant `id` finished (complete = true: all bytes landed,
  * the op turns COMPLETE) or gave up (false). Unknown ids, or ids held by
  * another peer, are ignored and return false. */
@@ -115,11 +129,26 @@ void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why);
 /* Wake the progress thread or a waiter (any thread, lock held or not). */
 void nxc__wake(nxc_connector_t *c);
 
+/* Take the connector lock from an API call. */
+static inline void nxc__lock(nxc_connector_t *c) {
+    atomic_fetch_add(&c->waiters, 1);
+    pthread_mutex_lock(&c->lock);
+    atomic_fetch_sub(&c->waiters, 1);
+}
+static inline void nxc__unlock(nxc_connector_t *c) {
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* --- core internals --------------------------------------------------------- */
 
 static inline bool nxc__op_terminal(const nxc_op_t *op) {
     return op->status == NXC_OP_COMPLETE || op->status == NXC_OP_CANCELLED ||
            op->status == NXC_OP_ERRORED;
+}
+/* The same, without the connector lock (the state is published last). */
+static inline bool nxc__op_terminal_atomic(const nxc_op_t *op) {
+    nxc_op_status_t s = __atomic_load_n(&op->status, __ATOMIC_ACQUIRE);
+    return s == NXC_OP_COMPLETE || s == NXC_OP_CANCELLED || s == NXC_OP_ERRORED;
 }
 static inline bool nxc__op_passive(const nxc_op_t *op) {
     return op->kind == NXC_OP_READABLE || op->kind == NXC_OP_WRITABLE;

@@ -303,7 +303,7 @@ nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *le
     nxc_status_t st = lib_init();
     if (st) return st;
 
-    size_t name_len, host_len, key_len, blob_len;
+    size_t name_len = 0, host_len = 0, key_len = 0, blob_len = 0;
     if ((st = encode_check(md, &name_len, &host_len, &key_len, &blob_len))) return st;
 
     uint8_t *blob = malloc(blob_len);

@@ -33,9 +33,6 @@ static const char *kind_name(nxc_op_kind_t k) {
 void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     if (nxc__op_terminal(op)) return;
     op->result = result;
-    op->status = result == NXC_OK             ? NXC_OP_COMPLETE
-                 : result == NXC_ERR_CANCELED ? NXC_OP_CANCELLED
-                                              : NXC_OP_ERRORED;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(op->message, sizeof op->message, fmt, ap);
@@ -43,12 +40,21 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     if (result != NXC_OK && result != NXC_ERR_CANCELED)
         NXC_LOG_I("connector %s: %s op %s ended: %s (%s)", op->c->name, kind_name(op->kind),
                   op->key, nxc_status_string(result), op->message);
+    /* Publish the state last: nxc_op_wait() reads it without the lock. */
+    __atomic_store_n(&op->status,
+                     result == NXC_OK             ? NXC_OP_COMPLETE
+                     : result == NXC_ERR_CANCELED ? NXC_OP_CANCELLED
+                                                  : NXC_OP_ERRORED,
+                     __ATOMIC_RELEASE);
     if (op->efd >= 0) {
         uint64_t one = 1;
         ssize_t r = write(op->efd, &one, sizeof one);
         (void)r;
     }
     pthread_cond_broadcast(&op->c->cond);
+    pthread_mutex_lock(&op->c->done_lock);
+    pthread_cond_broadcast(&op->c->done_cond);
+    pthread_mutex_unlock(&op->c->done_lock);
 }
 
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op) {
@@ -155,6 +161,17 @@ nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, cons
     op->used = tp->ops;
     *grant_id_p = g->id;
     return NXC_OK;
+}
+
+nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind_t kind,
+                        uint64_t addr, uint64_t len) {
+    for (nxc_op_t *op = c->ops; op; op = op->next) {
+        if (op->kind != kind || op->revoked || nxc__op_terminal(op)) continue;
+        for (nxc__grant_t *g = op->grants; g; g = g->next)
+            if (g->id == id && g->peer == peer)
+                return range_inside(op, &(nxc__range_t){addr, len}) ? op : NULL;
+    }
+    return NULL;
 }
 
 /* Unlink the grant matching (peer, id) or, with id 0, the first held by peer. */
@@ -355,7 +372,7 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
     nxc_op_t *op = op_new(c, kind, descs, count, total, p);
     if (!op) return nxc__err(NXC_ERR_NO_MEMORY, "create_%s: out of memory", kind_name(kind));
     nxc__random(op->secret, sizeof op->secret);
-    pthread_mutex_lock(&c->lock);
+    nxc__lock(c);
     if (p && (p->field_mask & NXC_OP_FIELD_NOTIFICATION_KEY)) {
         strcpy(op->key, p->notification_key);
         if (find_passive(c, op->key))
@@ -370,10 +387,10 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
     if (st == NXC_OK) st = passive_metadata(op);
     if (st != NXC_OK) {
         nxc__op_free_locked(op);
-        pthread_mutex_unlock(&c->lock);
+        nxc__unlock(c);
         return st;
     }
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
     nxc__wake(c); /* the progress thread recomputes its sleep for the deadline */
     nxc__err_clear();
     *op_p = op;
@@ -478,7 +495,7 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
     }
     snprintf(op->key, sizeof op->key, "%s", op->md.notification_key);
 
-    pthread_mutex_lock(&c->lock);
+    nxc__lock(c);
     nxc__op_link(c, op);
     const nxc__md_section_t *sec = NULL;
     st = pick_transport(c, op, &sec);
@@ -488,10 +505,10 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
     }
     if (st != NXC_OK) {
         nxc__op_free_locked(op);
-        pthread_mutex_unlock(&c->lock);
+        nxc__unlock(c);
         return st;
     }
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
     nxc__wake(c);
     nxc__err_clear();
     *op_p = op;
@@ -526,18 +543,18 @@ nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p) {
 nxc_op_status_t nxc_op_status(nxc_op_t *op) {
     if (!op) return NXC_OP_UNINITIALIZED;
     nxc_connector_t *c = op->c;
-    pthread_mutex_lock(&c->lock);
+    nxc__lock(c);
     if (!c->use_thread) nxc__progress_locked(c);
     nxc_op_status_t s = op->status;
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
     return s;
 }
 
 nxc_status_t nxc_op_result(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_result: NULL op");
-    pthread_mutex_lock(&op->c->lock);
+    nxc__lock(op->c);
     nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
-    pthread_mutex_unlock(&op->c->lock);
+    nxc__unlock(op->c);
     return r;
 }
 
@@ -545,16 +562,35 @@ const char *nxc_op_message(nxc_op_t *op) {
     return op ? op->message : "";
 }
 
+/* With a progress thread: sleep on done_cond until op ends or deadline. */
+static void wait_for_thread(nxc_op_t *op, uint64_t deadline) {
+    nxc_connector_t *c = op->c;
+    pthread_mutex_lock(&c->done_lock);
+    while (!nxc__op_terminal_atomic(op)) {
+        uint64_t now = nxc__now_ns();
+        if (now >= deadline) break;
+        uint64_t until = deadline - now > 100000000u ? now + 100000000u : deadline;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                              .tv_nsec = (long)(until % 1000000000u)};
+        pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
+    }
+    pthread_mutex_unlock(&c->done_lock);
+}
+
 nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_wait: NULL op");
     nxc_connector_t *c = op->c;
-    pthread_mutex_lock(&c->lock);
-    if (!c->use_thread) nxc__progress_locked(c);
-    nxc__wait_locked(c, op, is_terminal, nxc__deadline_after_ms(timeout_ms));
+    uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
+    if (c->use_thread) wait_for_thread(op, deadline);
+    nxc__lock(c);
+    if (!c->use_thread) {
+        nxc__progress_locked(c);
+        nxc__wait_locked(c, op, is_terminal, deadline);
+    }
     nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
     char msg[sizeof op->message];
     strcpy(msg, op->message);
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
     if (r != NXC_OK && r != NXC_INPROGRESS) nxc__err(r, "%s", msg);
     return r;
 }
@@ -564,7 +600,7 @@ int nxc_op_fd(nxc_op_t *op) {
         nxc__err(NXC_ERR_INVALID_PARAM, "op_fd: NULL op");
         return -1;
     }
-    pthread_mutex_lock(&op->c->lock);
+    nxc__lock(op->c);
     if (op->efd < 0) {
         op->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (op->efd < 0) {
@@ -576,7 +612,7 @@ int nxc_op_fd(nxc_op_t *op) {
         }
     }
     int fd = op->efd;
-    pthread_mutex_unlock(&op->c->lock);
+    nxc__unlock(op->c);
     return fd;
 }
 
@@ -594,23 +630,23 @@ static void stop_locked(nxc_op_t *op, const char *why) {
 
 nxc_status_t nxc_op_cancel(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_cancel: NULL op");
-    pthread_mutex_lock(&op->c->lock);
+    nxc__lock(op->c);
     if (!nxc__op_terminal(op)) stop_locked(op, "cancelled by the application");
-    pthread_mutex_unlock(&op->c->lock);
+    nxc__unlock(op->c);
     return NXC_OK;
 }
 
 void nxc_op_release(nxc_op_t *op) {
     if (!op) return;
     nxc_connector_t *c = op->c;
-    pthread_mutex_lock(&c->lock);
+    nxc__lock(c);
     if (!nxc__op_terminal(op))
         stop_locked(op, "released by the application");
     else if (nxc__op_passive(op))
         nxc__passive_revoke(op, true);
     op->released = true;
     nxc__reap(c);
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
 }
 
 nxc_op_kind_t nxc_op_kind(const nxc_op_t *op) {
@@ -628,8 +664,8 @@ void *nxc_op_user_data(const nxc_op_t *op) {
 
 const char *nxc_op_transport(nxc_op_t *op) {
     if (!op) return NULL;
-    pthread_mutex_lock(&op->c->lock);
+    nxc__lock(op->c);
     const char *name = op->used ? op->used->name : NULL;
-    pthread_mutex_unlock(&op->c->lock);
+    nxc__unlock(op->c);
     return name;
 }

@@ -59,11 +59,23 @@ void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms) {
     pthread_mutex_lock(&c->lock);
 }
 
+/* Let API calls blocked on the lock in between two busy passes. */
+static void step_aside(nxc_connector_t *c) {
+    if (atomic_load(&c->waiters) == 0) return;
+    pthread_mutex_unlock(&c->lock);
+    for (int i = 0; i < 1000 && atomic_load(&c->waiters) > 0; i++)
+        sched_yield();
+    pthread_mutex_lock(&c->lock);
+}
+
 void *nxc__progress_thread(void *arg) {
     nxc_connector_t *c = arg;
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
-        if (nxc__progress_locked(c) > 0) continue;
+        if (nxc__progress_locked(c) > 0) {
+            step_aside(c);
+            continue;
+        }
         nxc__sleep_locked(c, SLEEP_MAX_MS);
     }
     pthread_mutex_unlock(&c->lock);
@@ -79,7 +91,9 @@ bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_o
             uint64_t until = nxc__now_ns() + (uint64_t)(ms ? ms : 1) * 1000000u;
             struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
                                   .tv_nsec = (long)(until % 1000000000u)};
+            atomic_fetch_add(&c->waiters, 1); /* counts while re-taking the lock */
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+            atomic_fetch_sub(&c->waiters, 1);
         } else {
             if (nxc__progress_locked(c) > 0) continue;
             if (pred(op)) break;

@@ -36,7 +36,17 @@
 #error "the UCX control messages are defined little-endian; add byte swapping for this host"
 #endif
 
-enum { AM_GRANT_REQ = 1, AM_GRANT_REP = 2, AM_DONE = 3 };
+enum {
+    AM_GRANT_REQ = 1,
+    AM_GRANT_REP = 2,
+    AM_DONE = 3,
+    AM_DATA = 4,      /* write, message path: bytes for a writable */
+    AM_READ_REQ = 5,  /* read, message path: send me this range */
+    AM_READ_DATA = 6, /* read, message path: bytes of a readable */
+    AM_LAST = AM_READ_DATA
+};
+/* Largest message of the message path (bigger segments are split). */
+#define CHUNK (1u << 20)
 #define MSG_MAGIC 0x3158584eu /* "NXX1" */
 #define MAX_RANGES NXC__MD_MAX_DESCS
 
@@ -71,6 +81,24 @@ typedef struct msg_done {
     uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
 } msg_done_t;
 
+/* Header of AM_DATA and AM_READ_REQ: which grant, which remote range. */
+typedef struct msg_range {
+    uint32_t magic;
+    uint32_t seg; /* AM_READ_REQ: the requester's segment index */
+    uint64_t grant_id;
+    uint64_t req_id; /* AM_READ_REQ: the requester's op */
+    uint64_t addr, len;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
+} msg_range_t;
+
+/* Header of AM_READ_DATA: where in the requester's segment the bytes go. */
+typedef struct msg_read_data {
+    uint32_t magic;
+    uint32_t seg;
+    uint64_t req_id;
+    uint64_t off;
+} msg_read_data_t;
+
 typedef struct ucx_tp ucx_tp_t;
 
 typedef struct ucx_peer {
@@ -79,8 +107,9 @@ typedef struct ucx_peer {
     uint8_t instance[NXC__INSTANCE_LEN];
     char name[NXC_NAME_MAX + 1];
     ucp_ep_h ep;
-    bool failed;  /* the error callback fired, or we cut it off */
-    bool handled; /* ops were told */
+    void *close_req; /* a forced close in progress */
+    bool failed;     /* the error callback fired, or we cut it off */
+    bool handled;    /* ops were told */
     ucs_status_t status;
     int refs; /* 1 while listed, +1 per active op */
 } ucx_peer_t;
@@ -106,6 +135,9 @@ struct ucx_tp {
     inbox_msg_t *inbox, *inbox_tail;
     bool dirty; /* a request completed or a peer failed: re-check ops */
     uint64_t next_req_id;
+    /* Move bytes with get/put (true: UCX has a hardware RMA transport here)
+     * or with active messages (false: UCX would only emulate RMA). */
+    bool use_rma;
 };
 
 enum stage { S_GRANT, S_MOVE, S_NOTIFY };
@@ -121,15 +153,28 @@ typedef struct ucx_aop {
     nxc_status_t error; /* first failure or the stop reason; NXC_OK: none */
     char why[200];
     bool gave_up_sent;
+    bool use_rma;         /* chosen at post */
+    uint64_t await_bytes; /* message-path read: bytes still to arrive */
 } ucx_aop_t;
 
 /* A send of ours in flight: the bytes must live until completion. */
 typedef struct send_ctx {
     ucx_tp_t *t;
-    nxc_op_t *op; /* NULL for replies that belong to no op */
+    nxc_op_t *op; /* counts the send in op->busy; NULL for replies */
     size_t len;
     uint8_t buf[];
 } send_ctx_t;
+
+/* A data send of the message path: the header lives here, the payload is
+ * the user's memory (UCX copies it before completing). */
+typedef struct data_ctx {
+    ucx_tp_t *t;
+    nxc_op_t *op;
+    union {
+        msg_range_t range;
+        msg_read_data_t read;
+    } hdr;
+} data_ctx_t;
 
 static ucx_tp_t *T(nxc__tp_t *tp) {
     return (ucx_tp_t *)tp;
@@ -195,32 +240,42 @@ static const nxc__regcache_ops_t reg_ops = {reg_map, reg_unmap};
 
 /* --- peers ------------------------------------------------------------------------ */
 
+/* Start a forced close: the endpoint is marked closed at once, so UCX drops
+ * whatever the peer still had in flight to us (UCX 1.13 aborts the process
+ * when it answers a software put on an endpoint that failed but is not
+ * closed). Completion is reaped by finish_close(). */
+static void begin_close(ucx_peer_t *p) {
+    if (!p->ep) return;
+    ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                              .flags = UCP_EP_CLOSE_FLAG_FORCE};
+    ucs_status_ptr_t r = ucp_ep_close_nbx(p->ep, &rp);
+    p->ep = NULL;
+    p->close_req = UCS_PTR_IS_PTR(r) ? r : NULL;
+}
+
+/* Wait for a forced close to finish (it completes locally, so the loop is
+ * short; bounded anyway). Never called from inside a UCX callback. */
+static void finish_close(ucx_tp_t *t, ucx_peer_t *p) {
+    begin_close(p);
+    if (!p->close_req) return;
+    for (int i = 0; i < 100000 && ucp_request_check_status(p->close_req) == UCS_INPROGRESS; i++)
+        ucp_worker_progress(t->worker);
+    ucp_request_free(p->close_req);
+    p->close_req = NULL;
+}
+
 static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status) {
     ucx_peer_t *p = arg;
     if (p->failed) return;
     p->failed = true;
     p->status = status;
     p->t->dirty = true;
+    begin_close(p);
     NXC_LOG_I("ucx: connection to peer %s failed: %s", p->name, ucs_status_string(status));
 }
 
 static void peer_unref(ucx_peer_t *p) {
     if (--p->refs == 0) free(p);
-}
-
-/* Close an endpoint now; requests still on it complete with an error. */
-static void close_ep(ucx_tp_t *t, ucx_peer_t *p) {
-    if (!p->ep) return;
-    ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
-                              .flags = UCP_EP_CLOSE_FLAG_FORCE};
-    ucs_status_ptr_t r = ucp_ep_close_nbx(p->ep, &rp);
-    p->ep = NULL;
-    if (UCS_PTR_IS_PTR(r)) {
-        /* Bounded: a forced close completes locally. */
-        for (int i = 0; i < 100000 && ucp_request_check_status(r) == UCS_INPROGRESS; i++)
-            ucp_worker_progress(t->worker);
-        ucp_request_free(r);
-    }
 }
 
 static ucx_peer_t *find_peer(ucx_tp_t *t, const uint8_t *instance) {
@@ -334,6 +389,47 @@ static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool co
         aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
 }
 
+static void data_sent_cb(void *req, ucs_status_t status, void *user) {
+    data_ctx_t *dc = user;
+    dc->op->busy--;
+    if (status != UCS_OK && dc->op->tp_op)
+        aop_fail(dc->op, NXC_ERR_PEER_FAILED, "sending data to the peer failed: %s",
+                 ucs_status_string(status));
+    dc->t->dirty = true;
+    free(dc);
+    ucp_request_free(req);
+}
+
+/* Send `len` bytes at `data` with header `hdr` (copied); the send counts in
+ * op->busy until UCX no longer reads `data`. */
+static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *hdr,
+                              size_t hdr_len, const void *data, size_t len, nxc_op_t *op) {
+    if (p->failed || !p->ep)
+        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: peer %s is disconnected", p->name);
+    data_ctx_t *dc = malloc(sizeof *dc);
+    if (!dc) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    dc->t = t;
+    dc->op = op;
+    memcpy(&dc->hdr, hdr, hdr_len);
+    ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
+                                              UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
+                              .flags = UCP_AM_SEND_FLAG_EAGER,
+                              .cb.send = data_sent_cb,
+                              .user_data = dc};
+    ucs_status_ptr_t r = ucp_am_send_nbx(p->ep, id, &dc->hdr, hdr_len, data, len, &rp);
+    if (r == NULL) {
+        free(dc);
+        return NXC_OK;
+    }
+    if (UCS_PTR_IS_ERR(r)) {
+        free(dc);
+        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: send to peer %s: %s", p->name,
+                        ucs_status_string(UCS_PTR_STATUS(r)));
+    }
+    op->busy++;
+    return NXC_OK;
+}
+
 /* --- active ops ------------------------------------------------------------------------ */
 
 static void rma_done_cb(void *req, ucs_status_t status, void *user) {
@@ -356,10 +452,57 @@ static void track(nxc_op_t *op, ucs_status_ptr_t r, const char *what) {
     op->busy++;
 }
 
-/* Granted: unpack the peer's keys and post one get/put per segment, then a
- * flush that completes once every byte reached its target. */
+/* Granted, message path. A write sends each segment in chunks; a read asks
+ * for each segment and waits for its bytes. The passive side checks every
+ * message against the grant before touching memory. */
+static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
+    ucx_aop_t *a = op->tp_op;
+    const nxc_connector_t *c = t->base.c;
+    a->stage = S_MOVE;
+    op->status = NXC_OP_IN_PROGRESS;
+    if (op->kind == NXC_OP_READ) {
+        a->await_bytes = op->total;
+        op->busy++; /* released when the last byte arrived, or on failure */
+    }
+    for (size_t i = 0; i < op->nsegs && a->error == NXC_OK; i++) {
+        const nxc__seg_t *sg = &op->segs[i];
+        uint64_t remote = op->md.descs[sg->remote_idx].addr + sg->remote_off;
+        char *local = (char *)op->local[sg->local_idx].ptr + sg->local_off;
+        msg_range_t h = {.magic = MSG_MAGIC,
+                         .seg = (uint32_t)i,
+                         .grant_id = a->grant_id,
+                         .req_id = a->req_id,
+                         .addr = remote,
+                         .len = sg->len};
+        memcpy(h.instance, c->instance, NXC__INSTANCE_LEN);
+        if (op->kind == NXC_OP_READ) {
+            if (am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL) != NXC_OK)
+                aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
+            continue;
+        }
+        for (uint64_t off = 0; off < sg->len && a->error == NXC_OK; off += CHUNK) {
+            h.addr = remote + off;
+            h.len = sg->len - off < CHUNK ? sg->len - off : CHUNK;
+            if (send_data(t, a->peer, AM_DATA, &h, sizeof h, local + off, h.len, op) != NXC_OK)
+                aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
+        }
+    }
+}
+
+/* Stop waiting for a message-path read's bytes (failure or cancel). */
+static void stop_awaiting(nxc_op_t *op) {
+    ucx_aop_t *a = op->tp_op;
+    if (a && a->await_bytes) {
+        a->await_bytes = 0;
+        op->busy--;
+    }
+}
+
+/* Granted, RMA path: unpack the peer's keys and post one get/put per
+ * segment, then a flush that completes once every byte reached its target. */
 static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
+    if (!a->use_rma) return start_moving_am(t, op);
     const nxc__md_section_t *sec = nxc__md_section(&op->md, "ucx");
     a->rkeys = calloc(op->md.ndesc, sizeof *a->rkeys);
     if (!a->rkeys) return aop_fail(op, NXC_ERR_NO_MEMORY, "out of memory");
@@ -372,6 +515,7 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
         a->nrkeys = i + 1;
     }
     a->stage = S_MOVE;
+    op->status = NXC_OP_IN_PROGRESS;
     for (size_t i = 0; i < op->nsegs && a->error == NXC_OK; i++) {
         const nxc__seg_t *sg = &op->segs[i];
         ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
@@ -424,7 +568,7 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     op->tp_op = a;
     a->lregs = calloc(op->nlocal, sizeof *a->lregs);
     if (!a->lregs) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
-    for (size_t i = 0; i < op->nlocal; i++) {
+    for (size_t i = 0; t->use_rma && i < op->nlocal; i++) {
         nxc_status_t st =
             nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size, &a->lregs[i]);
         if (st != NXC_OK) return st;
@@ -434,6 +578,7 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     a->peer->refs++;
     a->req_id = ++t->next_req_id;
     a->stage = S_GRANT;
+    a->use_rma = t->use_rma;
 
     /* GRANT_REQ: fixed part, then key, our address, our name, the ranges. */
     const nxc_connector_t *c = tp->c;
@@ -465,6 +610,7 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
 }
 
 static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
+    stop_awaiting(op); /* late bytes are dropped by the receive check */
     aop_fail(op, why, "%s", why == NXC_ERR_TIMED_OUT ? "the op's deadline passed" : "cancelled");
     advance(T(tp), op);
 }
@@ -472,12 +618,13 @@ static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
 static void ucx_force(nxc__tp_t *tp, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     ucx_tp_t *t = T(tp);
+    stop_awaiting(op);
     if (!a->peer->failed) {
         a->peer->failed = true;
         a->peer->status = UCS_ERR_CANCELED;
         t->dirty = true;
     }
-    close_ep(t, a->peer);
+    finish_close(t, a->peer);
     advance(t, op);
 }
 
@@ -547,11 +694,18 @@ static void ucx_drop_peer(nxc__tp_t *tp, void *grant_peer) {
         p->failed = true;
         p->status = UCS_ERR_CANCELED;
     }
-    close_ep(t, p);
+    finish_close(t, p);
     t->dirty = true;
 }
 
 /* --- received messages ----------------------------------------------------------------- */
+
+static nxc_op_t *find_aop(ucx_tp_t *t, uint64_t req_id) {
+    for (nxc_op_t *op = t->base.c->ops; op; op = op->next)
+        if (op->tp == &t->base && op->tp_op && ((ucx_aop_t *)op->tp_op)->req_id == req_id)
+            return op;
+    return NULL;
+}
 
 /* Queue a received message; it is handled after ucp_worker_progress returns,
  * where sending and connecting are safe. */
@@ -582,6 +736,49 @@ static ucs_status_t enqueue(ucx_tp_t *t, unsigned id, const void *data, size_t l
 AM_HANDLER(AM_GRANT_REQ)
 AM_HANDLER(AM_GRANT_REP)
 AM_HANDLER(AM_DONE)
+AM_HANDLER(AM_READ_REQ)
+
+/* Bytes for a writable (message path): land them only inside a live grant.
+ * Runs inside ucp_worker_progress (connector lock held) to avoid a copy. */
+static ucs_status_t am_data_cb(void *arg, const void *hdr, size_t hlen, void *data, size_t len,
+                               const ucp_am_recv_param_t *param) {
+    ucx_tp_t *t = arg;
+    msg_range_t h;
+    if (hlen != sizeof h || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) return UCS_OK;
+    memcpy(&h, hdr, sizeof h);
+    ucx_peer_t *p = find_peer(t, h.instance);
+    nxc_op_t *op = h.magic == MSG_MAGIC && h.len == len && p
+                       ? nxc__grant_op(t->base.c, p, h.grant_id, NXC_OP_WRITABLE, h.addr, h.len)
+                       : NULL;
+    if (op)
+        memcpy((void *)(uintptr_t)h.addr, data, len);
+    else
+        NXC_LOG_D("ucx: dropped %zu bytes outside any live grant", len);
+    return UCS_OK;
+}
+
+/* Bytes of a readable (message path) for one of our read ops. */
+static ucs_status_t am_read_data_cb(void *arg, const void *hdr, size_t hlen, void *data, size_t len,
+                                    const ucp_am_recv_param_t *param) {
+    ucx_tp_t *t = arg;
+    msg_read_data_t h;
+    if (hlen != sizeof h || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) return UCS_OK;
+    memcpy(&h, hdr, sizeof h);
+    nxc_op_t *op = h.magic == MSG_MAGIC ? find_aop(t, h.req_id) : NULL;
+    ucx_aop_t *a = op ? op->tp_op : NULL;
+    if (!a || a->use_rma || a->stage != S_MOVE || a->error != NXC_OK || !a->await_bytes ||
+        h.seg >= op->nsegs || h.off > op->segs[h.seg].len || len > op->segs[h.seg].len - h.off ||
+        len > a->await_bytes)
+        return UCS_OK; /* late, cancelled or bogus: drop */
+    const nxc__seg_t *sg = &op->segs[h.seg];
+    memcpy((char *)op->local[sg->local_idx].ptr + sg->local_off + h.off, data, len);
+    a->await_bytes -= len;
+    if (a->await_bytes == 0) {
+        op->busy--;
+        t->dirty = true;
+    }
+    return UCS_OK;
+}
 
 static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
     msg_grant_req_t m;
@@ -621,13 +818,6 @@ static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
         nxc__grant_close(t->base.c, peer, rep.grant_id, false);
 }
 
-static nxc_op_t *find_aop(ucx_tp_t *t, uint64_t req_id) {
-    for (nxc_op_t *op = t->base.c->ops; op; op = op->next)
-        if (op->tp == &t->base && op->tp_op && ((ucx_aop_t *)op->tp_op)->req_id == req_id)
-            return op;
-    return NULL;
-}
-
 static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
     msg_grant_rep_t m;
     if (len < sizeof m || len - sizeof m > 512) return;
@@ -664,6 +854,29 @@ static void on_done(ucx_tp_t *t, const uint8_t *d, size_t len) {
     nxc__grant_close(t->base.c, p, m.grant_id, m.complete == 1);
 }
 
+/* A reader asks for a range of a readable (message path): check it against
+ * its grant, then send the bytes in chunks. */
+static void on_read_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
+    msg_range_t h;
+    if (len != sizeof h) return;
+    memcpy(&h, d, sizeof h);
+    ucx_peer_t *p = find_peer(t, h.instance);
+    nxc_op_t *op = h.magic == MSG_MAGIC && p
+                       ? nxc__grant_op(t->base.c, p, h.grant_id, NXC_OP_READABLE, h.addr, h.len)
+                       : NULL;
+    if (!op) {
+        NXC_LOG_D("ucx: refused a read outside any live grant");
+        return;
+    }
+    for (uint64_t off = 0; off < h.len; off += CHUNK) {
+        msg_read_data_t r = {.magic = MSG_MAGIC, .seg = h.seg, .req_id = h.req_id, .off = off};
+        uint64_t n = h.len - off < CHUNK ? h.len - off : CHUNK;
+        if (send_data(t, p, AM_READ_DATA, &r, sizeof r, (const char *)(uintptr_t)h.addr + off, n,
+                      op) != NXC_OK)
+            break; /* the peer is gone; its failure ends the op */
+    }
+}
+
 static int process_inbox(ucx_tp_t *t) {
     int n = 0;
     while (t->inbox) {
@@ -676,6 +889,8 @@ static int process_inbox(ucx_tp_t *t) {
             on_grant_rep(t, m->data, m->len);
         else if (m->id == AM_DONE)
             on_done(t, m->data, m->len);
+        else if (m->id == AM_READ_REQ)
+            on_read_req(t, m->data, m->len);
         free(m);
         n++;
     }
@@ -699,9 +914,10 @@ static void process_failures(ucx_tp_t *t) {
                          ucs_status_string(p->status));
             else
                 aop_fail(op, NXC_ERR_PEER_FAILED, "%s", why);
+            stop_awaiting(op);
         }
         nxc__peer_lost(t->base.c, p, why);
-        close_ep(t, p);
+        finish_close(t, p);
         unlist_peer(t, p);
     }
 }
@@ -747,6 +963,26 @@ static bool ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__m
 
 /* --- lifecycle ------------------------------------------------------------------------- */
 
+/* Does UCX have a transport here that does RMA in hardware (InfiniBand or
+ * RoCE rc/dc)? Without one, UCX emulates get/put with messages that its
+ * target-side handlers answer, and UCX 1.13 aborts the process when such a
+ * handler answers a peer that just died; nxc's own message path has no such
+ * handler. NXC_UCX_DATA=rma|am overrides. */
+static bool want_rma(ucp_context_h ctx) {
+    const char *env = getenv("NXC_UCX_DATA");
+    if (env && !strcmp(env, "rma")) return true;
+    if (env && !strcmp(env, "am")) return false;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return false;
+    ucp_context_print_info(ctx, f);
+    fclose(f);
+    bool hw = buf && (strstr(buf, "-- rc_") || strstr(buf, "-- dc_") || strstr(buf, "-- gga"));
+    free(buf);
+    return hw;
+}
+
 static void set_default(ucp_config_t *cfg, const char *key, const char *value) {
     char env[64];
     snprintf(env, sizeof env, "UCX_%s", key);
@@ -758,7 +994,7 @@ static void ucx_destroy(nxc__tp_t *tp) {
     if (t->worker) {
         while (t->peers) {
             ucx_peer_t *p = t->peers;
-            close_ep(t, p);
+            finish_close(t, p);
             unlist_peer(t, p);
         }
         process_inbox(t);
@@ -811,10 +1047,11 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         t->addr = wa.address;
         t->addr_len = wa.address_length;
     }
-    ucp_am_recv_callback_t cbs[] = {[AM_GRANT_REQ] = am_cb_AM_GRANT_REQ,
-                                    [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
-                                    [AM_DONE] = am_cb_AM_DONE};
-    for (unsigned id = AM_GRANT_REQ; s == UCS_OK && id <= AM_DONE; id++) {
+    ucp_am_recv_callback_t cbs[] = {
+        [AM_GRANT_REQ] = am_cb_AM_GRANT_REQ, [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
+        [AM_DONE] = am_cb_AM_DONE,           [AM_DATA] = am_data_cb,
+        [AM_READ_REQ] = am_cb_AM_READ_REQ,   [AM_READ_DATA] = am_read_data_cb};
+    for (unsigned id = AM_GRANT_REQ; s == UCS_OK && id <= AM_LAST; id++) {
         ucp_am_handler_param_t hp = {
             .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
                           UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG,
@@ -832,7 +1069,9 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         return st;
     }
     nxc__regcache_init(&t->rc, &reg_ops, t, nxc__regcache_env_max_idle());
-    NXC_LOG_D("ucx: worker address %zu bytes, cuda %s", t->addr_len, t->cuda ? "yes" : "no");
+    t->use_rma = want_rma(t->ctx);
+    NXC_LOG_D("ucx: worker address %zu bytes, cuda %s, data path %s", t->addr_len,
+              t->cuda ? "yes" : "no", t->use_rma ? "rma (get/put)" : "active messages");
     *tp_p = &t->base;
     return NXC_OK;
 }
