@@ -310,7 +310,9 @@ NXC_API nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *
  * Errors returned by the call (nothing was posted): NXC_ERR_INVALID_PARAM,
  * NXC_ERR_EMPTY_LIST, NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES,
  * NXC_ERR_WRONG_OPERATION, NXC_ERR_SIZE_MISMATCH, NXC_ERR_METADATA_*,
- * NXC_ERR_NOT_SUPPORTED, NXC_ERR_NO_TRANSPORT, NXC_ERR_NO_MEMORY.
+ * NXC_ERR_NOT_SUPPORTED, NXC_ERR_NO_TRANSPORT, NXC_ERR_NO_MEMORY, and
+ * NXC_ERR_UNREACHABLE when the peer's address cannot even be used (the
+ * same failure found while connecting ends the op instead).
  * Errors that end the op later (nxc_op_result()): NXC_ERR_UNREACHABLE,
  * NXC_ERR_REFUSED, NXC_ERR_PEER_FAILED, NXC_ERR_TIMED_OUT, NXC_ERR_TRANSPORT.
  * `metadata_len` may be 0 for a NUL-terminated text.
@@ -331,7 +333,8 @@ NXC_API nxc_op_status_t nxc_op_status(nxc_op_t *op);
 NXC_API nxc_status_t nxc_op_result(nxc_op_t *op);
 
 /* Why the op ended, in words ("peer 'encoder-1' disconnected"); "" if it
- * has not failed. Valid until release. */
+ * has not failed. A per-thread copy, valid until the next call of this
+ * function on the same thread. */
 NXC_API const char *nxc_op_message(nxc_op_t *op);
 
 /*

@@ -99,7 +99,7 @@ static nxc_status_t start_transports(nxc_connector_t *c, const nxc__transport_op
                       nxc_last_error());
             used +=
                 (size_t)snprintf(reasons + used, used < sizeof reasons ? sizeof reasons - used : 0,
-                                 "%s: %s; ", tops[i]->name, nxc_last_error());
+                                 "%s%s", used ? "; " : "", nxc_last_error());
             if (used >= sizeof reasons) used = sizeof reasons - 1;
             continue;
         }

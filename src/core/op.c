@@ -559,7 +559,13 @@ nxc_status_t nxc_op_result(nxc_op_t *op) {
 }
 
 const char *nxc_op_message(nxc_op_t *op) {
-    return op ? op->message : "";
+    /* Copied under the lock: the op may be finishing on another thread. */
+    static _Thread_local char copy[sizeof op->message];
+    if (!op) return "";
+    nxc__lock(op->c);
+    memcpy(copy, op->message, sizeof copy);
+    nxc__unlock(op->c);
+    return copy;
 }
 
 /* With a progress thread: sleep on done_cond until op ends or deadline. */
