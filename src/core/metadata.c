@@ -236,14 +236,31 @@ static void write_blob(const nxc__metadata_t *md, uint8_t *b, size_t blob_len, s
 
 /* "b64:" + base64(zlib(blob)) as a malloc'd NUL-terminated string. */
 static nxc_status_t pack_blob(const uint8_t *blob, size_t blob_len, char **out_p) {
-    uLongf zlen = compressBound((uLong)blob_len);
-    uint8_t *z = malloc(zlen);
-    if (!z) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    int rc = compress2(z, &zlen, blob, (uLong)blob_len, ZLIB_LEVEL);
-    if (rc != Z_OK) {
-        free(z);
+    /* compress2() would set up a 32 KiB window and 64 KiB of hash state
+     * (and zero ~256 KiB) for a blob of a few hundred bytes: that was most
+     * of the cost of creating an op. A 4 KiB window and small hash keep the
+     * stream standard zlib, readable by any inflater. */
+    z_stream zs = {0};
+    int rc = deflateInit2(&zs, ZLIB_LEVEL, Z_DEFLATED, 12, 4, Z_DEFAULT_STRATEGY);
+    if (rc != Z_OK)
         return nxc__err(rc == Z_MEM_ERROR ? NXC_ERR_NO_MEMORY : NXC_ERR_SYSTEM,
-                        "metadata encode: zlib compress2 failed (%d)", rc);
+                        "metadata encode: zlib deflateInit2 failed (%d)", rc);
+    uLong zlen = deflateBound(&zs, (uLong)blob_len);
+    uint8_t *z = malloc(zlen);
+    if (!z) {
+        deflateEnd(&zs);
+        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    }
+    zs.next_in = (Bytef *)blob;
+    zs.avail_in = (uInt)blob_len;
+    zs.next_out = z;
+    zs.avail_out = (uInt)zlen;
+    rc = deflate(&zs, Z_FINISH);
+    zlen = zs.total_out;
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END) {
+        free(z);
+        return nxc__err(NXC_ERR_SYSTEM, "metadata encode: zlib deflate failed (%d)", rc);
     }
     size_t b64_len = sodium_base64_ENCODED_LEN(zlen, sodium_base64_VARIANT_ORIGINAL);
     char *out = malloc(B64_PREFIX_LEN + b64_len);

@@ -391,7 +391,7 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
         return st;
     }
     nxc__unlock(c);
-    nxc__wake(c); /* the progress thread recomputes its sleep for the deadline */
+    if (op->deadline != UINT64_MAX) nxc__wake(c); /* re-plan its sleep for the deadline */
     nxc__err_clear();
     *op_p = op;
     return NXC_OK;
