@@ -13,6 +13,7 @@ packages=(
   clang libclang-rt-14-dev           # libFuzzer build of the metadata fuzzer
   clang-format                       # CI format check
   iproute2 procps                    # network namespaces in tests, ps
+  iperf3 gnuplot-nox                 # bench/compare peers and plot
 )
 
 missing=()
