@@ -628,9 +628,7 @@ static void stop_locked(nxc_op_t *op, const char *why) {
         nxc__op_finish(op, NXC_ERR_CANCELED, "%s", why);
         nxc__passive_revoke(op, true);
     } else {
-        nxc__active_stop(op, NXC_ERR_CANCELED);
-        if (op->result == NXC_ERR_CANCELED && !op->message[0])
-            snprintf(op->message, sizeof op->message, "%s", why);
+        nxc__active_stop(op, NXC_ERR_CANCELED); /* the transport words the message */
     }
 }
 

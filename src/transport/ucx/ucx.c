@@ -153,7 +153,6 @@ typedef struct ucx_aop {
     nxc_status_t error; /* first failure or the stop reason; NXC_OK: none */
     char why[200];
     bool gave_up_sent;
-    bool use_rma;         /* chosen at post */
     uint64_t await_bytes; /* message-path read: bytes still to arrive */
 } ucx_aop_t;
 
@@ -502,7 +501,7 @@ static void stop_awaiting(nxc_op_t *op) {
  * segment, then a flush that completes once every byte reached its target. */
 static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
-    if (!a->use_rma) return start_moving_am(t, op);
+    if (!t->use_rma) return start_moving_am(t, op);
     const nxc__md_section_t *sec = nxc__md_section(&op->md, "ucx");
     a->rkeys = calloc(op->md.ndesc, sizeof *a->rkeys);
     if (!a->rkeys) return aop_fail(op, NXC_ERR_NO_MEMORY, "out of memory");
@@ -578,7 +577,6 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     a->peer->refs++;
     a->req_id = ++t->next_req_id;
     a->stage = S_GRANT;
-    a->use_rma = t->use_rma;
 
     /* GRANT_REQ: fixed part, then key, our address, our name, the ranges. */
     const nxc_connector_t *c = tp->c;
@@ -766,7 +764,7 @@ static ucs_status_t am_read_data_cb(void *arg, const void *hdr, size_t hlen, voi
     memcpy(&h, hdr, sizeof h);
     nxc_op_t *op = h.magic == MSG_MAGIC ? find_aop(t, h.req_id) : NULL;
     ucx_aop_t *a = op ? op->tp_op : NULL;
-    if (!a || a->use_rma || a->stage != S_MOVE || a->error != NXC_OK || !a->await_bytes ||
+    if (!a || t->use_rma || a->stage != S_MOVE || a->error != NXC_OK || !a->await_bytes ||
         h.seg >= op->nsegs || h.off > op->segs[h.seg].len || len > op->segs[h.seg].len - h.off ||
         len > a->await_bytes)
         return UCS_OK; /* late, cancelled or bogus: drop */
