@@ -175,7 +175,9 @@ enum {
     NXC_CONNECTOR_FIELD_NAME = 1u << 0,
     NXC_CONNECTOR_FIELD_TRANSPORTS = 1u << 1,
     NXC_CONNECTOR_FIELD_PROGRESS_THREAD = 1u << 2,
-    NXC_CONNECTOR_FIELD_LOG_LEVEL = 1u << 3
+    NXC_CONNECTOR_FIELD_LOG_LEVEL = 1u << 3,
+    NXC_CONNECTOR_FIELD_TCP_ADDRESS = 1u << 4,
+    NXC_CONNECTOR_FIELD_TCP_PORT = 1u << 5
 };
 
 #define NXC_NAME_MAX 128 /* bytes of a connector name, NUL excluded */
@@ -195,6 +197,12 @@ typedef struct nxc_connector_params {
     int progress_thread;
     /* Default: NXC_LOG_LEVEL environment variable, else NXC_LOG_WARN. */
     nxc_log_level_t log_level;
+    /* The tcp transport's listening address: an IPv4 address in dotted form.
+     * Default: NXC_TCP_ADDRESS, else "0.0.0.0" (every interface; the
+     * metadata then lists every up IPv4 address, loopback last). Copied. */
+    const char *tcp_address;
+    /* Its port; 0 (default, or NXC_TCP_PORT): any free port. */
+    int tcp_port;
 } nxc_connector_params_t;
 
 /* Create a connector. `params` may be NULL (all defaults). Errors:

@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -34,9 +35,10 @@ static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_
             p++;
         const nxc__transport_ops_t *ops = nxc__transport_find(start, (size_t)(p - start));
         if (!ops)
-            return nxc__err(NXC_ERR_INVALID_PARAM,
-                            "transports \"%s\": unknown transport \"%.*s\" (built in: ucx)", text,
-                            (int)(p - start), start);
+            return nxc__err(
+                NXC_ERR_INVALID_PARAM,
+                "transports \"%s\": unknown transport \"%.*s\" (built in: shm, ucx, tcp)", text,
+                (int)(p - start), start);
         bool dup = false;
         for (size_t i = 0; i < n; i++)
             dup |= out[i] == ops;
@@ -73,6 +75,19 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     }
     nxc__log_raise_level(level);
 
+    const char *addr = getenv("NXC_TCP_ADDRESS");
+    if (mask & NXC_CONNECTOR_FIELD_TCP_ADDRESS) addr = p->tcp_address;
+    struct in_addr in;
+    if (addr && (!*addr || inet_pton(AF_INET, addr, &in) != 1))
+        return nxc__err(NXC_ERR_INVALID_PARAM, "tcp address \"%s\" is not a dotted IPv4 address",
+                        addr);
+    snprintf(c->tcp_address, sizeof c->tcp_address, "%s", addr ? addr : "0.0.0.0");
+    const char *port = getenv("NXC_TCP_PORT");
+    c->tcp_port = port ? atoi(port) : 0;
+    if (mask & NXC_CONNECTOR_FIELD_TCP_PORT) c->tcp_port = p->tcp_port;
+    if (c->tcp_port < 0 || c->tcp_port > 65535)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "tcp port %d out of range", c->tcp_port);
+
     const char *list = NULL;
     if (mask & NXC_CONNECTOR_FIELD_TRANSPORTS) {
         if (!p->transports) return nxc__err(NXC_ERR_INVALID_PARAM, "transports: NULL");
@@ -80,6 +95,7 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     } else if (getenv("NXC_TRANSPORTS") && *getenv("NXC_TRANSPORTS")) {
         list = getenv("NXC_TRANSPORTS");
     }
+    c->transports_chosen = list != NULL;
     if (list) return parse_transports(list, tops, ntops);
     *ntops = 0;
     for (size_t i = 0; i < nxc__transports_builtin_count && i < NXC__MAX_TRANSPORTS; i++)

@@ -80,6 +80,9 @@ struct nxc_connector {
     pthread_cond_t cond;      /* CLOCK_MONOTONIC */
     char name[NXC_NAME_MAX + 1];
     char transports_text[128];
+    bool transports_chosen; /* the user ordered the transports (param or NXC_TRANSPORTS) */
+    char tcp_address[16];   /* dotted IPv4 */
+    int tcp_port;
     uint8_t instance[NXC__INSTANCE_LEN];
     char host[NXC__HOST_MAX + 1];
     uint32_t pid;

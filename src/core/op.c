@@ -446,28 +446,41 @@ static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char 
     return st;
 }
 
+/* Is `tp` eligible in this pass? A transport that calls itself a fallback
+ * (ucx without RDMA hardware) comes after the others, unless the user set
+ * the order. */
+static bool pass_has(const nxc_connector_t *c, const nxc__tp_t *tp, int pass) {
+    bool late = tp->fallback && !c->transports_chosen;
+    return pass == (late ? 1 : 0);
+}
+
 /* The first transport, in this connector's order, that the peer offers and
  * that can reach it. */
 static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
                                    const nxc__md_section_t **sec_p) {
     char reasons[512] = "";
     size_t used = 0;
-    for (size_t i = 0; i < c->ntps; i++) {
-        nxc__tp_t *tp = c->tps[i];
-        const nxc__md_section_t *sec = nxc__md_section(&op->md, tp->ops->name);
-        char why[160] = "not offered by the peer";
-        if (sec && tp->ops->supports_device(tp, op->local[0].device.kind) &&
-            tp->ops->reachable(tp, &op->md, sec, why, sizeof why)) {
-            op->tp = tp;
-            *sec_p = sec;
-            NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, kind_name(op->kind),
-                      op->md.name, tp->ops->name);
-            return NXC_OK;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < c->ntps; i++) {
+            nxc__tp_t *tp = c->tps[i];
+            if (!pass_has(c, tp, pass)) continue;
+            const nxc__md_section_t *sec = nxc__md_section(&op->md, tp->ops->name);
+            char why[200] = "not offered by the peer";
+            if (sec && !tp->ops->supports_device(tp, op->local[0].device.kind))
+                snprintf(why, sizeof why, "cannot move this device's memory");
+            else if (sec && tp->ops->reachable(tp, &op->md, sec, why, sizeof why)) {
+                op->tp = tp;
+                *sec_p = sec;
+                NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, kind_name(op->kind),
+                          op->md.name, tp->ops->name);
+                return NXC_OK;
+            }
+            NXC_LOG_D("connector %s: %s not used for peer %s: %s", c->name, tp->ops->name,
+                      op->md.name, why);
+            if (used < sizeof reasons)
+                used += (size_t)snprintf(reasons + used, sizeof reasons - used, "%s%s: %s",
+                                         used ? "; " : "", tp->ops->name, why);
         }
-        if (used < sizeof reasons)
-            used += (size_t)snprintf(reasons + used, sizeof reasons - used, "%s%s: %s",
-                                     used ? "; " : "", tp->ops->name, why);
-    }
     return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md.name,
                     reasons[0] ? reasons : "this connector has none");
 }

@@ -3,7 +3,8 @@
 #include "transport/transport.h"
 
 /* Default preference order. */
-const nxc__transport_ops_t *const nxc__transports_builtin[] = {&nxc__transport_ucx};
+const nxc__transport_ops_t *const nxc__transports_builtin[] = {
+    &nxc__transport_shm, &nxc__transport_ucx, &nxc__transport_tcp};
 const size_t nxc__transports_builtin_count =
     sizeof nxc__transports_builtin / sizeof nxc__transports_builtin[0];
 

@@ -29,6 +29,9 @@ typedef struct nxc__transport_ops nxc__transport_ops_t;
 typedef struct nxc__tp {
     const nxc__transport_ops_t *ops;
     nxc_connector_t *c;
+    /* Set by create(): works, but other transports should be tried first
+     * unless the user ordered the transports (ucx without RDMA hardware). */
+    bool fallback;
 } nxc__tp_t;
 
 struct nxc__transport_ops {
@@ -86,5 +89,7 @@ extern const nxc__transport_ops_t *const nxc__transports_builtin[];
 extern const size_t nxc__transports_builtin_count;
 
 extern const nxc__transport_ops_t nxc__transport_ucx;
+extern const nxc__transport_ops_t nxc__transport_shm;
+extern const nxc__transport_ops_t nxc__transport_tcp;
 
 #endif

@@ -23,9 +23,13 @@ void nxc__host_identity(char *buf, size_t len) {
     snprintf(buf, len, "%s/%s", host, boot[0] ? boot : "noboot");
 }
 
-uint64_t nxc__process_start_time(void) {
-    char stat[1024];
-    FILE *f = fopen("/proc/self/stat", "r");
+uint64_t nxc__process_start_time_of(int pid) {
+    char stat[1024], path[64];
+    if (pid > 0)
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/stat");
+    FILE *f = fopen(path, "r");
     if (!f) return 0;
     size_t n = fread(stat, 1, sizeof stat - 1, f);
     fclose(f);
@@ -41,6 +45,10 @@ uint64_t nxc__process_start_time(void) {
                &start) != 1)
         return 0;
     return start;
+}
+
+uint64_t nxc__process_start_time(void) {
+    return nxc__process_start_time_of(0);
 }
 
 void nxc__random(void *buf, size_t len) {

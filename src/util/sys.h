@@ -11,6 +11,8 @@ void nxc__host_identity(char *buf, size_t len);
 /* Start time of this process in clock ticks since boot (/proc/self/stat
  * field 22); with the pid it names a process even after pid reuse. */
 uint64_t nxc__process_start_time(void);
+/* The same for process `pid` (0: this one); 0 when it does not exist. */
+uint64_t nxc__process_start_time_of(int pid);
 /* Cryptographically random bytes (libsodium). */
 void nxc__random(void *buf, size_t len);
 /* A random UUID4 in its 36-character text form. */

@@ -1068,6 +1068,7 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     }
     nxc__regcache_init(&t->rc, &reg_ops, t, nxc__regcache_env_max_idle());
     t->use_rma = want_rma(t->ctx);
+    t->base.fallback = !t->use_rma;
     NXC_LOG_D("ucx: worker address %zu bytes, cuda %s, data path %s", t->addr_len,
               t->cuda ? "yes" : "no", t->use_rma ? "rma (get/put)" : "active messages");
     *tp_p = &t->base;

@@ -1,0 +1,444 @@
+/*
+ * The shm transport: peers on the same host. The control channel is the
+ * stream engine over a unix-domain socket (abstract name "nxc-shm-<instance>",
+ * so it vanishes with the process); the bytes never travel in it. Once the
+ * passive side granted a request, the active side copies straight between
+ * the two processes' buffers with process_vm_readv/process_vm_writev: one
+ * copy, no CPU on the passive side, many descriptors per call (IOV_MAX).
+ * Transfers above NXC_SHM_INLINE_MAX are split over a pool of
+ * NXC_SHM_THREADS copier threads (default 2) working in chunks of at most
+ * CHUNK bytes, so a cancel is honoured within one chunk.
+ *
+ * Reachability: same host identity, the peer process alive with the pid and
+ * start time its metadata names (a recycled pid is another process), its
+ * socket reachable (not in another network namespace), and the kernel
+ * letting this process read its memory (ptrace access mode: same user, or
+ * privileges, Yama's ptrace_scope). Any of these failing makes the transport
+ * step aside for the next one, and the reason is logged and kept for
+ * nxc-info.
+ *
+ * Revocation: the passive side cannot stop another process's system calls.
+ * Release waits (NXC__DRAIN_MS) for a peer holding a grant, then closes its
+ * connection; the peer's copier checks for that between chunks. A peer frozen
+ * (SIGSTOP) in the middle of a chunk for longer than the drain can still
+ * finish that one chunk after release returns: docs/transports.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "transport/stream/stream.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/sys.h"
+
+#define CHUNK (4u << 20) /* bytes per copier system call at most */
+#define IOVS 1024        /* iovecs per call (IOV_MAX) */
+#define MAX_THREADS 8
+
+/* One copy split into jobs; the last job to finish reports the stripe. */
+typedef struct group {
+    struct group *next; /* in the done list */
+    stream_stripe_t *s;
+    int ctl; /* a duplicate of the control connection's fd */
+    atomic_int left;
+    atomic_int failed; /* errno of the first failure, or -1 for "stopped" */
+} group_t;
+
+typedef struct job {
+    struct job *next;
+    group_t *g;
+    uint64_t from, to; /* byte range of the stripe */
+} job_t;
+
+typedef struct shm_tp {
+    stream_tp_t s;
+    char sock_name[64];
+    size_t inline_max;
+    int nthreads;
+    pthread_t threads[MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job_t *jobs, *jobs_tail;
+    group_t *done;
+    bool quit;
+    int efd; /* copier -> progress: groups are done */
+} shm_tp_t;
+
+static shm_tp_t *SHM(stream_tp_t *t) {
+    return (shm_tp_t *)t;
+}
+
+static socklen_t abstract_addr(struct sockaddr_un *sa, const char *name, size_t len) {
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (len > sizeof sa->sun_path - 1) len = sizeof sa->sun_path - 1;
+    memcpy(sa->sun_path + 1, name, len); /* sun_path[0] = 0: abstract */
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+}
+
+/* --- copying ---------------------------------------------------------------------------- */
+
+/* Has the passive side closed the control connection (revoked access)? */
+static bool hung_up(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* Copy bytes [from, to) of stripe `s` in calls of at most CHUNK bytes and
+ * IOVS iovecs, watching `ctl` (the control connection) between calls.
+ * Returns 0, an errno, or -1 when asked to stop. */
+static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t to) {
+    bool write = s->op->kind == NXC_OP_WRITE;
+    size_t i = 0;
+    uint64_t base = 0; /* stripe offset of piece i */
+    while (i < s->n && base + s->local[i].iov_len <= from)
+        base += s->local[i++].iov_len;
+    uint64_t off = from - base; /* into piece i */
+    while (from < to) {
+        if (s->stop) return -1;
+        if (hung_up(ctl)) return ECONNRESET;
+        struct iovec l[IOVS], r[IOVS];
+        size_t n = 0;
+        uint64_t bytes = 0;
+        for (size_t j = i, o = off; j < s->n && n < IOVS && bytes < CHUNK && from + bytes < to;
+             j++, o = 0) {
+            uint64_t len = s->local[j].iov_len - o;
+            if (len > to - from - bytes) len = to - from - bytes;
+            if (len > CHUNK - bytes) len = CHUNK - bytes;
+            l[n] = (struct iovec){(uint8_t *)s->local[j].iov_base + o, (size_t)len};
+            r[n] = (struct iovec){(void *)(uintptr_t)(s->remote[j].addr + o), (size_t)len};
+            n++;
+            bytes += len;
+        }
+        ssize_t got = write ? process_vm_writev(s->remote_pid, l, n, r, n, 0)
+                            : process_vm_readv(s->remote_pid, l, n, r, n, 0);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (got == 0) return EFAULT;
+        /* advance by what moved (a partial call moves a prefix) */
+        from += (uint64_t)got;
+        uint64_t left = (uint64_t)got;
+        while (left) {
+            uint64_t rest = s->local[i].iov_len - off;
+            if (left < rest) {
+                off += left;
+                left = 0;
+            } else {
+                left -= rest;
+                i++;
+                off = 0;
+            }
+        }
+    }
+    return 0;
+}
+
+static nxc_status_t copy_status(int err) {
+    return err == 0                            ? NXC_OK
+           : err == -1                         ? NXC_ERR_CANCELED
+           : err == ESRCH || err == ECONNRESET ? NXC_ERR_PEER_FAILED
+                                               : NXC_ERR_TRANSPORT;
+}
+
+static const char *copy_error(int err, char *buf, size_t len) {
+    if (err == -1) return "cancelled";
+    if (err == ECONNRESET)
+        snprintf(buf, len, "the peer closed the connection (access revoked, or it died)");
+    else if (err == EPERM)
+        snprintf(buf, len, "the kernel refused access to the peer's memory (EPERM)");
+    else if (err == ESRCH)
+        snprintf(buf, len, "the peer process is gone");
+    else
+        snprintf(buf, len, "process_vm copy failed: %s", strerror(err));
+    return buf;
+}
+
+static void group_finish(shm_tp_t *t, group_t *g) {
+    pthread_mutex_lock(&t->mu);
+    g->next = t->done;
+    t->done = g;
+    pthread_mutex_unlock(&t->mu);
+    uint64_t one = 1;
+    ssize_t w = write(t->efd, &one, sizeof one);
+    (void)w;
+}
+
+static void *copier(void *arg) {
+    shm_tp_t *t = arg;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->jobs && !t->quit)
+            pthread_cond_wait(&t->cv, &t->mu);
+        if (!t->jobs) break;
+        job_t *j = t->jobs;
+        t->jobs = j->next;
+        if (!t->jobs) t->jobs_tail = NULL;
+        pthread_mutex_unlock(&t->mu);
+        int err = copy_range(j->g->s, j->g->ctl, j->from, j->to);
+        if (err) {
+            int none = 0;
+            atomic_compare_exchange_strong(&j->g->failed, &none, err);
+        }
+        group_t *g = j->g;
+        free(j);
+        if (atomic_fetch_sub(&g->left, 1) == 1) group_finish(t, g);
+        pthread_mutex_lock(&t->mu);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* Progress side: report finished groups (connector lock held). */
+static void on_copies_done(stream_tp_t *st) {
+    shm_tp_t *t = SHM(st);
+    uint64_t v;
+    ssize_t r = read(t->efd, &v, sizeof v);
+    (void)r;
+    pthread_mutex_lock(&t->mu);
+    group_t *g = t->done;
+    t->done = NULL;
+    pthread_mutex_unlock(&t->mu);
+    while (g) {
+        group_t *next = g->next;
+        int err = atomic_load(&g->failed);
+        char buf[160];
+        stream_copy_done(st, g->s, copy_status(err), err ? copy_error(err, buf, sizeof buf) : "");
+        close(g->ctl);
+        free(g);
+        g = next;
+    }
+}
+
+static bool shm_copy(stream_tp_t *st, stream_stripe_t *s, nxc_status_t *result, char *why,
+                     size_t len) {
+    shm_tp_t *t = SHM(st);
+    if (s->bytes <= t->inline_max || t->nthreads == 0) {
+        int err = copy_range(s, s->ctl_fd, 0, s->bytes);
+        *result = copy_status(err);
+        if (err) copy_error(err, why, len);
+        return true;
+    }
+    uint64_t njobs = s->bytes / (t->inline_max ? t->inline_max : 1);
+    if (njobs > (uint64_t)t->nthreads) njobs = (uint64_t)t->nthreads;
+    if (njobs == 0) njobs = 1;
+    group_t *g = calloc(1, sizeof *g);
+    job_t *jobs[MAX_THREADS] = {0};
+    bool ok = g != NULL && (g->ctl = fcntl(s->ctl_fd, F_DUPFD_CLOEXEC, 0)) >= 0;
+    for (uint64_t i = 0; ok && i < njobs; i++)
+        ok = (jobs[i] = calloc(1, sizeof(job_t))) != NULL;
+    if (!ok) {
+        if (g && g->ctl > 0) close(g->ctl);
+        free(g);
+        for (uint64_t i = 0; i < njobs; i++)
+            free(jobs[i]);
+        *result = NXC_ERR_NO_MEMORY;
+        snprintf(why, len, "shm: out of memory");
+        return true;
+    }
+    g->s = s;
+    atomic_store(&g->left, (int)njobs);
+    uint64_t per = (s->bytes + njobs - 1) / njobs;
+    pthread_mutex_lock(&t->mu);
+    for (uint64_t i = 0; i < njobs; i++) {
+        jobs[i]->g = g;
+        jobs[i]->from = i * per;
+        jobs[i]->to = (i + 1) * per < s->bytes ? (i + 1) * per : s->bytes;
+        if (t->jobs_tail)
+            t->jobs_tail->next = jobs[i];
+        else
+            t->jobs = jobs[i];
+        t->jobs_tail = jobs[i];
+    }
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    return false;
+}
+
+/* --- connecting ------------------------------------------------------------------------- */
+
+static int shm_connect(stream_tp_t *t, const nxc__metadata_t *md, const nxc__md_section_t *sec,
+                       unsigned attempt) {
+    if (attempt > 0 || sec->conn.len == 0) return -2;
+    struct sockaddr_un sa;
+    socklen_t sl = abstract_addr(&sa, (const char *)sec->conn.data, sec->conn.len);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sl) && errno != EINPROGRESS && errno != EAGAIN) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static void shm_tune(stream_tp_t *t, int fd) {}
+
+static void shm_flavour_destroy(stream_tp_t *st) {
+    shm_tp_t *t = SHM(st);
+    pthread_mutex_lock(&t->mu);
+    t->quit = true;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    for (int i = 0; i < t->nthreads; i++)
+        pthread_join(t->threads[i], NULL);
+    t->nthreads = 0;
+    if (t->efd >= 0) close(t->efd);
+    while (t->done) { /* nothing is in flight at destroy; belt and braces */
+        group_t *g = t->done;
+        t->done = g->next;
+        free(g);
+    }
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+}
+
+static const stream_flavour_t shm_flavour = {
+    .inline_data = false,
+    .max_conns = 4,
+    .max_stripes = 1,
+    .stripe_min = UINT64_MAX,
+    .connect = shm_connect,
+    .tune = shm_tune,
+    .copy = shm_copy,
+    .destroy = shm_flavour_destroy,
+};
+
+/* --- the transport ---------------------------------------------------------------------- */
+
+static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
+    /* Can this process use process_vm_readv at all (seccomp may forbid it)? */
+    char probe = 1, dst = 0;
+    struct iovec l = {&dst, 1}, r = {&probe, 1};
+    if (process_vm_readv(getpid(), &l, 1, &r, 1, 0) != 1)
+        return nxc__err(NXC_ERR_NOT_SUPPORTED, "shm: process_vm_readv unusable here: %s",
+                        strerror(errno));
+
+    shm_tp_t *t = calloc(1, sizeof *t);
+    if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "shm: out of memory");
+    t->s.lfd = t->s.epfd = t->efd = -1;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    int n = snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-");
+    for (int i = 0; i < NXC__INSTANCE_LEN; i++)
+        n += snprintf(t->sock_name + n, sizeof t->sock_name - (size_t)n, "%02x", c->instance[i]);
+    t->inline_max = (size_t)stream_env_int("NXC_SHM_INLINE_MAX", 1 << 20, 0, 1 << 30);
+    int want_threads = stream_env_int("NXC_SHM_THREADS", 2, 0, MAX_THREADS);
+
+    struct sockaddr_un sa;
+    socklen_t sl = abstract_addr(&sa, t->sock_name, strlen(t->sock_name));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    nxc_status_t st = NXC_OK;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sl) || listen(fd, 128))
+        st = nxc__err(NXC_ERR_SYSTEM, "shm: cannot listen on @%s: %s", t->sock_name,
+                      strerror(errno));
+    if (st != NXC_OK && fd >= 0) close(fd);
+    if (st == NXC_OK) {
+        st = stream_init(&t->s, &shm_flavour, "shm", fd,
+                         stream_env_int("NXC_SHM_TIMEOUT_MS", 10000, 100, 3600000));
+        t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (st == NXC_OK && t->efd < 0)
+            st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));
+        if (st == NXC_OK) st = stream_watch(&t->s, t->efd, on_copies_done);
+        for (int i = 0; st == NXC_OK && i < want_threads; i++) {
+            int e = pthread_create(&t->threads[i], NULL, copier, t);
+            if (e)
+                st = nxc__err(NXC_ERR_SYSTEM, "shm: copier thread: %s", strerror(e));
+            else
+                t->nthreads++;
+        }
+    }
+    if (st != NXC_OK) {
+        if (t->s.fl)
+            stream_destroy(&t->s.base);
+        else {
+            shm_flavour_destroy(&t->s);
+            free(t);
+        }
+        return st;
+    }
+    *tp_p = &t->s.base;
+    return NXC_OK;
+}
+
+static nxc_status_t shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
+                               void **state_p) {
+    shm_tp_t *t = (shm_tp_t *)tp;
+    sec->keys = calloc(op->nlocal, sizeof *sec->keys);
+    if (!sec->keys) return nxc__err(NXC_ERR_NO_MEMORY, "shm: out of memory");
+    snprintf(sec->name, sizeof sec->name, "shm");
+    sec->conn = (nxc__bytes_t){(const uint8_t *)t->sock_name, (uint32_t)strlen(t->sock_name)};
+    *state_p = NULL;
+    return NXC_OK;
+}
+
+static bool shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
+                          char *why, size_t len) {
+    nxc_connector_t *c = tp->c;
+    if (strcmp(md->host, c->host) != 0) {
+        snprintf(why, len, "the peer is on another host (%.60s)", md->host);
+        return false;
+    }
+    if (md->pid == 0 || nxc__process_start_time_of((int)md->pid) != md->start_time) {
+        snprintf(why, len,
+                 "the peer process %u is gone, in another pid namespace, or its pid "
+                 "was reused",
+                 md->pid);
+        return false;
+    }
+    /* The kernel's ptrace access check, on a byte the peer offers. */
+    char byte;
+    struct iovec l = {&byte, 1}, r = {(void *)(uintptr_t)md->descs[0].addr, 1};
+    if (process_vm_readv((pid_t)md->pid, &l, 1, &r, 1, 0) < 0 && errno != EFAULT) {
+        snprintf(why, len,
+                 "the kernel forbids access to process %u's memory (%s: another "
+                 "user, ptrace policy or a container boundary)",
+                 md->pid, strerror(errno));
+        return false;
+    }
+    /* Its socket: absent when the peer is in another network namespace. */
+    if (stream_peer_connected((stream_tp_t *)tp, md->instance)) return true;
+    int fd = shm_connect(NULL, md, sec, 0);
+    if (fd < 0) {
+        snprintf(why, len,
+                 "the peer's local socket @%.*s is unreachable (%s; another network "
+                 "namespace?)",
+                 (int)(sec->conn.len > 48 ? 48 : sec->conn.len), (const char *)sec->conn.data,
+                 strerror(errno));
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+const nxc__transport_ops_t nxc__transport_shm = {
+    .size = sizeof(nxc__transport_ops_t),
+    .name = "shm",
+    .create = shm_create,
+    .destroy = stream_destroy,
+    .event_fd = stream_event_fd,
+    .progress = stream_progress,
+    .arm = stream_arm,
+    .supports_device = stream_supports_device,
+    .expose = shm_expose,
+    .unexpose = stream_unexpose,
+    .drop_peer = stream_drop_peer,
+    .reachable = shm_reachable,
+    .post = stream_post,
+    .cancel = stream_cancel,
+    .force = stream_force,
+    .release = stream_release,
+};

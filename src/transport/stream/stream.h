@@ -1,0 +1,112 @@
+/*
+ * The stream engine (internal): what the tcp transport and the shm
+ * transport's control channel share. Connections carry the framed protocol
+ * of wire.h; the engine runs the passive side (checking every request with
+ * the core's grants before touching memory) and the active side (a queue of
+ * stripes per peer, one stripe at a time per connection, connections reused
+ * across ops). Everything runs under the connector lock from progress(),
+ * except the shm copier threads (shm.c), which touch only the memory a
+ * grant covers and report back through an eventfd.
+ *
+ * The flavour hooks below are what differs: how to listen and connect, how a
+ * connection is tuned, and how granted bytes move when they do not travel in
+ * the stream (shm: process_vm_readv/writev).
+ */
+#ifndef NXC_TRANSPORT_STREAM_STREAM_H
+#define NXC_TRANSPORT_STREAM_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "core/core.h"
+#include "transport/stream/wire.h"
+
+typedef struct stream_tp stream_tp_t;
+typedef struct stream_conn stream_conn_t;
+typedef struct stream_peer stream_peer_t;
+typedef struct stream_stripe stream_stripe_t;
+
+typedef struct stream_flavour {
+    bool inline_data;     /* the bytes travel in the stream (tcp) */
+    unsigned max_conns;   /* outbound connections per peer */
+    unsigned max_stripes; /* stripes of one large transfer */
+    uint64_t stripe_min;  /* bytes per stripe at least */
+    /* Start a non-blocking connect to the peer that wrote `md`/`sec`; try the
+     * `attempt`-th address it offers. Returns the fd, -1 with errno when that
+     * address fails, or -2 when there are no more addresses. */
+    int (*connect)(stream_tp_t *t, const nxc__metadata_t *md, const nxc__md_section_t *sec,
+                   unsigned attempt);
+    /* Tune an accepted or connected socket (keepalive, timeouts). */
+    void (*tune)(stream_tp_t *t, int fd);
+    /* Move the bytes of a granted stripe that does not travel in the stream.
+     * Either finish now (return true with *result set) or hand the work to a
+     * thread and call stream_copy_done() later (return false). */
+    bool (*copy)(stream_tp_t *t, stream_stripe_t *s, nxc_status_t *result, char *why,
+                 size_t why_len);
+    /* Free what the flavour added to the transport. */
+    void (*destroy)(stream_tp_t *t);
+} stream_flavour_t;
+
+/* One transfer's share that one connection carries. */
+struct stream_stripe {
+    stream_stripe_t *next; /* in the peer's queue of stripes waiting for a connection */
+    nxc_op_t *op;
+    stream_conn_t *conn; /* while assigned */
+    unsigned idx;
+    size_t n; /* ranges == local iovecs */
+    nxc_wire_range_t *remote;
+    struct iovec *local;
+    uint64_t bytes;
+    uint64_t grant;
+    pid_t remote_pid; /* shm: the passive process */
+    bool done;
+    bool copying;       /* in the flavour's copy(): ends only through stream_copy_done() */
+    int ctl_fd;         /* shm: the control connection, for copiers to watch */
+    volatile bool stop; /* shm copier: give up at the next chunk */
+};
+
+struct stream_tp {
+    nxc__tp_t base;
+    const stream_flavour_t *fl;
+    const char *name;
+    int epfd; /* the engine's own epoll set: listener, connections, copier eventfd */
+    int lfd;  /* listening socket */
+    stream_conn_t *conns;
+    stream_peer_t *peers;
+    uint64_t next_xfer;
+    int timeout_ms; /* a frame left half-sent this long closes its connection */
+    bool dirty;     /* stripes wait for a connection: dispatch on the next progress */
+    struct watch *watches;
+    void *flavour_state;
+};
+
+/* Set up the engine around a listening socket (owned from now on) and the
+ * flavour; the flavour's create() calls it. */
+nxc_status_t stream_init(stream_tp_t *t, const stream_flavour_t *fl, const char *name, int lfd,
+                         int timeout_ms);
+void stream_destroy(nxc__tp_t *tp);
+/* Watch one more fd (the shm copier's eventfd); events call back `fn`. */
+nxc_status_t stream_watch(stream_tp_t *t, int fd, void (*fn)(stream_tp_t *t));
+/* A copier finished stripe `s` (lock held): send DONE and go on. */
+void stream_copy_done(stream_tp_t *t, stream_stripe_t *s, nxc_status_t result, const char *why);
+
+/* Has this transport a working connection to the connector `instance`? */
+bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance);
+
+/* The ops shared by both transports. */
+int stream_event_fd(nxc__tp_t *tp);
+int stream_progress(nxc__tp_t *tp);
+bool stream_arm(nxc__tp_t *tp);
+bool stream_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind);
+void stream_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state);
+void stream_drop_peer(nxc__tp_t *tp, void *grant_peer);
+nxc_status_t stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec);
+void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
+void stream_force(nxc__tp_t *tp, nxc_op_t *op);
+void stream_release(nxc__tp_t *tp, nxc_op_t *op);
+
+/* Environment integer in [lo, hi], else `def`. */
+int stream_env_int(const char *name, int def, int lo, int hi);
+
+#endif
