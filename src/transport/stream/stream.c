@@ -847,7 +847,9 @@ void stream_copy_done(stream_tp_t *t, stream_stripe_t *s, nxc_status_t result, c
     stream_conn_t *k = s->conn;
     s->copying = false;
     if (k && !k->dead) {
-        nxc_wire_done_t d = {.grant = s->grant, .complete = result == NXC_OK};
+        /* A cancelled op does not complete its peer, even if its bytes moved. */
+        bool complete = result == NXC_OK && ((aop_t *)s->op->tp_op)->error == NXC_OK;
+        nxc_wire_done_t d = {.grant = s->grant, .complete = complete};
         send_frame(k, NXC_WIRE_DONE, ((aop_t *)s->op->tp_op)->xfer, &d, sizeof d, NULL, 0, NULL, 0,
                    NULL, 0);
         conn_flush(k);

@@ -1,5 +1,6 @@
-/* Op lifecycles across real processes: wait timeouts, deadlines, cancel,
- * release, the completion fd, and peers killed mid-transfer. */
+/* Conformance, lifecycles across real processes: wait timeouts, deadlines,
+ * cancel, release revoking access, the completion fd, and peers killed
+ * mid-transfer. CMake runs it once per transport (NXT_TRANSPORT). */
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>

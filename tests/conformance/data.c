@@ -1,6 +1,7 @@
-/* Data movement across real processes: the four ops, 1 and many
- * descriptors, scatter/gather, loopback, sizes, concurrency. Every byte is
- * verified. The transport is the connector default, or NXT_TRANSPORT. */
+/* Conformance, data movement: the four ops across real processes, 1 to 1024
+ * descriptors, scatter/gather, 1 B to 256 MiB, unaligned addresses,
+ * loopback, several threads, cancel mid-transfer. Every byte is verified.
+ * CMake runs it once per transport (NXT_TRANSPORT=ucx|shm|tcp). */
 #include <poll.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -135,6 +136,12 @@ static void test_unaligned(void) {
 }
 static void test_large(void) {
     transfer(0, 64u << 20, 2, 3, 0);
+}
+static void test_read_256m(void) {
+    transfer(0, 256u << 20, 1, 1, 0);
+}
+static void test_write_256m(void) {
+    transfer(1, 256u << 20, 3, 1, 0);
 }
 
 /* A connector reading and writing its own memory (loopback). */
@@ -339,6 +346,65 @@ static void test_no_progress_thread(void) {
     free(dst);
 }
 
+/* Peer: a readable of `size` bytes; reports the op's final status. */
+static void readable_until_done(int fd, void *arg) {
+    size_t size = *(size_t *)arg;
+    nxc_connector_t *c = nxt_connector("passive", 1);
+    char *buf = nxt_alloc(size);
+    nxt_fill(buf, size, 77);
+    nxc_desc_t d = nxt_desc(buf, size);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    const char *md;
+    size_t len;
+    NXT_PASS(nxc_op_metadata(op, &md, &len));
+    nxt_send(fd, md, len);
+    NXT_PASS(nxc_op_wait(op, 60000));
+    nxt_send_str(fd, "complete");
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
+/* Cancel a large read right after it began: it ends CANCELLED (or COMPLETE
+ * if it won the race), the passive op stays usable, and a second read of
+ * the same metadata moves every byte. */
+static void test_cancel_mid_transfer(void) {
+    size_t size = 256u << 20;
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, readable_until_done, &size);
+    int fd = nxt_chan_parent(&ch);
+    nxc_connector_t *c = nxt_connector("active", 1);
+    size_t mdlen;
+    char *md = nxt_recv(fd, &mdlen, 30000);
+    char *buf = nxt_alloc(size);
+    nxc_desc_t d = nxt_desc(buf, size);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_read(c, md, mdlen, &d, 1, NULL, &op));
+    usleep(2000);
+    NXT_PASS(nxc_op_cancel(op));
+    nxc_op_status_t st = nxc_op_status(op);
+    printf("  cancelled 2 ms after begin: %s (%s)\n",
+           st == NXC_OP_CANCELLED  ? "CANCELLED"
+           : st == NXC_OP_COMPLETE ? "COMPLETE"
+                                   : "other",
+           nxc_op_message(op));
+    NXT_CHECK(st == NXC_OP_CANCELLED || st == NXC_OP_COMPLETE);
+    nxc_op_release(op);
+    if (st == NXC_OP_CANCELLED) {
+        NXT_PASS(nxc_begin_read(c, md, mdlen, &d, 1, NULL, &op));
+        NXT_PASS(nxc_op_wait(op, 60000));
+        nxc_op_release(op);
+    }
+    NXT_EQ_INT(nxt_verify(buf, size, 77), SIZE_MAX);
+    free(nxt_recv(fd, NULL, 30000));
+    nxt_join(pid, 30000);
+    nxc_connector_destroy(c);
+    free(md);
+    free(buf);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"read_1_desc", test_read_1, 0},
     {"write_1_desc", test_write_1, 0},
@@ -353,6 +419,9 @@ static const nxt_test_t nxt_tests[] = {
     {"one_byte", test_tiny, 0},
     {"unaligned", test_unaligned, 0},
     {"64MiB", test_large, 0},
+    {"read_256MiB", test_read_256m, 300},
+    {"write_256MiB", test_write_256m, 300},
+    {"cancel_mid_transfer", test_cancel_mid_transfer, 120},
     {"loopback", test_loopback, 0},
     {"notification_per_key", test_notification_per_key, 0},
     {"custom_key", test_custom_key, 0},
