@@ -170,6 +170,14 @@ bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_o
                       uint64_t deadline);
 
 /* op.c */
+/* Choose the transport for a transfer to the peer of `md` from memory of
+ * `kind`: the first, in this connector's order (fallbacks last unless the
+ * user ordered them), that the peer offers and that says it reaches the peer.
+ * `note` (may be NULL) hears every transport's verdict; with `all`, the ones
+ * after the choice are asked too (nxc-info). NULL when none fits. */
+typedef void (*nxc__pick_note_fn)(void *arg, const nxc__tp_t *tp, bool chosen, const char *why);
+nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_kind_t kind,
+                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all);
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op);
 void nxc__op_free_locked(nxc_op_t *op);
 /* Revoke a passive op's access: no new grants; drain or drop existing ones

@@ -454,35 +454,57 @@ static bool pass_has(const nxc_connector_t *c, const nxc__tp_t *tp, int pass) {
     return pass == (late ? 1 : 0);
 }
 
-/* The first transport, in this connector's order, that the peer offers and
- * that can reach it. */
-static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
-                                   const nxc__md_section_t **sec_p) {
-    char reasons[512] = "";
-    size_t used = 0;
+nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_kind_t kind,
+                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all) {
+    nxc__tp_t *chosen = NULL;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < c->ntps; i++) {
             nxc__tp_t *tp = c->tps[i];
             if (!pass_has(c, tp, pass)) continue;
-            const nxc__md_section_t *sec = nxc__md_section(&op->md, tp->ops->name);
+            const nxc__md_section_t *sec = nxc__md_section(md, tp->ops->name);
             char why[200] = "not offered by the peer";
-            if (sec && !tp->ops->supports_device(tp, op->local[0].device.kind))
+            bool ok = false;
+            if (sec && !tp->ops->supports_device(tp, kind))
                 snprintf(why, sizeof why, "cannot move this device's memory");
-            else if (sec && tp->ops->reachable(tp, &op->md, sec, why, sizeof why)) {
-                op->tp = tp;
+            else if (sec)
+                ok = tp->ops->reachable(tp, md, sec, why, sizeof why);
+            if (ok && !chosen) {
+                chosen = tp;
                 *sec_p = sec;
-                NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, kind_name(op->kind),
-                          op->md.name, tp->ops->name);
-                return NXC_OK;
+            } else if (ok) {
+                snprintf(why, sizeof why, "reachable, but %s comes first", chosen->ops->name);
             }
-            NXC_LOG_D("connector %s: %s not used for peer %s: %s", c->name, tp->ops->name,
-                      op->md.name, why);
-            if (used < sizeof reasons)
-                used += (size_t)snprintf(reasons + used, sizeof reasons - used, "%s%s: %s",
-                                         used ? "; " : "", tp->ops->name, why);
+            if (note) note(arg, tp, ok && chosen == tp, why);
+            if (chosen && !all) return chosen;
         }
+    return chosen;
+}
+
+typedef struct reasons {
+    char text[512];
+    size_t used;
+} reasons_t;
+
+static void add_reason(void *arg, const nxc__tp_t *tp, bool chosen, const char *why) {
+    reasons_t *r = arg;
+    if (chosen || r->used >= sizeof r->text) return;
+    r->used += (size_t)snprintf(r->text + r->used, sizeof r->text - r->used, "%s%s: %s",
+                                r->used ? "; " : "", tp->ops->name, why);
+}
+
+/* The first transport, in this connector's order, that the peer offers and
+ * that can reach it. */
+static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
+                                   const nxc__md_section_t **sec_p) {
+    reasons_t r = {"", 0};
+    op->tp = nxc__pick(c, &op->md, op->local[0].device.kind, sec_p, add_reason, &r, false);
+    if (op->tp) {
+        NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, kind_name(op->kind), op->md.name,
+                  op->tp->ops->name);
+        return NXC_OK;
+    }
     return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md.name,
-                    reasons[0] ? reasons : "this connector has none");
+                    r.used ? r.text : "this connector has none");
 }
 
 static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,

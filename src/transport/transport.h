@@ -81,6 +81,9 @@ struct nxc__transport_ops {
     void (*force)(nxc__tp_t *tp, nxc_op_t *op);
     /* Active: free per-op state; the op is terminal and not busy. */
     void (*release)(nxc__tp_t *tp, nxc_op_t *op);
+
+    /* One line on how this transport runs here (nxc-info). */
+    void (*describe)(nxc__tp_t *tp, char *buf, size_t len);
 };
 
 /* Registry (registry.c): transports built in, in default preference order. */

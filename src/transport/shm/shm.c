@@ -424,6 +424,22 @@ static bool shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__m
     return true;
 }
 
+static void shm_describe(nxc__tp_t *tp, char *buf, size_t len) {
+    shm_tp_t *t = (shm_tp_t *)tp;
+    char yama[16] = "absent";
+    FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "r");
+    if (f) {
+        if (!fgets(yama, sizeof yama, f)) snprintf(yama, sizeof yama, "?");
+        yama[strcspn(yama, "\n")] = '\0';
+        fclose(f);
+    }
+    snprintf(buf, len,
+             "process_vm_readv/writev allowed for this process; control socket @%s; %d copier "
+             "threads above %zu KiB; Yama ptrace_scope %s (peers must be the same user, or "
+             "this process privileged)",
+             t->sock_name, t->nthreads, t->inline_max >> 10, yama);
+}
+
 const nxc__transport_ops_t nxc__transport_shm = {
     .size = sizeof(nxc__transport_ops_t),
     .name = "shm",
@@ -441,4 +457,5 @@ const nxc__transport_ops_t nxc__transport_shm = {
     .cancel = stream_cancel,
     .force = stream_force,
     .release = stream_release,
+    .describe = shm_describe,
 };

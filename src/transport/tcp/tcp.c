@@ -191,6 +191,15 @@ static bool tcp_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__m
     return true;
 }
 
+static void tcp_describe(nxc__tp_t *tp, char *buf, size_t len) {
+    tcp_tp_t *t = (tcp_tp_t *)tp;
+    snprintf(buf, len,
+             "listening on %s; up to %u connections per peer, transfers of %llu MiB or more "
+             "striped over %u; dead-peer timeout %d ms",
+             t->info, tcp_flavour.max_conns, (unsigned long long)(2 * tcp_flavour.stripe_min >> 20),
+             tcp_flavour.max_stripes, t->timeout_ms);
+}
+
 const nxc__transport_ops_t nxc__transport_tcp = {
     .size = sizeof(nxc__transport_ops_t),
     .name = "tcp",
@@ -208,4 +217,5 @@ const nxc__transport_ops_t nxc__transport_tcp = {
     .cancel = stream_cancel,
     .force = stream_force,
     .release = stream_release,
+    .describe = tcp_describe,
 };

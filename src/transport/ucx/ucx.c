@@ -138,6 +138,7 @@ struct ucx_tp {
     /* Move bytes with get/put (true: UCX has a hardware RMA transport here)
      * or with active messages (false: UCX would only emulate RMA). */
     bool use_rma;
+    char resources[256]; /* UCX's transports/devices, for nxc-info */
 };
 
 enum stage { S_GRANT, S_MOVE, S_NOTIFY };
@@ -966,19 +967,39 @@ static bool ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__m
  * target-side handlers answer, and UCX 1.13 aborts the process when such a
  * handler answers a peer that just died; nxc's own message path has no such
  * handler. NXC_UCX_DATA=rma|am overrides. */
-static bool want_rma(ucp_context_h ctx) {
-    const char *env = getenv("NXC_UCX_DATA");
-    if (env && !strcmp(env, "rma")) return true;
-    if (env && !strcmp(env, "am")) return false;
+static bool want_rma(ucx_tp_t *t) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) return false;
-    ucp_context_print_info(ctx, f);
+    ucp_context_print_info(t->ctx, f);
     fclose(f);
     bool hw = buf && (strstr(buf, "-- rc_") || strstr(buf, "-- dc_") || strstr(buf, "-- gga"));
+    /* "resource N : md M dev D flags -- tcp/eth0" lines name what UCX uses */
+    size_t used = 0;
+    for (char *p = buf; p && (p = strstr(p, "flags -- ")); p++) {
+        p += strlen("flags -- ");
+        size_t n = strcspn(p, " \n");
+        if (used + n + 3 < sizeof t->resources)
+            used += (size_t)snprintf(t->resources + used, sizeof t->resources - used, "%s%.*s",
+                                     used ? ", " : "", (int)n, p);
+    }
     free(buf);
+    const char *env = getenv("NXC_UCX_DATA");
+    if (env && !strcmp(env, "rma")) return true;
+    if (env && !strcmp(env, "am")) return false;
     return hw;
+}
+
+static void ucx_describe(nxc__tp_t *tp, char *buf, size_t len) {
+    ucx_tp_t *t = T(tp);
+    unsigned maj, min, rel;
+    ucp_get_version(&maj, &min, &rel);
+    snprintf(buf, len, "UCX %u.%u.%u; data path %s; resources: %s", maj, min, rel,
+             t->use_rma ? "get/put (RMA hardware)"
+                        : "active messages (no RMA hardware: UCX would only emulate get/put, "
+                          "so tcp and shm go first)",
+             t->resources[0] ? t->resources : "none");
 }
 
 static void set_default(ucp_config_t *cfg, const char *key, const char *value) {
@@ -1067,7 +1088,7 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         return st;
     }
     nxc__regcache_init(&t->rc, &reg_ops, t, nxc__regcache_env_max_idle());
-    t->use_rma = want_rma(t->ctx);
+    t->use_rma = want_rma(t);
     t->base.fallback = !t->use_rma;
     NXC_LOG_D("ucx: worker address %zu bytes, cuda %s, data path %s", t->addr_len,
               t->cuda ? "yes" : "no", t->use_rma ? "rma (get/put)" : "active messages");
@@ -1092,4 +1113,5 @@ const nxc__transport_ops_t nxc__transport_ucx = {
     .cancel = ucx_cancel,
     .force = ucx_force,
     .release = ucx_release,
+    .describe = ucx_describe,
 };
