@@ -126,6 +126,12 @@ nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind
  * the op turns COMPLETE) or gave up (false). Unknown ids, or ids held by
  * another peer, are ignored and return false. */
 bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete);
+/* A peer moved the bytes of the passive op keyed `key` without a grant (a
+ * transport whose passive side checks access by itself, before and after the
+ * copy: shm's direct reads). Completes the op if it is live, of `kind`, and
+ * `secret` matches; false otherwise. */
+bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
+                          nxc_op_kind_t kind);
 /* `peer` is gone: every passive op it held a grant on turns ERRORED. */
 void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why);
 

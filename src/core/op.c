@@ -37,6 +37,11 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(op->message, sizeof op->message, fmt, ap);
     va_end(ap);
+    /* A passive op's transports refuse access before anyone can see it end
+     * (and hand its buffers back to their owner). */
+    for (size_t i = 0; nxc__op_passive(op) && i < op->c->ntps; i++)
+        if (op->exposed[i] && op->c->tps[i]->ops->retire)
+            op->c->tps[i]->ops->retire(op->c->tps[i], op, op->exposed[i]);
     if (result != NXC_OK && result != NXC_ERR_CANCELED)
         NXC_LOG_I("connector %s: %s op %s ended: %s (%s)", op->c->name, kind_name(op->kind),
                   op->key, nxc_status_string(result), op->message);
@@ -196,6 +201,17 @@ bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete
         return true;
     }
     return false;
+}
+
+bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
+                          nxc_op_kind_t kind) {
+    nxc_op_t *op = find_passive(c, key);
+    if (!op || op->kind != kind || op->revoked || nxc__op_terminal(op) ||
+        sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) != 0)
+        return false;
+    op->used = tp->ops;
+    nxc__op_finish(op, NXC_OK, "%s", "");
+    return true;
 }
 
 void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why) {

@@ -59,6 +59,9 @@ struct nxc__transport_ops {
      * info, one key per local descriptor; the bytes stay owned by the
      * transport until unexpose). Per-op state goes in *state_p. */
     nxc_status_t (*expose)(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p);
+    /* Passive, optional: the op is about to end (complete, cancelled, expired):
+     * refuse any new access from now on. Called before the end is visible. */
+    void (*retire)(nxc__tp_t *tp, nxc_op_t *op, void *state);
     /* Passive: drop what expose() made (registrations, keys). Called after the
      * core has revoked access and no grant on the op remains. */
     void (*unexpose)(nxc__tp_t *tp, nxc_op_t *op, void *state);

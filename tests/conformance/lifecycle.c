@@ -331,6 +331,56 @@ static void test_release_cuts_stuck_writer(void) {
     free(buf);
 }
 
+/* Once a connection to the peer exists (shm then reads directly, without a
+ * grant), a read of a completed, a cancelled or a released readable is still
+ * refused and moves nothing, and a live one still completes both sides. */
+static void test_ended_readables_refused_after_contact(void) {
+    nxc_connector_t *owner = nxt_connector("owner", 1), *reader = nxt_connector("reader", 1);
+    enum { N = 4, SIZE = 4096 };
+    static char src[N][SIZE], dst[SIZE];
+    nxc_op_t *ro[N], *op;
+    const char *md[N];
+    for (int i = 0; i < N; i++) {
+        nxt_fill(src[i], SIZE, (uint64_t)i + 1);
+        nxc_desc_t d = nxt_desc(src[i], SIZE);
+        NXT_PASS(nxc_create_readable(owner, &d, 1, NULL, &ro[i]));
+        NXT_PASS(nxc_op_metadata(ro[i], &md[i], NULL));
+    }
+    nxc_desc_t d = nxt_desc(dst, SIZE);
+    /* 0: first contact; 1: a second read of the same peer */
+    for (int i = 0; i < 2; i++) {
+        NXT_PASS(nxc_begin_read(reader, md[i], 0, &d, 1, NULL, &op));
+        NXT_PASS(nxc_op_wait(op, 10000));
+        NXT_EQ_INT(nxt_verify(dst, SIZE, (uint64_t)i + 1), SIZE_MAX);
+        NXT_PASS(nxc_op_wait(ro[i], 10000));
+        NXT_EQ_INT(nxc_op_status(ro[i]), NXC_OP_COMPLETE);
+        nxc_op_release(op);
+    }
+    /* completed (1), cancelled (2), released (3) */
+    NXT_PASS(nxc_op_cancel(ro[2]));
+    char *released = strdup(md[3]);
+    nxc_op_release(ro[3]);
+    const char *ended[] = {md[1], md[2], released};
+    for (int i = 0; i < 3; i++) {
+        memset(dst, 0, SIZE);
+        nxc_status_t st = nxc_begin_read(reader, ended[i], 0, &d, 1, NULL, &op);
+        if (st == NXC_OK) {
+            st = nxc_op_wait(op, 10000);
+            printf("  ended readable %d: %s (%s)\n", i, nxc_status_string(st), nxc_op_message(op));
+            nxc_op_release(op);
+        }
+        NXT_EQ_INT(st, NXC_ERR_REFUSED);
+        for (int j = 0; j < SIZE; j++)
+            NXT_EQ_INT(dst[j], 0);
+    }
+    NXT_EQ_INT(nxc_op_status(ro[2]), NXC_OP_CANCELLED);
+    free(released);
+    for (int i = 0; i < 3; i++)
+        nxc_op_release(ro[i]);
+    nxc_connector_destroy(reader);
+    nxc_connector_destroy(owner);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"wait_timeout", test_wait_timeout, 0},
     {"passive_deadline", test_passive_deadline, 0},
@@ -341,5 +391,6 @@ static const nxt_test_t nxt_tests[] = {
     {"kill_passive_mid_transfer", test_kill_passive_mid_transfer, 0},
     {"kill_active_mid_transfer", test_kill_active_mid_transfer, 0},
     {"release_cuts_stuck_writer", test_release_cuts_stuck_writer, 0},
+    {"ended_readables_refused_after_contact", test_ended_readables_refused_after_contact, 0},
 };
 NXT_MAIN(nxt_tests)

@@ -555,6 +555,24 @@ static void on_done(stream_conn_t *k) {
     k->pgrant = 0;
 }
 
+static void on_read_done(stream_conn_t *k) {
+    nxc_wire_read_done_t r;
+    if (k->t->fl->inline_data || k->hdr.body_len < sizeof r) {
+        conn_close(k, "protocol: unexpected READ_DONE");
+        return;
+    }
+    memcpy(&r, k->body, sizeof r);
+    if (r.key_len == 0 || r.key_len > NXC_KEY_MAX || k->hdr.body_len != sizeof r + r.key_len) {
+        conn_close(k, "protocol: bad READ_DONE");
+        return;
+    }
+    char key[NXC_KEY_MAX + 1];
+    memcpy(key, k->body + sizeof r, r.key_len);
+    key[r.key_len] = '\0';
+    /* false: the op ended meanwhile (the reader's own check then failed) */
+    nxc__complete_direct(k->t->base.c, &k->t->base, key, r.secret, NXC_OP_READABLE);
+}
+
 static void passive_dispatch(stream_conn_t *k) {
     if (!k->ready) {
         on_hello(k);
@@ -569,6 +587,7 @@ static void passive_dispatch(stream_conn_t *k) {
         on_req(k);
         break;
     case NXC_WIRE_DONE: on_done(k); break;
+    case NXC_WIRE_READ_DONE: on_read_done(k); break;
     default: conn_close(k, "protocol: unexpected frame type %u", k->hdr.type);
     }
 }
@@ -1059,6 +1078,22 @@ bool stream_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind) {
 }
 
 /* --- ops --------------------------------------------------------------------------------- */
+
+bool stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *key,
+                           const uint8_t *secret) {
+    for (stream_conn_t *k = t->conns; k; k = k->next) {
+        if (k->dead || k->inbound || !k->ready || k->closing || !k->peer ||
+            memcmp(k->peer->instance, instance, NXC__INSTANCE_LEN))
+            continue;
+        nxc_wire_read_done_t r = {.key_len = (uint16_t)strlen(key)};
+        memcpy(r.secret, secret, sizeof r.secret);
+        if (!send_frame(k, NXC_WIRE_READ_DONE, 0, &r, sizeof r, key, r.key_len, NULL, 0, NULL, 0))
+            return false;
+        conn_flush(k);
+        return true;
+    }
+    return false;
+}
 
 bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance) {
     stream_peer_t *p = peer_find(t, instance);

@@ -94,6 +94,11 @@ void stream_copy_done(stream_tp_t *t, stream_stripe_t *s, nxc_status_t result, c
 /* Has this transport a working connection to the connector `instance`? */
 bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance);
 
+/* Tell the peer `instance` that a direct read of its op `key` moved every
+ * byte (shm), over a ready connection; false when there is none. */
+bool stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *key,
+                           const uint8_t *secret);
+
 /* The ops shared by both transports. */
 int stream_event_fd(nxc__tp_t *tp);
 int stream_progress(nxc__tp_t *tp);

@@ -15,6 +15,11 @@
  *              ◀─ REFUSED {status, reason}   then the passive closes
  *   DONE {grant, complete}               ─▶  (shm, tcp read) op complete
  *
+ *   READ_DONE {secret, key}              ─▶  shm: the active side read a
+ *                                             readable directly (after
+ *                                             checking its access record
+ *                                             before and after the copy)
+ *
  * A request of a striped transfer names the transfer (`xfer`, chosen by the
  * active side) and the number of stripes; the passive op completes when the
  * last stripe does. A passive side closes the connection on anything it does
@@ -44,6 +49,7 @@ enum nxc_wire_type {
     NXC_WIRE_ACK = 5,
     NXC_WIRE_REFUSED = 6,
     NXC_WIRE_DONE = 7,
+    NXC_WIRE_READ_DONE = 8, /* shm: a direct read (no grant) moved every byte */
 };
 
 typedef struct nxc_wire_hdr {
@@ -97,6 +103,13 @@ typedef struct nxc_wire_refused {
     int32_t status;
     uint32_t pad;
 } nxc_wire_refused_t;
+
+/* READ_DONE body, followed by key_len bytes of key. */
+typedef struct nxc_wire_read_done {
+    uint8_t secret[NXC__SECRET_LEN];
+    uint16_t key_len;
+    uint8_t pad[6];
+} nxc_wire_read_done_t;
 
 /* DONE body. */
 typedef struct nxc_wire_done {
