@@ -187,9 +187,13 @@ typedef struct nxc_connector_params {
     /* Name shown to peers and in logs. Default: a random unique name. Copied.
      * 1..NXC_NAME_MAX bytes of printable ASCII. */
     const char *name;
-    /* Comma-separated transports to allow, in order of preference, e.g.
-     * "ucx". Default: the NXC_TRANSPORTS environment variable if set, else
-     * every transport built in. Unknown names: NXC_ERR_INVALID_PARAM. */
+    /* Comma-separated transports to allow, in order of preference, from
+     * "shm", "ucx", "tcp". Default: the NXC_TRANSPORTS environment variable
+     * if set, else every transport built in, where a transfer takes shm for a
+     * peer on this host, ucx if UCX has RDMA hardware, else tcp. An order set
+     * here (or in NXC_TRANSPORTS) is taken as given. A transport that cannot
+     * start on this host is skipped (logged); none: NXC_ERR_NO_TRANSPORT.
+     * Unknown names: NXC_ERR_INVALID_PARAM. */
     const char *transports;
     /* 1 (default): a progress thread completes ops in the background.
      * 0: nothing happens unless the caller drives nxc_connector_progress(),
@@ -386,7 +390,7 @@ NXC_API const char *nxc_op_notification_key(const nxc_op_t *op);
 NXC_API void *nxc_op_user_data(const nxc_op_t *op);
 
 /* Name of the transport that moves (active) or moved (passive, once a peer
- * has reached it) the bytes, e.g. "ucx"; NULL for a passive op no peer has
+ * has reached it) the bytes: "shm", "ucx" or "tcp"; NULL for a passive op no peer has
  * reached yet. Static string. */
 NXC_API const char *nxc_op_transport(nxc_op_t *op);
 

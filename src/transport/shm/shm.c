@@ -522,6 +522,11 @@ static bool shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__m
                  "the kernel forbids access to process %u's memory (%s: another "
                  "user, ptrace policy or a container boundary)",
                  md->pid, strerror(errno));
+        /* Once per process: worth knowing, since every such transfer then
+         * takes a slower transport. */
+        static atomic_bool told;
+        if (!atomic_exchange(&told, true))
+            NXC_LOG_W("shm: %s; using the next transport (see nxc-info)", why);
         return false;
     }
     /* Its socket: absent when the peer is in another network namespace. */

@@ -1110,9 +1110,9 @@ void stream_drop_peer(nxc__tp_t *tp, void *grant_peer) {
 static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
     uint64_t total = op->total;
     unsigned ns = 1;
-    if (t->fl->max_stripes > 1 && total >= 2 * t->fl->stripe_min) {
+    if (t->max_stripes > 1 && total >= 2 * t->fl->stripe_min) {
         uint64_t want = total / t->fl->stripe_min;
-        ns = want < t->fl->max_stripes ? (unsigned)want : t->fl->max_stripes;
+        ns = want < t->max_stripes ? (unsigned)want : t->max_stripes;
     }
     a->stripes = calloc(ns, sizeof *a->stripes);
     if (!a->stripes) return nxc__err(NXC_ERR_NO_MEMORY, "%s: out of memory", t->name);
@@ -1241,6 +1241,7 @@ nxc_status_t stream_init(stream_tp_t *t, const stream_flavour_t *fl, const char 
     t->name = name;
     t->lfd = lfd;
     t->timeout_ms = timeout_ms;
+    t->max_stripes = fl->max_stripes;
     t->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (t->epfd < 0) return nxc__err(NXC_ERR_SYSTEM, "%s: epoll: %s", name, strerror(errno));
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = &t->lfd};

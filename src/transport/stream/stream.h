@@ -75,8 +75,9 @@ struct stream_tp {
     stream_conn_t *conns;
     stream_peer_t *peers;
     uint64_t next_xfer;
-    int timeout_ms; /* a frame left half-sent this long closes its connection */
-    bool dirty;     /* stripes wait for a connection: dispatch on the next progress */
+    int timeout_ms;       /* a frame left half-sent this long closes its connection */
+    unsigned max_stripes; /* the flavour's, or as configured */
+    bool dirty;           /* stripes wait for a connection: dispatch on the next progress */
     struct watch *watches;
     void *flavour_state;
 };

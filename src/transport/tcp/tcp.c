@@ -164,6 +164,8 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         stream_destroy(&t->s.base);
         return st;
     }
+    t->s.max_stripes = (unsigned)stream_env_int("NXC_TCP_STREAMS", (int)tcp_flavour.max_stripes, 1,
+                                                NXC_WIRE_MAX_STRIPES);
     make_info(t, c->tcp_address, ntohs(sa.sin_port));
     NXC_LOG_D("tcp: listening, metadata address %s", t->info);
     *tp_p = &t->s.base;
@@ -197,7 +199,7 @@ static void tcp_describe(nxc__tp_t *tp, char *buf, size_t len) {
              "listening on %s; up to %u connections per peer, transfers of %llu MiB or more "
              "striped over %u; dead-peer timeout %d ms",
              t->info, tcp_flavour.max_conns, (unsigned long long)(2 * tcp_flavour.stripe_min >> 20),
-             tcp_flavour.max_stripes, t->timeout_ms);
+             t->s.max_stripes, t->timeout_ms);
 }
 
 const nxc__transport_ops_t nxc__transport_tcp = {
