@@ -140,6 +140,7 @@ nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, cons
     else if (op->revoked || nxc__op_terminal(op))
         reason = op->status == NXC_OP_COMPLETE     ? "operation already complete"
                  : op->result == NXC_ERR_TIMED_OUT ? "operation expired (deadline passed)"
+                 : op->status == NXC_OP_ERRORED    ? "operation ended with an error"
                                                    : "operation released or cancelled";
     else if ((md_kind == NXC__MD_KIND_READ) != (op->kind == NXC_OP_READABLE))
         reason = op->kind == NXC_OP_READABLE ? "operation is readable, not writable"

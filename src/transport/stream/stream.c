@@ -84,7 +84,8 @@ struct stream_conn {
     bool inbound, connecting, ready, closing, dead;
     unsigned attempt;
     uint32_t events;
-    uint64_t last_rx; /* ns */
+    uint64_t last_rx;     /* ns */
+    uint64_t frame_start; /* ns: the handshake, or the frame being received, began */
     uint64_t discard_until;
     char why[200]; /* why it closed */
     /* input */
@@ -245,6 +246,7 @@ static void out_free_all(stream_conn_t *k) {
 
 static void stripe_end(stream_tp_t *t, stream_stripe_t *s, nxc_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+static void peer_unreachable(stream_tp_t *t, stream_peer_t *p, const char *why);
 
 /* Close a connection now; the core hears of it at the end of the pass. */
 static void conn_close(stream_conn_t *k, const char *fmt, ...)
@@ -270,7 +272,11 @@ static void conn_close(stream_conn_t *k, const char *fmt, ...) {
               k->peer ? k->peer->name : "(unknown)", k->why);
     if (!k->inbound && k->peer) {
         k->peer->nconns--;
-        if (!k->ready) k->peer->connecting--;
+        if (!k->ready) {
+            /* Never got through: fail what waits rather than reconnect in a loop. */
+            k->peer->connecting--;
+            peer_unreachable(t, k->peer, k->why);
+        }
     }
     if (k->stripe) {
         stream_stripe_t *s = k->stripe;
@@ -310,7 +316,7 @@ static stream_conn_t *conn_new(stream_tp_t *t, int fd, bool inbound, stream_peer
     k->fd = fd;
     k->inbound = inbound;
     k->peer = p;
-    k->last_rx = nxc__now_ns();
+    k->last_rx = k->frame_start = nxc__now_ns();
     k->events = EPOLLIN | (inbound ? 0 : EPOLLOUT);
     struct epoll_event e = {.events = k->events, .data.ptr = k};
     if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &e)) {
@@ -431,6 +437,8 @@ static void on_hello(stream_conn_t *k) {
     char name[NXC_NAME_MAX + 1];
     memcpy(name, k->body + sizeof h, h.name_len);
     name[h.name_len] = '\0';
+    for (char *p = name; *p; p++) /* it goes into logs and messages */
+        if (*p < 0x20 || *p > 0x7e) *p = '?';
     k->peer = peer_get(t, h.instance, name);
     if (!k->peer) {
         conn_close(k, "out of memory");
@@ -546,6 +554,14 @@ static void on_done(stream_conn_t *k) {
         conn_close(k, "protocol: DONE for a grant this connection does not hold");
         return;
     }
+    /* The grant must outlive every byte sent from the op's memory: a DONE
+     * while that is still queued would let the sending go on after the
+     * owner got its buffers back. */
+    for (const out_t *o = k->out; o; o = o->next)
+        if (o->idx < o->niov) {
+            conn_close(k, "protocol: DONE before the payload was sent");
+            return;
+        }
     if (d.complete) {
         passive_stripe_done(k, d.grant, k->pxfer, k->pnstripes);
     } else {
@@ -949,6 +965,7 @@ static int conn_read(stream_conn_t *k) {
         }
         moved += (size_t)r;
         k->last_rx = nxc__now_ns();
+        if (k->ready && k->in == IN_HDR && k->got == 0) k->frame_start = k->last_rx;
         if (k->in == IN_DISCARD) continue;
         if (k->in == IN_PAYLOAD) {
             size_t left = (size_t)r;
@@ -991,10 +1008,14 @@ static int conn_read(stream_conn_t *k) {
 }
 
 /* Is a frame half-received (or the greeting missing) for too long? */
+/* Too slow: a handshake or a header+body must complete within the timeout
+ * (from their start, so a byte now and then does not keep one open); a
+ * payload, which may be large, must not stop for that long. */
 static bool conn_stalled(const stream_conn_t *k, uint64_t now) {
-    bool partial =
-        k->in == IN_BODY || (k->in == IN_HDR && k->got > 0) || (k->in == IN_PAYLOAD) || !k->ready;
-    return partial && now - k->last_rx > (uint64_t)k->t->timeout_ms * 1000000u;
+    uint64_t limit = (uint64_t)k->t->timeout_ms * 1000000u;
+    if (!k->ready || k->in == IN_BODY || (k->in == IN_HDR && k->got > 0))
+        return now - k->frame_start > limit;
+    return k->in == IN_PAYLOAD && now - k->last_rx > limit;
 }
 
 /* --- events ------------------------------------------------------------------------------ */
@@ -1053,7 +1074,7 @@ int stream_progress(nxc__tp_t *tp) {
         if (k->discard_until && now > k->discard_until)
             conn_close(k, "refused");
         else if (conn_stalled(k, now))
-            conn_close(k, "no data for %d ms in the middle of a frame", t->timeout_ms);
+            conn_close(k, "stalled: a handshake or frame unfinished after %d ms", t->timeout_ms);
     }
     if (t->dirty) {
         t->dirty = false;
