@@ -1010,12 +1010,15 @@ static int conn_read(stream_conn_t *k) {
 /* Is a frame half-received (or the greeting missing) for too long? */
 /* Too slow: a handshake or a header+body must complete within the timeout
  * (from their start, so a byte now and then does not keep one open); a
- * payload, which may be large, must not stop for that long. */
-static bool conn_stalled(const stream_conn_t *k, uint64_t now) {
+ * payload, which may be large, must not pause for that long. Returns what
+ * stalled, or NULL. */
+static const char *conn_stalled(const stream_conn_t *k, uint64_t now) {
     uint64_t limit = (uint64_t)k->t->timeout_ms * 1000000u;
-    if (!k->ready || k->in == IN_BODY || (k->in == IN_HDR && k->got > 0))
-        return now - k->frame_start > limit;
-    return k->in == IN_PAYLOAD && now - k->last_rx > limit;
+    if (!k->ready && now - k->frame_start > limit) return "handshake unfinished";
+    if ((k->in == IN_BODY || (k->in == IN_HDR && k->got > 0)) && now - k->frame_start > limit)
+        return "frame unfinished";
+    if (k->in == IN_PAYLOAD && now - k->last_rx > limit) return "no payload bytes";
+    return NULL;
 }
 
 /* --- events ------------------------------------------------------------------------------ */
@@ -1069,12 +1072,13 @@ int stream_progress(nxc__tp_t *tp) {
         }
     }
     uint64_t now = nxc__now_ns();
+    const char *stall;
     for (stream_conn_t *k = t->conns; k; k = k->next) {
         if (k->dead) continue;
         if (k->discard_until && now > k->discard_until)
             conn_close(k, "refused");
-        else if (conn_stalled(k, now))
-            conn_close(k, "stalled: a handshake or frame unfinished after %d ms", t->timeout_ms);
+        else if ((stall = conn_stalled(k, now)))
+            conn_close(k, "stalled: %s for %d ms", stall, t->timeout_ms);
     }
     if (t->dirty) {
         t->dirty = false;
