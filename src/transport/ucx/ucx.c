@@ -31,6 +31,7 @@
 #include "core/regcache.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/time.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the UCX control messages are defined little-endian; add byte swapping for this host"
@@ -1008,9 +1009,32 @@ static void set_default(ucp_config_t *cfg, const char *key, const char *value) {
     if (!getenv(env)) ucp_config_modify(cfg, key, value);
 }
 
+/* Before closing: let what we sent to healthy peers reach them (a DONE sent
+ * just before the application destroys the connector must not be lost).
+ * Bounded: a peer that does not take it within a second loses it. */
+static void flush_peers(ucx_tp_t *t) {
+    void *reqs[64];
+    size_t n = 0;
+    for (ucx_peer_t *p = t->peers; p && n < 64; p = p->next) {
+        if (p->failed || !p->ep) continue;
+        ucp_request_param_t rp = {0};
+        ucs_status_ptr_t r = ucp_ep_flush_nbx(p->ep, &rp);
+        if (UCS_PTR_IS_PTR(r)) reqs[n++] = r;
+    }
+    uint64_t until = nxc__now_ns() + 1000000000ull;
+    for (size_t i = 0; i < n; i++) {
+        while (ucp_request_check_status(reqs[i]) == UCS_INPROGRESS && nxc__now_ns() < until)
+            ucp_worker_progress(t->worker);
+        if (ucp_request_check_status(reqs[i]) == UCS_INPROGRESS)
+            ucp_request_cancel(t->worker, reqs[i]);
+        ucp_request_free(reqs[i]);
+    }
+}
+
 static void ucx_destroy(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
     if (t->worker) {
+        flush_peers(t);
         while (t->peers) {
             ucx_peer_t *p = t->peers;
             finish_close(t, p);
