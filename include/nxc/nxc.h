@@ -273,7 +273,10 @@ typedef struct nxc_op_params {
     uint64_t field_mask;
     /* Deadline in ms from creation (> 0). Past it the op turns ERRORED with
      * NXC_ERR_TIMED_OUT; a passive op's memory is then no longer reachable.
-     * Default: none (the op lives until it completes, fails or is released). */
+     * An active op with bytes still in flight first stops them (its buffers
+     * must be the caller's once it ends), which may take up to 2 s more when
+     * the peer or the link is stuck. Default: none (the op lives until it
+     * completes, fails or is released). */
     int timeout_ms;
     /* Passive ops only: the key the peer's notification must carry. 1..
      * NXC_KEY_MAX printable ASCII bytes, unique among this connector's live
