@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1275,8 +1276,21 @@ nxc_status_t stream_init(stream_tp_t *t, const stream_flavour_t *fl, const char 
     return NXC_OK;
 }
 
+/* Before closing: send what is still queued (a DONE or ACK the peer's op
+ * completes with), for at most a second in all. */
+static void flush_all(stream_tp_t *t) {
+    uint64_t until = nxc__now_ns() + 1000000000ull;
+    for (stream_conn_t *k = t->conns; k; k = k->next) {
+        while (!k->dead && k->out && !k->connecting && nxc__now_ns() < until) {
+            struct pollfd p = {.fd = k->fd, .events = POLLOUT};
+            if (poll(&p, 1, 10) == 1) conn_flush(k);
+        }
+    }
+}
+
 void stream_destroy(nxc__tp_t *tp) {
     stream_tp_t *t = T(tp);
+    flush_all(t);
     for (stream_conn_t *k = t->conns; k; k = k->next)
         conn_close(k, "connector destroyed");
     conns_reap(t);
