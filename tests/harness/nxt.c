@@ -179,6 +179,21 @@ int nxt_wait_pid(pid_t pid, int timeout_ms) {
     }
 }
 
+void nxt_stop(pid_t pid) {
+    NXT_CHECK(kill(pid, SIGSTOP) == 0);
+    uint64_t deadline = now_ms() + 10000;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG | WUNTRACED);
+        if (r == pid && WIFSTOPPED(status)) return;
+        if (r == pid) nxt_failf(__FILE__, __LINE__, "peer %d ended instead of stopping", (int)pid);
+        if (r < 0) nxt_failf(__FILE__, __LINE__, "waitpid: %s", strerror(errno));
+        if (now_ms() >= deadline)
+            nxt_failf(__FILE__, __LINE__, "peer %d did not stop within 10 s", (int)pid);
+        usleep(200);
+    }
+}
+
 void nxt_join(pid_t pid, int timeout_ms) {
     int st = nxt_wait_pid(pid, timeout_ms);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)

@@ -96,6 +96,9 @@ void nxt_send_str(int fd, const char *s);
 /* Wait for a peer to exit (fails the test after timeout_ms); returns its
  * wait status. */
 int nxt_wait_pid(pid_t pid, int timeout_ms);
+/* SIGSTOP a peer and return once it is really stopped (kill() only queues
+ * the signal: the peer could still answer for a moment). */
+void nxt_stop(pid_t pid);
 /* Assert the peer exited with status 0. */
 void nxt_join(pid_t pid, int timeout_ms);
 
