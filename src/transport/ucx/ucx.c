@@ -1040,7 +1040,8 @@ static void ucx_destroy(nxc__tp_t *tp) {
             finish_close(t, p);
             unlist_peer(t, p);
         }
-        process_inbox(t);
+        /* Messages that arrived while flushing and closing are dropped with
+         * the inbox below: answering them now would only create peers. */
         nxc__regcache_fini(&t->rc);
         if (t->addr) ucp_worker_release_address(t->worker, t->addr);
         ucp_worker_destroy(t->worker);
