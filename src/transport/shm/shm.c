@@ -406,11 +406,9 @@ typedef struct record_key {
 static nxc_status_t shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
                                void **state_p) {
     shm_tp_t *t = (shm_tp_t *)tp;
-    sec->keys = calloc(op->nlocal, sizeof *sec->keys);
-    if (!sec->keys) return nxc__err(NXC_ERR_NO_MEMORY, "shm: out of memory");
-    snprintf(sec->name, sizeof sec->name, "shm");
-    sec->conn = (nxc__bytes_t){(const uint8_t *)t->sock_name, (uint32_t)strlen(t->sock_name)};
     *state_p = NULL;
+    nxc_status_t st = stream_section(&t->s, op, sec, t->sock_name);
+    if (st != NXC_OK) return st;
     if (op->kind != NXC_OP_READABLE || op->nlocal > RECORD_RANGES) return NXC_OK;
     /* record + its key in one allocation: the key bytes must live as long */
     struct {

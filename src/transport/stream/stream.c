@@ -1128,6 +1128,15 @@ bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance) {
 
 void stream_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {}
 
+nxc_status_t stream_section(stream_tp_t *t, nxc_op_t *op, nxc__md_section_t *sec,
+                            const char *conn) {
+    sec->keys = calloc(op->nlocal, sizeof *sec->keys);
+    if (!sec->keys) return nxc__err(NXC_ERR_NO_MEMORY, "%s: out of memory", t->name);
+    snprintf(sec->name, sizeof sec->name, "%s", t->name);
+    sec->conn = (nxc__bytes_t){(const uint8_t *)conn, (uint32_t)strlen(conn)};
+    return NXC_OK;
+}
+
 void stream_drop_peer(nxc__tp_t *tp, void *grant_peer) {
     conn_close(grant_peer, "access revoked while the peer was still moving bytes");
 }

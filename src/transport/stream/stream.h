@@ -92,6 +92,11 @@ nxc_status_t stream_watch(stream_tp_t *t, int fd, void (*fn)(stream_tp_t *t));
 /* A copier finished stripe `s` (lock held): send DONE and go on. */
 void stream_copy_done(stream_tp_t *t, stream_stripe_t *s, nxc_status_t result, const char *why);
 
+/* Fill a passive op's metadata section: this transport's name, `conn` (kept
+ * by the transport) as connection info, and empty keys (sec->keys is
+ * allocated here and freed by the core). */
+nxc_status_t stream_section(stream_tp_t *t, nxc_op_t *op, nxc__md_section_t *sec, const char *conn);
+
 /* Has this transport a working connection to the connector `instance`? */
 bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance);
 

@@ -174,13 +174,8 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
 
 static nxc_status_t tcp_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
                                void **state_p) {
-    tcp_tp_t *t = (tcp_tp_t *)tp;
-    sec->keys = calloc(op->nlocal, sizeof *sec->keys);
-    if (!sec->keys) return nxc__err(NXC_ERR_NO_MEMORY, "tcp: out of memory");
-    snprintf(sec->name, sizeof sec->name, "tcp");
-    sec->conn = (nxc__bytes_t){(const uint8_t *)t->info, (uint32_t)strlen(t->info)};
     *state_p = NULL;
-    return NXC_OK;
+    return stream_section(&((tcp_tp_t *)tp)->s, op, sec, ((tcp_tp_t *)tp)->info);
 }
 
 static bool tcp_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
