@@ -53,7 +53,7 @@ typedef struct group {
     stream_stripe_t *s;
     int ctl; /* a duplicate of the control connection's fd */
     atomic_int left;
-    atomic_int failed; /* errno of the first failure, or -1 for "stopped" */
+    atomic_int failed; /* errno of the first failure, or -1 for "stopped" (see s->stop) */
 } group_t;
 
 typedef struct job {
@@ -107,7 +107,7 @@ static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t
         base += s->local[i++].iov_len;
     uint64_t off = from - base; /* into piece i */
     while (from < to) {
-        if (s->stop) return -1;
+        if (atomic_load(&s->stop) != NXC_OK) return -1;
         if (hung_up(ctl)) return ECONNRESET;
         struct iovec l[IOVS], r[IOVS];
         size_t n = 0;
@@ -147,16 +147,21 @@ static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t
     return 0;
 }
 
-static nxc_status_t copy_status(int err) {
+/* -1 means the copier was told to stop: by a cancel or deadline (the op's
+ * own reason), or because the control connection closed under it, which is
+ * the peer failing or revoking access, not a cancel. */
+static nxc_status_t copy_status(const stream_stripe_t *s, int err) {
     return err == 0                            ? NXC_OK
-           : err == -1                         ? NXC_ERR_CANCELED
+           : err == -1                         ? atomic_load(&s->stop)
            : err == ESRCH || err == ECONNRESET ? NXC_ERR_PEER_FAILED
                                                : NXC_ERR_TRANSPORT;
 }
 
-static const char *copy_error(int err, char *buf, size_t len) {
-    if (err == -1) return "cancelled";
-    if (err == ECONNRESET)
+static const char *copy_error(const stream_stripe_t *s, int err, char *buf, size_t len) {
+    nxc_status_t stop = atomic_load(&s->stop);
+    if (err == -1 && stop == NXC_ERR_TIMED_OUT) return "the op's deadline passed";
+    if (err == -1 && stop != NXC_ERR_PEER_FAILED) return "cancelled";
+    if (err == ECONNRESET || err == -1)
         snprintf(buf, len, "the peer closed the connection (access revoked, or it died)");
     else if (err == EPERM)
         snprintf(buf, len, "the kernel refused access to the peer's memory (EPERM)");
@@ -216,7 +221,8 @@ static void on_copies_done(stream_tp_t *st) {
         group_t *next = g->next;
         int err = atomic_load(&g->failed);
         char buf[160];
-        stream_copy_done(st, g->s, copy_status(err), err ? copy_error(err, buf, sizeof buf) : "");
+        stream_copy_done(st, g->s, copy_status(g->s, err),
+                         err ? copy_error(g->s, err, buf, sizeof buf) : "");
         close(g->ctl);
         free(g);
         g = next;
@@ -228,8 +234,9 @@ static bool shm_copy(stream_tp_t *st, stream_stripe_t *s, nxc_status_t *result, 
     shm_tp_t *t = SHM(st);
     if (s->bytes <= t->inline_max || t->nthreads == 0) {
         int err = copy_range(s, s->ctl_fd, 0, s->bytes);
-        *result = copy_status(err);
-        if (err) copy_error(err, why, len);
+        *result = copy_status(s, err);
+        char buf[160];
+        if (err) snprintf(why, len, "%s", copy_error(s, err, buf, sizeof buf));
         return true;
     }
     uint64_t njobs = s->bytes / (t->inline_max ? t->inline_max : 1);
@@ -288,6 +295,32 @@ static int shm_connect(stream_tp_t *t, const nxc__metadata_t *md, const nxc__md_
 
 static void shm_tune(stream_tp_t *t, int fd) {}
 
+/* Every byte shm moves goes to or from the process that accepted our
+ * connection, as the kernel names it (SO_PEERCRED: the credentials of the
+ * listening socket's owner, in this process's pid namespace). The metadata's
+ * pid is only a claim: a text edited to name a third process, or this one,
+ * must not redirect the copy, so the two must agree at first contact and the
+ * copy uses the kernel's. */
+static bool shm_vet(stream_tp_t *t, int fd, const nxc__metadata_t *md, pid_t *pid_p, char *why,
+                    size_t len) {
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) || cred.pid <= 0) {
+        snprintf(why, len, "cannot learn which process holds the peer's socket: %s",
+                 strerror(errno));
+        return false;
+    }
+    if ((uint32_t)cred.pid != md->pid) {
+        snprintf(why, len,
+                 "the peer's socket is held by process %d, not by process %u that the "
+                 "metadata names",
+                 (int)cred.pid, md->pid);
+        return false;
+    }
+    *pid_p = cred.pid;
+    return true;
+}
+
 static void shm_flavour_destroy(stream_tp_t *st) {
     shm_tp_t *t = SHM(st);
     pthread_mutex_lock(&t->mu);
@@ -314,6 +347,7 @@ static const stream_flavour_t shm_flavour = {
     .stripe_min = UINT64_MAX,
     .connect = shm_connect,
     .tune = shm_tune,
+    .vet = shm_vet,
     .copy = shm_copy,
     .destroy = shm_flavour_destroy,
 };
@@ -380,7 +414,8 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
  * A readable with few buffers also gets an access record in the passive
  * process's memory; its address and a random tag are the first descriptor's
  * shm key. A reader then needs no grant round trip: it reads the record
- * (live, tag, secret, readable, every range inside the op's buffers), copies,
+ * (live, tag, secret, notification key, and the metadata's descriptors being
+ * exactly the op's buffers, so the read moves the whole op), copies,
  * reads the record again (still live: the bytes were the op's while it
  * copied), and sends READ_DONE, which completes the passive op. The passive
  * side clears `live` before the op ends in any way (retire) and before its
@@ -394,6 +429,8 @@ typedef struct record {
     uint64_t tag;
     volatile uint64_t live;
     uint8_t secret[NXC__SECRET_LEN];
+    char key[NXC_KEY_MAX + 1]; /* the op's notification key: READ_DONE names it */
+    uint8_t pad0[7];
     uint32_t nranges;
     uint32_t pad;
     nxc__range_t ranges[RECORD_RANGES];
@@ -419,6 +456,7 @@ static nxc_status_t shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
     e->r.magic = RECORD_MAGIC;
     nxc__random(&e->r.tag, sizeof e->r.tag);
     memcpy(e->r.secret, op->secret, NXC__SECRET_LEN);
+    memcpy(e->r.key, op->key, sizeof e->r.key);
     e->r.nranges = (uint32_t)op->nlocal;
     for (size_t i = 0; i < op->nlocal; i++)
         e->r.ranges[i] = (nxc__range_t){(uintptr_t)op->local[i].ptr, op->local[i].size};
@@ -442,19 +480,20 @@ static void shm_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {
     free(r);
 }
 
+/* Does the record (copied from the owner) allow this read? The metadata's
+ * key must be the op's, or the owner would drop our READ_DONE and never
+ * complete; its descriptors must be exactly the op's buffers, so that
+ * completing means the whole op was read (the planner already made the
+ * local total equal the remote one). */
 static bool record_valid(const record_t *r, const record_key_t *key, const nxc_op_t *op) {
     if (r->magic != RECORD_MAGIC || r->tag != key->tag || r->live != 1 ||
-        r->nranges > RECORD_RANGES || sodium_memcmp(r->secret, op->md.secret, NXC__SECRET_LEN))
+        r->nranges > RECORD_RANGES || r->nranges != op->md.ndesc ||
+        sodium_memcmp(r->secret, op->md.secret, NXC__SECRET_LEN) ||
+        strncmp(r->key, op->key, sizeof r->key))
         return false;
-    for (size_t i = 0; i < op->md.ndesc; i++) {
-        const nxc__rdesc_t *d = &op->md.descs[i];
-        bool inside = false;
-        for (uint32_t j = 0; j < r->nranges && !inside; j++)
-            inside = d->addr >= r->ranges[j].addr &&
-                     d->addr - r->ranges[j].addr <= r->ranges[j].len &&
-                     d->size <= r->ranges[j].len - (d->addr - r->ranges[j].addr);
-        if (!inside) return false;
-    }
+    for (size_t i = 0; i < op->md.ndesc; i++)
+        if (op->md.descs[i].addr != r->ranges[i].addr || op->md.descs[i].size != r->ranges[i].len)
+            return false;
     return true;
 }
 
@@ -467,11 +506,14 @@ static bool read_record(pid_t pid, const record_key_t *key, record_t *r) {
  * gives the passive side's reason if access is refused). */
 static bool direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec) {
     if (op->kind != NXC_OP_READ || op->total > t->inline_max || op->nsegs > IOVS ||
-        sec->keys[0].len != sizeof(record_key_t) || !stream_peer_connected(&t->s, op->md.instance))
+        sec->keys[0].len != sizeof(record_key_t))
         return false;
+    /* the process our connection to this connector was vetted against, never
+     * the pid the metadata claims */
+    pid_t pid = stream_peer_pid(&t->s, op->md.instance);
+    if (pid <= 0) return false;
     record_key_t key;
     memcpy(&key, sec->keys[0].data, sizeof key);
-    pid_t pid = (pid_t)op->md.pid;
     record_t r;
     if (!read_record(pid, &key, &r) || !record_valid(&r, &key, op)) return false;
     struct iovec l[IOVS], rv[IOVS];

@@ -84,6 +84,7 @@ struct stream_conn {
     int fd;
     bool inbound, connecting, ready, closing, dead;
     unsigned attempt;
+    pid_t peer_pid; /* outbound, vetted: the process holding the other end */
     uint32_t events;
     uint64_t last_rx;     /* ns */
     uint64_t frame_start; /* ns: the handshake, or the frame being received, began */
@@ -283,7 +284,9 @@ static void conn_close(stream_conn_t *k, const char *fmt, ...) {
         stream_stripe_t *s = k->stripe;
         k->stripe = NULL;
         s->conn = NULL;
-        s->stop = true; /* a copier still on it reports through stream_copy_done() */
+        /* a copier still on it reports through stream_copy_done() */
+        nxc_status_t none = NXC_OK;
+        atomic_compare_exchange_strong(&s->stop, &none, NXC_ERR_PEER_FAILED);
         if (!s->done && !s->copying)
             stripe_end(t, s, k->ready ? NXC_ERR_PEER_FAILED : NXC_ERR_UNREACHABLE,
                        "connection to peer %s lost: %s", k->peer->name, k->why);
@@ -809,6 +812,11 @@ static void on_hello_ok(stream_conn_t *k) {
         conn_close(k, "reached another connector than the metadata's");
         return;
     }
+    char why[200];
+    if (k->t->fl->vet && !k->t->fl->vet(k->t, k->fd, &k->peer->md, &k->peer_pid, why, sizeof why)) {
+        conn_close(k, "%s", why);
+        return;
+    }
     k->ready = true;
     k->peer->connecting--;
     k->t->dirty = true;
@@ -870,6 +878,7 @@ static void active_dispatch(stream_conn_t *k) {
             char why[200] = "";
             s->copying = true;
             s->ctl_fd = k->fd;
+            s->remote_pid = k->peer_pid;
             if (s->op->status == NXC_OP_INITIALIZED) s->op->status = NXC_OP_IN_PROGRESS;
             if (t->fl->copy(t, s, &st, why, sizeof why)) stream_copy_done(t, s, st, why);
         }
@@ -1121,6 +1130,14 @@ bool stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *
     return false;
 }
 
+pid_t stream_peer_pid(stream_tp_t *t, const uint8_t *instance) {
+    for (stream_conn_t *k = t->conns; k; k = k->next)
+        if (!k->dead && !k->inbound && k->ready && !k->closing && k->peer &&
+            !memcmp(k->peer->instance, instance, NXC__INSTANCE_LEN))
+            return k->peer_pid;
+    return 0;
+}
+
 bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance) {
     stream_peer_t *p = peer_find(t, instance);
     return p && p->nconns > p->connecting;
@@ -1159,7 +1176,6 @@ static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
         stream_stripe_t *s = &a->stripes[i];
         s->op = op;
         s->idx = i;
-        s->remote_pid = (pid_t)op->md.pid;
         /* at most nsegs - si pieces, +1 for a split at the start */
         size_t cap = op->nsegs - si + 1;
         s->remote = malloc(cap * sizeof *s->remote);
@@ -1231,8 +1247,10 @@ void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
     aop_t *a = op->tp_op;
     if (!a) return;
     aop_fail(op, why, why == NXC_ERR_TIMED_OUT ? "the op's deadline passed" : "cancelled");
-    for (unsigned i = 0; i < a->nstripes; i++)
-        a->stripes[i].stop = true;
+    for (unsigned i = 0; i < a->nstripes; i++) {
+        nxc_status_t none = NXC_OK;
+        atomic_compare_exchange_strong(&a->stripes[i].stop, &none, why);
+    }
     aop_settle(op);
 }
 

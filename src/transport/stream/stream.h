@@ -15,8 +15,10 @@
 #ifndef NXC_TRANSPORT_STREAM_STREAM_H
 #define NXC_TRANSPORT_STREAM_STREAM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "core/core.h"
@@ -39,6 +41,12 @@ typedef struct stream_flavour {
                    unsigned attempt);
     /* Tune an accepted or connected socket (keepalive, timeouts). */
     void (*tune)(stream_tp_t *t, int fd);
+    /* Optional: vet an outbound connection once the peer answered HELLO (at
+     * every first contact) and learn which process holds its other end
+     * (shm: from the kernel's credentials of the listening socket, never from
+     * the metadata). false: the connection is closed with the reason in why. */
+    bool (*vet)(stream_tp_t *t, int fd, const nxc__metadata_t *md, pid_t *pid_p, char *why,
+                size_t why_len);
     /* Move the bytes of a granted stripe that does not travel in the stream.
      * Either finish now (return true with *result set) or hand the work to a
      * thread and call stream_copy_done() later (return false). */
@@ -59,11 +67,13 @@ struct stream_stripe {
     struct iovec *local;
     uint64_t bytes;
     uint64_t grant;
-    pid_t remote_pid; /* shm: the passive process */
+    pid_t remote_pid; /* shm: the process holding the granting connection (vet()) */
     bool done;
-    bool copying;       /* in the flavour's copy(): ends only through stream_copy_done() */
-    int ctl_fd;         /* shm: the control connection, for copiers to watch */
-    volatile bool stop; /* shm copier: give up at the next chunk */
+    bool copying; /* in the flavour's copy(): ends only through stream_copy_done() */
+    int ctl_fd;   /* shm: the control connection, for copiers to watch */
+    /* shm copier: give up at the next chunk. NXC_OK: go on; else why it must
+     * stop (NXC_ERR_PEER_FAILED: its connection closed; a cancel reason). */
+    _Atomic nxc_status_t stop;
 };
 
 struct stream_tp {
@@ -99,6 +109,9 @@ nxc_status_t stream_section(stream_tp_t *t, nxc_op_t *op, nxc__md_section_t *sec
 
 /* Has this transport a working connection to the connector `instance`? */
 bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance);
+/* The process holding a working connection to the connector `instance`, as
+ * vet() learnt it at first contact; 0 when there is none. */
+pid_t stream_peer_pid(stream_tp_t *t, const uint8_t *instance);
 
 /* Tell the peer `instance` that a direct read of its op `key` moved every
  * byte (shm), over a ready connection; false when there is none. */

@@ -1,0 +1,309 @@
+/* The shm transport against forged metadata. shm copies straight between
+ * two processes' memory (process_vm_readv/writev), so the one question that
+ * matters is *whose* memory: it must always be the process that granted the
+ * access on the control socket, as the kernel names it, never a pid written
+ * in the metadata text.
+ *
+ * The buffers are allocated before any fork, so the owner, a bystander
+ * ("victim") and the writer (this process) all have a buffer at the same
+ * address, each with its own pattern. A metadata text edited to name the
+ * victim's pid (or the writer's own) must not move a byte into those
+ * processes, whether or not a connection to the owner already exists.
+ *
+ * Also here: a direct read (no grant round trip) of metadata whose
+ * notification key was edited must be refused as tcp refuses it, not
+ * complete on the reader while the owner's op never does. */
+#include <signal.h>
+#include <unistd.h>
+
+#include "mdtool.h"
+#include "nxt.h"
+#include "util/sys.h"
+
+#define SIZE (256u << 10)
+#define WAIT_MS 10000
+
+enum { SEED_VICTIM = 11, SEED_OWNER = 22, SEED_DATA = 33, SEED_WRITER = 44 };
+
+static char *buf_a, *buf_b; /* same address in every process of the test */
+
+static nxc_connector_t *shm_connector(const char *name) {
+    nxc_connector_params_t p = {0};
+    p.field_mask = NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |
+                   NXC_CONNECTOR_FIELD_PROGRESS_THREAD;
+    p.name = name;
+    p.transports = "shm";
+    p.progress_thread = 1;
+    nxc_connector_t *c = NULL;
+    NXT_PASS(nxc_connector_create(&p, &c));
+    NXT_EQ_STR(nxc_connector_transports(c), "shm");
+    return c;
+}
+
+/* --- the bystander and the owner -------------------------------------------------- */
+
+/* Answers "check" with whether its buffers still hold their own pattern. */
+static void victim(int fd, void *arg) {
+    nxt_fill(buf_a, SIZE, SEED_VICTIM);
+    nxt_fill(buf_b, SIZE, SEED_VICTIM + 1);
+    nxt_send_str(fd, "ready");
+    for (;;) {
+        char *m = nxt_recv(fd, NULL, 60000);
+        bool quit = !strcmp(m, "quit");
+        free(m);
+        if (quit) return;
+        bool intact = nxt_verify(buf_a, SIZE, SEED_VICTIM) == SIZE_MAX &&
+                      nxt_verify(buf_b, SIZE, SEED_VICTIM + 1) == SIZE_MAX;
+        nxt_send_str(fd, intact ? "intact" : "touched");
+    }
+}
+
+/* Exposes writable A and writable B; answers "A?"/"B?" with the op's status
+ * and whether the buffer holds the writer's data. */
+static void owner(int fd, void *arg) {
+    nxt_fill(buf_a, SIZE, SEED_OWNER);
+    nxt_fill(buf_b, SIZE, SEED_OWNER);
+    nxc_connector_t *c = shm_connector("owner");
+    nxc_desc_t da = nxt_desc(buf_a, SIZE), db = nxt_desc(buf_b, SIZE);
+    nxc_op_t *wa, *wb;
+    NXT_PASS(nxc_create_writable(c, &da, 1, NULL, &wa));
+    NXT_PASS(nxc_create_writable(c, &db, 1, NULL, &wb));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(wa, &md, NULL));
+    nxt_send_str(fd, md);
+    NXT_PASS(nxc_op_metadata(wb, &md, NULL));
+    nxt_send_str(fd, md);
+    for (;;) {
+        char *m = nxt_recv(fd, NULL, 60000);
+        if (!strcmp(m, "quit")) {
+            free(m);
+            break;
+        }
+        nxc_op_t *op = m[0] == 'A' ? wa : wb;
+        char *b = m[0] == 'A' ? buf_a : buf_b;
+        if (nxc_op_status(op) == NXC_OP_IN_PROGRESS) nxc_op_wait(op, WAIT_MS);
+        char reply[64];
+        snprintf(reply, sizeof reply, "%d %s", (int)nxc_op_status(op),
+                 nxt_verify(b, SIZE, SEED_DATA) == SIZE_MAX ? "data" : "nodata");
+        nxt_send_str(fd, reply);
+        free(m);
+    }
+    nxc_op_release(wa);
+    nxc_op_release(wb);
+    nxc_connector_destroy(c);
+}
+
+/* --- forging ------------------------------------------------------------------------- */
+
+typedef struct who {
+    uint32_t pid;
+    uint64_t start_time;
+} who_t;
+
+/* The blob's pid (LE32 at 48) and start time (LE64 at 52): docs/metadata.md. */
+static void patch_pid(uint8_t *blob, size_t len, void *arg) {
+    const who_t *w = arg;
+    NXT_CHECK(len > 60);
+    for (int i = 0; i < 4; i++)
+        blob[48 + i] = (uint8_t)(w->pid >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        blob[52 + i] = (uint8_t)(w->start_time >> (8 * i));
+}
+
+static char *forge_pid(const char *md, pid_t pid) {
+    who_t w = {(uint32_t)pid, nxc__process_start_time_of(pid)};
+    NXT_CHECK(w.start_time != 0);
+    return nxt_md_patch_blob(md, patch_pid, &w);
+}
+
+static void ask(int fd, const char *q, char *out, size_t len) {
+    nxt_send_str(fd, q);
+    char *r = nxt_recv(fd, NULL, 30000);
+    snprintf(out, len, "%s", r);
+    free(r);
+}
+
+/* Write buf_a's twin (src) with `md`; returns how the op ended. */
+static nxc_status_t write_with(nxc_connector_t *c, const char *md, char *src) {
+    nxc_desc_t d = nxt_desc(src, SIZE);
+    nxc_op_t *op;
+    nxc_status_t st = nxc_begin_write(c, &d, 1, md, 0, NULL, &op);
+    if (st != NXC_OK) return st;
+    st = nxc_op_wait(op, WAIT_MS);
+    printf("    write ended: %s (%s) via %s\n", nxc_status_string(st), nxc_op_message(op),
+           nxc_op_transport(op) ? nxc_op_transport(op) : "-");
+    nxc_op_release(op);
+    return st;
+}
+
+static void expect_untouched(int vfd, const char *what) {
+    char r[32];
+    ask(vfd, "check", r, sizeof r);
+    printf("    victim after %s: %s\n", what, r);
+    NXT_EQ_STR(r, "intact");
+    NXT_CHECK(nxt_verify(buf_a, SIZE, SEED_WRITER) == SIZE_MAX);
+    NXT_CHECK(nxt_verify(buf_b, SIZE, SEED_WRITER + 1) == SIZE_MAX);
+}
+
+static void test_forged_pid(void) {
+    buf_a = nxt_alloc(SIZE);
+    buf_b = nxt_alloc(SIZE);
+    nxt_chan_t vch, och;
+    nxt_chan_init(&vch);
+    pid_t vpid = nxt_spawn(&vch, victim, NULL);
+    int vfd = nxt_chan_parent(&vch);
+    free(nxt_recv(vfd, NULL, 30000));
+    nxt_chan_init(&och);
+    pid_t opid = nxt_spawn(&och, owner, NULL);
+    int ofd = nxt_chan_parent(&och);
+    char *md_a = nxt_recv(ofd, NULL, 30000), *md_b = nxt_recv(ofd, NULL, 30000);
+
+    /* The writer's own buffers at the same addresses, and its source. */
+    nxt_fill(buf_a, SIZE, SEED_WRITER);
+    nxt_fill(buf_b, SIZE, SEED_WRITER + 1);
+    char *src = nxt_alloc(SIZE);
+    nxt_fill(src, SIZE, SEED_DATA);
+    nxc_connector_t *c = shm_connector("writer");
+    char r[64];
+
+    printf("  first contact, metadata naming a bystander process\n");
+    char *forged = forge_pid(md_a, vpid);
+    NXT_CHECK(write_with(c, forged, src) != NXC_OK);
+    free(forged);
+    expect_untouched(vfd, "a forged first contact");
+
+    printf("  first contact, metadata naming the writer itself\n");
+    forged = forge_pid(md_a, getpid());
+    NXT_CHECK(write_with(c, forged, src) != NXC_OK);
+    free(forged);
+    expect_untouched(vfd, "a self-naming first contact");
+    ask(ofd, "A?", r, sizeof r);
+    printf("    owner's A: %s\n", r);
+    NXT_CHECK(strstr(r, "nodata") != NULL);
+
+    printf("  the real metadata: completes in the owner\n");
+    NXT_PASS(write_with(c, md_a, src));
+    ask(ofd, "A?", r, sizeof r);
+    printf("    owner's A: %s\n", r);
+    NXT_CHECK(atoi(r) == NXC_OP_COMPLETE && strstr(r, " data"));
+
+    printf("  connected, metadata naming the bystander: the owner's memory or nothing\n");
+    forged = forge_pid(md_b, vpid);
+    nxc_status_t st = write_with(c, forged, src);
+    free(forged);
+    expect_untouched(vfd, "a forged op on a live connection");
+    ask(ofd, "B?", r, sizeof r);
+    printf("    owner's B: %s\n", r);
+    if (st == NXC_OK) NXT_CHECK(atoi(r) == NXC_OP_COMPLETE && strstr(r, " data"));
+
+    nxt_send_str(vfd, "quit");
+    nxt_send_str(ofd, "quit");
+    nxt_join(vpid, 30000);
+    nxt_join(opid, 30000);
+    nxc_connector_destroy(c);
+    free(md_a);
+    free(md_b);
+    free(src);
+    free(buf_a);
+    free(buf_b);
+}
+
+/* --- direct reads and the notification key ----------------------------------------- */
+
+static void readables(int fd, void *arg) {
+    nxc_connector_t *c = shm_connector("owner");
+    char *b0 = nxt_alloc(4096), *b1 = nxt_alloc(4096);
+    nxt_fill(b0, 4096, 1);
+    nxt_fill(b1, 4096, 2);
+    nxc_desc_t d0 = nxt_desc(b0, 4096), d1 = nxt_desc(b1, 4096);
+    nxc_op_t *r0, *r1;
+    NXT_PASS(nxc_create_readable(c, &d0, 1, NULL, &r0));
+    NXT_PASS(nxc_create_readable(c, &d1, 1, NULL, &r1));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(r0, &md, NULL));
+    nxt_send_str(fd, md);
+    NXT_PASS(nxc_op_metadata(r1, &md, NULL));
+    nxt_send_str(fd, md);
+    free(nxt_recv(fd, NULL, 60000));
+    nxc_op_wait(r1, WAIT_MS); /* the reader's READ_DONE may still be on its way */
+    char reply[32];
+    snprintf(reply, sizeof reply, "%d", (int)nxc_op_status(r1));
+    nxt_send_str(fd, reply);
+    free(nxt_recv(fd, NULL, 60000));
+    nxc_op_release(r0);
+    nxc_op_release(r1);
+    nxc_connector_destroy(c);
+    free(b0);
+    free(b1);
+}
+
+/* Change the key's last character in the JSON and in the blob alike. */
+static void patch_key(uint8_t *blob, size_t len, void *arg) {
+    const char *key = arg;
+    size_t n = strlen(key);
+    uint8_t *p = memmem(blob, len, key, n);
+    NXT_CHECK(p);
+    p[n - 1] = p[n - 1] == 'a' ? 'b' : 'a';
+}
+
+static char *forge_key(const char *md) {
+    char *key = NULL;
+    const char *k = strstr(md, "\"notification_key\":\"");
+    NXT_CHECK(k);
+    k += strlen("\"notification_key\":\"");
+    key = strndup(k, strcspn(k, "\""));
+    char *text = nxt_md_patch_blob(md, patch_key, key);
+    char *j = strstr(text, key);
+    NXT_CHECK(j);
+    j[strlen(key) - 1] = j[strlen(key) - 1] == 'a' ? 'b' : 'a';
+    free(key);
+    return text;
+}
+
+static void test_direct_read_key(void) {
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, readables, NULL);
+    int fd = nxt_chan_parent(&ch);
+    char *md0 = nxt_recv(fd, NULL, 30000), *md1 = nxt_recv(fd, NULL, 30000);
+    nxc_connector_t *c = shm_connector("reader");
+    char *dst = nxt_alloc(4096);
+    nxc_desc_t d = nxt_desc(dst, 4096);
+    nxc_op_t *op;
+    /* a first read makes the connection that direct reads need */
+    NXT_PASS(nxc_begin_read(c, md0, 0, &d, 1, NULL, &op));
+    NXT_PASS(nxc_op_wait(op, WAIT_MS));
+    nxc_op_release(op);
+
+    char *forged = forge_key(md1);
+    memset(dst, 0, 4096);
+    NXT_PASS(nxc_begin_read(c, forged, 0, &d, 1, NULL, &op));
+    nxc_status_t st = nxc_op_wait(op, WAIT_MS);
+    printf("  read with an edited key: %s (%s)\n", nxc_status_string(st), nxc_op_message(op));
+    NXT_EQ_INT(st, NXC_ERR_REFUSED);
+    nxc_op_release(op);
+    NXT_CHECK(nxt_verify(dst, 4096, 2) != SIZE_MAX); /* not read */
+
+    /* the real text still works, and completes the owner's op */
+    NXT_PASS(nxc_begin_read(c, md1, 0, &d, 1, NULL, &op));
+    NXT_PASS(nxc_op_wait(op, WAIT_MS));
+    nxc_op_release(op);
+    NXT_CHECK(nxt_verify(dst, 4096, 2) == SIZE_MAX);
+    nxt_send_str(fd, "status?");
+    char *r = nxt_recv(fd, NULL, 30000);
+    NXT_EQ_INT(atoi(r), NXC_OP_COMPLETE);
+    free(r);
+    nxt_send_str(fd, "quit");
+    nxt_join(pid, 30000);
+    nxc_connector_destroy(c);
+    free(forged);
+    free(md0);
+    free(md1);
+    free(dst);
+}
+
+static const nxt_test_t nxt_tests[] = {
+    {"forged_pid", test_forged_pid, 60},
+    {"direct_read_key", test_direct_read_key, 60},
+};
+NXT_MAIN(nxt_tests)
