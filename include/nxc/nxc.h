@@ -248,10 +248,13 @@ typedef struct nxc_op nxc_op_t;
 typedef enum nxc_op_status {
     NXC_OP_UNINITIALIZED = 0,
     NXC_OP_INITIALIZED = 1, /* passive: waiting for a peer; active: posted */
-    NXC_OP_IN_PROGRESS = 2, /* bytes are moving */
-    NXC_OP_COMPLETE = 3,    /* terminal: all bytes landed */
-    NXC_OP_CANCELLED = 4,   /* terminal: nxc_op_cancel() */
-    NXC_OP_ERRORED = 5      /* terminal: see nxc_op_result() / nxc_op_message() */
+    /* active: bytes are moving. passive: a peer was granted access; it stays
+     * so (a status never goes back) until the op ends, also when that peer
+     * gives up, since part of the memory may have been written. */
+    NXC_OP_IN_PROGRESS = 2,
+    NXC_OP_COMPLETE = 3,  /* terminal: all bytes landed */
+    NXC_OP_CANCELLED = 4, /* terminal: nxc_op_cancel() */
+    NXC_OP_ERRORED = 5    /* terminal: see nxc_op_result() / nxc_op_message() */
 } nxc_op_status_t;
 
 typedef enum nxc_op_kind {
@@ -293,9 +296,9 @@ typedef struct nxc_op_params {
  * timed out, or released. Registration is relaxed: any memory, any time;
  * buffers used again are found in the registration cache.
  *
- * Errors: NXC_ERR_INVALID_PARAM, NXC_ERR_EMPTY_LIST,
- * NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES, NXC_ERR_INVALID_DEVICE,
- * NXC_ERR_NOT_SUPPORTED (no transport can move this device's memory),
+ * Errors: NXC_ERR_INVALID_PARAM (also: more than NXC_DESCS_MAX descriptors),
+ * NXC_ERR_EMPTY_LIST, NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES,
+ * NXC_ERR_INVALID_DEVICE, NXC_ERR_NOT_SUPPORTED (no transport can move this device's memory),
  * NXC_ERR_INVALID_STATE (key already in use), NXC_ERR_TRANSPORT (registration
  * failed), NXC_ERR_NO_MEMORY.
  */
@@ -311,6 +314,12 @@ NXC_API nxc_status_t nxc_create_writable(nxc_connector_t *connector, const nxc_d
  * peer by any channel. NXC_ERR_INVALID_STATE on an active op. */
 NXC_API nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p);
 
+/* Most descriptors in one list, local or remote: every call refuses a longer
+ * one with NXC_ERR_INVALID_PARAM, on every transport. (A transfer between
+ * two lists of this size moves at most 2 * NXC_DESCS_MAX - 1 segments.) A
+ * remote list is bounded by NXC_METADATA_MAX as well. */
+#define NXC_DESCS_MAX 65536
+
 /* Largest metadata text accepted, and largest blob after inflating. */
 #define NXC_METADATA_MAX (4u << 20)
 
@@ -322,12 +331,13 @@ NXC_API nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *
  * scatters and gathers). When all bytes have landed the peer is notified and
  * both ops turn COMPLETE.
  *
- * Errors returned by the call (nothing was posted): NXC_ERR_INVALID_PARAM,
- * NXC_ERR_EMPTY_LIST, NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES,
- * NXC_ERR_WRONG_OPERATION, NXC_ERR_SIZE_MISMATCH, NXC_ERR_METADATA_*,
- * NXC_ERR_NOT_SUPPORTED, NXC_ERR_NO_TRANSPORT, NXC_ERR_NO_MEMORY, and
- * NXC_ERR_UNREACHABLE when the peer's address cannot even be used (the
- * same failure found while connecting ends the op instead).
+ * Errors returned by the call (nothing was posted): NXC_ERR_INVALID_PARAM
+ * (also: more than NXC_DESCS_MAX local descriptors), NXC_ERR_EMPTY_LIST,
+ * NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES, NXC_ERR_WRONG_OPERATION,
+ * NXC_ERR_SIZE_MISMATCH, NXC_ERR_METADATA_*, NXC_ERR_NOT_SUPPORTED,
+ * NXC_ERR_NO_TRANSPORT, NXC_ERR_NO_MEMORY, and NXC_ERR_UNREACHABLE when the
+ * peer's address cannot even be used (the same failure found while
+ * connecting ends the op instead).
  * Errors that end the op later (nxc_op_result()): NXC_ERR_UNREACHABLE,
  * NXC_ERR_REFUSED, NXC_ERR_PEER_FAILED, NXC_ERR_TIMED_OUT, NXC_ERR_TRANSPORT.
  * `metadata_len` may be 0 for a NUL-terminated text.

@@ -76,7 +76,10 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     nxc__log_raise_level(level);
 
     const char *addr = getenv("NXC_TCP_ADDRESS");
-    if (mask & NXC_CONNECTOR_FIELD_TCP_ADDRESS) addr = p->tcp_address;
+    if (mask & NXC_CONNECTOR_FIELD_TCP_ADDRESS) {
+        if (!p->tcp_address) return nxc__err(NXC_ERR_INVALID_PARAM, "tcp_address: NULL");
+        addr = p->tcp_address;
+    }
     struct in_addr in;
     if (addr && (!*addr || inet_pton(AF_INET, addr, &in) != 1))
         return nxc__err(NXC_ERR_INVALID_PARAM, "tcp address \"%s\" is not a dotted IPv4 address",

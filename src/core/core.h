@@ -107,8 +107,9 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...)
 
 /* A peer asks to move bytes of the passive op keyed `key`. Checks, in this
  * order, that the op exists, is live and not revoked, that `secret` matches,
- * that the access `md_kind` matches (READ needs a readable), and that every
- * range lies inside one of the op's buffers. On success records a grant held
+ * that the access `md_kind` matches (READ needs a readable), and that the
+ * ranges are exactly the op's buffers, in order (a transfer moves all of
+ * the op or nothing). On success records a grant held
  * by `peer` and writes its id; else NXC_ERR_REFUSED with the reason in
  * `why`. Refusals never touch memory. */
 typedef struct nxc__range {
@@ -117,6 +118,18 @@ typedef struct nxc__range {
 nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
                              const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
                              size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len);
+/* The same for one stripe of a transfer split over several connections:
+ * the ranges must be exactly part `part` of `nparts` of the op's bytes (the
+ * op's buffers in descriptor order, cut in parts of ceil(total / nparts)
+ * bytes). nxc__grant_open() asks for part 0 of 1: the whole op. */
+nxc_status_t nxc__grant_open_part(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
+                                  const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
+                                  size_t nranges, unsigned part, unsigned nparts,
+                                  uint64_t *grant_id_p, char *why, size_t why_len);
+/* Hand grant `id` held by `peer` over to `to` (a striped transfer's stripe
+ * finished on one connection; the transfer as a whole still holds the op,
+ * and `to`'s loss fails it). false when no such grant exists. */
+bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to);
 /* The live op of `kind` on which `peer` holds grant `id`, provided
  * [addr, addr+len) lies inside its buffers; NULL otherwise. Message-path
  * transports call this for every message before touching memory. */

@@ -76,6 +76,9 @@ nxc_status_t nxc__descs_check(const char *what, const nxc_desc_t *descs, size_t 
                               size_t *total_p) {
     if (!descs && count) return nxc__err(NXC_ERR_INVALID_PARAM, "%s descriptors: NULL list", what);
     if (count == 0) return nxc__err(NXC_ERR_EMPTY_LIST, "%s descriptors: the list is empty", what);
+    if (count > NXC_DESCS_MAX)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "%s descriptors: %zu, more than NXC_DESCS_MAX (%d)",
+                        what, count, NXC_DESCS_MAX);
     size_t total = 0;
     for (size_t i = 0; i < count; i++) {
         const nxc_desc_t *d = &descs[i];

@@ -22,8 +22,8 @@
 
 #define NXC__BLOB_MAGIC "NXCB"
 #define NXC__BLOB_VERSION 1
-#define NXC__MD_MAX_DESCS 65536 /* descriptors in one metadata */
-#define NXC__MD_MAX_SECTIONS 8  /* transports offered in one metadata */
+#define NXC__MD_MAX_DESCS NXC_DESCS_MAX /* descriptors in one metadata */
+#define NXC__MD_MAX_SECTIONS 8          /* transports offered in one metadata */
 #define NXC__TRANSPORT_NAME_MAX 15
 #define NXC__HOST_MAX 127
 #define NXC__SECRET_LEN 16

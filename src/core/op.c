@@ -130,9 +130,45 @@ static bool range_inside(const nxc_op_t *op, const nxc__range_t *r) {
     return false;
 }
 
-nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
-                             const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
-                             size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len) {
+/* Do `ranges` move exactly part `part` of `nparts` of the op, in order? The
+ * op's bytes are its buffers in descriptor order; part i of n is
+ * [i*per, min((i+1)*per, total)) with per = ceil(total / n), which is how
+ * the active side stripes a transfer (a whole transfer is part 0 of 1). So a
+ * peer can only ever be granted the whole op, or one stripe of it, and a
+ * completion always means every byte of the op moved. NULL: yes. */
+static const char *cover_check(const nxc_op_t *op, const nxc__range_t *ranges, size_t nranges,
+                               unsigned part, unsigned nparts) {
+    if (nparts == 0 || part >= nparts) return "bad stripe index";
+    uint64_t per = op->total / nparts + (op->total % nparts != 0);
+    uint64_t from = (uint64_t)part * per;
+    if (from >= op->total) return "the stripe lies past the op's end";
+    uint64_t left = op->total - from < per ? op->total - from : per;
+    size_t d = 0;
+    uint64_t off = from; /* into descriptor d */
+    while (off >= op->local[d].size)
+        off -= op->local[d++].size;
+    for (size_t i = 0; i < nranges; i++) {
+        const nxc__range_t *r = &ranges[i];
+        if (left == 0) return "the ranges go past the op's bytes";
+        uint64_t room = op->local[d].size - off;
+        if (r->addr != (uintptr_t)op->local[d].ptr + off || r->len == 0 || r->len > room ||
+            r->len > left)
+            return range_inside(op, r) ? "the ranges are not the op's buffers, whole and in order"
+                                       : "a range lies outside the op's buffers";
+        left -= r->len;
+        off += r->len;
+        if (off == op->local[d].size && d + 1 < op->nlocal) {
+            d++;
+            off = 0;
+        }
+    }
+    return left ? "the ranges cover only part of the op (a transfer must move all of it)" : NULL;
+}
+
+nxc_status_t nxc__grant_open_part(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
+                                  const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
+                                  size_t nranges, unsigned part, unsigned nparts,
+                                  uint64_t *grant_id_p, char *why, size_t why_len) {
     nxc_op_t *op = find_passive(c, key);
     const char *reason = NULL;
     if (!op || sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) != 0)
@@ -146,8 +182,7 @@ nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, cons
         reason = op->kind == NXC_OP_READABLE ? "operation is readable, not writable"
                                              : "operation is writable, not readable";
     else
-        for (size_t i = 0; i < nranges && !reason; i++)
-            if (!range_inside(op, &ranges[i])) reason = "a range lies outside the op's buffers";
+        reason = cover_check(op, ranges, nranges, part, nparts);
     if (reason) {
         snprintf(why, why_len, "%s", reason);
         NXC_LOG_I("connector %s: refused access to op %.64s: %s", c->name, key, reason);
@@ -169,6 +204,13 @@ nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, cons
     return NXC_OK;
 }
 
+nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
+                             const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
+                             size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len) {
+    return nxc__grant_open_part(c, tp, peer, key, secret, md_kind, ranges, nranges, 0, 1,
+                                grant_id_p, why, why_len);
+}
+
 nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind_t kind,
                         uint64_t addr, uint64_t len) {
     for (nxc_op_t *op = c->ops; op; op = op->next) {
@@ -187,7 +229,8 @@ static bool take_grant(nxc_op_t *op, void *peer, uint64_t id) {
         if (g->peer == peer && (id == 0 || g->id == id)) {
             *pg = g->next;
             free(g);
-            if (!op->grants && op->status == NXC_OP_IN_PROGRESS) op->status = NXC_OP_INITIALIZED;
+            /* The status stays IN_PROGRESS: it never goes back, and a peer
+             * that gave up may have moved part of the bytes. */
             pthread_cond_broadcast(&op->c->cond);
             return true;
         }
@@ -200,6 +243,18 @@ bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete
         if (!nxc__op_passive(op) || !take_grant(op, peer, id)) continue;
         if (complete) nxc__op_finish(op, NXC_OK, "%s", "");
         return true;
+    }
+    return false;
+}
+
+bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to) {
+    for (nxc_op_t *op = c->ops; op; op = op->next) {
+        if (!nxc__op_passive(op)) continue;
+        for (nxc__grant_t *g = op->grants; g; g = g->next)
+            if (g->peer == peer && g->id == id) {
+                g->peer = to;
+                return true;
+            }
     }
     return false;
 }

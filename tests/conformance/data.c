@@ -134,6 +134,15 @@ static void test_tiny(void) {
 static void test_unaligned(void) {
     transfer(1, 100003, 3, 5, 3);
 }
+/* Lists of up to NXC_DESCS_MAX descriptors on both sides, cut so that
+ * their boundaries never meet: the plan has more segments than either list
+ * has descriptors (about 100,000), and every transport must move them. */
+static void test_many_segments_read(void) {
+    transfer(0, 3 * NXC_DESCS_MAX, 40000, NXC_DESCS_MAX, 0);
+}
+static void test_many_segments_write(void) {
+    transfer(1, 3 * NXC_DESCS_MAX, 40000, NXC_DESCS_MAX, 0);
+}
 static void test_large(void) {
     transfer(0, 64u << 20, 2, 3, 0);
 }
@@ -419,6 +428,8 @@ static const nxt_test_t nxt_tests[] = {
     {"one_byte", test_tiny, 0},
     {"unaligned", test_unaligned, 0},
     {"64MiB", test_large, 0},
+    {"read_100k_segments", test_many_segments_read, 120},
+    {"write_100k_segments", test_many_segments_write, 120},
     {"read_256MiB", test_read_256m, 300},
     {"write_256MiB", test_write_256m, 300},
     {"cancel_mid_transfer", test_cancel_mid_transfer, 120},

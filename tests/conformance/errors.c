@@ -68,6 +68,30 @@ static void test_descriptors(void) {
     teardown(&f);
 }
 
+/* One documented limit on every transport, refused at the call: a list of
+ * more than NXC_DESCS_MAX descriptors (here 200,000 over one buffer). */
+static void test_too_many_descriptors(void) {
+    fixture_t f = setup();
+    size_t n = 200000;
+    char *mem = nxt_alloc(n);
+    nxc_desc_t *d = calloc(n, sizeof *d);
+    NXT_CHECK(d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = nxt_desc(mem + i, 1);
+    nxc_op_t *op = (nxc_op_t *)0x1;
+    NXT_FAIL(nxc_create_readable(f.c, d, NXC_DESCS_MAX + 1, NULL, &op), NXC_ERR_INVALID_PARAM);
+    says("NXC_DESCS_MAX");
+    NXT_FAIL(nxc_create_writable(f.c, d, n, NULL, &op), NXC_ERR_INVALID_PARAM);
+    NXT_FAIL(nxc_begin_read(f.c, f.rmd, 0, d, n, NULL, &op), NXC_ERR_INVALID_PARAM);
+    says("NXC_DESCS_MAX");
+    NXT_FAIL(nxc_begin_write(f.c, d, NXC_DESCS_MAX + 1, f.wmd, 0, NULL, &op),
+             NXC_ERR_INVALID_PARAM);
+    NXT_CHECK(op == (nxc_op_t *)0x1);
+    free(d);
+    free(mem);
+    teardown(&f);
+}
+
 static void test_null_arguments(void) {
     fixture_t f = setup();
     nxc_desc_t d = nxt_desc(dst, sizeof dst);
@@ -112,6 +136,10 @@ static void test_params(void) {
     NXT_FAIL(nxc_connector_create(&cp, &c2), NXC_ERR_INVALID_PARAM);
     cp = (nxc_connector_params_t){.field_mask = NXC_CONNECTOR_FIELD_LOG_LEVEL, .log_level = 17};
     NXT_FAIL(nxc_connector_create(&cp, &c2), NXC_ERR_INVALID_PARAM);
+    cp = (nxc_connector_params_t){.field_mask = NXC_CONNECTOR_FIELD_TCP_ADDRESS,
+                                  .tcp_address = NULL};
+    NXT_FAIL(nxc_connector_create(&cp, &c2), NXC_ERR_INVALID_PARAM);
+    says("tcp_address");
     NXT_CHECK(c2 == (nxc_connector_t *)0x1);
     setenv("NXC_TRANSPORTS", "nope", 1);
     NXT_FAIL(nxc_connector_create(NULL, &c2), NXC_ERR_INVALID_PARAM);
@@ -290,6 +318,7 @@ static void test_released_metadata(void) {
 
 static const nxt_test_t nxt_tests[] = {
     {"bad_descriptors", test_descriptors, 0},
+    {"too_many_descriptors", test_too_many_descriptors, 0},
     {"null_arguments", test_null_arguments, 0},
     {"bad_params", test_params, 0},
     {"wrong_pairing", test_wrong_pairing, 0},

@@ -336,12 +336,14 @@ typedef struct req {
     uint32_t n;
 } req_t;
 
-static uint8_t *req_frame(const req_t *r, uint64_t xfer, size_t *len_p) {
+/* REQ for stripe `stripe` of `nstripes` of transfer `xfer`. */
+static uint8_t *req_frame_part(const req_t *r, uint64_t xfer, unsigned stripe, unsigned nstripes,
+                               size_t *len_p) {
     size_t key_len = strlen(r->key);
     nxc_wire_req_t q = {.md_kind = r->md_kind,
                         .inline_data = 1,
-                        .stripe = 0,
-                        .nstripes = 1,
+                        .stripe = (uint8_t)stripe,
+                        .nstripes = (uint8_t)nstripes,
                         .key_len = (uint16_t)key_len,
                         .nranges = r->n};
     memcpy(q.secret, r->secret, sizeof q.secret);
@@ -355,6 +357,10 @@ static uint8_t *req_frame(const req_t *r, uint64_t xfer, size_t *len_p) {
     *len_p = frame(out, NXC_WIRE_REQ, xfer, b, body);
     free(b);
     return out;
+}
+
+static uint8_t *req_frame(const req_t *r, uint64_t xfer, size_t *len_p) {
+    return req_frame_part(r, xfer, 0, 1, len_p);
 }
 
 /* The request a legitimate peer would send for the whole target. */
@@ -917,8 +923,9 @@ static void test_protocol(void) {
 static void test_write_stalls(void) {
     world_t w = world_new();
     target_t t = target_new(w.srv, true, SIZE, 0xc00, NULL);
-    /* grant a range in the middle; send half of its bytes; go silent */
-    const size_t off = 4096, len = 16384, half = len / 2;
+    /* be granted the whole op (nothing less is granted); send half of its
+     * bytes; go silent */
+    const size_t off = 0, len = SIZE, half = len / 2;
     nxc_wire_range_t range = {(uintptr_t)t.buf + off, len};
     req_t r = {NXC__MD_KIND_WRITE, t.md.notification_key, t.md.secret, &range, 1};
     size_t n;
@@ -986,31 +993,34 @@ static void test_write_stalls(void) {
     memcpy(t.snap + GUARD + off, msg + n, half);
     check_memory(&t, "after the cut write");
 
-    /* Bytes past the granted range never land: they are read as the next
+    /* Bytes past the granted ranges never land: they are read as the next
      * frame header (bad magic) and the connection closes. The grant was for
-     * the range only; its bytes complete the op (the peer holds the secret). */
+     * the op's buffer; its bytes complete the op (the peer holds the secret). */
     nxc_op_release(t.op);
     target_expose(&t, w.srv, NULL);
-    const size_t small = 4096;
-    range = (nxc_wire_range_t){(uintptr_t)t.buf + off, small};
+    const size_t extra = 4096;
+    range = (nxc_wire_range_t){(uintptr_t)t.buf, SIZE};
     r = (req_t){NXC__MD_KIND_WRITE, t.md.notification_key, t.md.secret, &range, 1};
     free(q);
     q = req_frame(&r, 4, &n);
+    free(msg);
+    msg = malloc(n + SIZE + extra);
+    NXT_CHECK(msg);
     memcpy(msg, q, n);
-    nxt_fill(msg + n, 2 * small, 0xc03);
+    nxt_fill(msg + n, SIZE + extra, 0xc03);
     fd = hc_open_hello(&t);
-    send_all(fd, msg, n + 2 * small, CLOSE_MS);
+    send_all(fd, msg, n + SIZE + extra, CLOSE_MS);
     o = drain(fd, CLOSE_MS);
     close(fd);
-    say("WRITE of 4 KiB followed by 4 KiB more", &o);
+    say("WRITE of the whole op followed by 4 KiB more", &o);
     NXT_CHECK(o.closed && !o.refused);
     /* the op completed when the granted bytes landed; the ACK queued for it
      * may be dropped when the junk after it closes the connection */
     NXT_EQ_INT(nxc_op_wait(t.op, CLOSE_MS), NXC_OK);
-    NXT_CHECK(memcmp(t.buf + off, msg + n, small) == 0);
-    memcpy(t.snap + GUARD + off, msg + n, small);
+    NXT_CHECK(memcmp(t.buf, msg + n, SIZE) == 0);
+    memcpy(t.snap + GUARD, msg + n, SIZE);
     check_memory(&t, "after the overrun");
-    printf("    the granted 4 KiB landed (op COMPLETE, ACK %s), the 4 KiB after it did not; "
+    printf("    the granted bytes landed (op COMPLETE, ACK %s), the 4 KiB after them did not; "
            "guards intact\n",
            o.acked ? "received" : "lost in the close");
 
@@ -1218,6 +1228,99 @@ static void test_stale_metadata(void) {
     target_free(&t);
 }
 
+/* --- 10. less than the whole op ---------------------------------------------------------- */
+
+/* A transfer is granted the whole op (or one stripe of it: exactly its part)
+ * and nothing else, so a completion always means every byte moved. */
+static void test_partial_cover(void) {
+    world_t w = world_new();
+    for (int wr = 0; wr < 2; wr++) {
+        target_t t = target_new(w.srv, wr, SIZE, 0x900 + wr, NULL);
+        uint64_t b = (uintptr_t)t.buf, h = SIZE / 2;
+        struct {
+            const char *what;
+            nxc_wire_range_t r[2];
+            uint32_t n;
+            unsigned stripe, nstripes;
+        } cases[] = {
+            {"the first half only", {{b, h}}, 1, 0, 1},
+            {"the second half only", {{b + h, h}}, 1, 0, 1},
+            {"all but the last byte", {{b, SIZE - 1}}, 1, 0, 1},
+            {"both halves, swapped", {{b + h, h}, {b, h}}, 2, 0, 1},
+            {"the first half twice", {{b, h}, {b, h}}, 2, 0, 1},
+            {"stripe 0 of 2 asking for everything", {{b, SIZE}}, 1, 0, 2},
+            {"stripe 1 of 2 asking for the first half", {{b, h}}, 1, 1, 2},
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            req_t r = {wr ? NXC__MD_KIND_WRITE : NXC__MD_KIND_READ, t.md.notification_key,
+                       t.md.secret, cases[i].r, cases[i].n};
+            char what[96];
+            snprintf(what, sizeof what, "%s: %s", wr ? "write" : "read", cases[i].what);
+            int fd = hc_open_hello(&t);
+            size_t n;
+            uint8_t *f = req_frame_part(&r, 11, cases[i].stripe, cases[i].nstripes, &n);
+            send_all(fd, f, n, CLOSE_MS);
+            outcome_t o = drain(fd, CLOSE_MS);
+            expect_refused(what, &o, NULL);
+            close(fd);
+            free(f);
+            NXT_EQ_INT(nxc_op_status(t.op), NXC_OP_INITIALIZED);
+            check_intact(&t, what);
+        }
+        legit_transfer(&w, &t, 0xa00 + wr);
+        target_free(&t);
+    }
+    world_free(&w);
+}
+
+/* --- 11. a striped writer that dies between its stripes --------------------------------- */
+
+static void test_striped_writer_dies(void) {
+    world_t w = world_new();
+    target_t t = target_new(w.srv, true, SIZE, 0xb80, NULL);
+    uint64_t b = (uintptr_t)t.buf, h = SIZE / 2;
+    nxc_wire_range_t first = {b, h};
+    req_t r = {NXC__MD_KIND_WRITE, t.md.notification_key, t.md.secret, &first, 1};
+    size_t n;
+    uint8_t *q = req_frame_part(&r, 21, 0, 2, &n);
+    uint8_t *msg = malloc(n + h);
+    NXT_CHECK(msg);
+    memcpy(msg, q, n);
+    nxt_fill(msg + n, h, 0xb81);
+    int a = hc_open_hello(&t), c2 = hc_open_hello(&t);
+    NXT_CHECK(send_all(a, msg, n + h, CLOSE_MS));
+    nxc_wire_hdr_t hdr;
+    nxc_wire_grant_t g;
+    NXT_CHECK(recv_exact(a, &hdr, sizeof hdr, CLOSE_MS));
+    NXT_EQ_INT(hdr.type, NXC_WIRE_ACK);
+    NXT_CHECK(recv_exact(a, &g, sizeof g, CLOSE_MS));
+    printf("    stripe 0 of 2 landed (ACK); passive op status %d\n", (int)nxc_op_status(t.op));
+    /* half written: in progress, never back to INITIALIZED, never complete */
+    NXT_EQ_INT(nxc_op_status(t.op), NXC_OP_IN_PROGRESS);
+    /* the same stripe again, on the other connection: refused */
+    int fd = c2;
+    NXT_CHECK(send_all(fd, q, n, CLOSE_MS));
+    outcome_t o = drain(fd, CLOSE_MS);
+    expect_refused("stripe 0 of the same transfer again", &o, "stripe");
+    close(c2);
+    NXT_EQ_INT(nxc_op_status(t.op), NXC_OP_IN_PROGRESS);
+    /* the writer dies before its second stripe */
+    close(a);
+    nxc_status_t st = nxc_op_wait(t.op, CLOSE_MS);
+    printf("    writer gone between stripes: passive op -> %s (\"%s\")\n", nxc_status_string(st),
+           nxc_op_message(t.op));
+    NXT_EQ_INT(st, NXC_ERR_PEER_FAILED);
+    NXT_EQ_INT(nxc_op_status(t.op), NXC_OP_ERRORED);
+    /* what landed is the first half, where it was granted */
+    NXT_CHECK(memcmp(t.buf, msg + n, h) == 0);
+    memcpy(t.snap + GUARD, msg + n, h);
+    check_memory(&t, "after the half-done striped write");
+    free(q);
+    free(msg);
+    target_free(&t);
+    world_free(&w);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"wrong_secret", test_wrong_secret, 60},
     {"released_key", test_released_key, 60},
@@ -1233,5 +1336,7 @@ static const nxt_test_t nxt_tests[] = {
     {"done_before_payload_complete", test_done_early_complete, 60},
     {"done_before_payload_gave_up", test_done_early_gave_up, 60},
     {"stale_metadata_other_connector", test_stale_metadata, 60},
+    {"partial_cover", test_partial_cover, 90},
+    {"striped_writer_dies", test_striped_writer_dies, 60},
 };
 NXT_MAIN(nxt_tests)

@@ -50,12 +50,21 @@ typedef struct out {
     uint8_t bytes[];
 } out_t;
 
+/* Passive side: a striped transfer in flight. Each stripe is granted on its
+ * own connection; a finished stripe's grant is handed to the transfer (held
+ * by the peer, not the connection) until the last stripe completes the op,
+ * so the op stays IN_PROGRESS in between and fails if the peer goes away. */
 typedef struct xfer {
     uint64_t id;
-    unsigned nstripes, done;
+    char key[NXC_KEY_MAX + 1]; /* every stripe must name the same op */
+    unsigned nstripes;
+    uint32_t started;                    /* bit mask of the stripes granted so far */
+    uint64_t held[NXC_WIRE_MAX_STRIPES]; /* grants of finished stripes */
+    unsigned nheld;
 } xfer_t;
 
 struct stream_peer {
+    int src; /* SRC_PEER: grants of finished stripes are held by the peer */
     stream_peer_t *next;
     int refs; /* connections + active ops */
     uint8_t instance[NXC__INSTANCE_LEN];
@@ -74,7 +83,7 @@ struct stream_peer {
 enum in_state { IN_HDR, IN_BODY, IN_PAYLOAD, IN_DISCARD };
 
 /* What an epoll event points at: a connection or a watched fd. */
-enum { SRC_CONN = 0x636f6e6e, SRC_WATCH = 0x77617463 };
+enum { SRC_CONN = 0x636f6e6e, SRC_WATCH = 0x77617463, SRC_PEER = 0x70656572 };
 
 struct stream_conn {
     int src; /* SRC_CONN */
@@ -152,6 +161,7 @@ static stream_peer_t *peer_get(stream_tp_t *t, const uint8_t *instance, const ch
     if (!p) {
         p = calloc(1, sizeof *p);
         if (!p) return NULL;
+        p->src = SRC_PEER;
         memcpy(p->instance, instance, NXC__INSTANCE_LEN);
         snprintf(p->name, sizeof p->name, "%s", name);
         p->next = t->peers;
@@ -196,36 +206,67 @@ static nxc_status_t peer_learn(stream_peer_t *p, const nxc__metadata_t *md,
     return NXC_OK;
 }
 
-/* Count a finished stripe of transfer `id`; true when it was the last. */
-static bool xfer_stripe_done(stream_peer_t *p, uint64_t id, unsigned nstripes) {
-    if (nstripes <= 1) return true;
-    for (size_t i = 0; i < p->nxfers; i++) {
-        if (p->xfers[i].id != id) continue;
-        if (++p->xfers[i].done < p->xfers[i].nstripes) return false;
-        p->xfers[i] = p->xfers[--p->nxfers];
-        return true;
-    }
-    return true; /* unknown: treat as the last (the grant is all there is) */
+static xfer_t *xfer_find(stream_peer_t *p, uint64_t id) {
+    for (size_t i = 0; i < p->nxfers; i++)
+        if (p->xfers[i].id == id) return &p->xfers[i];
+    return NULL;
 }
 
-static bool xfer_add(stream_peer_t *p, uint64_t id, unsigned nstripes) {
+/* Give back the grants a transfer holds (it ended, or gave up) and forget it. */
+static void xfer_end(stream_tp_t *t, stream_peer_t *p, xfer_t *x) {
+    for (unsigned i = 0; i < x->nheld; i++)
+        nxc__grant_close(t->base.c, p, x->held[i], false);
+    *x = p->xfers[--p->nxfers];
+}
+
+/* Stripe `stripe` of transfer `id` on op `key` was granted; false when it
+ * contradicts what earlier stripes said, repeats one, or is one too many. */
+static bool xfer_add(stream_peer_t *p, uint64_t id, unsigned nstripes, unsigned stripe,
+                     const char *key) {
     if (nstripes <= 1) return true;
-    for (size_t i = 0; i < p->nxfers; i++)
-        if (p->xfers[i].id == id) return p->xfers[i].nstripes == nstripes;
-    if (p->nxfers >= MAX_XFERS) return false;
-    xfer_t *x = realloc(p->xfers, (p->nxfers + 1) * sizeof *x);
-    if (!x) return false;
-    p->xfers = x;
-    x[p->nxfers++] = (xfer_t){id, nstripes, 0};
+    xfer_t *x = xfer_find(p, id);
+    if (!x) {
+        if (p->nxfers >= MAX_XFERS) return false;
+        x = realloc(p->xfers, (p->nxfers + 1) * sizeof *x);
+        if (!x) return false;
+        p->xfers = x;
+        x = &x[p->nxfers++];
+        *x = (xfer_t){.id = id, .nstripes = nstripes};
+        snprintf(x->key, sizeof x->key, "%s", key);
+    }
+    if (x->nstripes != nstripes || (x->started >> stripe & 1) || strcmp(x->key, key)) return false;
+    x->started |= 1u << stripe;
     return true;
 }
 
-static void xfer_forget(stream_peer_t *p, uint64_t id) {
-    for (size_t i = 0; i < p->nxfers; i++)
-        if (p->xfers[i].id == id) {
-            p->xfers[i] = p->xfers[--p->nxfers];
-            return;
-        }
+/* A passive stripe finished moving its bytes (grant `grant`, held by
+ * connection `k`): the last one completes the op; the others hand their
+ * grant to the transfer. */
+static void passive_stripe_done(stream_conn_t *k, uint64_t grant, uint64_t id, unsigned nstripes) {
+    stream_tp_t *t = k->t;
+    xfer_t *x = nstripes > 1 ? xfer_find(k->peer, id) : NULL;
+    if (nstripes > 1 && !x) { /* the transfer was given up meanwhile */
+        nxc__grant_close(t->base.c, k, grant, false);
+        return;
+    }
+    if (x && x->nheld + 1 < x->nstripes) {
+        nxc__grant_move(t->base.c, k, grant, k->peer);
+        x->held[x->nheld++] = grant;
+        return;
+    }
+    if (x) xfer_end(t, k->peer, x);
+    nxc__grant_close(t->base.c, k, grant, true);
+}
+
+/* The peer's last inbound connection closed: transfers it left half done
+ * fail their ops (its memory is partly written), and no grant names it. */
+static void peer_gone(stream_tp_t *t, stream_peer_t *p, const char *why) {
+    if (p->nxfers == 0) return;
+    p->nxfers = 0;
+    char text[NXC_NAME_MAX + 512];
+    snprintf(text, sizeof text, "peer %s went away in the middle of a striped transfer (%s)",
+             p->name, why);
+    nxc__peer_lost(t->base.c, p, text);
 }
 
 /* --- connections: plumbing ------------------------------------------------------------- */
@@ -293,6 +334,13 @@ static void conn_close(stream_conn_t *k, const char *fmt, ...) {
     }
 }
 
+/* Has peer `p` a live inbound connection left? */
+static bool inbound_left(stream_tp_t *t, const stream_peer_t *p) {
+    for (stream_conn_t *k = t->conns; k; k = k->next)
+        if (k->inbound && !k->dead && k->peer == p) return true;
+    return false;
+}
+
 /* Free dead connections; tell the core which grants died with them. */
 static void conns_reap(stream_tp_t *t) {
     for (stream_conn_t **pk = &t->conns; *pk;) {
@@ -306,6 +354,7 @@ static void conns_reap(stream_tp_t *t) {
             char why[NXC_NAME_MAX + 260];
             snprintf(why, sizeof why, "peer %s: %s", k->peer ? k->peer->name : "(unknown)", k->why);
             nxc__peer_lost(t->base.c, k, why);
+            if (k->peer && !inbound_left(t, k->peer)) peer_gone(t, k->peer, why);
         }
         peer_unref(t, k->peer);
         free(k);
@@ -454,14 +503,6 @@ static void on_hello(stream_conn_t *k) {
     send_frame(k, NXC_WIRE_HELLO_OK, 0, &ok, sizeof ok, NULL, 0, NULL, 0, NULL, 0);
 }
 
-/* A passive stripe finished moving its bytes: close its grant, completing
- * the op when it was the transfer's last stripe. */
-static void passive_stripe_done(stream_conn_t *k, uint64_t grant, uint64_t xfer,
-                                unsigned nstripes) {
-    bool last = xfer_stripe_done(k->peer, xfer, nstripes);
-    nxc__grant_close(k->t->base.c, k, grant, last);
-}
-
 static void on_req(stream_conn_t *k) {
     stream_tp_t *t = k->t;
     nxc_wire_req_t q;
@@ -505,14 +546,16 @@ static void on_req(stream_conn_t *k) {
     }
     uint64_t gid = 0;
     char why[200] = "ranges overflow";
-    nxc_status_t st = overflow ? NXC_ERR_REFUSED
-                               : nxc__grant_open(t->base.c, &t->base, k, key, q.secret, q.md_kind,
-                                                 r, q.nranges, &gid, why, sizeof why);
+    nxc_status_t st =
+        overflow ? NXC_ERR_REFUSED
+                 : nxc__grant_open_part(t->base.c, &t->base, k, key, q.secret, q.md_kind, r,
+                                        q.nranges, q.stripe, q.nstripes, &gid, why, sizeof why);
     free(r);
-    if (st == NXC_OK && !xfer_add(k->peer, xfer, q.nstripes)) {
+    if (st == NXC_OK && !xfer_add(k->peer, xfer, q.nstripes, q.stripe, key)) {
         nxc__grant_close(t->base.c, k, gid, false);
         st = NXC_ERR_REFUSED;
-        snprintf(why, sizeof why, "too many striped transfers in flight");
+        snprintf(why, sizeof why,
+                 "striped transfer: stripe repeated, another op, or too many in flight");
     }
     if (st != NXC_OK) {
         free(iov);
@@ -568,8 +611,9 @@ static void on_done(stream_conn_t *k) {
         }
     if (d.complete) {
         passive_stripe_done(k, d.grant, k->pxfer, k->pnstripes);
-    } else {
-        xfer_forget(k->peer, k->pxfer);
+    } else { /* the active side gave up the whole transfer */
+        xfer_t *x = xfer_find(k->peer, k->pxfer);
+        if (x) xfer_end(k->t, k->peer, x);
         nxc__grant_close(k->t->base.c, k, d.grant, false);
     }
     k->pgrant = 0;
@@ -1155,7 +1199,14 @@ nxc_status_t stream_section(stream_tp_t *t, nxc_op_t *op, nxc__md_section_t *sec
 }
 
 void stream_drop_peer(nxc__tp_t *tp, void *grant_peer) {
-    conn_close(grant_peer, "access revoked while the peer was still moving bytes");
+    if (*(const int *)grant_peer == SRC_CONN) {
+        conn_close(grant_peer, "access revoked while the peer was still moving bytes");
+        return;
+    }
+    /* a striped transfer's grant: cut every connection of that peer */
+    for (stream_conn_t *k = T(tp)->conns; k; k = k->next)
+        if (k->inbound && k->peer == grant_peer)
+            conn_close(k, "access revoked while the peer was still moving bytes");
 }
 
 /* Cut op->segs into stripes of about equal bytes. */

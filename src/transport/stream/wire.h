@@ -35,8 +35,10 @@
 
 #define NXC_WIRE_MAGIC 0x3153584eu /* "NXS1" */
 #define NXC_WIRE_VERSION 1
-/* Largest body: a request naming every descriptor of the largest metadata. */
-#define NXC_WIRE_MAX_RANGES NXC__MD_MAX_DESCS
+/* Largest body: a request naming every segment of the largest transfer (a
+ * plan between two lists of NXC_DESCS_MAX descriptors has fewer than twice
+ * as many segments). */
+#define NXC_WIRE_MAX_RANGES (2 * NXC__MD_MAX_DESCS)
 #define NXC_WIRE_MAX_BODY                                                                          \
     (sizeof(nxc_wire_req_t) + NXC_KEY_MAX + NXC_WIRE_MAX_RANGES * sizeof(nxc_wire_range_t))
 #define NXC_WIRE_MAX_STRIPES 16
