@@ -216,8 +216,11 @@ NXC_API nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
                                           nxc_connector_t **connector_p);
 
 /* Destroy a connector. Ops not yet released are cancelled and released
- * (their handles become invalid). Returns after the progress thread has
- * stopped and every peer connection is closed. NULL is a no-op. */
+ * (their handles become invalid). Threads already blocked in nxc_op_wait()
+ * on its ops are woken and return NXC_ERR_CANCELED (or the op's result, if
+ * it ended first); nothing is freed until they have left. Returns after the
+ * progress thread has stopped and every peer connection is closed. Calls
+ * that start after destroy began are undefined. NULL is a no-op. */
 NXC_API void nxc_connector_destroy(nxc_connector_t *connector);
 
 /* The connector's name. Valid for the connector's lifetime. */
@@ -366,7 +369,8 @@ NXC_API const char *nxc_op_message(nxc_op_t *op);
  * Wait up to `timeout_ms` (0 = just check, < 0 = no limit) for a terminal
  * state. Returns NXC_OK when COMPLETE, NXC_INPROGRESS if the wait timed out
  * (the op goes on), or the op's error when it ended otherwise. Several
- * threads may wait on one op.
+ * threads may wait on one op; a wait under way when another thread calls
+ * nxc_connector_destroy() returns NXC_ERR_CANCELED.
  */
 NXC_API nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms);
 

@@ -12,6 +12,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/sys.h"
+#include "util/time.h"
 
 static bool printable(const char *s, size_t max) {
     size_t n = strlen(s);
@@ -209,9 +210,30 @@ fail:
     return st;
 }
 
+/* Let threads blocked in nxc_op_wait() leave (their ops are terminal or the
+ * connector is destroying, so they return at once once woken). Lock not
+ * held: a waiter without a progress thread needs it to finish. */
+static void wait_for_waiters(nxc_connector_t *c) {
+    pthread_mutex_lock(&c->done_lock);
+    while (atomic_load(&c->in_wait) > 0) {
+        pthread_cond_broadcast(&c->done_cond);
+        nxc__wake(c); /* waiters asleep in epoll (no progress thread) */
+        uint64_t until = nxc__now_ns() + 10000000u;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                              .tv_nsec = (long)(until % 1000000000u)};
+        pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
+    }
+    pthread_mutex_unlock(&c->done_lock);
+}
+
 void nxc_connector_destroy(nxc_connector_t *c) {
     if (!c) return;
     nxc__lock(c);
+    pthread_mutex_lock(&c->done_lock);
+    c->destroying = true;
+    pthread_cond_broadcast(&c->done_cond);
+    pthread_mutex_unlock(&c->done_lock);
+    pthread_cond_broadcast(&c->cond);
     /* Release what the user left: each op is cancelled and drained first.
      * Draining drops the lock, so rescan from the start after each op. */
     for (;;) {
@@ -228,6 +250,10 @@ void nxc_connector_destroy(nxc_connector_t *c) {
         if (nxc__op_passive(op)) nxc__passive_revoke(op, true);
         op->released = true;
     }
+    nxc__unlock(c);
+    wait_for_waiters(c);
+    nxc__lock(c);
+    c->destroying = false; /* no waiter is left: reaping is safe again */
     nxc__reap(c);
     c->stopping = true;
     nxc__unlock(c);

@@ -93,6 +93,11 @@ struct nxc_connector {
     int wakefd; /* eventfd: wakes the progress thread or waiters */
     bool use_thread;
     bool stopping;
+    /* nxc_connector_destroy() has begun (set under both locks): waits end
+     * with NXC_ERR_CANCELED, nothing is reaped until destroy does it. */
+    bool destroying;
+    /* Threads inside nxc_op_wait(): destroy frees nothing until they left. */
+    atomic_int in_wait;
     pthread_t thread;
     nxc_op_t *ops; /* every op not yet freed */
     uint64_t next_grant_id;

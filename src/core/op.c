@@ -100,6 +100,7 @@ void nxc__op_free_locked(nxc_op_t *op) {
 }
 
 void nxc__reap(nxc_connector_t *c) {
+    if (c->destroying) return; /* a waiter may still look at a released op */
     for (nxc_op_t *op = c->ops, *next; op; op = next) {
         next = op->next;
         if (op->released && op->busy == 0 && (nxc__op_terminal(op) || nxc__op_passive(op)))
@@ -675,11 +676,16 @@ const char *nxc_op_message(nxc_op_t *op) {
     return copy;
 }
 
+/* What nxc_op_wait() waits for: the op's end, or the connector's. */
+static bool wait_over(const nxc_op_t *op) {
+    return nxc__op_terminal(op) || op->c->destroying;
+}
+
 /* With a progress thread: sleep on done_cond until op ends or deadline. */
 static void wait_for_thread(nxc_op_t *op, uint64_t deadline) {
     nxc_connector_t *c = op->c;
     pthread_mutex_lock(&c->done_lock);
-    while (!nxc__op_terminal_atomic(op)) {
+    while (!nxc__op_terminal_atomic(op) && !c->destroying) {
         uint64_t now = nxc__now_ns();
         if (now >= deadline) break;
         uint64_t until = deadline - now > 100000000u ? now + 100000000u : deadline;
@@ -693,17 +699,28 @@ static void wait_for_thread(nxc_op_t *op, uint64_t deadline) {
 nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_wait: NULL op");
     nxc_connector_t *c = op->c;
+    /* Counted before anything else: a concurrent nxc_connector_destroy()
+     * frees neither the op nor the connector until this call has left. */
+    atomic_fetch_add(&c->in_wait, 1);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
     if (c->use_thread) wait_for_thread(op, deadline);
     nxc__lock(c);
     if (!c->use_thread) {
         nxc__progress_locked(c);
-        nxc__wait_locked(c, op, is_terminal, deadline);
+        nxc__wait_locked(c, op, wait_over, deadline);
     }
     nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
     char msg[sizeof op->message];
     strcpy(msg, op->message);
+    if (r == NXC_INPROGRESS && c->destroying) {
+        r = NXC_ERR_CANCELED;
+        snprintf(msg, sizeof msg, "connector destroyed while waiting");
+    }
     nxc__unlock(c);
+    pthread_mutex_lock(&c->done_lock);
+    atomic_fetch_sub(&c->in_wait, 1);
+    pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
+    pthread_mutex_unlock(&c->done_lock);
     if (r != NXC_OK && r != NXC_INPROGRESS) nxc__err(r, "%s", msg);
     return r;
 }

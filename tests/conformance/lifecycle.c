@@ -2,6 +2,7 @@
  * cancel, release revoking access, the completion fd, and peers killed
  * mid-transfer. CMake runs it once per transport (NXT_TRANSPORT). */
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -81,6 +82,52 @@ static void test_passive_deadline(void) {
         NXT_EQ_INT(s.dst[i], 0);
     nxc_op_release(op);
     unpair(&s);
+}
+
+/* Destroy while other threads are blocked in nxc_op_wait(): they are woken
+ * and return NXC_ERR_CANCELED, and nothing is freed under them (ASan). */
+typedef struct waiter {
+    nxc_op_t *op;
+    nxc_status_t st;
+    pthread_t th;
+} waiter_t;
+
+static void *wait_thread(void *arg) {
+    waiter_t *w = arg;
+    w->st = nxc_op_wait(w->op, 20000);
+    return NULL;
+}
+
+static void destroy_while_waiting(int progress_thread) {
+    enum { N = 4 };
+    nxc_connector_t *c = nxt_connector("doomed", progress_thread);
+    static char buf[N][4096];
+    waiter_t w[N];
+    for (int i = 0; i < N; i++) {
+        nxc_desc_t d = nxt_desc(buf[i], sizeof buf[i]);
+        if (i % 2)
+            NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &w[i].op));
+        else
+            NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &w[i].op));
+        w[i].st = NXC_INPROGRESS;
+        NXT_CHECK(pthread_create(&w[i].th, NULL, wait_thread, &w[i]) == 0);
+    }
+    usleep(100000); /* let them block */
+    uint64_t t0 = ms_now();
+    nxc_connector_destroy(c);
+    for (int i = 0; i < N; i++) {
+        pthread_join(w[i].th, NULL);
+        NXT_EQ_INT(w[i].st, NXC_ERR_CANCELED);
+    }
+    uint64_t took = ms_now() - t0;
+    printf("  progress thread %s: destroy with %d waiters took %llu ms\n",
+           progress_thread ? "on" : "off", N, (unsigned long long)took);
+    NXT_CHECK(took < 3000);
+}
+
+static void test_destroy_while_waiting(void) {
+    destroy_while_waiting(1);
+    destroy_while_waiting(0);
 }
 
 /* An active op whose peer never answers (stopped): its deadline ends it. */
@@ -391,6 +438,7 @@ static const nxt_test_t nxt_tests[] = {
     {"passive_deadline", test_passive_deadline, 0},
     {"active_deadline_and_cancel", test_active_deadline_and_cancel, 0},
     {"terminal_is_final", test_terminal_is_final, 0},
+    {"destroy_while_waiting", test_destroy_while_waiting, 0},
     {"cancel_passive_revokes", test_cancel_passive, 0},
     {"release_in_flight", test_release_in_flight, 0},
     {"kill_passive_mid_transfer", test_kill_passive_mid_transfer, 0},
