@@ -12,8 +12,12 @@
  *
  * Also here: a direct read (no grant round trip) of metadata whose
  * notification key was edited must be refused as tcp refuses it, not
- * complete on the reader while the owner's op never does. */
+ * complete on the reader while the owner's op never does; and a copy whose
+ * control connection the owner cuts in the middle ends PEER_FAILED, never
+ * CANCELLED (nobody cancelled it). */
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "mdtool.h"
@@ -302,8 +306,85 @@ static void test_direct_read_key(void) {
     free(dst);
 }
 
+/* --- the owner cuts the connection in the middle of a copy ------------------------------ */
+
+#define BIG (512u << 20)
+
+/* Shut down every accepted (not listening) shm control socket of this
+ * process: what the owner's side does when it drops a peer, without dying. */
+static int cut_shm_connections(void) {
+    int cut = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        int listening = 0;
+        socklen_t l = sizeof listening;
+        struct sockaddr_un sa;
+        socklen_t sl = sizeof sa;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) || listening ||
+            getsockname(fd, (struct sockaddr *)&sa, &sl) || sa.sun_family != AF_UNIX ||
+            sl <= offsetof(struct sockaddr_un, sun_path) + 8 ||
+            memcmp(sa.sun_path, "\0nxc-shm-", 9))
+            continue;
+        shutdown(fd, SHUT_RDWR);
+        cut++;
+    }
+    return cut;
+}
+
+static void cutting_owner(int fd, void *arg) {
+    nxc_connector_t *c = shm_connector("owner");
+    char *buf = nxt_alloc(BIG);
+    nxc_desc_t d = nxt_desc(buf, BIG);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    /* the writer has its grant: its copy is under way (bounded wait) */
+    for (long i = 0; i < 100000000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++)
+        ;
+    char reply[32];
+    snprintf(reply, sizeof reply, "%d", cut_shm_connections());
+    nxt_send_str(fd, reply);
+    free(nxt_recv(fd, NULL, 60000));
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
+static void test_cut_mid_copy(void) {
+    char *src = nxt_alloc(BIG);
+    memset(src, 0x5c, BIG);
+    nxc_connector_t *c = shm_connector("writer");
+    for (int round = 0; round < 3; round++) {
+        nxt_chan_t ch;
+        nxt_chan_init(&ch);
+        pid_t pid = nxt_spawn(&ch, cutting_owner, NULL);
+        int fd = nxt_chan_parent(&ch);
+        char *md = nxt_recv(fd, NULL, 30000);
+        nxc_desc_t d = nxt_desc(src, BIG);
+        nxc_op_t *op;
+        NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
+        char *cut = nxt_recv(fd, NULL, 30000);
+        nxc_status_t st = nxc_op_wait(op, WAIT_MS);
+        printf("  round %d: owner cut %s connection(s); write ended %s (%s)\n", round, cut,
+               nxc_status_string(st), nxc_op_message(op));
+        NXT_CHECK(atoi(cut) >= 1);
+        /* the copy may have finished before the cut landed; otherwise the
+         * peer failed: it was not cancelled */
+        NXT_CHECK(st == NXC_OK || st == NXC_ERR_PEER_FAILED);
+        nxt_send_str(fd, "quit");
+        nxt_join(pid, 30000);
+        nxc_op_release(op);
+        free(md);
+        free(cut);
+    }
+    nxc_connector_destroy(c);
+    free(src);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"forged_pid", test_forged_pid, 60},
     {"direct_read_key", test_direct_read_key, 60},
+    {"cut_mid_copy", test_cut_mid_copy, 120},
 };
 NXT_MAIN(nxt_tests)
