@@ -1,6 +1,7 @@
 /* Conformance, lifecycles across real processes: wait timeouts, deadlines,
  * cancel, release revoking access, the completion fd, and peers killed
  * mid-transfer. CMake runs it once per transport (NXT_TRANSPORT). */
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -433,6 +434,128 @@ static void test_ended_readables_refused_after_contact(void) {
     nxc_connector_destroy(owner);
 }
 
+/* --- a SIGKILL storm ----------------------------------------------------------------- */
+
+/* Rounds of: a peer process takes one side of a 32 MiB transfer (passive
+ * readable or writable, or active reader or writer) and is SIGKILLed 0-4 ms
+ * into it. Every op of ours must end within the bound, and only as the
+ * situation allows: COMPLETE, PEER_FAILED, or (killed before first contact)
+ * UNREACHABLE; a passive op of ours that the peer never reached stays
+ * INITIALIZED. Never CANCELLED, never a hang. One connector serves every
+ * round, and its descriptors must not grow. NXT_STORM_ROUNDS: default 20. */
+#define STORM_SIZE (32u << 20)
+#define STORM_BOUND_MS 15000
+
+enum storm_role { PEER_READABLE, PEER_WRITABLE, PEER_READER, PEER_WRITER };
+
+static void storm_peer(int fd, void *arg) {
+    enum storm_role role = (enum storm_role)(intptr_t)arg;
+    nxc_connector_t *c = nxt_connector("storm-peer", 1);
+    char *buf = nxt_alloc(STORM_SIZE);
+    nxc_desc_t d = nxt_desc(buf, STORM_SIZE);
+    nxc_op_t *op;
+    if (role == PEER_READABLE || role == PEER_WRITABLE) {
+        if (role == PEER_READABLE)
+            NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+        else
+            NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
+        const char *md;
+        NXT_PASS(nxc_op_metadata(op, &md, NULL));
+        nxt_send_str(fd, md);
+    } else {
+        char *md = nxt_recv(fd, NULL, 30000);
+        if (role == PEER_READER)
+            NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
+        else
+            NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
+        nxt_send_str(fd, "begun");
+    }
+    pause(); /* until killed */
+}
+
+static int open_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+static void test_kill_storm(void) {
+    const char *e = getenv("NXT_STORM_ROUNDS");
+    int rounds = e && atoi(e) > 0 ? atoi(e) : 20;
+    nxc_connector_t *c = nxt_connector("storm", 1);
+    char *buf = nxt_alloc(STORM_SIZE);
+    int fds0 = -1, complete = 0, failed = 0, unreachable = 0, unreached = 0;
+    for (int r = 0; r < rounds; r++) {
+        enum storm_role role = (enum storm_role)(r % 4);
+        nxt_chan_t ch;
+        nxt_chan_init(&ch);
+        pid_t pid = nxt_spawn(&ch, storm_peer, (void *)(intptr_t)role);
+        int fd = nxt_chan_parent(&ch);
+        nxc_desc_t d = nxt_desc(buf, STORM_SIZE);
+        nxc_op_t *op;
+        if (role == PEER_READABLE || role == PEER_WRITABLE) {
+            char *md = nxt_recv(fd, NULL, 30000);
+            if (role == PEER_READABLE)
+                NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
+            else
+                NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
+            free(md);
+        } else {
+            if (role == PEER_READER)
+                NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+            else
+                NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
+            const char *md;
+            NXT_PASS(nxc_op_metadata(op, &md, NULL));
+            nxt_send_str(fd, md);
+            free(nxt_recv(fd, NULL, 30000)); /* it has begun */
+        }
+        usleep((useconds_t)(r * 37 % 5) * 1000);
+        kill(pid, SIGKILL);
+        nxt_wait_pid(pid, 10000);
+        uint64_t t0 = ms_now();
+        nxc_status_t st;
+        if (role == PEER_READABLE || role == PEER_WRITABLE) {
+            st = nxc_op_wait(op, STORM_BOUND_MS);
+            if (st != NXC_OK && st != NXC_ERR_PEER_FAILED && st != NXC_ERR_UNREACHABLE)
+                nxt_failf(__FILE__, __LINE__, "round %d: our %s ended %s (%s)", r,
+                          role == PEER_READABLE ? "read" : "write", nxc_status_string(st),
+                          nxc_op_message(op));
+        } else {
+            /* the peer may never have reached us: then nothing ends our op */
+            st = nxc_op_wait(op, 3000);
+            nxc_op_status_t s = nxc_op_status(op);
+            if (st == NXC_INPROGRESS && s == NXC_OP_IN_PROGRESS)
+                st = nxc_op_wait(op, STORM_BOUND_MS);
+            if (st != NXC_OK && st != NXC_ERR_PEER_FAILED && st != NXC_INPROGRESS)
+                nxt_failf(__FILE__, __LINE__, "round %d: our %s ended %s (%s)", r,
+                          role == PEER_READER ? "readable" : "writable", nxc_status_string(st),
+                          nxc_op_message(op));
+            if (st == NXC_INPROGRESS && nxc_op_status(op) != NXC_OP_INITIALIZED)
+                nxt_failf(__FILE__, __LINE__,
+                          "round %d: our %s is still in progress, its peer "
+                          "dead for %d ms",
+                          r, role == PEER_READER ? "readable" : "writable", STORM_BOUND_MS);
+        }
+        NXT_CHECK(ms_now() - t0 <= STORM_BOUND_MS + 1000);
+        complete += st == NXC_OK;
+        failed += st == NXC_ERR_PEER_FAILED;
+        unreachable += st == NXC_ERR_UNREACHABLE;
+        unreached += st == NXC_INPROGRESS;
+        nxc_op_release(op);
+        close(fd);
+        if (r == 3) fds0 = open_fds(); /* after one round of each kind */
+    }
+    int fds1 = open_fds();
+    printf("  %d rounds: complete %d, peer failed %d, unreachable %d, never reached %d; "
+           "fds %d -> %d\n",
+           rounds, complete, failed, unreachable, unreached, fds0, fds1);
+    if (fds0 >= 0) NXT_CHECK(fds1 <= fds0 + 8);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"wait_timeout", test_wait_timeout, 0},
     {"passive_deadline", test_passive_deadline, 0},
@@ -444,6 +567,7 @@ static const nxt_test_t nxt_tests[] = {
     {"kill_passive_mid_transfer", test_kill_passive_mid_transfer, 0},
     {"kill_active_mid_transfer", test_kill_active_mid_transfer, 0},
     {"release_cuts_stuck_writer", test_release_cuts_stuck_writer, 0},
+    {"kill_storm", test_kill_storm, 600},
     {"ended_readables_refused_after_contact", test_ended_readables_refused_after_contact, 0},
 };
 NXT_MAIN(nxt_tests)

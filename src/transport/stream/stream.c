@@ -74,6 +74,10 @@ struct stream_peer {
     uint8_t *conn_info;
     nxc__md_section_t sec;
     unsigned nconns, connecting;
+    /* A connection to it failed before it was ready: open no more until the
+     * queue has been failed or a connection got through, or two attempts in
+     * flight keep restarting each other for ever against a dead peer. */
+    bool refused;
     stream_stripe_t *queue, *queue_tail;
     /* passive side: striped transfers in flight */
     xfer_t *xfers;
@@ -318,6 +322,7 @@ static void conn_close(stream_conn_t *k, const char *fmt, ...) {
         if (!k->ready) {
             /* Never got through: fail what waits rather than reconnect in a loop. */
             k->peer->connecting--;
+            k->peer->refused = true;
             peer_unreachable(t, k->peer, k->why);
         }
     }
@@ -764,16 +769,25 @@ static void dispatch(stream_tp_t *t, stream_peer_t *p) {
     unsigned waiting = 0;
     for (stream_stripe_t *s = p->queue; s; s = s->next)
         waiting++;
-    while (waiting > p->connecting && p->nconns < t->fl->max_conns) {
+    while (waiting > p->connecting && p->nconns < t->fl->max_conns && !p->refused) {
         unsigned before = p->nconns;
         open_conn(t, p);
         if (p->nconns == before) break;
     }
 }
 
-/* Connecting failed everywhere: fail what waits for this peer. */
+static bool has_ready_conn(stream_tp_t *t, const stream_peer_t *p) {
+    for (stream_conn_t *k = t->conns; k; k = k->next)
+        if (!k->dead && !k->inbound && k->ready && !k->closing && k->peer == p) return true;
+    return false;
+}
+
+/* Connecting failed: unless a working connection will carry what waits for
+ * this peer, or an attempt is still under way, fail it; the next op to this
+ * peer may try again. */
 static void peer_unreachable(stream_tp_t *t, stream_peer_t *p, const char *why) {
-    if (p->nconns > 0) return; /* others still carry or will carry them */
+    if (p->connecting > 0 || has_ready_conn(t, p)) return;
+    p->refused = false;
     while (p->queue) {
         stream_stripe_t *s = p->queue;
         p->queue = s->next;
@@ -793,12 +807,14 @@ static void open_conn(stream_tp_t *t, stream_peer_t *p) {
         snprintf(why, sizeof why, "%s", strerror(errno));
     }
     if (fd < 0) {
+        p->refused = true;
         peer_unreachable(t, p, why);
         return;
     }
     stream_conn_t *k = conn_new(t, fd, false, p);
     if (!k) {
         close(fd);
+        p->refused = true;
         peer_unreachable(t, p, "out of memory");
         return;
     }
@@ -863,6 +879,7 @@ static void on_hello_ok(stream_conn_t *k) {
     }
     k->ready = true;
     k->peer->connecting--;
+    k->peer->refused = false;
     k->t->dirty = true;
 }
 
