@@ -1321,6 +1321,59 @@ static void test_striped_writer_dies(void) {
     world_free(&w);
 }
 
+/* --- 12. a reader that cancels mid-payload ----------------------------------------------- */
+
+/* CANCEL while the bytes are still being sent: the server stops sending,
+ * closes, and the op stays usable (a reader gave up; nothing failed). A
+ * CANCEL on a connection without a grant just closes it. */
+static void test_cancel_mid_payload(void) {
+    world_t w = world_new();
+    const size_t big = 32u << 20;
+    target_t t = target_new(w.srv, false, big, 0xd80, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rcv = 64 << 10; /* keep the kernel from buffering the whole payload */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    NXT_CHECK(connect(fd, (struct sockaddr *)&t.sa, sizeof t.sa) == 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    hc_hello(fd, &t);
+    nxc_wire_range_t whole;
+    req_t r = good_req(&t, &whole);
+    size_t n;
+    uint8_t *q = req_frame(&r, 31, &n);
+    NXT_CHECK(send_all(fd, q, n, CLOSE_MS));
+    free(q);
+    nxc_wire_hdr_t h;
+    nxc_wire_grant_t g;
+    NXT_CHECK(recv_exact(fd, &h, sizeof h, CLOSE_MS));
+    NXT_EQ_INT(h.type, NXC_WIRE_GRANTED);
+    NXT_CHECK(recv_exact(fd, &g, sizeof g, CLOSE_MS));
+    NXT_EQ_INT(nxc_op_status(t.op), NXC_OP_IN_PROGRESS);
+    uint8_t f[64];
+    n = frame(f, NXC_WIRE_CANCEL, 31, &g, sizeof g);
+    NXT_CHECK(send_all(fd, f, n, CLOSE_MS));
+    outcome_t o = drain(fd, CLOSE_MS);
+    close(fd);
+    printf("    CANCEL mid-payload: connection %s after %llu ms, %zu bytes of %zu received; "
+           "op status %d\n",
+           o.closed ? "closed" : "open", (unsigned long long)o.ms, o.total, big,
+           (int)nxc_op_status(t.op));
+    NXT_CHECK(o.closed && o.total < big);
+    NXT_EQ_INT(nxc_op_status(t.op), NXC_OP_IN_PROGRESS); /* not ended, never back */
+    check_memory(&t, "after the cancel");
+    /* a CANCEL on a connection that holds no grant: closed, nothing else */
+    fd = hc_open_hello(&t);
+    nxc_wire_grant_t other = {.grant = 987654321};
+    n = frame(f, NXC_WIRE_CANCEL, 32, &other, sizeof other);
+    send_all(fd, f, n, CLOSE_MS);
+    o = drain(fd, CLOSE_MS);
+    close(fd);
+    NXT_CHECK(o.closed);
+    /* the op was given back each time: a real reader completes it */
+    legit_transfer(&w, &t, 0xd81);
+    target_free(&t);
+    world_free(&w);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"wrong_secret", test_wrong_secret, 60},
     {"released_key", test_released_key, 60},
@@ -1338,5 +1391,6 @@ static const nxt_test_t nxt_tests[] = {
     {"stale_metadata_other_connector", test_stale_metadata, 60},
     {"partial_cover", test_partial_cover, 90},
     {"striped_writer_dies", test_striped_writer_dies, 60},
+    {"cancel_mid_payload", test_cancel_mid_payload, 60},
 };
 NXT_MAIN(nxt_tests)

@@ -624,6 +624,27 @@ static void on_done(stream_conn_t *k) {
     k->pgrant = 0;
 }
 
+/* A reader cancelled (tcp): stop sending its bytes, give the grant back
+ * (the op stays usable for another reader) and close, since the payload
+ * stops mid-frame. */
+static void on_cancel(stream_conn_t *k) {
+    nxc_wire_grant_t g;
+    if (!k->t->fl->inline_data || k->hdr.body_len != sizeof g) {
+        conn_close(k, "protocol: unexpected CANCEL");
+        return;
+    }
+    memcpy(&g, k->body, sizeof g);
+    if (!k->pgrant || g.grant != k->pgrant || k->hdr.xfer != k->pxfer || k->piov) {
+        conn_close(k, "protocol: CANCEL for a grant this connection does not send");
+        return;
+    }
+    xfer_t *x = k->pnstripes > 1 ? xfer_find(k->peer, k->pxfer) : NULL;
+    if (x) xfer_end(k->t, k->peer, x);
+    nxc__grant_close(k->t->base.c, k, g.grant, false);
+    k->pgrant = 0;
+    conn_close(k, "the peer cancelled its read");
+}
+
 static void on_read_done(stream_conn_t *k) {
     nxc_wire_read_done_t r;
     if (k->t->fl->inline_data || k->hdr.body_len < sizeof r) {
@@ -657,6 +678,7 @@ static void passive_dispatch(stream_conn_t *k) {
         break;
     case NXC_WIRE_DONE: on_done(k); break;
     case NXC_WIRE_READ_DONE: on_read_done(k); break;
+    case NXC_WIRE_CANCEL: on_cancel(k); break;
     default: conn_close(k, "protocol: unexpected frame type %u", k->hdr.type);
     }
 }
@@ -723,6 +745,28 @@ static void stripe_end(stream_tp_t *t, stream_stripe_t *s, nxc_status_t st, cons
     }
     t->dirty = true; /* the connection is free for the next stripe */
     aop_settle(s->op);
+}
+
+/* A cancelled tcp read whose bytes are arriving: rather than take in the
+ * rest of the payload (which may take seconds), ask the passive side to
+ * stop (CANCEL), discard what is still in flight, and end the stripe now.
+ * The connection closes once the passive side hangs up (or DISCARD_MS). */
+static void abandon_read(stream_tp_t *t, stream_conn_t *k, stream_stripe_t *s) {
+    nxc_wire_grant_t g = {.grant = s->grant};
+    send_frame(k, NXC_WIRE_CANCEL, ((aop_t *)s->op->tp_op)->xfer, &g, sizeof g, NULL, 0, NULL, 0,
+               NULL, 0);
+    free(k->piov);
+    k->piov = NULL;
+    k->in = IN_DISCARD;
+    k->closing = true;
+    conn_flush(k);
+    stripe_end(t, s, NXC_ERR_CANCELED, "cancelled");
+}
+
+/* Is `s` a tcp read stripe receiving its payload? */
+static bool read_arriving(const stream_tp_t *t, const stream_stripe_t *s) {
+    return t->fl->inline_data && s->op->kind == NXC_OP_READ && s->conn && s->grant &&
+           s->conn->in == IN_PAYLOAD && s->conn->stripe == s;
 }
 
 static void send_req(stream_conn_t *k, stream_stripe_t *s) {
@@ -923,7 +967,12 @@ static void active_dispatch(stream_conn_t *k) {
         if (s->op->status == NXC_OP_INITIALIZED) s->op->status = NXC_OP_IN_PROGRESS;
         if (ack) {
             stripe_end(t, s, NXC_OK, "%s", "");
-        } else if (t->fl->inline_data) { /* read: the bytes follow */
+        } else if (t->fl->inline_data) {                    /* read: the bytes follow */
+            if (((aop_t *)s->op->tp_op)->error != NXC_OK) { /* cancelled meanwhile */
+                k->in = IN_PAYLOAD;
+                abandon_read(t, k, s);
+                return;
+            }
             k->piov = malloc(s->n * sizeof *k->piov);
             if (!k->piov) {
                 conn_close(k, "out of memory");
@@ -1318,6 +1367,8 @@ void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
     for (unsigned i = 0; i < a->nstripes; i++) {
         nxc_status_t none = NXC_OK;
         atomic_compare_exchange_strong(&a->stripes[i].stop, &none, why);
+        if (!a->stripes[i].done && read_arriving(T(tp), &a->stripes[i]))
+            abandon_read(T(tp), a->stripes[i].conn, &a->stripes[i]);
     }
     aop_settle(op);
 }

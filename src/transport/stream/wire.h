@@ -15,6 +15,11 @@
  *              ◀─ REFUSED {status, reason}   then the passive closes
  *   DONE {grant, complete}               ─▶  (shm, tcp read) op complete
  *
+ *   CANCEL {grant}                       ─▶  tcp read: the active side gave
+ *                                             up; the passive stops sending,
+ *                                             drops the grant (the op stays
+ *                                             usable) and closes
+ *
  *   READ_DONE {secret, key}              ─▶  shm: the active side read a
  *                                             readable directly (after
  *                                             checking its access record
@@ -52,6 +57,7 @@ enum nxc_wire_type {
     NXC_WIRE_REFUSED = 6,
     NXC_WIRE_DONE = 7,
     NXC_WIRE_READ_DONE = 8, /* shm: a direct read (no grant) moved every byte */
+    NXC_WIRE_CANCEL = 9,    /* tcp read: stop sending this grant's bytes */
 };
 
 typedef struct nxc_wire_hdr {
@@ -95,7 +101,7 @@ typedef struct nxc_wire_range {
     uint64_t addr, len;
 } nxc_wire_range_t;
 
-/* GRANTED and ACK body. */
+/* GRANTED, ACK and CANCEL body. */
 typedef struct nxc_wire_grant {
     uint64_t grant;
 } nxc_wire_grant_t;
