@@ -29,6 +29,7 @@
 
 #include "core/core.h"
 #include "core/regcache.h"
+#include "transport/ucx/ucx_wire.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -37,68 +38,25 @@
 #error "the UCX control messages are defined little-endian; add byte swapping for this host"
 #endif
 
+/* Short local names for the wire definitions. */
 enum {
-    AM_GRANT_REQ = 1,
-    AM_GRANT_REP = 2,
-    AM_DONE = 3,
-    AM_DATA = 4,      /* write, message path: bytes for a writable */
-    AM_READ_REQ = 5,  /* read, message path: send me this range */
-    AM_READ_DATA = 6, /* read, message path: bytes of a readable */
-    AM_LAST = AM_READ_DATA
+    AM_GRANT_REQ = NXC__UCX_AM_GRANT_REQ,
+    AM_GRANT_REP = NXC__UCX_AM_GRANT_REP,
+    AM_DONE = NXC__UCX_AM_DONE,
+    AM_DATA = NXC__UCX_AM_DATA,
+    AM_READ_REQ = NXC__UCX_AM_READ_REQ,
+    AM_READ_DATA = NXC__UCX_AM_READ_DATA,
+    AM_LAST = NXC__UCX_AM_LAST
 };
+#define MSG_MAGIC NXC__UCX_MAGIC
+typedef nxc__ucx_grant_req_t msg_grant_req_t;
+typedef nxc__ucx_grant_rep_t msg_grant_rep_t;
+typedef nxc__ucx_done_t msg_done_t;
+typedef nxc__ucx_range_t msg_range_t;
+typedef nxc__ucx_read_data_t msg_read_data_t;
 /* Largest message of the message path (bigger segments are split). */
 #define CHUNK (1u << 20)
-#define MSG_MAGIC 0x3158584eu /* "NXX1" */
 #define MAX_RANGES NXC__MD_MAX_DESCS
-
-/* GRANT_REQ, followed by key, requester address, requester name, ranges. */
-typedef struct msg_grant_req {
-    uint32_t magic;
-    uint8_t md_kind;
-    uint8_t pad;
-    uint16_t key_len;
-    uint32_t addr_len;
-    uint32_t nranges;
-    uint16_t name_len;
-    uint16_t pad2;
-    uint64_t req_id;
-    uint8_t instance[NXC__INSTANCE_LEN]; /* the requester's */
-    uint8_t secret[NXC__SECRET_LEN];
-} msg_grant_req_t;
-
-/* GRANT_REP, followed by a reason text when refused. */
-typedef struct msg_grant_rep {
-    uint32_t magic;
-    int32_t status;
-    uint64_t req_id;
-    uint64_t grant_id;
-    uint8_t instance[NXC__INSTANCE_LEN]; /* the passive side's */
-} msg_grant_rep_t;
-
-typedef struct msg_done {
-    uint32_t magic;
-    uint32_t complete; /* 1: all bytes landed; 0: the active side gave up */
-    uint64_t grant_id;
-    uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
-} msg_done_t;
-
-/* Header of AM_DATA and AM_READ_REQ: which grant, which remote range. */
-typedef struct msg_range {
-    uint32_t magic;
-    uint32_t seg; /* AM_READ_REQ: the requester's segment index */
-    uint64_t grant_id;
-    uint64_t req_id; /* AM_READ_REQ: the requester's op */
-    uint64_t addr, len;
-    uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
-} msg_range_t;
-
-/* Header of AM_READ_DATA: where in the requester's segment the bytes go. */
-typedef struct msg_read_data {
-    uint32_t magic;
-    uint32_t seg;
-    uint64_t req_id;
-    uint64_t off;
-} msg_read_data_t;
 
 typedef struct ucx_tp ucx_tp_t;
 
