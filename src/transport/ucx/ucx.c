@@ -29,6 +29,7 @@
 
 #include "core/core.h"
 #include "core/regcache.h"
+#include "transport/ucx/ucx_check.h"
 #include "transport/ucx/ucx_wire.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -70,7 +71,8 @@ typedef struct ucx_peer {
     bool failed;     /* the error callback fired, or we cut it off */
     bool handled;    /* ops were told */
     ucs_status_t status;
-    int refs; /* 1 while listed, +1 per active op */
+    int refs;                  /* 1 while listed, +1 per active op */
+    nxc__ucx_addr_info_t info; /* from its worker address: its memory domains */
 } ucx_peer_t;
 
 /* A received active message, processed after ucp_worker_progress returns. */
@@ -243,6 +245,31 @@ static ucx_peer_t *find_peer(ucx_tp_t *t, const uint8_t *instance) {
     return NULL;
 }
 
+/* Connect to the worker at `addr`. UCX reads an address without a length and
+ * aborts the process on some malformed ones, so it only ever sees one that
+ * nxc__ucx_addr_check() walked completely, and a zero-padded copy of it. */
+static nxc_status_t connect_peer(ucx_tp_t *t, ucx_peer_t *p, const uint8_t *addr, size_t addr_len) {
+    char why[160];
+    if (!nxc__ucx_addr_check(addr, addr_len, &p->info, why, sizeof why))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: malformed worker address: %s",
+                        p->name, why);
+    uint8_t *copy = calloc(1, addr_len + NXC__UCX_PAD);
+    if (!copy) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    memcpy(copy, addr, addr_len);
+    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                                        UCP_EP_PARAM_FIELD_ERR_HANDLER |
+                                        UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
+                          .address = (const ucp_address_t *)copy,
+                          .err_mode = UCP_ERR_HANDLING_MODE_PEER,
+                          .err_handler = {.cb = ep_error_cb, .arg = p}};
+    ucs_status_t s = ucp_ep_create(t->worker, &ep, &p->ep);
+    free(copy);
+    if (s != UCS_OK)
+        return nxc__err(NXC_ERR_UNREACHABLE, "ucx: cannot connect to peer %s: %s", p->name,
+                        ucs_status_string(s));
+    return NXC_OK;
+}
+
 static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *name,
                              const void *addr, size_t addr_len, ucx_peer_t **peer_p) {
     ucx_peer_t *p = find_peer(t, instance);
@@ -250,33 +277,15 @@ static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *n
         *peer_p = p;
         return NXC_OK;
     }
-    if (addr_len == 0) return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: empty worker address");
     p = calloc(1, sizeof *p);
     if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     p->t = t;
     memcpy(p->instance, instance, NXC__INSTANCE_LEN);
     snprintf(p->name, sizeof p->name, "%s", name);
-    /* UCX reads the address without a length: it must be complete and sane,
-     * which the grant and metadata checks upstream cannot promise. Query it
-     * first; a malformed one is refused here. */
-    ucp_worker_address_attr_t aa = {.field_mask = UCP_WORKER_ADDRESS_ATTR_FIELD_UID};
-    ucs_status_t s = ucp_worker_address_query((ucp_address_t *)addr, &aa);
-    if (s != UCS_OK) {
+    nxc_status_t st = connect_peer(t, p, addr, addr_len);
+    if (st != NXC_OK) {
         free(p);
-        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: bad worker address: %s", name,
-                        ucs_status_string(s));
-    }
-    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
-                                        UCP_EP_PARAM_FIELD_ERR_HANDLER |
-                                        UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
-                          .address = (const ucp_address_t *)addr,
-                          .err_mode = UCP_ERR_HANDLING_MODE_PEER,
-                          .err_handler = {.cb = ep_error_cb, .arg = p}};
-    s = ucp_ep_create(t->worker, &ep, &p->ep);
-    if (s != UCS_OK) {
-        free(p);
-        return nxc__err(NXC_ERR_UNREACHABLE, "ucx: cannot connect to peer %s: %s", name,
-                        ucs_status_string(s));
+        return st;
     }
     p->refs = 1;
     p->next = t->peers;
@@ -522,6 +531,12 @@ static void advance(ucx_tp_t *t, nxc_op_t *op) {
 static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
     ucx_tp_t *t = T(tp);
     const nxc__metadata_t *md = &op->md;
+    /* Checked even when an endpoint to this peer is cached: the same text
+     * must get the same answer. */
+    char why[160];
+    if (!nxc__ucx_addr_check(sec->conn.data, sec->conn.len, NULL, why, sizeof why))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "ucx: the peer's worker address is malformed: %s", why);
     ucx_aop_t *a = calloc(1, sizeof *a);
     if (!a) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     op->tp_op = a;
