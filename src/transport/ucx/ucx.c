@@ -5,11 +5,19 @@
  * Protocol, per active op (all control messages are UCP active messages):
  *
  *   active                                    passive
- *   GRANT_REQ {key, secret, ranges, addr} ─▶  core checks op, key, kind,
- *                                             bounds → grant id
+ *   GRANT_REQ {want, key, secret,  ─────────▶ want is me? key and secret of
+ *              ranges, addr}                  a live op? addr well formed?
+ *                                             (else refused on the endpoint
+ *                                             the request came on); then
+ *                                             core checks op, kind, bounds
  *             ◀─ GRANT_REP {status, grant}
  *   get/put per segment, then ep flush
  *   DONE {grant, complete} ─────────────────▶ op COMPLETE (or grant dropped)
+ *
+ * Nothing a peer wrote reaches UCX unchecked: worker addresses and rkeys are
+ * walked first (ucx_check.c), and a grant request is screened in that order
+ * before nxc connects back to the address inside it. Message layouts are in
+ * ucx_wire.h.
  *
  * The grant round trip is what makes revocation real: UCX's software RMA
  * emulation (used over tcp and shared memory) writes wherever a peer says,
@@ -21,6 +29,7 @@
  * refuses its shared-memory transports in that mode, so same-host traffic
  * runs over tcp loopback here (the shm transport is nxc's own answer).
  */
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,7 +103,8 @@ struct ucx_tp {
     ucx_peer_t *peers;
     nxc__regcache_t rc;
     inbox_msg_t *inbox, *inbox_tail;
-    bool dirty; /* a request completed or a peer failed: re-check ops */
+    bool dirty;   /* a request completed or a peer failed: re-check ops */
+    bool closing; /* destroying: messages are dropped, not answered */
     uint64_t next_req_id;
     /* Move bytes with get/put (true: UCX has a hardware RMA transport here)
      * or with active messages (false: UCX would only emulate RMA). */
@@ -318,13 +328,12 @@ static void send_done_cb(void *req, ucs_status_t status, void *user) {
     ucp_request_free(req);
 }
 
-/* Send an active message; `op` (may be NULL) counts it as in flight. */
-static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *a, size_t alen,
-                            const void *b, size_t blen, nxc_op_t *op) {
-    if (p->failed || !p->ep)
-        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: peer %s is disconnected", p->name);
+/* Send an active message on `ep` (copied, so the caller's bytes may go);
+ * `op` (may be NULL) counts it as in flight. */
+static ucs_status_t ep_send(ucx_tp_t *t, ucp_ep_h ep, unsigned id, const void *a, size_t alen,
+                            const void *b, size_t blen, nxc_op_t *op, uint32_t flags) {
     send_ctx_t *sc = malloc(sizeof *sc + alen + blen);
-    if (!sc) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    if (!sc) return UCS_ERR_NO_MEMORY;
     sc->t = t;
     sc->op = op;
     sc->len = alen + blen;
@@ -332,20 +341,28 @@ static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void 
     if (blen) memcpy(sc->buf + alen, b, blen);
     ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
                                               UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
-                              .flags = UCP_AM_SEND_FLAG_EAGER,
+                              .flags = UCP_AM_SEND_FLAG_EAGER | flags,
                               .cb.send = send_done_cb,
                               .user_data = sc};
-    ucs_status_ptr_t r = ucp_am_send_nbx(p->ep, id, NULL, 0, sc->buf, sc->len, &rp);
-    if (r == NULL) {
+    ucs_status_ptr_t r = ucp_am_send_nbx(ep, id, NULL, 0, sc->buf, sc->len, &rp);
+    if (r == NULL || UCS_PTR_IS_ERR(r)) {
         free(sc);
-        return NXC_OK;
-    }
-    if (UCS_PTR_IS_ERR(r)) {
-        free(sc);
-        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: send to peer %s: %s", p->name,
-                        ucs_status_string(UCS_PTR_STATUS(r)));
+        return UCS_PTR_STATUS(r);
     }
     if (op) op->busy++;
+    return UCS_OK;
+}
+
+/* Send an active message to a peer; `op` (may be NULL) counts it. */
+static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *a, size_t alen,
+                            const void *b, size_t blen, nxc_op_t *op, uint32_t flags) {
+    if (p->failed || !p->ep)
+        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: peer %s is disconnected", p->name);
+    ucs_status_t s = ep_send(t, p->ep, id, a, alen, b, blen, op, flags);
+    if (s == UCS_ERR_NO_MEMORY) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    if (s != UCS_OK)
+        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: send to peer %s: %s", p->name,
+                        ucs_status_string(s));
     return NXC_OK;
 }
 
@@ -353,7 +370,7 @@ static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool co
                           nxc_op_t *op) {
     msg_done_t m = {.magic = MSG_MAGIC, .complete = complete, .grant_id = grant_id};
     memcpy(m.instance, t->base.c->instance, NXC__INSTANCE_LEN);
-    if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op) != NXC_OK && op)
+    if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op, 0) != NXC_OK && op)
         aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
 }
 
@@ -444,7 +461,7 @@ static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
                          .len = sg->len};
         memcpy(h.instance, c->instance, NXC__INSTANCE_LEN);
         if (op->kind == NXC_OP_READ) {
-            if (am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL) != NXC_OK)
+            if (am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL, 0) != NXC_OK)
                 aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
             continue;
         }
@@ -573,10 +590,11 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
                          .name_len = (uint16_t)nlen,
                          .req_id = a->req_id};
     memcpy(m.instance, c->instance, NXC__INSTANCE_LEN);
+    memcpy(m.want, md->instance, NXC__INSTANCE_LEN);
     memcpy(m.secret, md->secret, NXC__SECRET_LEN);
     /* Not counted as in flight: it carries no user memory, so a cancel need
      * not wait for a peer that never reads it. */
-    st = am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, NULL);
+    st = am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, NULL, UCP_AM_SEND_FLAG_REPLY);
     free(var);
     if (st == NXC_ERR_PEER_FAILED) st = NXC_ERR_UNREACHABLE;
     return st;
@@ -706,7 +724,6 @@ static ucs_status_t enqueue(ucx_tp_t *t, unsigned id, const void *data, size_t l
                                    const ucp_am_recv_param_t *p) {                                 \
         return enqueue(arg, ID, d, l, p);                                                          \
     }
-AM_HANDLER(AM_GRANT_REQ)
 AM_HANDLER(AM_GRANT_REP)
 AM_HANDLER(AM_DONE)
 AM_HANDLER(AM_READ_REQ)
@@ -753,42 +770,113 @@ static ucs_status_t am_read_data_cb(void *arg, const void *hdr, size_t hlen, voi
     return UCS_OK;
 }
 
-static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
+/* A GRANT_REQ taken apart: lengths checked against the bytes present,
+ * nothing interpreted yet. addr and ranges point into the message. */
+typedef struct grant_req {
     msg_grant_req_t m;
-    if (len < sizeof m) return;
-    memcpy(&m, d, sizeof m);
-    size_t need = (size_t)m.key_len + m.addr_len + m.name_len;
-    if (m.magic != MSG_MAGIC || m.key_len == 0 || m.key_len > NXC_KEY_MAX ||
-        m.name_len > NXC_NAME_MAX || m.nranges > MAX_RANGES ||
-        len - sizeof m != need + (size_t)m.nranges * sizeof(nxc__range_t)) {
-        NXC_LOG_W("ucx: dropped a malformed grant request (%zu bytes)", len);
-        return;
-    }
-    const uint8_t *p = d + sizeof m;
     char key[NXC_KEY_MAX + 1], name[NXC_NAME_MAX + 1];
-    memcpy(key, p, m.key_len), key[m.key_len] = '\0', p += m.key_len;
-    const uint8_t *addr = p;
-    p += m.addr_len;
-    memcpy(name, p, m.name_len), name[m.name_len] = '\0', p += m.name_len;
-    nxc__range_t *ranges = malloc((m.nranges ? m.nranges : 1) * sizeof *ranges);
-    if (!ranges) return;
-    memcpy(ranges, p, m.nranges * sizeof *ranges);
+    const uint8_t *addr, *ranges;
+} grant_req_t;
 
+static bool parse_grant_req(const uint8_t *d, size_t len, grant_req_t *q) {
+    const msg_grant_req_t *m = &q->m;
+    if (len < sizeof *m) return false;
+    memcpy(&q->m, d, sizeof *m);
+    size_t need = (size_t)m->key_len + m->addr_len + m->name_len;
+    if (m->magic != MSG_MAGIC || m->key_len == 0 || m->key_len > NXC_KEY_MAX ||
+        m->name_len > NXC_NAME_MAX || m->nranges > MAX_RANGES ||
+        len - sizeof *m != need + (size_t)m->nranges * sizeof(nxc__range_t))
+        return false;
+    const uint8_t *p = d + sizeof *m;
+    if (memchr(p, 0, m->key_len)) return false; /* a key is text */
+    memcpy(q->key, p, m->key_len), q->key[m->key_len] = '\0', p += m->key_len;
+    q->addr = p, p += m->addr_len;
+    memcpy(q->name, p, m->name_len), q->name[m->name_len] = '\0', p += m->name_len;
+    q->ranges = p;
+    return true;
+}
+
+/* Is there a live passive op with this key and secret? A pre-check, so that
+ * a stranger's request goes no further; nxc__grant_open() still decides. */
+static bool authentic(ucx_tp_t *t, const char *key, const uint8_t *secret) {
+    for (nxc_op_t *op = t->base.c->ops; op; op = op->next)
+        if (nxc__op_passive(op) && !op->released && !strcmp(op->key, key))
+            return sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) == 0;
+    return false;
+}
+
+/* Refuse a grant request on the endpoint it came on (the requester sends
+ * with UCP_AM_SEND_FLAG_REPLY), so that answering uses nothing it wrote. */
+static void refuse_on_reply_ep(ucx_tp_t *t, const ucp_am_recv_param_t *param, uint64_t req_id,
+                               nxc_status_t st, const char *why) {
+    NXC_LOG_I("ucx: connector %s refused a grant request: %s", t->base.c->name, why);
+    if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || !param->reply_ep) return;
+    msg_grant_rep_t rep = {.magic = MSG_MAGIC, .status = st, .req_id = req_id};
+    memcpy(rep.instance, t->base.c->instance, NXC__INSTANCE_LEN);
+    ep_send(t, param->reply_ep, AM_GRANT_REP, &rep, sizeof rep, why, strlen(why), NULL, 0);
+}
+
+/* A grant request is screened where it arrives, before anything in it is
+ * used: the connector it wants, then its key and secret, then the worker
+ * address nxc would connect back to (UCX aborts the process on some
+ * malformed ones). A refusal goes back on the endpoint the request came on;
+ * only a request that passes is queued, to be answered over an endpoint of
+ * nxc's own. Runs inside ucp_worker_progress (connector lock held). */
+static ucs_status_t am_grant_req_cb(void *arg, const void *h, size_t hl, void *d, size_t len,
+                                    const ucp_am_recv_param_t *param) {
+    ucx_tp_t *t = arg;
+    const nxc_connector_t *c = t->base.c;
+    grant_req_t q;
+    if (t->closing || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) return UCS_OK;
+    if (!parse_grant_req(d, len, &q)) {
+        NXC_LOG_W("ucx: dropped a malformed grant request (%zu bytes)", len);
+        return UCS_OK;
+    }
+    char why[NXC_NAME_MAX + 160], bad[160];
+    if (memcmp(q.m.want, c->instance, NXC__INSTANCE_LEN)) {
+        snprintf(why, sizeof why,
+                 "the worker at its address belongs to another connector (%s); the one the "
+                 "metadata names is gone",
+                 c->name);
+        refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_UNREACHABLE, why);
+    } else if (!authentic(t, q.key, q.m.secret)) {
+        refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_REFUSED,
+                           "no live operation with this key (released, or never existed)");
+    } else if (!nxc__ucx_addr_check(q.addr, q.m.addr_len, NULL, bad, sizeof bad)) {
+        snprintf(why, sizeof why, "malformed requester worker address: %s", bad);
+        refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_TRANSPORT, why);
+    } else {
+        return enqueue(t, AM_GRANT_REQ, d, len, param);
+    }
+    return UCS_OK;
+}
+
+/* A screened grant request: connect back, let the core decide, answer. */
+static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
+    grant_req_t q;
+    if (!parse_grant_req(d, len, &q)) return;
+    nxc__range_t *ranges = malloc((q.m.nranges ? q.m.nranges : 1) * sizeof *ranges);
+    if (!ranges) return;
+    memcpy(ranges, q.ranges, q.m.nranges * sizeof *ranges);
     ucx_peer_t *peer;
-    if (get_peer(t, m.instance, name, addr, m.addr_len, &peer) != NXC_OK) {
-        NXC_LOG_W("ucx: cannot answer peer %s: %s", name, nxc_last_error());
+    if (get_peer(t, q.m.instance, q.name, q.addr, q.m.addr_len, &peer) != NXC_OK) {
+        NXC_LOG_W("ucx: cannot answer peer %s: %s", q.name, nxc_last_error());
         free(ranges);
         return;
     }
-    msg_grant_rep_t rep = {.magic = MSG_MAGIC, .req_id = m.req_id};
+    msg_grant_rep_t rep = {.magic = MSG_MAGIC, .req_id = q.m.req_id};
     memcpy(rep.instance, t->base.c->instance, NXC__INSTANCE_LEN);
     char why[160] = "";
-    rep.status = nxc__grant_open(t->base.c, &t->base, peer, key, m.secret, m.md_kind, ranges,
-                                 m.nranges, &rep.grant_id, why, sizeof why);
+    rep.status = nxc__grant_open(t->base.c, &t->base, peer, q.key, q.m.secret, q.m.md_kind, ranges,
+                                 q.m.nranges, &rep.grant_id, why, sizeof why);
     free(ranges);
-    if (am_send(t, peer, AM_GRANT_REP, &rep, sizeof rep, why, strlen(why), NULL) != NXC_OK &&
+    if (am_send(t, peer, AM_GRANT_REP, &rep, sizeof rep, why, strlen(why), NULL, 0) != NXC_OK &&
         rep.status == NXC_OK)
         nxc__grant_close(t->base.c, peer, rep.grant_id, false);
+}
+
+static nxc_status_t rep_status(int32_t s) {
+    return s == NXC_ERR_REFUSED || s == NXC_ERR_UNREACHABLE ? (nxc_status_t)s : NXC_ERR_TRANSPORT;
 }
 
 static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
@@ -801,16 +889,20 @@ static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
     why[len - sizeof m] = '\0';
     nxc_op_t *op = find_aop(t, m.req_id);
     ucx_aop_t *a = op ? op->tp_op : NULL;
-    if (!a || nxc__op_terminal(op) || a->stage != S_GRANT ||
-        memcmp(a->peer->instance, m.instance, NXC__INSTANCE_LEN)) {
+    if (!a || nxc__op_terminal(op) || a->stage != S_GRANT) {
         /* The op is gone (cancelled): hand a grant straight back. */
         ucx_peer_t *p = find_peer(t, m.instance);
         if (m.status == NXC_OK && p) send_done_msg(t, p, m.grant_id, false, NULL);
         return;
     }
-    if (m.status != NXC_OK) {
-        aop_fail(op, m.status == NXC_ERR_REFUSED ? NXC_ERR_REFUSED : NXC_ERR_TRANSPORT,
-                 "peer %s refused the transfer: %s", a->peer->name, why);
+    if (memcmp(a->peer->instance, m.instance, NXC__INSTANCE_LEN)) {
+        /* The metadata's worker address now belongs to another connector:
+         * the one it names is gone, as tcp and shm report it too. */
+        if (m.status == NXC_OK) send_done_msg(t, a->peer, m.grant_id, false, NULL);
+        aop_fail(op, NXC_ERR_UNREACHABLE, "could not reach connector %s: %s", op->md.name,
+                 why[0] ? why : "the worker at its address answers as another connector");
+    } else if (m.status != NXC_OK) {
+        aop_fail(op, rep_status(m.status), "peer %s refused the transfer: %s", a->peer->name, why);
     } else {
         a->grant_id = m.grant_id;
         if (a->error == NXC_OK) start_moving(t, op);
@@ -1006,6 +1098,7 @@ static void flush_peers(ucx_tp_t *t) {
 
 static void ucx_destroy(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
+    t->closing = true;
     if (t->worker) {
         flush_peers(t);
         while (t->peers) {
@@ -1065,9 +1158,9 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         t->addr_len = wa.address_length;
     }
     ucp_am_recv_callback_t cbs[] = {
-        [AM_GRANT_REQ] = am_cb_AM_GRANT_REQ, [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
-        [AM_DONE] = am_cb_AM_DONE,           [AM_DATA] = am_data_cb,
-        [AM_READ_REQ] = am_cb_AM_READ_REQ,   [AM_READ_DATA] = am_read_data_cb};
+        [AM_GRANT_REQ] = am_grant_req_cb,  [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
+        [AM_DONE] = am_cb_AM_DONE,         [AM_DATA] = am_data_cb,
+        [AM_READ_REQ] = am_cb_AM_READ_REQ, [AM_READ_DATA] = am_read_data_cb};
     for (unsigned id = AM_GRANT_REQ; s == UCS_OK && id <= AM_LAST; id++) {
         ucp_am_handler_param_t hp = {
             .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |

@@ -4,8 +4,10 @@
  * hostile peer. All fields little-endian (ucx.c refuses big-endian hosts).
  *
  *   active                                    passive
- *   GRANT_REQ {key, secret, ranges, addr} ─▶ core checks op, key, kind,
- *                                            bounds → grant id
+ *   GRANT_REQ {want, key, secret,  ─▶ the passive side checks want, then key
+ *              addr, ranges}           and secret, then the address, before
+ *                                      it connects back; the core checks the
+ *                                      op, kind and bounds → grant id
  *             ◀─ GRANT_REP {status, grant}
  *   get/put or DATA/READ_REQ per segment
  *   DONE {grant, complete} ──────────────────▶
@@ -27,10 +29,14 @@ enum {
     NXC__UCX_AM_LAST = NXC__UCX_AM_READ_DATA
 };
 
-#define NXC__UCX_MAGIC 0x3158584eu /* "NXX1" */
+/* "NXX2": version 2 added GRANT_REQ.want. A version-1 peer's messages carry
+ * another magic and are dropped, not misread. */
+#define NXC__UCX_MAGIC 0x3258584eu
 
 /* GRANT_REQ, followed by key, requester worker address, requester name,
- * nranges nxc__range_t. */
+ * nranges nxc__range_t. Sent with UCP_AM_SEND_FLAG_REPLY so that a refusal
+ * can go back on the endpoint the request came on, without connecting to
+ * an address a stranger wrote. */
 typedef struct nxc__ucx_grant_req {
     uint32_t magic;
     uint8_t md_kind;
@@ -42,10 +48,14 @@ typedef struct nxc__ucx_grant_req {
     uint16_t pad2;
     uint64_t req_id;
     uint8_t instance[NXC__INSTANCE_LEN]; /* the requester's */
+    uint8_t want[NXC__INSTANCE_LEN];     /* the connector the metadata names */
     uint8_t secret[NXC__SECRET_LEN];
 } nxc__ucx_grant_req_t;
 
-/* GRANT_REP, followed by a reason text when refused. */
+/* GRANT_REP, followed by a reason text when refused. status: NXC_OK,
+ * NXC_ERR_REFUSED (no live op with this key and secret, wrong kind, out of
+ * bounds), NXC_ERR_UNREACHABLE (this worker is not the connector `want`
+ * names: that one is gone), or NXC_ERR_TRANSPORT (a malformed request). */
 typedef struct nxc__ucx_grant_rep {
     uint32_t magic;
     int32_t status;
