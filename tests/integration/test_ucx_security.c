@@ -476,6 +476,88 @@ static void test_raw_grant_req(void) {
     nxc_connector_destroy(owner);
 }
 
+/* --- 3. garbage rkeys on the get/put path ------------------------------------------------ */
+
+static void test_garbage_rkeys(void) {
+    setenv("NXC_UCX_DATA", "rma", 1);
+    nxc_connector_t *owner = ucx_connector("owner");
+    nxc_connector_t *reader = ucx_connector("reader");
+    for (int wr = 0; wr < 2; wr++) {
+        target_t t = target_new(owner, wr, 0x300 + (uint64_t)wr);
+        uint8_t key[512];
+        const nxc__bytes_t k0 = nxc__md_section(&t.md, "ucx")->keys[0];
+        NXT_CHECK(k0.len > 9 && k0.len < 128);
+        printf("    %s: packed rkey of %u bytes\n", wr ? "writable" : "readable", k0.len);
+        uint8_t orig[128];
+        memcpy(orig, k0.data, k0.len);
+        uint64_t s = 0x5eed0300 + (uint64_t)wr;
+        tally_t tally = {0};
+        uint8_t *local = nxt_alloc(SIZE);
+        nxc_desc_t d = nxt_desc(local, SIZE);
+        enum { N = 220 };
+        for (int i = 0; i < N; i++) {
+            size_t n;
+            if (i == 0) { /* every md bit set */
+                memcpy(key, orig, k0.len);
+                memset(key, 0xff, 8);
+                n = k0.len;
+            } else if (i < 8) { /* another memory type */
+                memcpy(key, orig, k0.len);
+                key[8] = (uint8_t)(i == 1 ? 0xff : i * 31);
+                n = k0.len;
+            } else if (i < 12) { /* bytes after the key */
+                memcpy(key, orig, k0.len);
+                memset(key + k0.len, 0xa5, 64);
+                n = k0.len + (size_t)(i - 7) * 16;
+            } else {
+                int kind = i % 3 == 0 ? MUT_TRUNCATE : i % 3 == 1 ? MUT_FLIPS : MUT_RANDOM;
+                n = mutate(orig, k0.len, key, sizeof key, kind, &s);
+                if (n == 0) n = 1; /* the empty key has its own test */
+            }
+            forgery_t f = no_change();
+            f.key0 = key;
+            f.key0_len = (long)n;
+            char *text = forge(&t.md, &f);
+            nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 3000};
+            nxc_op_t *op = NULL;
+            nxc_status_t st = wr ? nxc_begin_write(reader, &d, 1, text, 0, &p, &op)
+                                 : nxc_begin_read(reader, text, 0, &d, 1, &p, &op);
+            free(text);
+            if (st != NXC_OK) {
+                NXT_CHECK(st < 0 && nxc_last_error()[0]);
+                tally.begin_refused++;
+                continue;
+            }
+            st = nxc_op_wait(op, 8000);
+            if (st == NXC_INPROGRESS)
+                nxt_failf(__FILE__, __LINE__, "rkey mutation %d: op did not end in 8 s", i);
+            nxc_op_release(op);
+            if (st != NXC_OK) {
+                tally.ended[-st < 64 ? -st : 63]++;
+                continue;
+            }
+            /* harmless mutation: the transfer happened; expose afresh */
+            tally.complete++;
+            if (wr) memcpy(t.snap + GUARD, local, SIZE);
+            NXT_CHECK(memcmp(local, t.buf, SIZE) == 0);
+            NXT_PASS(nxc_op_wait(t.op, WAIT_MS));
+            nxc_op_release(t.op);
+            target_expose(&t, owner);
+            memcpy(orig, nxc__md_section(&t.md, "ucx")->keys[0].data, k0.len);
+        }
+        printf("    %d mutated rkeys (md map, memory type, trailing bytes, truncated, "
+               "bits flipped, random):\n",
+               N);
+        tally_print(&tally);
+        check_intact(&t, "mutated rkeys");
+        legit_transfer(reader, &t, 0x3ff);
+        free(local);
+        target_free(&t);
+    }
+    nxc_connector_destroy(reader);
+    nxc_connector_destroy(owner);
+}
+
 /* --- 4. metadata naming a connector that is not there ---------------------------------- */
 
 static void test_unknown_instance(void) {
@@ -515,9 +597,47 @@ static void test_unknown_instance(void) {
     nxc_connector_destroy(owner);
 }
 
+/* --- 6. an empty ucx key on the get/put path ---------------------------------------------- */
+
+static void test_empty_key(void) {
+    setenv("NXC_UCX_DATA", "rma", 1);
+    nxc_connector_t *owner = ucx_connector("owner");
+    nxc_connector_t *reader = ucx_connector("reader");
+    for (int wr = 0; wr < 2; wr++) {
+        target_t t = target_new(owner, wr, 0x600 + (uint64_t)wr);
+        forgery_t f = no_change();
+        f.key0 = (const uint8_t *)"";
+        f.key0_len = 0;
+        char *text = forge(&t.md, &f);
+        uint8_t *local = nxt_alloc(SIZE);
+        nxc_desc_t d = nxt_desc(local, SIZE);
+        nxc_op_t *op = NULL;
+        nxc_status_t st = wr ? nxc_begin_write(reader, &d, 1, text, 0, NULL, &op)
+                             : nxc_begin_read(reader, text, 0, &d, 1, NULL, &op);
+        if (st == NXC_OK) {
+            nxc_status_t end = nxc_op_wait(op, WAIT_MS);
+            nxt_failf(__FILE__, __LINE__,
+                      "begin accepted an empty ucx key; the op then ended %s (%s)",
+                      nxc_status_string(end), nxc_op_message(op));
+        }
+        printf("    %s with an empty ucx key: begin -> %s (%s)\n", wr ? "write" : "read",
+               nxc_status_string(st), nxc_last_error());
+        NXT_EQ_INT(st, NXC_ERR_METADATA_MALFORMED);
+        free(text);
+        free(local);
+        check_intact(&t, "empty key");
+        legit_transfer(reader, &t, 0x6ff);
+        target_free(&t);
+    }
+    nxc_connector_destroy(reader);
+    nxc_connector_destroy(owner);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"mutated_worker_address", test_mutated_address, 120},
     {"raw_grant_req_bad_address", test_raw_grant_req, 60},
+    {"garbage_rkeys", test_garbage_rkeys, 180},
     {"unknown_instance_unreachable", test_unknown_instance, 60},
+    {"empty_key_fails_at_begin", test_empty_key, 60},
 };
 NXT_MAIN(nxt_tests)

@@ -483,8 +483,45 @@ static void stop_awaiting(nxc_op_t *op) {
     }
 }
 
-/* Granted, RMA path: unpack the peer's keys and post one get/put per
- * segment, then a flush that completes once every byte reached its target. */
+/* The get/put path's rkeys come from the metadata. Whatever can be checked
+ * is checked at begin, against the worker address of the peer the endpoint
+ * reaches (ucx_check.c): length and structure, memory type, md map, entry
+ * sizes. A damaged key then fails the call rather than the op later, and
+ * never reaches ucp_ep_rkey_unpack(), which reads as many entries as its md
+ * map names, indexes tables with its memory type and attaches the shared
+ * memory segments it names. (Sending the keys in GRANT_REP instead would keep
+ * damaged metadata away from them, but not a hostile passive peer: the check
+ * is the defence either way, so the keys stay where NIXL has them.) */
+static nxc_status_t check_rkeys(const nxc_op_t *op, const nxc__md_section_t *sec,
+                                const ucx_peer_t *p) {
+    char why[160];
+    for (size_t i = 0; i < op->md.ndesc; i++) {
+        const nxc__bytes_t *k = &sec->keys[i];
+        unsigned mem_type = op->md.descs[i].device.kind == NXC_DEVICE_CUDA ? UCS_MEMORY_TYPE_CUDA
+                                                                           : UCS_MEMORY_TYPE_HOST;
+        if (k->len == 0)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "ucx: descriptor %zu has no ucx key (the get/put path needs one)", i);
+        if (!nxc__ucx_rkey_check(k->data, k->len, &p->info, mem_type, why, sizeof why))
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "ucx: descriptor %zu: malformed ucx key: %s", i, why);
+    }
+    return NXC_OK;
+}
+
+/* Unpack a checked key from a zero-padded copy (see connect_peer()). */
+static ucs_status_t unpack_rkey(ucp_ep_h ep, const nxc__bytes_t *k, ucp_rkey_h *rkey_p) {
+    uint8_t *copy = calloc(1, (size_t)k->len + NXC__UCX_PAD);
+    if (!copy) return UCS_ERR_NO_MEMORY;
+    memcpy(copy, k->data, k->len);
+    ucs_status_t s = ucp_ep_rkey_unpack(ep, copy, rkey_p);
+    free(copy);
+    return s;
+}
+
+/* Granted, RMA path: unpack the peer's keys (checked at begin) and post one
+ * get/put per segment, then a flush that completes once every byte reached
+ * its target. */
 static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     if (!t->use_rma) return start_moving_am(t, op);
@@ -492,9 +529,7 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     a->rkeys = calloc(op->md.ndesc, sizeof *a->rkeys);
     if (!a->rkeys) return aop_fail(op, NXC_ERR_NO_MEMORY, "out of memory");
     for (size_t i = 0; i < op->md.ndesc; i++) {
-        if (sec->keys[i].len == 0)
-            return aop_fail(op, NXC_ERR_METADATA_MALFORMED, "descriptor has no ucx key");
-        ucs_status_t s = ucp_ep_rkey_unpack(a->peer->ep, sec->keys[i].data, &a->rkeys[i]);
+        ucs_status_t s = unpack_rkey(a->peer->ep, &sec->keys[i], &a->rkeys[i]);
         if (s != UCS_OK)
             return aop_fail(op, NXC_ERR_TRANSPORT, "ucp_ep_rkey_unpack: %s", ucs_status_string(s));
         a->nrkeys = i + 1;
@@ -567,6 +602,7 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     nxc_status_t st = get_peer(t, md->instance, md->name, sec->conn.data, sec->conn.len, &a->peer);
     if (st != NXC_OK) return st;
     a->peer->refs++;
+    if (t->use_rma && (st = check_rkeys(op, sec, a->peer)) != NXC_OK) return st;
     a->req_id = ++t->next_req_id;
     a->stage = S_GRANT;
 
