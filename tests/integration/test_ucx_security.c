@@ -597,6 +597,125 @@ static void test_unknown_instance(void) {
     nxc_connector_destroy(owner);
 }
 
+/* --- 5. destroy while endpoint wire-up is pending ----------------------------------------- */
+
+static pid_t hogs[2];
+
+static void hogs_start(void) {
+    for (int i = 0; i < 2; i++) {
+        hogs[i] = fork();
+        if (hogs[i] == 0)
+            for (volatile unsigned long x = 0;; x++) {
+            }
+    }
+}
+
+static void hogs_stop(void) {
+    for (int i = 0; i < 2; i++) {
+        kill(hogs[i], SIGKILL);
+        waitpid(hogs[i], NULL, 0);
+    }
+}
+
+enum { READER_ROUNDS = 40, OWNER_ROUNDS = 24 };
+
+/* Phase 1: one owner serves while readers come and go. Phase 2: each round
+ * a new owner is destroyed as soon as a reader's request was granted, or a
+ * few ms after the reader began: mid wire-up. */
+static void churn_owner(int fd, void *arg) {
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    nxc_connector_t *c = ucx_connector("long-lived-owner");
+    nxc_op_t *op;
+    const char *md;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    free(nxt_recv(fd, NULL, 300000)); /* the readers are done */
+    nxc_op_release(op);
+    /* still serving: a fresh readable is read */
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    NXT_PASS(nxc_op_wait(op, 30000));
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+    for (int i = 0; i < OWNER_ROUNDS; i++) {
+        c = ucx_connector("short-lived-owner");
+        NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+        NXT_PASS(nxc_op_metadata(op, &md, NULL));
+        nxt_send_str(fd, md);
+        free(nxt_recv(fd, NULL, 60000)); /* the reader has begun */
+        /* destroyed as soon as the reader's request was granted, or after a
+         * few ms: wire-up with the reader may still be under way */
+        uint64_t until = ms_now() + (uint64_t)(i % 3) * 5;
+        while (nxc_op_status(op) == NXC_OP_INITIALIZED && ms_now() < until)
+            usleep(100);
+        nxc_op_release(op);
+        nxc_connector_destroy(c);
+        nxt_send_str(fd, "destroyed");
+    }
+}
+
+static void test_destroy_during_wireup(void) {
+    hogs_start();
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, churn_owner, NULL);
+    int fd = nxt_chan_parent(&ch);
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    uint64_t t0 = ms_now();
+    char *md = nxt_recv(fd, NULL, 60000);
+    tally_t tally = {0};
+    for (int i = 0; i < READER_ROUNDS; i++) {
+        nxc_connector_t *r = ucx_connector("churn-reader");
+        nxc_op_t *op = NULL;
+        nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 2000};
+        NXT_PASS(nxc_begin_read(r, md, 0, &d, 1, &p, &op));
+        /* most readers go away at once, mid wire-up */
+        if (i % 4 == 3) {
+            nxc_status_t st = nxc_op_wait(op, 15000);
+            NXT_CHECK(st != NXC_INPROGRESS);
+            st == NXC_OK ? tally.complete++ : tally.ended[-st < 64 ? -st : 63]++;
+            nxc_op_release(op);
+        }
+        nxc_connector_destroy(r);
+    }
+    free(md);
+    printf("    %d readers destroyed, %d of them right after begin_read; the others' reads:\n",
+           READER_ROUNDS, READER_ROUNDS - READER_ROUNDS / 4);
+    tally_print(&tally);
+    nxt_send_str(fd, "done");
+    md = nxt_recv(fd, NULL, 60000);
+    nxc_connector_t *r = ucx_connector("last-reader");
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_read(r, md, 0, &d, 1, NULL, &op));
+    NXT_PASS(nxc_op_wait(op, 30000));
+    nxc_op_release(op);
+    free(md);
+    printf("    the owner survived them all and still serves a reader\n");
+    for (int i = 0; i < OWNER_ROUNDS; i++) {
+        md = nxt_recv(fd, NULL, 60000);
+        nxc_connector_t *r2 = ucx_connector("reader");
+        nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 2000};
+        NXT_PASS(nxc_begin_read(r2, md, 0, &d, 1, &p, &op));
+        nxt_send_str(fd, "begun");
+        nxc_status_t st = nxc_op_wait(op, 15000);
+        NXT_CHECK(st != NXC_INPROGRESS); /* complete, or the owner went first */
+        nxc_op_release(op);
+        nxc_connector_destroy(r2);
+        free(md);
+        free(nxt_recv(fd, NULL, 60000));
+    }
+    nxc_connector_destroy(r);
+    nxt_join(pid, 60000);
+    hogs_stop();
+    printf("    %d owners destroyed as soon as a read was granted or a few ms after it began: "
+           "no abort (%llu ms in all, under CPU load)\n",
+           OWNER_ROUNDS, (unsigned long long)(ms_now() - t0));
+}
+
 /* --- 6. an empty ucx key on the get/put path ---------------------------------------------- */
 
 static void test_empty_key(void) {
@@ -638,6 +757,7 @@ static const nxt_test_t nxt_tests[] = {
     {"raw_grant_req_bad_address", test_raw_grant_req, 60},
     {"garbage_rkeys", test_garbage_rkeys, 180},
     {"unknown_instance_unreachable", test_unknown_instance, 60},
+    {"destroy_during_wireup", test_destroy_during_wireup, 240},
     {"empty_key_fails_at_begin", test_empty_key, 60},
 };
 NXT_MAIN(nxt_tests)

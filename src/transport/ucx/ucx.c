@@ -76,12 +76,14 @@ typedef struct ucx_peer {
     uint8_t instance[NXC__INSTANCE_LEN];
     char name[NXC_NAME_MAX + 1];
     ucp_ep_h ep;
-    void *close_req; /* a forced close in progress */
+    void *close_req; /* a close in progress */
+    void *flush_req; /* at destroy: its flush */
     bool failed;     /* the error callback fired, or we cut it off */
     bool handled;    /* ops were told */
     ucs_status_t status;
-    int refs;                  /* 1 while listed, +1 per active op */
+    int refs;                  /* 1 while listed, +1 per active op and pending flush */
     nxc__ucx_addr_info_t info; /* from its worker address: its memory domains */
+    enum { WIRE_UNKNOWN, WIRE_PENDING, WIRE_DONE } wire; /* see start_wire_up() */
 } ucx_peer_t;
 
 /* A received active message, processed after ucp_worker_progress returns. */
@@ -125,6 +127,7 @@ typedef struct ucx_aop {
     nxc_status_t error; /* first failure or the stop reason; NXC_OK: none */
     char why[200];
     bool gave_up_sent;
+    bool req_sent;        /* GRANT_REQ sent (it waits for the endpoint's wire-up) */
     uint64_t await_bytes; /* message-path read: bytes still to arrive */
 } ucx_aop_t;
 
@@ -559,10 +562,72 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     track(op, ucp_ep_flush_nbx(a->peer->ep, &fp), "ucp_ep_flush_nbx");
 }
 
+static void wire_up_cb(void *req, ucs_status_t status, void *user) {
+    ucx_peer_t *p = user;
+    p->wire = WIRE_DONE; /* or failed: the error callback tells the ops */
+    p->t->dirty = true;
+    ucp_request_free(req);
+    peer_unref(p);
+}
+
+/* On first contact a GRANT_REQ waits until our new endpoint's wire-up is
+ * over (a flush of it completes). A request that reaches the passive side
+ * before our wire-up request makes it create its endpoint to us first, and
+ * UCX 1.13 then queues its wire-up reply on that endpoint's transport, where
+ * purging it aborts the process ("got REP message", see quiesce()) if we go
+ * away before the reply got out. One round trip, once per peer. */
+static void start_wire_up(ucx_tp_t *t, ucx_peer_t *p) {
+    if (p->wire != WIRE_UNKNOWN || p->failed || !p->ep) return;
+    ucp_request_param_t rp = {.op_attr_mask =
+                                  UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+                              .cb.send = wire_up_cb,
+                              .user_data = p};
+    ucs_status_ptr_t r = ucp_ep_flush_nbx(p->ep, &rp);
+    p->wire = UCS_PTR_IS_PTR(r) ? WIRE_PENDING : WIRE_DONE;
+    if (UCS_PTR_IS_PTR(r)) p->refs++;
+}
+
+/* GRANT_REQ: fixed part, then key, our address, our name, the ranges. */
+static nxc_status_t send_grant_req(ucx_tp_t *t, nxc_op_t *op) {
+    ucx_aop_t *a = op->tp_op;
+    const nxc__metadata_t *md = &op->md;
+    const nxc_connector_t *c = t->base.c;
+    size_t klen = strlen(op->key), nlen = strlen(c->name);
+    size_t vlen = klen + t->addr_len + nlen + md->ndesc * sizeof(nxc__range_t);
+    uint8_t *var = malloc(vlen);
+    if (!var) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    uint8_t *w = var;
+    memcpy(w, op->key, klen), w += klen;
+    memcpy(w, t->addr, t->addr_len), w += t->addr_len;
+    memcpy(w, c->name, nlen), w += nlen;
+    for (size_t i = 0; i < md->ndesc; i++, w += sizeof(nxc__range_t))
+        memcpy(w, &(nxc__range_t){md->descs[i].addr, md->descs[i].size}, sizeof(nxc__range_t));
+    msg_grant_req_t m = {.magic = MSG_MAGIC,
+                         .md_kind = (uint8_t)md->operation_kind,
+                         .key_len = (uint16_t)klen,
+                         .addr_len = (uint32_t)t->addr_len,
+                         .nranges = (uint32_t)md->ndesc,
+                         .name_len = (uint16_t)nlen,
+                         .req_id = a->req_id};
+    memcpy(m.instance, c->instance, NXC__INSTANCE_LEN);
+    memcpy(m.want, md->instance, NXC__INSTANCE_LEN);
+    memcpy(m.secret, md->secret, NXC__SECRET_LEN);
+    /* Not counted as in flight: it carries no user memory, so a cancel need
+     * not wait for a peer that never reads it. */
+    nxc_status_t st =
+        am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, NULL, UCP_AM_SEND_FLAG_REPLY);
+    free(var);
+    a->req_sent = st == NXC_OK;
+    return st;
+}
+
 /* Move an idle active op to its next stage, or finish it. */
 static void advance(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     if (op->busy > 0 || nxc__op_terminal(op)) return;
+    if (a->error == NXC_OK && a->stage == S_GRANT && !a->req_sent && a->peer->wire == WIRE_DONE &&
+        send_grant_req(t, op) != NXC_OK)
+        aop_fail(op, NXC_ERR_UNREACHABLE, "%s", nxc_last_error());
     if (a->error != NXC_OK) {
         if (a->grant_id && !a->peer->failed && !a->gave_up_sent) {
             a->gave_up_sent = true; /* free the passive op for another peer */
@@ -605,35 +670,10 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     if (t->use_rma && (st = check_rkeys(op, sec, a->peer)) != NXC_OK) return st;
     a->req_id = ++t->next_req_id;
     a->stage = S_GRANT;
-
-    /* GRANT_REQ: fixed part, then key, our address, our name, the ranges. */
-    const nxc_connector_t *c = tp->c;
-    size_t klen = strlen(op->key), nlen = strlen(c->name);
-    size_t vlen = klen + t->addr_len + nlen + md->ndesc * sizeof(nxc__range_t);
-    uint8_t *var = malloc(vlen);
-    if (!var) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
-    uint8_t *w = var;
-    memcpy(w, op->key, klen), w += klen;
-    memcpy(w, t->addr, t->addr_len), w += t->addr_len;
-    memcpy(w, c->name, nlen), w += nlen;
-    for (size_t i = 0; i < md->ndesc; i++, w += sizeof(nxc__range_t))
-        memcpy(w, &(nxc__range_t){md->descs[i].addr, md->descs[i].size}, sizeof(nxc__range_t));
-    msg_grant_req_t m = {.magic = MSG_MAGIC,
-                         .md_kind = (uint8_t)md->operation_kind,
-                         .key_len = (uint16_t)klen,
-                         .addr_len = (uint32_t)t->addr_len,
-                         .nranges = (uint32_t)md->ndesc,
-                         .name_len = (uint16_t)nlen,
-                         .req_id = a->req_id};
-    memcpy(m.instance, c->instance, NXC__INSTANCE_LEN);
-    memcpy(m.want, md->instance, NXC__INSTANCE_LEN);
-    memcpy(m.secret, md->secret, NXC__SECRET_LEN);
-    /* Not counted as in flight: it carries no user memory, so a cancel need
-     * not wait for a peer that never reads it. */
-    st = am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, NULL, UCP_AM_SEND_FLAG_REPLY);
-    free(var);
-    if (st == NXC_ERR_PEER_FAILED) st = NXC_ERR_UNREACHABLE;
-    return st;
+    start_wire_up(t, a->peer);
+    if (a->peer->wire != WIRE_DONE) return NXC_OK; /* advance() sends it */
+    st = send_grant_req(t, op);
+    return st == NXC_ERR_PEER_FAILED ? NXC_ERR_UNREACHABLE : st;
 }
 
 static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
@@ -1110,40 +1150,93 @@ static void set_default(ucp_config_t *cfg, const char *key, const char *value) {
     if (!getenv(env)) ucp_config_modify(cfg, key, value);
 }
 
-/* Before closing: let what we sent to healthy peers reach them (a DONE sent
- * just before the application destroys the connector must not be lost).
- * Bounded: a peer that does not take it within a second loses it. */
-static void flush_peers(ucx_tp_t *t) {
-    void *reqs[64];
-    size_t n = 0;
-    for (ucx_peer_t *p = t->peers; p && n < 64; p = p->next) {
+/* Progress until `r` (a request, or the status of one that needs none)
+ * completes or `until` passes, then release it. True if it completed. */
+static bool settle(ucx_tp_t *t, ucs_status_ptr_t r, uint64_t until) {
+    if (!UCS_PTR_IS_PTR(r)) return true;
+    while (ucp_request_check_status(r) == UCS_INPROGRESS && nxc__now_ns() < until)
+        ucp_worker_progress(t->worker);
+    bool done = ucp_request_check_status(r) != UCS_INPROGRESS;
+    ucp_request_free(r);
+    return done;
+}
+
+/* Progress until UCX has had nothing to do for `quiet` ns, or until. */
+static void progress_until_quiet(ucx_tp_t *t, uint64_t quiet, uint64_t until) {
+    uint64_t now = nxc__now_ns(), idle_since = now;
+    while (now < until && now - idle_since < quiet) {
+        if (ucp_worker_progress(t->worker)) idle_since = nxc__now_ns();
+        now = nxc__now_ns();
+    }
+}
+
+/* Flush every healthy endpoint of ours, together, until `until`. A flush
+ * completes once the endpoint's wire-up is over and what we sent reached
+ * the peer (a DONE sent just before the application destroys the connector
+ * must not be lost). A peer whose flush does not complete in time counts as
+ * failed from here on: its endpoint is then closed forced. */
+static void flush_peers(ucx_tp_t *t, uint64_t until) {
+    for (ucx_peer_t *p = t->peers; p; p = p->next) {
         if (p->failed || !p->ep) continue;
         ucp_request_param_t rp = {0};
         ucs_status_ptr_t r = ucp_ep_flush_nbx(p->ep, &rp);
-        if (UCS_PTR_IS_PTR(r)) reqs[n++] = r;
+        p->flush_req = UCS_PTR_IS_PTR(r) ? r : NULL;
     }
+    for (ucx_peer_t *p = t->peers; p; p = p->next) {
+        if (p->flush_req && !settle(t, p->flush_req, until)) p->failed = true;
+        p->flush_req = NULL;
+    }
+}
+
+/* Close every endpoint, together: a healthy peer's in flush mode, so that
+ * what is still queued on it (a wire-up reply included) goes out first, a
+ * failed peer's forced (see begin_close()). Wait for them until `until`. */
+static void close_peers(ucx_tp_t *t, uint64_t until) {
+    for (ucx_peer_t *p = t->peers; p; p = p->next) {
+        if (!p->ep) continue;
+        ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                  .flags = p->failed ? UCP_EP_CLOSE_FLAG_FORCE : 0};
+        ucs_status_ptr_t r = ucp_ep_close_nbx(p->ep, &rp);
+        p->ep = NULL;
+        p->close_req = UCS_PTR_IS_PTR(r) ? r : NULL;
+    }
+    for (ucx_peer_t *p = t->peers; p; p = p->next) {
+        settle(t, p->close_req, until);
+        p->close_req = NULL;
+    }
+    while (t->peers)
+        unlist_peer(t, t->peers);
+}
+
+/* Let UCX finish what is under way before the worker goes, each step
+ * bounded: progress until quiet (a peer's wire-up request that arrived while
+ * the connector was winding down gets its reply started, and then the whole
+ * flush bound to go out), our endpoints flushed (so their wire-up is over),
+ * the worker flushed (which also covers endpoints UCX created for peers that
+ * connected to us), our endpoints closed (see close_peers()) and their close
+ * requests waited for, then progress until UCX has been quiet a moment.
+ * UCX 1.13 aborts the process when it purges a wire-up reply still queued
+ * on an endpoint ("got REP message" in uct_tcp_ep_pending_purge, from
+ * ucp_worker_destroy or ucp_ep_set_failed; issue 8 item 11): wire-up must
+ * be over, not cut, when endpoints close and when the worker goes. A peer
+ * that stays silent (stopped) costs the 1 s bounds. */
+static void quiesce(ucx_tp_t *t) {
+    progress_until_quiet(t, 20000000ull, nxc__now_ns() + 500000000ull);
     uint64_t until = nxc__now_ns() + 1000000000ull;
-    for (size_t i = 0; i < n; i++) {
-        while (ucp_request_check_status(reqs[i]) == UCS_INPROGRESS && nxc__now_ns() < until)
-            ucp_worker_progress(t->worker);
-        if (ucp_request_check_status(reqs[i]) == UCS_INPROGRESS)
-            ucp_request_cancel(t->worker, reqs[i]);
-        ucp_request_free(reqs[i]);
-    }
+    flush_peers(t, until);
+    ucp_request_param_t rp = {0};
+    settle(t, ucp_worker_flush_nbx(t->worker, &rp), until);
+    close_peers(t, nxc__now_ns() + 1000000000ull);
+    progress_until_quiet(t, 20000000ull, nxc__now_ns() + 500000000ull);
 }
 
 static void ucx_destroy(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
     t->closing = true;
     if (t->worker) {
-        flush_peers(t);
-        while (t->peers) {
-            ucx_peer_t *p = t->peers;
-            finish_close(t, p);
-            unlist_peer(t, p);
-        }
-        /* Messages that arrived while flushing and closing are dropped with
-         * the inbox below: answering them now would only create peers. */
+        quiesce(t);
+        /* Messages that arrived meanwhile are dropped with the inbox below:
+         * answering them now would only create peers. */
         nxc__regcache_fini(&t->rc);
         if (t->addr) ucp_worker_release_address(t->worker, t->addr);
         ucp_worker_destroy(t->worker);
