@@ -13,7 +13,8 @@
  *   - metadata whose instance names no live connector: UNREACHABLE, promptly;
  *   - connectors destroyed while endpoint wire-up is still pending, under CPU
  *     load;
- *   - an empty ucx key on the get/put path: begin fails.
+ *   - an empty ucx key on the get/put path: begin fails;
+ *   - active messages of ids nxc does not use.
  *
  * Forged metadata is built by decoding the real text, replacing one field
  * and encoding it again (nxc__md_encode), so that only that field differs.
@@ -752,6 +753,34 @@ static void test_empty_key(void) {
     nxc_connector_destroy(owner);
 }
 
+/* --- 7. active messages of ids nxc does not use --------------------------------------- */
+
+static void test_unknown_am_ids(void) {
+    nxc_connector_t *owner = ucx_connector("owner");
+    nxc_connector_t *reader = ucx_connector("reader");
+    target_t t = target_new(owner, false, 0x700);
+    raw_t r;
+    raw_open(&r, nxc__md_section(&t.md, "ucx"));
+    unsigned ids[] = {0, 7, 100, 4096, 32768, 65534, 65535};
+    uint8_t junk[64];
+    nxt_fill(junk, sizeof junk, 0x701);
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                  .flags = UCP_AM_SEND_FLAG_EAGER};
+        ucs_status_ptr_t q = ucp_am_send_nbx(r.ep, ids[i], NULL, 0, junk, sizeof junk, &rp);
+        NXT_CHECK(!UCS_PTR_IS_ERR(q));
+        raw_progress_until(&r, q, 0, 300);
+        printf("    active message id %u sent to the owner\n", ids[i]);
+        check_intact(&t, "unknown active message id");
+    }
+    NXT_CHECK(!r.ep_failed);
+    raw_close(&r);
+    legit_transfer(reader, &t, 0x7ff);
+    target_free(&t);
+    nxc_connector_destroy(reader);
+    nxc_connector_destroy(owner);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"mutated_worker_address", test_mutated_address, 120},
     {"raw_grant_req_bad_address", test_raw_grant_req, 60},
@@ -759,5 +788,6 @@ static const nxt_test_t nxt_tests[] = {
     {"unknown_instance_unreachable", test_unknown_instance, 60},
     {"destroy_during_wireup", test_destroy_during_wireup, 240},
     {"empty_key_fails_at_begin", test_empty_key, 60},
+    {"unknown_am_ids", test_unknown_am_ids, 60},
 };
 NXT_MAIN(nxt_tests)
