@@ -31,6 +31,7 @@
  */
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1284,6 +1285,18 @@ static ucs_status_t set_am_handlers(ucx_tp_t *t) {
     return s;
 }
 
+/* The address and rkey checks mirror UCX 1.13's formats: say so once when
+ * another release runs, whose peers' addresses they may refuse. */
+static void warn_version_once(void) {
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    unsigned maj, min, rel;
+    ucp_get_version(&maj, &min, &rel);
+    if ((maj != 1 || min != 13) && !atomic_flag_test_and_set(&said))
+        NXC_LOG_W("ucx: running UCX %u.%u.%u; nxc checks worker addresses and remote keys "
+                  "against UCX 1.13's formats and may refuse some of this release's",
+                  maj, min, rel);
+}
+
 static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     ucx_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
@@ -1296,6 +1309,11 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     }
     /* Notice a dead peer in seconds, not UCX's default 20 s. */
     set_default(cfg, "KEEPALIVE_INTERVAL", "1s");
+    /* Not a default: in unified mode UCX leaves lengths out of the addresses
+     * it packs and reads them from its own transports, so nxc could not
+     * check a peer's address (ucx_check.c) before UCX reads it. */
+    ucp_config_modify(cfg, "UNIFIED_MODE", "n");
+    warn_version_once();
     ucp_params_t pp = {.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME,
                        .features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP,
                        .name = c->name};
