@@ -5,11 +5,19 @@
  * Protocol, per active op (all control messages are UCP active messages):
  *
  *   active                                    passive
- *   GRANT_REQ {key, secret, ranges, addr} ─▶  core checks op, key, kind,
- *                                             bounds → grant id
+ *   GRANT_REQ {want, key, secret,  ─────────▶ want is me? key and secret of
+ *              ranges, addr}                  a live op? addr well formed?
+ *                                             (else refused on the endpoint
+ *                                             the request came on); then
+ *                                             core checks op, kind, bounds
  *             ◀─ GRANT_REP {status, grant}
  *   get/put per segment, then ep flush
  *   DONE {grant, complete} ─────────────────▶ op COMPLETE (or grant dropped)
+ *
+ * Nothing a peer wrote reaches UCX unchecked: worker addresses and rkeys are
+ * walked first (ucx_check.c), and a grant request is screened in that order
+ * before nxc connects back to the address inside it. Message layouts are in
+ * ucx_wire.h.
  *
  * The grant round trip is what makes revocation real: UCX's software RMA
  * emulation (used over tcp and shared memory) writes wherever a peer says,
@@ -21,7 +29,9 @@
  * refuses its shared-memory transports in that mode, so same-host traffic
  * runs over tcp loopback here (the shm transport is nxc's own answer).
  */
+#include <sodium.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +39,8 @@
 
 #include "core/core.h"
 #include "core/regcache.h"
+#include "transport/ucx/ucx_check.h"
+#include "transport/ucx/ucx_wire.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -37,68 +49,25 @@
 #error "the UCX control messages are defined little-endian; add byte swapping for this host"
 #endif
 
+/* Short local names for the wire definitions. */
 enum {
-    AM_GRANT_REQ = 1,
-    AM_GRANT_REP = 2,
-    AM_DONE = 3,
-    AM_DATA = 4,      /* write, message path: bytes for a writable */
-    AM_READ_REQ = 5,  /* read, message path: send me this range */
-    AM_READ_DATA = 6, /* read, message path: bytes of a readable */
-    AM_LAST = AM_READ_DATA
+    AM_GRANT_REQ = NXC__UCX_AM_GRANT_REQ,
+    AM_GRANT_REP = NXC__UCX_AM_GRANT_REP,
+    AM_DONE = NXC__UCX_AM_DONE,
+    AM_DATA = NXC__UCX_AM_DATA,
+    AM_READ_REQ = NXC__UCX_AM_READ_REQ,
+    AM_READ_DATA = NXC__UCX_AM_READ_DATA,
+    AM_LAST = NXC__UCX_AM_LAST
 };
+#define MSG_MAGIC NXC__UCX_MAGIC
+typedef nxc__ucx_grant_req_t msg_grant_req_t;
+typedef nxc__ucx_grant_rep_t msg_grant_rep_t;
+typedef nxc__ucx_done_t msg_done_t;
+typedef nxc__ucx_range_t msg_range_t;
+typedef nxc__ucx_read_data_t msg_read_data_t;
 /* Largest message of the message path (bigger segments are split). */
 #define CHUNK (1u << 20)
-#define MSG_MAGIC 0x3158584eu /* "NXX1" */
 #define MAX_RANGES NXC__MD_MAX_DESCS
-
-/* GRANT_REQ, followed by key, requester address, requester name, ranges. */
-typedef struct msg_grant_req {
-    uint32_t magic;
-    uint8_t md_kind;
-    uint8_t pad;
-    uint16_t key_len;
-    uint32_t addr_len;
-    uint32_t nranges;
-    uint16_t name_len;
-    uint16_t pad2;
-    uint64_t req_id;
-    uint8_t instance[NXC__INSTANCE_LEN]; /* the requester's */
-    uint8_t secret[NXC__SECRET_LEN];
-} msg_grant_req_t;
-
-/* GRANT_REP, followed by a reason text when refused. */
-typedef struct msg_grant_rep {
-    uint32_t magic;
-    int32_t status;
-    uint64_t req_id;
-    uint64_t grant_id;
-    uint8_t instance[NXC__INSTANCE_LEN]; /* the passive side's */
-} msg_grant_rep_t;
-
-typedef struct msg_done {
-    uint32_t magic;
-    uint32_t complete; /* 1: all bytes landed; 0: the active side gave up */
-    uint64_t grant_id;
-    uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
-} msg_done_t;
-
-/* Header of AM_DATA and AM_READ_REQ: which grant, which remote range. */
-typedef struct msg_range {
-    uint32_t magic;
-    uint32_t seg; /* AM_READ_REQ: the requester's segment index */
-    uint64_t grant_id;
-    uint64_t req_id; /* AM_READ_REQ: the requester's op */
-    uint64_t addr, len;
-    uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
-} msg_range_t;
-
-/* Header of AM_READ_DATA: where in the requester's segment the bytes go. */
-typedef struct msg_read_data {
-    uint32_t magic;
-    uint32_t seg;
-    uint64_t req_id;
-    uint64_t off;
-} msg_read_data_t;
 
 typedef struct ucx_tp ucx_tp_t;
 
@@ -108,11 +77,14 @@ typedef struct ucx_peer {
     uint8_t instance[NXC__INSTANCE_LEN];
     char name[NXC_NAME_MAX + 1];
     ucp_ep_h ep;
-    void *close_req; /* a forced close in progress */
+    void *close_req; /* a close in progress */
+    void *flush_req; /* at destroy: its flush */
     bool failed;     /* the error callback fired, or we cut it off */
     bool handled;    /* ops were told */
     ucs_status_t status;
-    int refs; /* 1 while listed, +1 per active op */
+    int refs;                  /* 1 while listed, +1 per active op and pending flush */
+    nxc__ucx_addr_info_t info; /* from its worker address: its memory domains */
+    enum { WIRE_UNKNOWN, WIRE_PENDING, WIRE_DONE } wire; /* see start_wire_up() */
 } ucx_peer_t;
 
 /* A received active message, processed after ucp_worker_progress returns. */
@@ -134,7 +106,8 @@ struct ucx_tp {
     ucx_peer_t *peers;
     nxc__regcache_t rc;
     inbox_msg_t *inbox, *inbox_tail;
-    bool dirty; /* a request completed or a peer failed: re-check ops */
+    bool dirty;   /* a request completed or a peer failed: re-check ops */
+    bool closing; /* destroying: messages are dropped, not answered */
     uint64_t next_req_id;
     /* Move bytes with get/put (true: UCX has a hardware RMA transport here)
      * or with active messages (false: UCX would only emulate RMA). */
@@ -155,6 +128,7 @@ typedef struct ucx_aop {
     nxc_status_t error; /* first failure or the stop reason; NXC_OK: none */
     char why[200];
     bool gave_up_sent;
+    bool req_sent;        /* GRANT_REQ sent (it waits for the endpoint's wire-up) */
     uint64_t await_bytes; /* message-path read: bytes still to arrive */
 } ucx_aop_t;
 
@@ -285,6 +259,31 @@ static ucx_peer_t *find_peer(ucx_tp_t *t, const uint8_t *instance) {
     return NULL;
 }
 
+/* Connect to the worker at `addr`. UCX reads an address without a length and
+ * aborts the process on some malformed ones, so it only ever sees one that
+ * nxc__ucx_addr_check() walked completely, and a zero-padded copy of it. */
+static nxc_status_t connect_peer(ucx_tp_t *t, ucx_peer_t *p, const uint8_t *addr, size_t addr_len) {
+    char why[160];
+    if (!nxc__ucx_addr_check(addr, addr_len, &p->info, why, sizeof why))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: malformed worker address: %s",
+                        p->name, why);
+    uint8_t *copy = calloc(1, addr_len + NXC__UCX_PAD);
+    if (!copy) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    memcpy(copy, addr, addr_len);
+    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                                        UCP_EP_PARAM_FIELD_ERR_HANDLER |
+                                        UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
+                          .address = (const ucp_address_t *)copy,
+                          .err_mode = UCP_ERR_HANDLING_MODE_PEER,
+                          .err_handler = {.cb = ep_error_cb, .arg = p}};
+    ucs_status_t s = ucp_ep_create(t->worker, &ep, &p->ep);
+    free(copy);
+    if (s != UCS_OK)
+        return nxc__err(NXC_ERR_UNREACHABLE, "ucx: cannot connect to peer %s: %s", p->name,
+                        ucs_status_string(s));
+    return NXC_OK;
+}
+
 static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *name,
                              const void *addr, size_t addr_len, ucx_peer_t **peer_p) {
     ucx_peer_t *p = find_peer(t, instance);
@@ -292,33 +291,15 @@ static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *n
         *peer_p = p;
         return NXC_OK;
     }
-    if (addr_len == 0) return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: empty worker address");
     p = calloc(1, sizeof *p);
     if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     p->t = t;
     memcpy(p->instance, instance, NXC__INSTANCE_LEN);
     snprintf(p->name, sizeof p->name, "%s", name);
-    /* UCX reads the address without a length: it must be complete and sane,
-     * which the grant and metadata checks upstream cannot promise. Query it
-     * first; a malformed one is refused here. */
-    ucp_worker_address_attr_t aa = {.field_mask = UCP_WORKER_ADDRESS_ATTR_FIELD_UID};
-    ucs_status_t s = ucp_worker_address_query((ucp_address_t *)addr, &aa);
-    if (s != UCS_OK) {
+    nxc_status_t st = connect_peer(t, p, addr, addr_len);
+    if (st != NXC_OK) {
         free(p);
-        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: bad worker address: %s", name,
-                        ucs_status_string(s));
-    }
-    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
-                                        UCP_EP_PARAM_FIELD_ERR_HANDLER |
-                                        UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
-                          .address = (const ucp_address_t *)addr,
-                          .err_mode = UCP_ERR_HANDLING_MODE_PEER,
-                          .err_handler = {.cb = ep_error_cb, .arg = p}};
-    s = ucp_ep_create(t->worker, &ep, &p->ep);
-    if (s != UCS_OK) {
-        free(p);
-        return nxc__err(NXC_ERR_UNREACHABLE, "ucx: cannot connect to peer %s: %s", name,
-                        ucs_status_string(s));
+        return st;
     }
     p->refs = 1;
     p->next = t->peers;
@@ -351,13 +332,12 @@ static void send_done_cb(void *req, ucs_status_t status, void *user) {
     ucp_request_free(req);
 }
 
-/* Send an active message; `op` (may be NULL) counts it as in flight. */
-static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *a, size_t alen,
-                            const void *b, size_t blen, nxc_op_t *op) {
-    if (p->failed || !p->ep)
-        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: peer %s is disconnected", p->name);
+/* Send an active message on `ep` (copied, so the caller's bytes may go);
+ * `op` (may be NULL) counts it as in flight. */
+static ucs_status_t ep_send(ucx_tp_t *t, ucp_ep_h ep, unsigned id, const void *a, size_t alen,
+                            const void *b, size_t blen, nxc_op_t *op, uint32_t flags) {
     send_ctx_t *sc = malloc(sizeof *sc + alen + blen);
-    if (!sc) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    if (!sc) return UCS_ERR_NO_MEMORY;
     sc->t = t;
     sc->op = op;
     sc->len = alen + blen;
@@ -365,20 +345,28 @@ static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void 
     if (blen) memcpy(sc->buf + alen, b, blen);
     ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
                                               UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
-                              .flags = UCP_AM_SEND_FLAG_EAGER,
+                              .flags = UCP_AM_SEND_FLAG_EAGER | flags,
                               .cb.send = send_done_cb,
                               .user_data = sc};
-    ucs_status_ptr_t r = ucp_am_send_nbx(p->ep, id, NULL, 0, sc->buf, sc->len, &rp);
-    if (r == NULL) {
+    ucs_status_ptr_t r = ucp_am_send_nbx(ep, id, NULL, 0, sc->buf, sc->len, &rp);
+    if (r == NULL || UCS_PTR_IS_ERR(r)) {
         free(sc);
-        return NXC_OK;
-    }
-    if (UCS_PTR_IS_ERR(r)) {
-        free(sc);
-        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: send to peer %s: %s", p->name,
-                        ucs_status_string(UCS_PTR_STATUS(r)));
+        return UCS_PTR_STATUS(r);
     }
     if (op) op->busy++;
+    return UCS_OK;
+}
+
+/* Send an active message to a peer; `op` (may be NULL) counts it. */
+static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *a, size_t alen,
+                            const void *b, size_t blen, nxc_op_t *op, uint32_t flags) {
+    if (p->failed || !p->ep)
+        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: peer %s is disconnected", p->name);
+    ucs_status_t s = ep_send(t, p->ep, id, a, alen, b, blen, op, flags);
+    if (s == UCS_ERR_NO_MEMORY) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    if (s != UCS_OK)
+        return nxc__err(NXC_ERR_PEER_FAILED, "ucx: send to peer %s: %s", p->name,
+                        ucs_status_string(s));
     return NXC_OK;
 }
 
@@ -386,7 +374,7 @@ static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool co
                           nxc_op_t *op) {
     msg_done_t m = {.magic = MSG_MAGIC, .complete = complete, .grant_id = grant_id};
     memcpy(m.instance, t->base.c->instance, NXC__INSTANCE_LEN);
-    if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op) != NXC_OK && op)
+    if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op, 0) != NXC_OK && op)
         aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
 }
 
@@ -477,7 +465,7 @@ static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
                          .len = sg->len};
         memcpy(h.instance, c->instance, NXC__INSTANCE_LEN);
         if (op->kind == NXC_OP_READ) {
-            if (am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL) != NXC_OK)
+            if (am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL, 0) != NXC_OK)
                 aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
             continue;
         }
@@ -499,8 +487,45 @@ static void stop_awaiting(nxc_op_t *op) {
     }
 }
 
-/* Granted, RMA path: unpack the peer's keys and post one get/put per
- * segment, then a flush that completes once every byte reached its target. */
+/* The get/put path's rkeys come from the metadata. Whatever can be checked
+ * is checked at begin, against the worker address of the peer the endpoint
+ * reaches (ucx_check.c): length and structure, memory type, md map, entry
+ * sizes. A damaged key then fails the call rather than the op later, and
+ * never reaches ucp_ep_rkey_unpack(), which reads as many entries as its md
+ * map names, indexes tables with its memory type and attaches the shared
+ * memory segments it names. (Sending the keys in GRANT_REP instead would keep
+ * damaged metadata away from them, but not a hostile passive peer: the check
+ * is the defence either way, so the keys stay where NIXL has them.) */
+static nxc_status_t check_rkeys(const nxc_op_t *op, const nxc__md_section_t *sec,
+                                const ucx_peer_t *p) {
+    char why[160];
+    for (size_t i = 0; i < op->md.ndesc; i++) {
+        const nxc__bytes_t *k = &sec->keys[i];
+        unsigned mem_type = op->md.descs[i].device.kind == NXC_DEVICE_CUDA ? UCS_MEMORY_TYPE_CUDA
+                                                                           : UCS_MEMORY_TYPE_HOST;
+        if (k->len == 0)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "ucx: descriptor %zu has no ucx key (the get/put path needs one)", i);
+        if (!nxc__ucx_rkey_check(k->data, k->len, &p->info, mem_type, why, sizeof why))
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "ucx: descriptor %zu: malformed ucx key: %s", i, why);
+    }
+    return NXC_OK;
+}
+
+/* Unpack a checked key from a zero-padded copy (see connect_peer()). */
+static ucs_status_t unpack_rkey(ucp_ep_h ep, const nxc__bytes_t *k, ucp_rkey_h *rkey_p) {
+    uint8_t *copy = calloc(1, (size_t)k->len + NXC__UCX_PAD);
+    if (!copy) return UCS_ERR_NO_MEMORY;
+    memcpy(copy, k->data, k->len);
+    ucs_status_t s = ucp_ep_rkey_unpack(ep, copy, rkey_p);
+    free(copy);
+    return s;
+}
+
+/* Granted, RMA path: unpack the peer's keys (checked at begin) and post one
+ * get/put per segment, then a flush that completes once every byte reached
+ * its target. */
 static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     if (!t->use_rma) return start_moving_am(t, op);
@@ -508,9 +533,7 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     a->rkeys = calloc(op->md.ndesc, sizeof *a->rkeys);
     if (!a->rkeys) return aop_fail(op, NXC_ERR_NO_MEMORY, "out of memory");
     for (size_t i = 0; i < op->md.ndesc; i++) {
-        if (sec->keys[i].len == 0)
-            return aop_fail(op, NXC_ERR_METADATA_MALFORMED, "descriptor has no ucx key");
-        ucs_status_t s = ucp_ep_rkey_unpack(a->peer->ep, sec->keys[i].data, &a->rkeys[i]);
+        ucs_status_t s = unpack_rkey(a->peer->ep, &sec->keys[i], &a->rkeys[i]);
         if (s != UCS_OK)
             return aop_fail(op, NXC_ERR_TRANSPORT, "ucp_ep_rkey_unpack: %s", ucs_status_string(s));
         a->nrkeys = i + 1;
@@ -540,10 +563,72 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     track(op, ucp_ep_flush_nbx(a->peer->ep, &fp), "ucp_ep_flush_nbx");
 }
 
+static void wire_up_cb(void *req, ucs_status_t status, void *user) {
+    ucx_peer_t *p = user;
+    p->wire = WIRE_DONE; /* or failed: the error callback tells the ops */
+    p->t->dirty = true;
+    ucp_request_free(req);
+    peer_unref(p);
+}
+
+/* On first contact a GRANT_REQ waits until our new endpoint's wire-up is
+ * over (a flush of it completes). A request that reaches the passive side
+ * before our wire-up request makes it create its endpoint to us first, and
+ * UCX 1.13 then queues its wire-up reply on that endpoint's transport, where
+ * purging it aborts the process ("got REP message", see quiesce()) if we go
+ * away before the reply got out. One round trip, once per peer. */
+static void start_wire_up(ucx_tp_t *t, ucx_peer_t *p) {
+    if (p->wire != WIRE_UNKNOWN || p->failed || !p->ep) return;
+    ucp_request_param_t rp = {.op_attr_mask =
+                                  UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+                              .cb.send = wire_up_cb,
+                              .user_data = p};
+    ucs_status_ptr_t r = ucp_ep_flush_nbx(p->ep, &rp);
+    p->wire = UCS_PTR_IS_PTR(r) ? WIRE_PENDING : WIRE_DONE;
+    if (UCS_PTR_IS_PTR(r)) p->refs++;
+}
+
+/* GRANT_REQ: fixed part, then key, our address, our name, the ranges. */
+static nxc_status_t send_grant_req(ucx_tp_t *t, nxc_op_t *op) {
+    ucx_aop_t *a = op->tp_op;
+    const nxc__metadata_t *md = &op->md;
+    const nxc_connector_t *c = t->base.c;
+    size_t klen = strlen(op->key), nlen = strlen(c->name);
+    size_t vlen = klen + t->addr_len + nlen + md->ndesc * sizeof(nxc__range_t);
+    uint8_t *var = malloc(vlen);
+    if (!var) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    uint8_t *w = var;
+    memcpy(w, op->key, klen), w += klen;
+    memcpy(w, t->addr, t->addr_len), w += t->addr_len;
+    memcpy(w, c->name, nlen), w += nlen;
+    for (size_t i = 0; i < md->ndesc; i++, w += sizeof(nxc__range_t))
+        memcpy(w, &(nxc__range_t){md->descs[i].addr, md->descs[i].size}, sizeof(nxc__range_t));
+    msg_grant_req_t m = {.magic = MSG_MAGIC,
+                         .md_kind = (uint8_t)md->operation_kind,
+                         .key_len = (uint16_t)klen,
+                         .addr_len = (uint32_t)t->addr_len,
+                         .nranges = (uint32_t)md->ndesc,
+                         .name_len = (uint16_t)nlen,
+                         .req_id = a->req_id};
+    memcpy(m.instance, c->instance, NXC__INSTANCE_LEN);
+    memcpy(m.want, md->instance, NXC__INSTANCE_LEN);
+    memcpy(m.secret, md->secret, NXC__SECRET_LEN);
+    /* Not counted as in flight: it carries no user memory, so a cancel need
+     * not wait for a peer that never reads it. */
+    nxc_status_t st =
+        am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, NULL, UCP_AM_SEND_FLAG_REPLY);
+    free(var);
+    a->req_sent = st == NXC_OK;
+    return st;
+}
+
 /* Move an idle active op to its next stage, or finish it. */
 static void advance(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     if (op->busy > 0 || nxc__op_terminal(op)) return;
+    if (a->error == NXC_OK && a->stage == S_GRANT && !a->req_sent && a->peer->wire == WIRE_DONE &&
+        send_grant_req(t, op) != NXC_OK)
+        aop_fail(op, NXC_ERR_UNREACHABLE, "%s", nxc_last_error());
     if (a->error != NXC_OK) {
         if (a->grant_id && !a->peer->failed && !a->gave_up_sent) {
             a->gave_up_sent = true; /* free the passive op for another peer */
@@ -564,6 +649,12 @@ static void advance(ucx_tp_t *t, nxc_op_t *op) {
 static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
     ucx_tp_t *t = T(tp);
     const nxc__metadata_t *md = &op->md;
+    /* Checked even when an endpoint to this peer is cached: the same text
+     * must get the same answer. */
+    char why[160];
+    if (!nxc__ucx_addr_check(sec->conn.data, sec->conn.len, NULL, why, sizeof why))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "ucx: the peer's worker address is malformed: %s", why);
     ucx_aop_t *a = calloc(1, sizeof *a);
     if (!a) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     op->tp_op = a;
@@ -577,36 +668,13 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     nxc_status_t st = get_peer(t, md->instance, md->name, sec->conn.data, sec->conn.len, &a->peer);
     if (st != NXC_OK) return st;
     a->peer->refs++;
+    if (t->use_rma && (st = check_rkeys(op, sec, a->peer)) != NXC_OK) return st;
     a->req_id = ++t->next_req_id;
     a->stage = S_GRANT;
-
-    /* GRANT_REQ: fixed part, then key, our address, our name, the ranges. */
-    const nxc_connector_t *c = tp->c;
-    size_t klen = strlen(op->key), nlen = strlen(c->name);
-    size_t vlen = klen + t->addr_len + nlen + md->ndesc * sizeof(nxc__range_t);
-    uint8_t *var = malloc(vlen);
-    if (!var) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
-    uint8_t *w = var;
-    memcpy(w, op->key, klen), w += klen;
-    memcpy(w, t->addr, t->addr_len), w += t->addr_len;
-    memcpy(w, c->name, nlen), w += nlen;
-    for (size_t i = 0; i < md->ndesc; i++, w += sizeof(nxc__range_t))
-        memcpy(w, &(nxc__range_t){md->descs[i].addr, md->descs[i].size}, sizeof(nxc__range_t));
-    msg_grant_req_t m = {.magic = MSG_MAGIC,
-                         .md_kind = (uint8_t)md->operation_kind,
-                         .key_len = (uint16_t)klen,
-                         .addr_len = (uint32_t)t->addr_len,
-                         .nranges = (uint32_t)md->ndesc,
-                         .name_len = (uint16_t)nlen,
-                         .req_id = a->req_id};
-    memcpy(m.instance, c->instance, NXC__INSTANCE_LEN);
-    memcpy(m.secret, md->secret, NXC__SECRET_LEN);
-    /* Not counted as in flight: it carries no user memory, so a cancel need
-     * not wait for a peer that never reads it. */
-    st = am_send(t, a->peer, AM_GRANT_REQ, &m, sizeof m, var, vlen, NULL);
-    free(var);
-    if (st == NXC_ERR_PEER_FAILED) st = NXC_ERR_UNREACHABLE;
-    return st;
+    start_wire_up(t, a->peer);
+    if (a->peer->wire != WIRE_DONE) return NXC_OK; /* advance() sends it */
+    st = send_grant_req(t, op);
+    return st == NXC_ERR_PEER_FAILED ? NXC_ERR_UNREACHABLE : st;
 }
 
 static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
@@ -733,7 +801,6 @@ static ucs_status_t enqueue(ucx_tp_t *t, unsigned id, const void *data, size_t l
                                    const ucp_am_recv_param_t *p) {                                 \
         return enqueue(arg, ID, d, l, p);                                                          \
     }
-AM_HANDLER(AM_GRANT_REQ)
 AM_HANDLER(AM_GRANT_REP)
 AM_HANDLER(AM_DONE)
 AM_HANDLER(AM_READ_REQ)
@@ -780,42 +847,113 @@ static ucs_status_t am_read_data_cb(void *arg, const void *hdr, size_t hlen, voi
     return UCS_OK;
 }
 
-static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
+/* A GRANT_REQ taken apart: lengths checked against the bytes present,
+ * nothing interpreted yet. addr and ranges point into the message. */
+typedef struct grant_req {
     msg_grant_req_t m;
-    if (len < sizeof m) return;
-    memcpy(&m, d, sizeof m);
-    size_t need = (size_t)m.key_len + m.addr_len + m.name_len;
-    if (m.magic != MSG_MAGIC || m.key_len == 0 || m.key_len > NXC_KEY_MAX ||
-        m.name_len > NXC_NAME_MAX || m.nranges > MAX_RANGES ||
-        len - sizeof m != need + (size_t)m.nranges * sizeof(nxc__range_t)) {
-        NXC_LOG_W("ucx: dropped a malformed grant request (%zu bytes)", len);
-        return;
-    }
-    const uint8_t *p = d + sizeof m;
     char key[NXC_KEY_MAX + 1], name[NXC_NAME_MAX + 1];
-    memcpy(key, p, m.key_len), key[m.key_len] = '\0', p += m.key_len;
-    const uint8_t *addr = p;
-    p += m.addr_len;
-    memcpy(name, p, m.name_len), name[m.name_len] = '\0', p += m.name_len;
-    nxc__range_t *ranges = malloc((m.nranges ? m.nranges : 1) * sizeof *ranges);
-    if (!ranges) return;
-    memcpy(ranges, p, m.nranges * sizeof *ranges);
+    const uint8_t *addr, *ranges;
+} grant_req_t;
 
+static bool parse_grant_req(const uint8_t *d, size_t len, grant_req_t *q) {
+    const msg_grant_req_t *m = &q->m;
+    if (len < sizeof *m) return false;
+    memcpy(&q->m, d, sizeof *m);
+    size_t need = (size_t)m->key_len + m->addr_len + m->name_len;
+    if (m->magic != MSG_MAGIC || m->key_len == 0 || m->key_len > NXC_KEY_MAX ||
+        m->name_len > NXC_NAME_MAX || m->nranges > MAX_RANGES ||
+        len - sizeof *m != need + (size_t)m->nranges * sizeof(nxc__range_t))
+        return false;
+    const uint8_t *p = d + sizeof *m;
+    if (memchr(p, 0, m->key_len)) return false; /* a key is text */
+    memcpy(q->key, p, m->key_len), q->key[m->key_len] = '\0', p += m->key_len;
+    q->addr = p, p += m->addr_len;
+    memcpy(q->name, p, m->name_len), q->name[m->name_len] = '\0', p += m->name_len;
+    q->ranges = p;
+    return true;
+}
+
+/* Is there a live passive op with this key and secret? A pre-check, so that
+ * a stranger's request goes no further; nxc__grant_open() still decides. */
+static bool authentic(ucx_tp_t *t, const char *key, const uint8_t *secret) {
+    for (nxc_op_t *op = t->base.c->ops; op; op = op->next)
+        if (nxc__op_passive(op) && !op->released && !strcmp(op->key, key))
+            return sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) == 0;
+    return false;
+}
+
+/* Refuse a grant request on the endpoint it came on (the requester sends
+ * with UCP_AM_SEND_FLAG_REPLY), so that answering uses nothing it wrote. */
+static void refuse_on_reply_ep(ucx_tp_t *t, const ucp_am_recv_param_t *param, uint64_t req_id,
+                               nxc_status_t st, const char *why) {
+    NXC_LOG_I("ucx: connector %s refused a grant request: %s", t->base.c->name, why);
+    if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || !param->reply_ep) return;
+    msg_grant_rep_t rep = {.magic = MSG_MAGIC, .status = st, .req_id = req_id};
+    memcpy(rep.instance, t->base.c->instance, NXC__INSTANCE_LEN);
+    ep_send(t, param->reply_ep, AM_GRANT_REP, &rep, sizeof rep, why, strlen(why), NULL, 0);
+}
+
+/* A grant request is screened where it arrives, before anything in it is
+ * used: the connector it wants, then its key and secret, then the worker
+ * address nxc would connect back to (UCX aborts the process on some
+ * malformed ones). A refusal goes back on the endpoint the request came on;
+ * only a request that passes is queued, to be answered over an endpoint of
+ * nxc's own. Runs inside ucp_worker_progress (connector lock held). */
+static ucs_status_t am_grant_req_cb(void *arg, const void *h, size_t hl, void *d, size_t len,
+                                    const ucp_am_recv_param_t *param) {
+    ucx_tp_t *t = arg;
+    const nxc_connector_t *c = t->base.c;
+    grant_req_t q;
+    if (t->closing || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) return UCS_OK;
+    if (!parse_grant_req(d, len, &q)) {
+        NXC_LOG_W("ucx: dropped a malformed grant request (%zu bytes)", len);
+        return UCS_OK;
+    }
+    char why[NXC_NAME_MAX + 160], bad[160];
+    if (memcmp(q.m.want, c->instance, NXC__INSTANCE_LEN)) {
+        snprintf(why, sizeof why,
+                 "the worker at its address belongs to another connector (%s); the one the "
+                 "metadata names is gone",
+                 c->name);
+        refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_UNREACHABLE, why);
+    } else if (!authentic(t, q.key, q.m.secret)) {
+        refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_REFUSED,
+                           "no live operation with this key (released, or never existed)");
+    } else if (!nxc__ucx_addr_check(q.addr, q.m.addr_len, NULL, bad, sizeof bad)) {
+        snprintf(why, sizeof why, "malformed requester worker address: %s", bad);
+        refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_TRANSPORT, why);
+    } else {
+        return enqueue(t, AM_GRANT_REQ, d, len, param);
+    }
+    return UCS_OK;
+}
+
+/* A screened grant request: connect back, let the core decide, answer. */
+static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
+    grant_req_t q;
+    if (!parse_grant_req(d, len, &q)) return;
+    nxc__range_t *ranges = malloc((q.m.nranges ? q.m.nranges : 1) * sizeof *ranges);
+    if (!ranges) return;
+    memcpy(ranges, q.ranges, q.m.nranges * sizeof *ranges);
     ucx_peer_t *peer;
-    if (get_peer(t, m.instance, name, addr, m.addr_len, &peer) != NXC_OK) {
-        NXC_LOG_W("ucx: cannot answer peer %s: %s", name, nxc_last_error());
+    if (get_peer(t, q.m.instance, q.name, q.addr, q.m.addr_len, &peer) != NXC_OK) {
+        NXC_LOG_W("ucx: cannot answer peer %s: %s", q.name, nxc_last_error());
         free(ranges);
         return;
     }
-    msg_grant_rep_t rep = {.magic = MSG_MAGIC, .req_id = m.req_id};
+    msg_grant_rep_t rep = {.magic = MSG_MAGIC, .req_id = q.m.req_id};
     memcpy(rep.instance, t->base.c->instance, NXC__INSTANCE_LEN);
     char why[160] = "";
-    rep.status = nxc__grant_open(t->base.c, &t->base, peer, key, m.secret, m.md_kind, ranges,
-                                 m.nranges, &rep.grant_id, why, sizeof why);
+    rep.status = nxc__grant_open(t->base.c, &t->base, peer, q.key, q.m.secret, q.m.md_kind, ranges,
+                                 q.m.nranges, &rep.grant_id, why, sizeof why);
     free(ranges);
-    if (am_send(t, peer, AM_GRANT_REP, &rep, sizeof rep, why, strlen(why), NULL) != NXC_OK &&
+    if (am_send(t, peer, AM_GRANT_REP, &rep, sizeof rep, why, strlen(why), NULL, 0) != NXC_OK &&
         rep.status == NXC_OK)
         nxc__grant_close(t->base.c, peer, rep.grant_id, false);
+}
+
+static nxc_status_t rep_status(int32_t s) {
+    return s == NXC_ERR_REFUSED || s == NXC_ERR_UNREACHABLE ? (nxc_status_t)s : NXC_ERR_TRANSPORT;
 }
 
 static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
@@ -828,16 +966,20 @@ static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
     why[len - sizeof m] = '\0';
     nxc_op_t *op = find_aop(t, m.req_id);
     ucx_aop_t *a = op ? op->tp_op : NULL;
-    if (!a || nxc__op_terminal(op) || a->stage != S_GRANT ||
-        memcmp(a->peer->instance, m.instance, NXC__INSTANCE_LEN)) {
+    if (!a || nxc__op_terminal(op) || a->stage != S_GRANT) {
         /* The op is gone (cancelled): hand a grant straight back. */
         ucx_peer_t *p = find_peer(t, m.instance);
         if (m.status == NXC_OK && p) send_done_msg(t, p, m.grant_id, false, NULL);
         return;
     }
-    if (m.status != NXC_OK) {
-        aop_fail(op, m.status == NXC_ERR_REFUSED ? NXC_ERR_REFUSED : NXC_ERR_TRANSPORT,
-                 "peer %s refused the transfer: %s", a->peer->name, why);
+    if (memcmp(a->peer->instance, m.instance, NXC__INSTANCE_LEN)) {
+        /* The metadata's worker address now belongs to another connector:
+         * the one it names is gone, as tcp and shm report it too. */
+        if (m.status == NXC_OK) send_done_msg(t, a->peer, m.grant_id, false, NULL);
+        aop_fail(op, NXC_ERR_UNREACHABLE, "could not reach connector %s: %s", op->md.name,
+                 why[0] ? why : "the worker at its address answers as another connector");
+    } else if (m.status != NXC_OK) {
+        aop_fail(op, rep_status(m.status), "peer %s refused the transfer: %s", a->peer->name, why);
     } else {
         a->grant_id = m.grant_id;
         if (a->error == NXC_OK) start_moving(t, op);
@@ -1009,39 +1151,93 @@ static void set_default(ucp_config_t *cfg, const char *key, const char *value) {
     if (!getenv(env)) ucp_config_modify(cfg, key, value);
 }
 
-/* Before closing: let what we sent to healthy peers reach them (a DONE sent
- * just before the application destroys the connector must not be lost).
- * Bounded: a peer that does not take it within a second loses it. */
-static void flush_peers(ucx_tp_t *t) {
-    void *reqs[64];
-    size_t n = 0;
-    for (ucx_peer_t *p = t->peers; p && n < 64; p = p->next) {
+/* Progress until `r` (a request, or the status of one that needs none)
+ * completes or `until` passes, then release it. True if it completed. */
+static bool settle(ucx_tp_t *t, ucs_status_ptr_t r, uint64_t until) {
+    if (!UCS_PTR_IS_PTR(r)) return true;
+    while (ucp_request_check_status(r) == UCS_INPROGRESS && nxc__now_ns() < until)
+        ucp_worker_progress(t->worker);
+    bool done = ucp_request_check_status(r) != UCS_INPROGRESS;
+    ucp_request_free(r);
+    return done;
+}
+
+/* Progress until UCX has had nothing to do for `quiet` ns, or until. */
+static void progress_until_quiet(ucx_tp_t *t, uint64_t quiet, uint64_t until) {
+    uint64_t now = nxc__now_ns(), idle_since = now;
+    while (now < until && now - idle_since < quiet) {
+        if (ucp_worker_progress(t->worker)) idle_since = nxc__now_ns();
+        now = nxc__now_ns();
+    }
+}
+
+/* Flush every healthy endpoint of ours, together, until `until`. A flush
+ * completes once the endpoint's wire-up is over and what we sent reached
+ * the peer (a DONE sent just before the application destroys the connector
+ * must not be lost). A peer whose flush does not complete in time counts as
+ * failed from here on: its endpoint is then closed forced. */
+static void flush_peers(ucx_tp_t *t, uint64_t until) {
+    for (ucx_peer_t *p = t->peers; p; p = p->next) {
         if (p->failed || !p->ep) continue;
         ucp_request_param_t rp = {0};
         ucs_status_ptr_t r = ucp_ep_flush_nbx(p->ep, &rp);
-        if (UCS_PTR_IS_PTR(r)) reqs[n++] = r;
+        p->flush_req = UCS_PTR_IS_PTR(r) ? r : NULL;
     }
+    for (ucx_peer_t *p = t->peers; p; p = p->next) {
+        if (p->flush_req && !settle(t, p->flush_req, until)) p->failed = true;
+        p->flush_req = NULL;
+    }
+}
+
+/* Close every endpoint, together: a healthy peer's in flush mode, so that
+ * what is still queued on it (a wire-up reply included) goes out first, a
+ * failed peer's forced (see begin_close()). Wait for them until `until`. */
+static void close_peers(ucx_tp_t *t, uint64_t until) {
+    for (ucx_peer_t *p = t->peers; p; p = p->next) {
+        if (!p->ep) continue;
+        ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                  .flags = p->failed ? UCP_EP_CLOSE_FLAG_FORCE : 0};
+        ucs_status_ptr_t r = ucp_ep_close_nbx(p->ep, &rp);
+        p->ep = NULL;
+        p->close_req = UCS_PTR_IS_PTR(r) ? r : NULL;
+    }
+    for (ucx_peer_t *p = t->peers; p; p = p->next) {
+        settle(t, p->close_req, until);
+        p->close_req = NULL;
+    }
+    while (t->peers)
+        unlist_peer(t, t->peers);
+}
+
+/* Let UCX finish what is under way before the worker goes, each step
+ * bounded: progress until quiet (a peer's wire-up request that arrived while
+ * the connector was winding down gets its reply started, and then the whole
+ * flush bound to go out), our endpoints flushed (so their wire-up is over),
+ * the worker flushed (which also covers endpoints UCX created for peers that
+ * connected to us), our endpoints closed (see close_peers()) and their close
+ * requests waited for, then progress until UCX has been quiet a moment.
+ * UCX 1.13 aborts the process when it purges a wire-up reply still queued
+ * on an endpoint ("got REP message" in uct_tcp_ep_pending_purge, from
+ * ucp_worker_destroy or ucp_ep_set_failed; issue 8 item 11): wire-up must
+ * be over, not cut, when endpoints close and when the worker goes. A peer
+ * that stays silent (stopped) costs the 1 s bounds. */
+static void quiesce(ucx_tp_t *t) {
+    progress_until_quiet(t, 20000000ull, nxc__now_ns() + 500000000ull);
     uint64_t until = nxc__now_ns() + 1000000000ull;
-    for (size_t i = 0; i < n; i++) {
-        while (ucp_request_check_status(reqs[i]) == UCS_INPROGRESS && nxc__now_ns() < until)
-            ucp_worker_progress(t->worker);
-        if (ucp_request_check_status(reqs[i]) == UCS_INPROGRESS)
-            ucp_request_cancel(t->worker, reqs[i]);
-        ucp_request_free(reqs[i]);
-    }
+    flush_peers(t, until);
+    ucp_request_param_t rp = {0};
+    settle(t, ucp_worker_flush_nbx(t->worker, &rp), until);
+    close_peers(t, nxc__now_ns() + 1000000000ull);
+    progress_until_quiet(t, 20000000ull, nxc__now_ns() + 500000000ull);
 }
 
 static void ucx_destroy(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
+    t->closing = true;
     if (t->worker) {
-        flush_peers(t);
-        while (t->peers) {
-            ucx_peer_t *p = t->peers;
-            finish_close(t, p);
-            unlist_peer(t, p);
-        }
-        /* Messages that arrived while flushing and closing are dropped with
-         * the inbox below: answering them now would only create peers. */
+        quiesce(t);
+        /* Messages that arrived meanwhile are dropped with the inbox below:
+         * answering them now would only create peers. */
         nxc__regcache_fini(&t->rc);
         if (t->addr) ucp_worker_release_address(t->worker, t->addr);
         ucp_worker_destroy(t->worker);
@@ -1053,6 +1249,52 @@ static void ucx_destroy(nxc__tp_t *tp) {
     }
     if (t->ctx) ucp_cleanup(t->ctx);
     free(t);
+}
+
+static ucs_status_t am_drop_cb(void *arg, const void *h, size_t hl, void *d, size_t l,
+                               const ucp_am_recv_param_t *p) {
+    return UCS_OK;
+}
+
+static ucs_status_t set_am_handler(ucx_tp_t *t, unsigned id, ucp_am_recv_callback_t cb) {
+    ucp_am_handler_param_t hp = {
+        .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                      UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG,
+        .id = id,
+        .flags = UCP_AM_FLAG_WHOLE_MSG,
+        .cb = cb,
+        .arg = t};
+    return ucp_worker_set_am_recv_handler(t->worker, &hp);
+}
+
+/* nxc's handlers, and a dropping one at every other id of the 16-bit space.
+ * UCX 1.13 grows its handler table without initialising the new entries
+ * other than the one being set (ucp_worker_set_am_handler_common), then
+ * dispatches an incoming message through whatever an entry holds: an active
+ * message of an id nxc never set, which anyone who can reach the worker may
+ * send, crashed the process (SIGSEGV in ucp_am_handler). Setting every id
+ * costs about 1.5 ms and 1.6 MiB per worker. */
+static ucs_status_t set_am_handlers(ucx_tp_t *t) {
+    ucp_am_recv_callback_t cbs[] = {
+        [AM_GRANT_REQ] = am_grant_req_cb,  [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
+        [AM_DONE] = am_cb_AM_DONE,         [AM_DATA] = am_data_cb,
+        [AM_READ_REQ] = am_cb_AM_READ_REQ, [AM_READ_DATA] = am_read_data_cb};
+    ucs_status_t s = UCS_OK;
+    for (unsigned id = 0; s == UCS_OK && id <= UINT16_MAX; id++)
+        s = set_am_handler(t, id, id >= AM_GRANT_REQ && id <= AM_LAST ? cbs[id] : am_drop_cb);
+    return s;
+}
+
+/* The address and rkey checks mirror UCX 1.13's formats: say so once when
+ * another release runs, whose peers' addresses they may refuse. */
+static void warn_version_once(void) {
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    unsigned maj, min, rel;
+    ucp_get_version(&maj, &min, &rel);
+    if ((maj != 1 || min != 13) && !atomic_flag_test_and_set(&said))
+        NXC_LOG_W("ucx: running UCX %u.%u.%u; nxc checks worker addresses and remote keys "
+                  "against UCX 1.13's formats and may refuse some of this release's",
+                  maj, min, rel);
 }
 
 static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
@@ -1067,6 +1309,11 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     }
     /* Notice a dead peer in seconds, not UCX's default 20 s. */
     set_default(cfg, "KEEPALIVE_INTERVAL", "1s");
+    /* Not a default: in unified mode UCX leaves lengths out of the addresses
+     * it packs and reads them from its own transports, so nxc could not
+     * check a peer's address (ucx_check.c) before UCX reads it. */
+    ucp_config_modify(cfg, "UNIFIED_MODE", "n");
+    warn_version_once();
     ucp_params_t pp = {.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME,
                        .features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP,
                        .name = c->name};
@@ -1091,20 +1338,7 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         t->addr = wa.address;
         t->addr_len = wa.address_length;
     }
-    ucp_am_recv_callback_t cbs[] = {
-        [AM_GRANT_REQ] = am_cb_AM_GRANT_REQ, [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
-        [AM_DONE] = am_cb_AM_DONE,           [AM_DATA] = am_data_cb,
-        [AM_READ_REQ] = am_cb_AM_READ_REQ,   [AM_READ_DATA] = am_read_data_cb};
-    for (unsigned id = AM_GRANT_REQ; s == UCS_OK && id <= AM_LAST; id++) {
-        ucp_am_handler_param_t hp = {
-            .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
-                          UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG,
-            .id = id,
-            .flags = UCP_AM_FLAG_WHOLE_MSG,
-            .cb = cbs[id],
-            .arg = t};
-        s = ucp_worker_set_am_recv_handler(t->worker, &hp);
-    }
+    if (s == UCS_OK) s = set_am_handlers(t);
     if (s != UCS_OK) st = ucs_err("worker setup", s);
     if (st == NXC_OK && t->addr_len > UINT32_MAX)
         st = nxc__err(NXC_ERR_TRANSPORT, "ucx: worker address too long");

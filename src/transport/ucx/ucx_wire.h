@@ -1,0 +1,92 @@
+/*
+ * The UCX transport's control messages (internal): UCP active messages
+ * between two nxc connectors. Shared by ucx.c and the tests that play a
+ * hostile peer. All fields little-endian (ucx.c refuses big-endian hosts).
+ *
+ *   active                                    passive
+ *   GRANT_REQ {want, key, secret,  ─▶ the passive side checks want, then key
+ *              addr, ranges}           and secret, then the address, before
+ *                                      it connects back; the core checks the
+ *                                      op, kind and bounds → grant id
+ *             ◀─ GRANT_REP {status, grant}
+ *   get/put or DATA/READ_REQ per segment
+ *   DONE {grant, complete} ──────────────────▶
+ */
+#ifndef NXC_TRANSPORT_UCX_WIRE_H
+#define NXC_TRANSPORT_UCX_WIRE_H
+
+#include <stdint.h>
+
+#include "core/metadata.h"
+
+enum {
+    NXC__UCX_AM_GRANT_REQ = 1,
+    NXC__UCX_AM_GRANT_REP = 2,
+    NXC__UCX_AM_DONE = 3,
+    NXC__UCX_AM_DATA = 4,      /* write, message path: bytes for a writable */
+    NXC__UCX_AM_READ_REQ = 5,  /* read, message path: send me this range */
+    NXC__UCX_AM_READ_DATA = 6, /* read, message path: bytes of a readable */
+    NXC__UCX_AM_LAST = NXC__UCX_AM_READ_DATA
+};
+
+/* "NXX2": version 2 added GRANT_REQ.want. A version-1 peer's messages carry
+ * another magic and are dropped, not misread. */
+#define NXC__UCX_MAGIC 0x3258584eu
+
+/* GRANT_REQ, followed by key, requester worker address, requester name,
+ * nranges nxc__range_t. Sent with UCP_AM_SEND_FLAG_REPLY so that a refusal
+ * can go back on the endpoint the request came on, without connecting to
+ * an address a stranger wrote. */
+typedef struct nxc__ucx_grant_req {
+    uint32_t magic;
+    uint8_t md_kind;
+    uint8_t pad;
+    uint16_t key_len;
+    uint32_t addr_len;
+    uint32_t nranges;
+    uint16_t name_len;
+    uint16_t pad2;
+    uint64_t req_id;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the requester's */
+    uint8_t want[NXC__INSTANCE_LEN];     /* the connector the metadata names */
+    uint8_t secret[NXC__SECRET_LEN];
+} nxc__ucx_grant_req_t;
+
+/* GRANT_REP, followed by a reason text when refused. status: NXC_OK,
+ * NXC_ERR_REFUSED (no live op with this key and secret, wrong kind, out of
+ * bounds), NXC_ERR_UNREACHABLE (this worker is not the connector `want`
+ * names: that one is gone), or NXC_ERR_TRANSPORT (a malformed request). */
+typedef struct nxc__ucx_grant_rep {
+    uint32_t magic;
+    int32_t status;
+    uint64_t req_id;
+    uint64_t grant_id;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the passive side's */
+} nxc__ucx_grant_rep_t;
+
+typedef struct nxc__ucx_done {
+    uint32_t magic;
+    uint32_t complete; /* 1: all bytes landed; 0: the active side gave up */
+    uint64_t grant_id;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
+} nxc__ucx_done_t;
+
+/* Header of AM_DATA and AM_READ_REQ: which grant, which remote range. */
+typedef struct nxc__ucx_range {
+    uint32_t magic;
+    uint32_t seg; /* AM_READ_REQ: the requester's segment index */
+    uint64_t grant_id;
+    uint64_t req_id; /* AM_READ_REQ: the requester's op */
+    uint64_t addr, len;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
+} nxc__ucx_range_t;
+
+/* Header of AM_READ_DATA: where in the requester's segment the bytes go. */
+typedef struct nxc__ucx_read_data {
+    uint32_t magic;
+    uint32_t seg;
+    uint64_t req_id;
+    uint64_t off;
+} nxc__ucx_read_data_t;
+
+#endif
