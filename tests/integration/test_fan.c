@@ -327,24 +327,14 @@ static void report(const char *what, double secs, uint64_t bytes, uint64_t ops, 
 
 /* --- fan-in: one passive server, many active peers ---------------------------------- */
 
-/* Known bug (ucx): a peer that destroys its connector right after its last
- * op completed can make the server's passive op fail "peer disconnected
- * (Endpoint timeout)": the server's endpoint to it fails in the same
- * ucp_worker_progress() that delivers its DONE, and on_done() looks the
- * sender up with find_peer(), which skips failed peers, so the DONE is
- * dropped (src/transport/ucx/ucx.c, on_done). Until that is fixed, ucx
- * peers wait for the server's "bye" before destroying their connector;
- * NXT_FAN_EAGER_DESTROY=1 runs the eager case anyway (the reproducer). */
+/* Peers destroy their connector the moment their last op completed: the
+ * server's endpoint to one then fails in the same UCX progress pass that
+ * delivers its DONE, which must still complete the passive op (ucx once
+ * dropped it). NXT_FAN_EAGER_DESTROY=0 makes peers wait for the server's
+ * "bye" instead. */
 static bool eager_destroy(void) {
-    static int eager = -1;
-    if (eager < 0) {
-        const char *tp = nxt_transport(), *env = getenv("NXT_FAN_EAGER_DESTROY");
-        eager = env && *env ? atoi(env) != 0 : !(tp && !strcmp(tp, "ucx"));
-        if (!eager)
-            printf("  SKIP eager destroy over ucx (known bug: a DONE that arrives with the "
-                   "sender's endpoint failure is dropped; NXT_FAN_EAGER_DESTROY=1 runs it)\n");
-    }
-    return eager;
+    const char *env = getenv("NXT_FAN_EAGER_DESTROY");
+    return !(env && *env && atoi(env) == 0);
 }
 
 /* Active peer: take each metadata text as it comes, move the bytes, verify,

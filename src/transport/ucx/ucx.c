@@ -259,6 +259,18 @@ static ucx_peer_t *find_peer(ucx_tp_t *t, const uint8_t *instance) {
     return NULL;
 }
 
+/* The peer a DONE names: also one whose endpoint failed in the same progress
+ * pass but whose failure was not handled yet (it still holds its grants). A
+ * peer that completed its op and destroyed its connector at once sends the
+ * DONE and then fails; the DONE must win, or the owner's op ends
+ * PEER_FAILED although every byte landed. */
+static ucx_peer_t *find_grant_holder(ucx_tp_t *t, const uint8_t *instance) {
+    for (ucx_peer_t *p = t->peers; p; p = p->next)
+        if ((!p->failed || !p->handled) && !memcmp(p->instance, instance, NXC__INSTANCE_LEN))
+            return p;
+    return NULL;
+}
+
 /* Connect to the worker at `addr`. UCX reads an address without a length and
  * aborts the process on some malformed ones, so it only ever sees one that
  * nxc__ucx_addr_check() walked completely, and a zero-padded copy of it. */
@@ -991,7 +1003,7 @@ static void on_done(ucx_tp_t *t, const uint8_t *d, size_t len) {
     msg_done_t m;
     if (len != sizeof m) return;
     memcpy(&m, d, sizeof m);
-    ucx_peer_t *p = find_peer(t, m.instance);
+    ucx_peer_t *p = find_grant_holder(t, m.instance);
     if (m.magic != MSG_MAGIC || !p) return;
     nxc__grant_close(t->base.c, p, m.grant_id, m.complete == 1);
 }
