@@ -150,7 +150,9 @@ bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete
  * `secret` matches; false otherwise. */
 bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
                           nxc_op_kind_t kind);
-/* `peer` is gone: every passive op it held a grant on turns ERRORED. */
+/* `peer` is gone: its grants are dropped; a writable it held turns ERRORED
+ * (PEER_FAILED: part of its memory may be written), a readable stays open
+ * for another reader. */
 void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why);
 
 /* Wake the progress thread or a waiter (any thread, lock held or not). */
