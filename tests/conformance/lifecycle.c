@@ -449,28 +449,40 @@ static void test_ended_readables_refused_after_contact(void) {
 
 enum storm_role { PEER_READABLE, PEER_WRITABLE, PEER_READER, PEER_WRITER };
 
-static void storm_peer(int fd, void *arg) {
-    enum storm_role role = (enum storm_role)(intptr_t)arg;
-    nxc_connector_t *c = nxt_connector("storm-peer", 1);
-    char *buf = nxt_alloc(STORM_SIZE);
-    nxc_desc_t d = nxt_desc(buf, STORM_SIZE);
+/* One side of a storm round: expose `d` (readable or writable) and send the
+ * metadata on `fd`, or take a metadata from `fd` and begin reading or
+ * writing `d`. */
+static nxc_op_t *storm_side(nxc_connector_t *c, nxc_desc_t *d, enum storm_role role, int fd,
+                            bool passive) {
     nxc_op_t *op;
-    if (role == PEER_READABLE || role == PEER_WRITABLE) {
-        if (role == PEER_READABLE)
-            NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    bool moves_in = role == PEER_READABLE || role == PEER_READER; /* a readable is read */
+    if (passive) {
+        if (moves_in)
+            NXT_PASS(nxc_create_readable(c, d, 1, NULL, &op));
         else
-            NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
+            NXT_PASS(nxc_create_writable(c, d, 1, NULL, &op));
         const char *md;
         NXT_PASS(nxc_op_metadata(op, &md, NULL));
         nxt_send_str(fd, md);
     } else {
         char *md = nxt_recv(fd, NULL, 30000);
-        if (role == PEER_READER)
-            NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
+        if (moves_in)
+            NXT_PASS(nxc_begin_read(c, md, 0, d, 1, NULL, &op));
         else
-            NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
-        nxt_send_str(fd, "begun");
+            NXT_PASS(nxc_begin_write(c, d, 1, md, 0, NULL, &op));
+        free(md);
     }
+    return op;
+}
+
+static void storm_peer(int fd, void *arg) {
+    enum storm_role role = (enum storm_role)(intptr_t)arg;
+    nxc_connector_t *c = nxt_connector("storm-peer", 1);
+    char *buf = nxt_alloc(STORM_SIZE);
+    nxc_desc_t d = nxt_desc(buf, STORM_SIZE);
+    bool passive = role == PEER_READABLE || role == PEER_WRITABLE;
+    storm_side(c, &d, role, fd, passive);
+    if (!passive) nxt_send_str(fd, "begun");
     pause(); /* until killed */
 }
 
@@ -513,24 +525,9 @@ static void test_kill_storm(void) {
         pid_t pid = nxt_spawn(&ch, storm_peer, (void *)(intptr_t)role);
         int fd = nxt_chan_parent(&ch);
         nxc_desc_t d = nxt_desc(buf, STORM_SIZE);
-        nxc_op_t *op;
-        if (role == PEER_READABLE || role == PEER_WRITABLE) {
-            char *md = nxt_recv(fd, NULL, 30000);
-            if (role == PEER_READABLE)
-                NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
-            else
-                NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
-            free(md);
-        } else {
-            if (role == PEER_READER)
-                NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
-            else
-                NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
-            const char *md;
-            NXT_PASS(nxc_op_metadata(op, &md, NULL));
-            nxt_send_str(fd, md);
-            free(nxt_recv(fd, NULL, 30000)); /* it has begun */
-        }
+        bool peer_passive = role == PEER_READABLE || role == PEER_WRITABLE;
+        nxc_op_t *op = storm_side(c, &d, role, fd, !peer_passive);
+        if (!peer_passive) free(nxt_recv(fd, NULL, 30000)); /* it has begun */
         usleep((useconds_t)(r * 37 % max_delay_ms) * 1000);
         kill(pid, SIGKILL);
         nxt_wait_pid(pid, 10000);

@@ -245,6 +245,19 @@ nxc_desc_t nxt_desc(void *ptr, size_t size) {
     return d;
 }
 
+nxc_connector_t *nxt_connector_on(const char *name, const char *transport) {
+    nxc_connector_params_t p = {0};
+    p.field_mask = NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |
+                   NXC_CONNECTOR_FIELD_PROGRESS_THREAD;
+    p.name = name;
+    p.transports = transport;
+    p.progress_thread = 1;
+    nxc_connector_t *c = NULL;
+    NXT_PASS(nxc_connector_create(&p, &c));
+    NXT_EQ_STR(nxc_connector_transports(c), transport);
+    return c;
+}
+
 const char *nxt_transport(void) {
     return getenv("NXT_TRANSPORT");
 }

@@ -114,6 +114,8 @@ void *nxt_alloc(size_t len);
 nxc_desc_t nxt_desc(void *ptr, size_t size);
 /* Connector with the given transports (NULL: default) and progress thread. */
 nxc_connector_t *nxt_connector(const char *name, int progress_thread);
+/* Connector that uses exactly `transport` (checked), with a progress thread. */
+nxc_connector_t *nxt_connector_on(const char *name, const char *transport);
 /* Environment override for the transport under test (conformance suite). */
 const char *nxt_transport(void);
 

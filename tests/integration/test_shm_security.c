@@ -32,16 +32,7 @@ enum { SEED_VICTIM = 11, SEED_OWNER = 22, SEED_DATA = 33, SEED_WRITER = 44 };
 static char *buf_a, *buf_b; /* same address in every process of the test */
 
 static nxc_connector_t *shm_connector(const char *name) {
-    nxc_connector_params_t p = {0};
-    p.field_mask = NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |
-                   NXC_CONNECTOR_FIELD_PROGRESS_THREAD;
-    p.name = name;
-    p.transports = "shm";
-    p.progress_thread = 1;
-    nxc_connector_t *c = NULL;
-    NXT_PASS(nxc_connector_create(&p, &c));
-    NXT_EQ_STR(nxc_connector_transports(c), "shm");
-    return c;
+    return nxt_connector_on(name, "shm");
 }
 
 /* --- the bystander and the owner -------------------------------------------------- */

@@ -49,16 +49,7 @@ static uint64_t rnd(uint64_t *s) {
 }
 
 static nxc_connector_t *ucx_connector(const char *name) {
-    nxc_connector_params_t p = {0};
-    p.field_mask = NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |
-                   NXC_CONNECTOR_FIELD_PROGRESS_THREAD;
-    p.name = name;
-    p.transports = "ucx";
-    p.progress_thread = 1;
-    nxc_connector_t *c = NULL;
-    NXT_PASS(nxc_connector_create(&p, &c));
-    NXT_EQ_STR(nxc_connector_transports(c), "ucx");
-    return c;
+    return nxt_connector_on(name, "ucx");
 }
 
 /* --- a passive op under attack ------------------------------------------------------ */

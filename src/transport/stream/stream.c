@@ -820,17 +820,18 @@ static void dispatch(stream_tp_t *t, stream_peer_t *p) {
     }
 }
 
-static bool has_ready_conn(stream_tp_t *t, const stream_peer_t *p) {
-    for (stream_conn_t *k = t->conns; k; k = k->next)
-        if (!k->dead && !k->inbound && k->ready && !k->closing && k->peer == p) return true;
-    return false;
+/* A working outbound connection to `p` (NULL: none). */
+static stream_conn_t *ready_conn(stream_tp_t *t, const stream_peer_t *p) {
+    for (stream_conn_t *k = t->conns; p && k; k = k->next)
+        if (!k->dead && !k->inbound && k->ready && !k->closing && k->peer == p) return k;
+    return NULL;
 }
 
 /* Connecting failed: unless a working connection will carry what waits for
  * this peer, or an attempt is still under way, fail it; the next op to this
  * peer may try again. */
 static void peer_unreachable(stream_tp_t *t, stream_peer_t *p, const char *why) {
-    if (p->connecting > 0 || has_ready_conn(t, p)) return;
+    if (p->connecting > 0 || ready_conn(t, p)) return;
     p->refused = false;
     while (p->queue) {
         stream_stripe_t *s = p->queue;
@@ -1226,26 +1227,19 @@ bool stream_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind) {
 
 bool stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *key,
                            const uint8_t *secret) {
-    for (stream_conn_t *k = t->conns; k; k = k->next) {
-        if (k->dead || k->inbound || !k->ready || k->closing || !k->peer ||
-            memcmp(k->peer->instance, instance, NXC__INSTANCE_LEN))
-            continue;
-        nxc_wire_read_done_t r = {.key_len = (uint16_t)strlen(key)};
-        memcpy(r.secret, secret, sizeof r.secret);
-        if (!send_frame(k, NXC_WIRE_READ_DONE, 0, &r, sizeof r, key, r.key_len, NULL, 0, NULL, 0))
-            return false;
-        conn_flush(k);
-        return true;
-    }
-    return false;
+    stream_conn_t *k = ready_conn(t, peer_find(t, instance));
+    if (!k) return false;
+    nxc_wire_read_done_t r = {.key_len = (uint16_t)strlen(key)};
+    memcpy(r.secret, secret, sizeof r.secret);
+    if (!send_frame(k, NXC_WIRE_READ_DONE, 0, &r, sizeof r, key, r.key_len, NULL, 0, NULL, 0))
+        return false;
+    conn_flush(k);
+    return true;
 }
 
 pid_t stream_peer_pid(stream_tp_t *t, const uint8_t *instance) {
-    for (stream_conn_t *k = t->conns; k; k = k->next)
-        if (!k->dead && !k->inbound && k->ready && !k->closing && k->peer &&
-            !memcmp(k->peer->instance, instance, NXC__INSTANCE_LEN))
-            return k->peer_pid;
-    return 0;
+    stream_conn_t *k = ready_conn(t, peer_find(t, instance));
+    return k ? k->peer_pid : 0;
 }
 
 bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance) {
