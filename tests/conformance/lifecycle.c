@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,12 +92,41 @@ typedef struct waiter {
     nxc_op_t *op;
     nxc_status_t st;
     pthread_t th;
+    _Atomic pid_t tid; /* set just before the call */
 } waiter_t;
 
 static void *wait_thread(void *arg) {
     waiter_t *w = arg;
+    atomic_store(&w->tid, gettid());
     w->st = nxc_op_wait(w->op, 20000);
     return NULL;
+}
+
+/* Is thread `tid` of this process asleep? */
+static bool thread_sleeps(pid_t tid) {
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *e = strrchr(stat, ')'); /* "tid (comm) S ..." */
+    return e && e[1] == ' ' && e[2] == 'S';
+}
+
+/* Until every waiter is inside nxc_op_wait(): destroying the connector
+ * before a thread has entered the call would free the op it is about to
+ * pass (a use the API forbids). A waiter that has set its tid sleeps only
+ * inside the call, so "tid set and asleep" means entered. Bounded. */
+static void until_waiting(waiter_t *w, int n) {
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < 20000; t++) {
+            pid_t tid = atomic_load(&w[i].tid);
+            if (tid && thread_sleeps(tid)) break;
+            NXT_CHECK(t < 19999);
+            usleep(1000);
+        }
 }
 
 static void destroy_while_waiting(int progress_thread) {
@@ -111,9 +141,10 @@ static void destroy_while_waiting(int progress_thread) {
         else
             NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &w[i].op));
         w[i].st = NXC_INPROGRESS;
+        atomic_init(&w[i].tid, 0);
         NXT_CHECK(pthread_create(&w[i].th, NULL, wait_thread, &w[i]) == 0);
     }
-    usleep(100000); /* let them block */
+    until_waiting(w, N);
     uint64_t t0 = ms_now();
     nxc_connector_destroy(c);
     for (int i = 0; i < N; i++) {
@@ -477,6 +508,7 @@ static nxc_op_t *storm_side(nxc_connector_t *c, nxc_desc_t *d, enum storm_role r
 
 static void storm_peer(int fd, void *arg) {
     enum storm_role role = (enum storm_role)(intptr_t)arg;
+    free(nxt_recv(fd, NULL, 600000)); /* spawned early (see nxt_spawn): wait for our round */
     nxc_connector_t *c = nxt_connector("storm-peer", 1);
     char *buf = nxt_alloc(STORM_SIZE);
     nxc_desc_t d = nxt_desc(buf, STORM_SIZE);
@@ -496,6 +528,7 @@ static int open_fds(void) {
 static void test_kill_storm(void) {
     const char *e = getenv("NXT_STORM_ROUNDS");
     int rounds = e && atoi(e) > 0 ? atoi(e) : 20;
+    if (rounds > 500) rounds = 500; /* one idle process per round waits from the start */
     /* NXT_STORM_ROLES=n with NXT_STORM_FIRST=k cycles n roles from role k */
     const char *f = getenv("NXT_STORM_FIRST"), *nr = getenv("NXT_STORM_ROLES");
     int role0 = f ? atoi(f) % 4 : 0;
@@ -515,15 +548,24 @@ static void test_kill_storm(void) {
     /* kills come 0..max_delay_ms - 1 ms after the op began */
     const char *dl = getenv("NXT_STORM_MAX_DELAY_MS");
     int max_delay_ms = dl && atoi(dl) > 0 ? atoi(dl) : 5;
+    /* every peer is forked before our connector starts its threads */
+    pid_t *pids = calloc((size_t)rounds, sizeof *pids);
+    int *fds = calloc((size_t)rounds, sizeof *fds);
+    NXT_CHECK(pids && fds);
+    for (int r = 0; r < rounds; r++) {
+        nxt_chan_t ch;
+        nxt_chan_init(&ch);
+        pids[r] = nxt_spawn(&ch, storm_peer, (void *)(intptr_t)((r % nroles + role0) % 4));
+        fds[r] = nxt_chan_parent(&ch);
+    }
     nxc_connector_t *c = nxt_connector("storm", 1);
     char *buf = nxt_alloc(STORM_SIZE);
     int fds0 = -1, complete = 0, failed = 0, unreachable = 0, unreached = 0;
     for (int r = 0; r < rounds; r++) {
         enum storm_role role = (enum storm_role)((r % nroles + role0) % 4);
-        nxt_chan_t ch;
-        nxt_chan_init(&ch);
-        pid_t pid = nxt_spawn(&ch, storm_peer, (void *)(intptr_t)role);
-        int fd = nxt_chan_parent(&ch);
+        pid_t pid = pids[r];
+        int fd = fds[r];
+        nxt_send_str(fd, "go");
         nxc_desc_t d = nxt_desc(buf, STORM_SIZE);
         bool peer_passive = role == PEER_READABLE || role == PEER_WRITABLE;
         nxc_op_t *op = storm_side(c, &d, role, fd, !peer_passive);
@@ -574,6 +616,8 @@ static void test_kill_storm(void) {
     if (fds0 >= 0) NXT_CHECK(fds1 <= fds0 + 8);
     nxc_connector_destroy(c);
     free(buf);
+    free(pids);
+    free(fds);
 }
 
 static const nxt_test_t nxt_tests[] = {

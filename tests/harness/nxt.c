@@ -1,5 +1,6 @@
 #include "nxt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -92,7 +93,24 @@ void nxt_chan_init(nxt_chan_t *ch) {
         nxt_failf(__FILE__, __LINE__, "socketpair: %s", strerror(errno));
 }
 
+/* Threads of this process, from /proc/self/task. */
+static int thread_count(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) nxt_failf(__FILE__, __LINE__, "/proc/self/task: %s", strerror(errno));
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg) {
+    int threads = thread_count();
+    if (threads != 1)
+        nxt_failf(__FILE__, __LINE__,
+                  "nxt_spawn from a process with %d threads: spawn peers before creating "
+                  "connectors (a fork copies locks other threads hold)",
+                  threads);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) nxt_failf(__FILE__, __LINE__, "fork: %s", strerror(errno));

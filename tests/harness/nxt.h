@@ -84,7 +84,11 @@ typedef struct nxt_chan {
 
 void nxt_chan_init(nxt_chan_t *ch);
 /* Fork a peer running fn(ch_end, arg); the peer exits 0 when fn returns,
- * 1 when a check fails. The peer stays in the test's process group. */
+ * 1 when a check fails. The peer stays in the test's process group.
+ * Call it while the calling process has a single thread (before it creates a
+ * connector with a progress thread): a fork copies every lock another thread
+ * holds, so a child could hang in malloc (ASan's allocator is not fork-safe)
+ * or in a library's lock. The call fails the test when threads exist. */
 pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg);
 /* In the parent after nxt_spawn: the parent's end of the channel. */
 int nxt_chan_parent(nxt_chan_t *ch);

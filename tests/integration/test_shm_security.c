@@ -330,9 +330,11 @@ static void cutting_owner(int fd, void *arg) {
     const char *md;
     NXT_PASS(nxc_op_metadata(op, &md, NULL));
     nxt_send_str(fd, md);
-    /* the writer has its grant: its copy is under way (bounded wait) */
-    for (long i = 0; i < 100000000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++)
-        ;
+    /* the writer has its grant: its copy is under way. Poll with a sleep:
+     * nxc_op_status takes the connector's lock, and a tight loop on it can
+     * starve the progress thread that must answer the writer's handshake. */
+    for (int i = 0; i < 30000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++)
+        usleep(1000);
     char reply[32];
     snprintf(reply, sizeof reply, "%d", cut_shm_connections());
     nxt_send_str(fd, reply);
@@ -345,12 +347,12 @@ static void cutting_owner(int fd, void *arg) {
 static void test_cut_mid_copy(void) {
     char *src = nxt_alloc(BIG);
     memset(src, 0x5c, BIG);
-    nxc_connector_t *c = shm_connector("writer");
     for (int round = 0; round < 3; round++) {
         nxt_chan_t ch;
         nxt_chan_init(&ch);
         pid_t pid = nxt_spawn(&ch, cutting_owner, NULL);
         int fd = nxt_chan_parent(&ch);
+        nxc_connector_t *c = shm_connector("writer"); /* after the fork: see nxt_spawn */
         char *md = nxt_recv(fd, NULL, 30000);
         nxc_desc_t d = nxt_desc(src, BIG);
         nxc_op_t *op;
@@ -366,10 +368,10 @@ static void test_cut_mid_copy(void) {
         nxt_send_str(fd, "quit");
         nxt_join(pid, 30000);
         nxc_op_release(op);
+        nxc_connector_destroy(c);
         free(md);
         free(cut);
     }
-    nxc_connector_destroy(c);
     free(src);
 }
 
