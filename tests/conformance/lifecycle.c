@@ -533,18 +533,6 @@ static void test_kill_storm(void) {
     const char *f = getenv("NXT_STORM_FIRST"), *nr = getenv("NXT_STORM_ROLES");
     int role0 = f ? atoi(f) % 4 : 0;
     int nroles = nr && atoi(nr) >= 1 && atoi(nr) <= 4 ? atoi(nr) : 4;
-    /* Known UCX 1.13 defect, not yet driven around: a process whose UCX
-     * worker is answering the wire-up of a peer that dies in those first
-     * milliseconds aborts inside UCX ("got REP message" in
-     * ucp_request_send_state_ff, from uct_tcp_ep_pending_purge). Those are
-     * the roles where the peer is active; they run on ucx only with
-     * NXT_STORM_UCX_WIREUP=1 (docs/transports.md). */
-    const char *tp = nxt_transport();
-    if (tp && !strcmp(tp, "ucx") && !getenv("NXT_STORM_UCX_WIREUP") && !nr) {
-        printf("  ucx: only the rounds where the killed peer is passive (UCX 1.13 aborts when a "
-               "peer dies during wire-up it initiated; NXT_STORM_UCX_WIREUP=1 runs them)\n");
-        nroles = 2;
-    }
     /* kills come 0..max_delay_ms - 1 ms after the op began */
     const char *dl = getenv("NXT_STORM_MAX_DELAY_MS");
     int max_delay_ms = dl && atoi(dl) > 0 ? atoi(dl) : 5;
