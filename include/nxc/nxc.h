@@ -106,6 +106,14 @@ typedef enum nxc_status {
     NXC_ERR_SYSTEM = -51         /* an OS call failed; the message has errno's text */
 } nxc_status_t;
 
+/* The ranges above, for code that decides by kind of failure. */
+#define NXC_STATUS_IS_ERR(s) ((int)(s) < 0)
+#define NXC_STATUS_IS_CALL_ERR(s) ((int)(s) <= -1 && (int)(s) >= -19)
+#define NXC_STATUS_IS_METADATA_ERR(s) ((int)(s) <= -20 && (int)(s) >= -29)
+#define NXC_STATUS_IS_HOST_ERR(s) ((int)(s) <= -30 && (int)(s) >= -39)
+/* The peer or the transfer failed: a retry with fresh metadata may succeed. */
+#define NXC_STATUS_IS_RETRYABLE(s) ((int)(s) <= -40 && (int)(s) >= -49)
+
 /* Static English text for a status ("invalid descriptor", ...). Never NULL;
  * unknown values give "unknown status". Thread-safe. */
 NXC_API const char *nxc_status_string(nxc_status_t status);
@@ -115,9 +123,18 @@ NXC_API const char *nxc_status_string(nxc_status_t status);
  * next nxc call on this thread. */
 NXC_API const char *nxc_last_error(void);
 
-/* Library version, e.g. "0.1.0"; compare with NXC_VERSION_STRING to check
- * that the header and the loaded library agree. */
+/* Library version, e.g. "0.1.0" (NXC_VERSION_STRING is the header's). */
 NXC_API const char *nxc_version(void);
+
+/* The loaded library's version as a number, MAJOR * 10000 + MINOR * 100 +
+ * PATCH (NXC_VERSION_NUMBER is the header's). */
+NXC_API int nxc_version_number(void);
+
+/* 1 when the loaded library implements the API of the header a program was
+ * built with: call nxc_version_compatible(NXC_VERSION_NUMBER) at start-up.
+ * Same major version and a library at least as new; while the major version
+ * is 0, the minor version must match too. 0 otherwise. */
+NXC_API int nxc_version_compatible(int header_version);
 
 /* ------------------------------------------------------------------------ */
 /* Devices and descriptors                                                   */
@@ -229,16 +246,50 @@ NXC_API const char *nxc_connector_name(const nxc_connector_t *connector);
 /* Comma-separated transports this connector runs, in preference order. */
 NXC_API const char *nxc_connector_transports(const nxc_connector_t *connector);
 
-/* Drive progress once without blocking: returns the amount of work done
+/*
+ * Driving a connector from your own event loop (progress thread off).
+ * Everything that can make progress due is behind one file descriptor: the
+ * transports' events, work posted by nxc calls, and a timer for the next
+ * deadline, so a loop needs no periodic wake-up and an idle connector's fd
+ * stays quiet:
+ *
+ *     int fd = nxc_connector_fd(c);             // add it to epoll/poll/asyncio
+ *     for (;;) {
+ *         while (nxc_connector_progress(c) > 0) // do what is pending
+ *             ;
+ *         if (nxc_connector_arm(c) != NXC_OK)   // something came in meanwhile
+ *             continue;
+ *         poll(&(struct pollfd){fd, POLLIN, 0}, 1, -1); // or with other fds
+ *     }
+ *
+ * nxc_connector_progress() arms by itself when it returns 0, so
+ * "progress until 0, then poll" also works; nxc_connector_arm() makes the
+ * step explicit (as ucp_worker_arm() does in UCX). nxc_op_wait(),
+ * nxc_op_status() and the other calls may be used from other threads
+ * meanwhile; they take the connector's lock.
+ */
+
+/* Do what is pending without blocking: returns the amount of work done
  * (0 if none), or a negative nxc_status_t. Needed only when the progress
  * thread is off; harmless otherwise. */
 NXC_API int nxc_connector_progress(nxc_connector_t *connector);
 
-/* A file descriptor that becomes readable when nxc_connector_progress() has
- * work, for callers that run their own event loop with the progress thread
- * off. Owned by the connector. Loop: progress until it returns 0, then poll
- * the fd with a timeout of at most 100 ms (deadlines are checked on
- * progress), repeat. -1 on error. */
+/* Prepare to sleep on nxc_connector_fd(): arms the transports and sets the
+ * fd's timer to the next deadline. NXC_OK: nothing is pending, sleep until
+ * the fd is readable. NXC_INPROGRESS: work arrived or a deadline is due,
+ * call nxc_connector_progress() first. NXC_ERR_INVALID_PARAM: NULL. */
+NXC_API int nxc_connector_arm(nxc_connector_t *connector);
+
+/* Milliseconds until the next deadline or internal timer (0: due now), or
+ * -1 if there is none: a poll timeout for loops that want one (the fd's
+ * timer already covers it). -1 also for a NULL connector, with
+ * nxc_last_error() set. */
+NXC_API int nxc_connector_timeout(nxc_connector_t *connector);
+
+/* The connector's file descriptor for the loop above: readable when
+ * nxc_connector_progress() has work to do. Owned by the connector; do not
+ * read from it or close it. Level-triggered (epoll: without EPOLLET). -1
+ * with nxc_last_error() on error. */
 NXC_API int nxc_connector_fd(nxc_connector_t *connector);
 
 /* ------------------------------------------------------------------------ */
@@ -270,8 +321,11 @@ typedef enum nxc_op_kind {
 enum {
     NXC_OP_FIELD_TIMEOUT = 1u << 0,
     NXC_OP_FIELD_NOTIFICATION_KEY = 1u << 1,
-    NXC_OP_FIELD_USER_DATA = 1u << 2
+    NXC_OP_FIELD_USER_DATA = 1u << 2,
+    NXC_OP_FIELD_CQ = 1u << 3
 };
+
+typedef struct nxc_cq nxc_cq_t; /* a completion queue, see below */
 
 #define NXC_KEY_MAX 64 /* bytes of a notification key, NUL excluded */
 
@@ -288,8 +342,12 @@ typedef struct nxc_op_params {
      * NXC_KEY_MAX printable ASCII bytes, unique among this connector's live
      * passive ops. Default: a random UUID4 text. */
     const char *notification_key;
-    /* Opaque pointer returned by nxc_op_user_data(). */
+    /* Opaque pointer returned by nxc_op_user_data() and in the op's
+     * completion entry. */
     void *user_data;
+    /* The completion queue that receives one entry when the op ends; it must
+     * belong to the same connector. Default: none. */
+    nxc_cq_t *cq;
 } nxc_op_params_t;
 
 /*
@@ -368,7 +426,8 @@ NXC_API const char *nxc_op_message(nxc_op_t *op);
 /*
  * Wait up to `timeout_ms` (0 = just check, < 0 = no limit) for a terminal
  * state. Returns NXC_OK when COMPLETE, NXC_INPROGRESS if the wait timed out
- * (the op goes on), or the op's error when it ended otherwise. Several
+ * (the op goes on; nxc_last_error() says so), or the op's error when it
+ * ended otherwise (nxc_last_error() then holds nxc_op_message()). Several
  * threads may wait on one op; a wait under way when another thread calls
  * nxc_connector_destroy() returns NXC_ERR_CANCELED.
  */
@@ -410,6 +469,60 @@ NXC_API void *nxc_op_user_data(const nxc_op_t *op);
  * has reached it) the bytes: "shm", "ucx" or "tcp"; NULL for a passive op no peer has
  * reached yet. Static string. */
 NXC_API const char *nxc_op_transport(nxc_op_t *op);
+
+/* ------------------------------------------------------------------------ */
+/* Completion queues                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A completion queue collects the ends of many ops, so that a server with
+ * thousands of ops in flight waits on one thing (one call, one fd) instead
+ * of one per op. An op created with `cq` in its params delivers exactly one
+ * entry there when it reaches a terminal state (COMPLETE, CANCELLED or
+ * ERRORED), passive or active alike. Entries come out in the order the ops
+ * ended. The op stays valid after its entry was taken: release it as usual.
+ * An op released before its entry was taken never appears (a queued entry
+ * is withdrawn). Queues have no size limit: each entry lives in its op.
+ *
+ * Threads: any call from any thread. Several threads may poll or wait on
+ * one queue; each entry goes to exactly one of them.
+ */
+typedef struct nxc_cq_entry {
+    nxc_op_t *op;
+    void *user_data;     /* the op's params.user_data */
+    nxc_status_t result; /* NXC_OK (complete) or why it ended, as nxc_op_result() */
+    nxc_op_kind_t kind;
+} nxc_cq_entry_t;
+
+typedef struct nxc_cq_params {
+    uint64_t field_mask; /* no fields yet: 0, or pass NULL */
+} nxc_cq_params_t;
+
+/* Create a queue on `connector`; any number per connector. Errors:
+ * NXC_ERR_INVALID_PARAM, NXC_ERR_NO_MEMORY, NXC_ERR_SYSTEM (eventfd). */
+NXC_API nxc_status_t nxc_cq_create(nxc_connector_t *connector, const nxc_cq_params_t *params,
+                                   nxc_cq_t **cq_p);
+
+/* Destroy a queue. Ops still attached to it keep running and deliver no
+ * entry; entries not taken are dropped (their ops stay valid). A queue left
+ * at nxc_connector_destroy() is destroyed with the connector. Must not be
+ * called while another thread polls or waits on it. NULL is a no-op. */
+NXC_API void nxc_cq_destroy(nxc_cq_t *cq);
+
+/* Take up to `max` entries without blocking (with the progress thread off,
+ * progress is driven once first). Returns how many were written to
+ * `entries` (0: none yet), or NXC_ERR_INVALID_PARAM. */
+NXC_API int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max);
+
+/* Like nxc_cq_poll(), but blocks up to `timeout_ms` (< 0: no limit) for the
+ * first entry. 0 when the time ran out; NXC_ERR_CANCELED when the connector
+ * is destroyed meanwhile (as for nxc_op_wait()). */
+NXC_API int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms);
+
+/* A file descriptor readable while the queue holds entries (level-
+ * triggered: do not read from it) for epoll, asyncio or libuv. Owned by the
+ * queue. With the progress thread off, also drive nxc_connector_fd(). */
+NXC_API int nxc_cq_fd(nxc_cq_t *cq);
 
 #ifdef __cplusplus
 }

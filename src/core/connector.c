@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -149,6 +150,7 @@ static void destroy_connector(nxc_connector_t *c) {
         c->tps[i]->ops->destroy(c->tps[i]);
     if (c->epfd >= 0) close(c->epfd);
     if (c->wakefd >= 0) close(c->wakefd);
+    if (c->timerfd >= 0) close(c->timerfd);
     pthread_cond_destroy(&c->cond);
     pthread_cond_destroy(&c->done_cond);
     pthread_mutex_destroy(&c->done_lock);
@@ -161,7 +163,7 @@ nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
     if (!connector_p) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_create: NULL out-param");
     nxc_connector_t *c = calloc(1, sizeof *c);
     if (!c) return nxc__err(NXC_ERR_NO_MEMORY, "connector: out of memory");
-    c->epfd = c->wakefd = -1;
+    c->epfd = c->wakefd = c->timerfd = -1;
     pthread_mutex_init(&c->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -183,12 +185,14 @@ nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
 
     c->epfd = epoll_create1(EPOLL_CLOEXEC);
     c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (c->epfd < 0 || c->wakefd < 0) {
-        st = nxc__err(NXC_ERR_SYSTEM, "connector: epoll/eventfd: %s", strerror(errno));
+    c->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (c->epfd < 0 || c->wakefd < 0 || c->timerfd < 0) {
+        st = nxc__err(NXC_ERR_SYSTEM, "connector: epoll/eventfd/timerfd: %s", strerror(errno));
         goto fail;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wakefd, &ev);
+    epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->timerfd, &ev);
 
     st = start_transports(c, tops, ntops);
     if (st != NXC_OK) goto fail;
@@ -248,7 +252,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
                 nxc__active_stop(op, NXC_ERR_CANCELED);
         }
         if (nxc__op_passive(op)) nxc__passive_revoke(op, true);
-        op->released = true;
+        nxc__op_mark_released(op);
     }
     nxc__unlock(c);
     wait_for_waiters(c);
@@ -261,6 +265,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     if (c->use_thread) pthread_join(c->thread, NULL);
     nxc__lock(c);
     nxc__reap(c);
+    nxc__cq_destroy_all(c); /* detaches any op that leaks below */
     for (nxc_op_t *op = c->ops; op; op = op->next)
         NXC_LOG_E("connector %s: an op is still in flight at destroy; leaking it rather than "
                   "freeing memory a transport may still use",
@@ -282,11 +287,29 @@ const char *nxc_connector_transports(const nxc_connector_t *c) {
 int nxc_connector_progress(nxc_connector_t *c) {
     if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_progress: NULL connector");
     nxc__lock(c);
+    nxc__loop_drain(c); /* what woke the fd is handled by this pass */
     int n = nxc__progress_locked(c);
-    /* Idle: arm the transports so nxc_connector_fd() reports what comes next. */
-    if (n == 0 && !nxc__arm_all(c)) n = 1;
+    /* Idle: arm so that nxc_connector_fd() reports what comes next. */
+    if (n == 0 && !nxc__loop_arm(c)) n = 1;
     nxc__unlock(c);
     return n;
+}
+
+int nxc_connector_arm(nxc_connector_t *c) {
+    if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_arm: NULL connector");
+    nxc__lock(c);
+    int r = nxc__loop_arm(c) ? NXC_OK : NXC_INPROGRESS;
+    nxc__unlock(c);
+    return r;
+}
+
+int nxc_connector_timeout(nxc_connector_t *c) {
+    if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_timeout: NULL connector");
+    nxc__lock(c);
+    uint64_t due = nxc__next_due(c);
+    nxc__unlock(c);
+    if (due == UINT64_MAX) return -1;
+    return nxc__ms_until(due, INT32_MAX);
 }
 
 int nxc_connector_fd(nxc_connector_t *c) {

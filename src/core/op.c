@@ -51,6 +51,7 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
                      : result == NXC_ERR_CANCELED ? NXC_OP_CANCELLED
                                                   : NXC_OP_ERRORED,
                      __ATOMIC_RELEASE);
+    nxc__cq_push(op);
     if (op->efd >= 0) {
         uint64_t one = 1;
         ssize_t r = write(op->efd, &one, sizeof one);
@@ -79,6 +80,7 @@ static void unexpose_all(nxc_op_t *op) {
 
 void nxc__op_free_locked(nxc_op_t *op) {
     nxc_connector_t *c = op->c;
+    if (op->released) c->released_ops--;
     if (op->prev)
         op->prev->next = op->next;
     else if (c->ops == op)
@@ -92,6 +94,7 @@ void nxc__op_free_locked(nxc_op_t *op) {
     unexpose_all(op);
     if (op->tp && op->tp_op) op->tp->ops->release(op->tp, op);
     if (op->efd >= 0) close(op->efd);
+    nxc__cq_withdraw(op);
     nxc__md_free(&op->md);
     free(op->segs);
     free(op->md_text);
@@ -99,13 +102,26 @@ void nxc__op_free_locked(nxc_op_t *op) {
     free(op);
 }
 
+/* A released op nothing touches any more can go. */
+static bool reapable(const nxc_op_t *op) {
+    return op->released && op->busy == 0 && (nxc__op_terminal(op) || nxc__op_passive(op));
+}
+
 void nxc__reap(nxc_connector_t *c) {
-    if (c->destroying) return; /* a waiter may still look at a released op */
+    /* a waiter may still look at a released op; and most passes have
+     * nothing to reap: no walk over every op then */
+    if (c->destroying || c->released_ops == 0) return;
     for (nxc_op_t *op = c->ops, *next; op; op = next) {
         next = op->next;
-        if (op->released && op->busy == 0 && (nxc__op_terminal(op) || nxc__op_passive(op)))
-            nxc__op_free_locked(op);
+        if (reapable(op)) nxc__op_free_locked(op);
     }
+}
+
+void nxc__op_mark_released(nxc_op_t *op) {
+    if (op->released) return;
+    op->released = true;
+    op->c->released_ops++;
+    nxc__cq_withdraw(op); /* a released op's entry never comes out */
 }
 
 /* --- grants (passive side) ---------------------------------------------------- */
@@ -351,8 +367,16 @@ static bool printable_key(const char *s) {
     return true;
 }
 
-static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive) {
+static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *p, bool passive) {
     uint64_t m = p ? p->field_mask : 0;
+    if (m & NXC_OP_FIELD_CQ) {
+        nxc__lock(c);
+        bool ours = p->cq && nxc__cq_of(c, p->cq);
+        nxc__unlock(c);
+        if (!ours)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "op cq is NULL, destroyed, or belongs to another connector");
+    }
     if ((m & NXC_OP_FIELD_TIMEOUT) && p->timeout_ms <= 0)
         return nxc__err(NXC_ERR_INVALID_PARAM, "op timeout_ms must be > 0 (got %d)", p->timeout_ms);
     if (m & NXC_OP_FIELD_NOTIFICATION_KEY) {
@@ -388,6 +412,7 @@ static nxc_op_t *op_new(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t
     uint64_t m = p ? p->field_mask : 0;
     op->deadline = (m & NXC_OP_FIELD_TIMEOUT) ? nxc__deadline_after_ms(p->timeout_ms) : UINT64_MAX;
     if (m & NXC_OP_FIELD_USER_DATA) op->user_data = p->user_data;
+    if (m & NXC_OP_FIELD_CQ) op->cq = p->cq;
     return op;
 }
 
@@ -447,7 +472,7 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
         return nxc__err(NXC_ERR_INVALID_PARAM, "create_%s: NULL connector or out-param",
                         kind_name(kind));
     nxc_status_t st = nxc__descs_check("local", descs, count, &total);
-    if (st == NXC_OK) st = check_op_params(p, true);
+    if (st == NXC_OK) st = check_op_params(c, p, true);
     if (st == NXC_OK) st = check_device(c, descs[0].device, "local");
     if (st != NXC_OK) return st;
 
@@ -597,7 +622,7 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
         return nxc__err(NXC_ERR_INVALID_PARAM, "begin_%s: NULL connector, metadata or out-param",
                         kind_name(kind));
     nxc_status_t st = nxc__descs_check("local", local, count, &total);
-    if (st == NXC_OK) st = check_op_params(p, false);
+    if (st == NXC_OK) st = check_op_params(c, p, false);
     if (st != NXC_OK) return st;
     nxc_op_t *op = op_new(c, kind, local, count, total, p);
     if (!op) return nxc__err(NXC_ERR_NO_MEMORY, "begin_%s: out of memory", kind_name(kind));
@@ -730,7 +755,11 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     atomic_fetch_sub(&c->in_wait, 1);
     pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
     pthread_mutex_unlock(&c->done_lock);
-    if (r != NXC_OK && r != NXC_INPROGRESS) nxc__err(r, "%s", msg);
+    if (r == NXC_INPROGRESS)
+        nxc__err(r, "op_wait: the op is still in progress after %d ms (not an error; wait again)",
+                 timeout_ms);
+    else if (r != NXC_OK)
+        nxc__err(r, "%s", msg);
     return r;
 }
 
@@ -781,8 +810,8 @@ void nxc_op_release(nxc_op_t *op) {
         stop_locked(op, "released by the application");
     else if (nxc__op_passive(op))
         nxc__passive_revoke(op, true);
-    op->released = true;
-    nxc__reap(c);
+    nxc__op_mark_released(op);
+    if (reapable(op) && !c->destroying) nxc__op_free_locked(op); /* else the loop reaps it */
     nxc__unlock(c);
 }
 

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/metadata.h"
 #include "nxc/nxc.h"
@@ -51,6 +52,10 @@ struct nxc__transport_ops {
     int (*progress)(nxc__tp_t *tp);
     /* Re-arm event_fd before sleeping on it: false means "progress again". */
     bool (*arm)(nxc__tp_t *tp);
+    /* Optional: the monotonic ns by which progress() must run again even if
+     * event_fd stays quiet (a timeout to check, a keepalive), UINT64_MAX for
+     * none. The loop sleeps on a timer set to it; nothing else wakes it. */
+    uint64_t (*next_timer)(nxc__tp_t *tp);
 
     /* Can this transport move memory of this device kind? */
     bool (*supports_device)(nxc__tp_t *tp, nxc_device_kind_t kind);

@@ -94,6 +94,30 @@ static void test_status_strings(void) {
     NXT_EQ_STR(nxc_version(), NXC_VERSION_STRING);
 }
 
+static void test_status_ranges_and_version(void) {
+    NXT_CHECK(!NXC_STATUS_IS_ERR(NXC_OK) && !NXC_STATUS_IS_ERR(NXC_INPROGRESS));
+    NXT_CHECK(NXC_STATUS_IS_CALL_ERR(NXC_ERR_SIZE_MISMATCH));
+    NXT_CHECK(NXC_STATUS_IS_METADATA_ERR(NXC_ERR_METADATA_VERSION));
+    NXT_CHECK(NXC_STATUS_IS_HOST_ERR(NXC_ERR_NO_TRANSPORT));
+    nxc_status_t retry[] = {NXC_ERR_UNREACHABLE, NXC_ERR_PEER_FAILED, NXC_ERR_REFUSED,
+                            NXC_ERR_TIMED_OUT,   NXC_ERR_CANCELED,    NXC_ERR_TRANSPORT};
+    for (size_t i = 0; i < sizeof retry / sizeof retry[0]; i++)
+        NXT_CHECK(NXC_STATUS_IS_ERR(retry[i]) && NXC_STATUS_IS_RETRYABLE(retry[i]));
+    NXT_CHECK(!NXC_STATUS_IS_RETRYABLE(NXC_ERR_SYSTEM) &&
+              !NXC_STATUS_IS_RETRYABLE(NXC_ERR_INVALID_PARAM));
+
+    int v = NXC_VERSION_NUMBER;
+    NXT_EQ_INT(nxc_version_number(), v);
+    NXT_EQ_INT(v, NXC_VERSION_MAJOR * 10000 + NXC_VERSION_MINOR * 100 + NXC_VERSION_PATCH);
+    NXT_EQ_INT(nxc_version_compatible(v), 1);
+    NXT_EQ_INT(nxc_version_compatible(v + 1), 0);     /* a newer header */
+    NXT_EQ_INT(nxc_version_compatible(v + 10000), 0); /* another major */
+    NXT_EQ_INT(nxc_version_compatible(-1), 0);
+    if (NXC_VERSION_MAJOR == 0 && NXC_VERSION_MINOR > 0)
+        NXT_EQ_INT(nxc_version_compatible(v - 100), 0); /* 0.x: minor must match */
+    if (NXC_VERSION_PATCH > 0) NXT_EQ_INT(nxc_version_compatible(v - 1), 1);
+}
+
 static void test_descs_check(void) {
     char b[64];
     size_t total = 0;
@@ -233,6 +257,7 @@ static void test_regcache_off(void) {
 static const nxt_test_t nxt_tests[] = {
     {"device_parse", test_device_parse, 0},
     {"device_format", test_device_format, 0},
+    {"status_ranges_and_version", test_status_ranges_and_version, 0},
     {"status_strings", test_status_strings, 0},
     {"descs_check", test_descs_check, 0},
     {"sg_plan", test_sg_plan, 0},

@@ -607,6 +607,7 @@ const nxc__transport_ops_t nxc__transport_shm = {
     .event_fd = stream_event_fd,
     .progress = stream_progress,
     .arm = stream_arm,
+    .next_timer = stream_next_timer,
     .supports_device = stream_supports_device,
     .expose = shm_expose,
     .retire = shm_retire,

@@ -1142,6 +1142,28 @@ static const char *conn_stalled(const stream_conn_t *k, uint64_t now) {
     return NULL;
 }
 
+/* When conn_stalled() or a refused connection's discard period could next
+ * close `k`; UINT64_MAX if nothing is pending on it. */
+static uint64_t conn_due(const stream_conn_t *k) {
+    uint64_t limit = (uint64_t)k->t->timeout_ms * 1000000u, due = UINT64_MAX;
+    if (!k->ready || k->in == IN_BODY || (k->in == IN_HDR && k->got > 0))
+        due = k->frame_start + limit;
+    else if (k->in == IN_PAYLOAD)
+        due = k->last_rx + limit;
+    if (k->discard_until && k->discard_until + 1 < due) due = k->discard_until + 1;
+    return due;
+}
+
+uint64_t stream_next_timer(nxc__tp_t *tp) {
+    uint64_t first = UINT64_MAX;
+    for (stream_conn_t *k = T(tp)->conns; k; k = k->next) {
+        if (k->dead) continue;
+        uint64_t due = conn_due(k);
+        if (due < first) first = due;
+    }
+    return first;
+}
+
 /* --- events ------------------------------------------------------------------------------ */
 
 static void on_accept(stream_tp_t *t) {

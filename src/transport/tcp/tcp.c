@@ -205,6 +205,7 @@ const nxc__transport_ops_t nxc__transport_tcp = {
     .event_fd = stream_event_fd,
     .progress = stream_progress,
     .arm = stream_arm,
+    .next_timer = stream_next_timer,
     .supports_device = stream_supports_device,
     .expose = tcp_expose,
     .unexpose = stream_unexpose,

@@ -68,6 +68,8 @@ typedef nxc__ucx_read_data_t msg_read_data_t;
 /* Largest message of the message path (bigger segments are split). */
 #define CHUNK (1u << 20)
 #define MAX_RANGES NXC__MD_MAX_DESCS
+/* UCX_KEEPALIVE_INTERVAL as nxc sets it (unless the user did). */
+#define KEEPALIVE_NS 1000000000ull
 
 typedef struct ucx_tp ucx_tp_t;
 
@@ -108,6 +110,9 @@ struct ucx_tp {
     inbox_msg_t *inbox, *inbox_tail;
     bool dirty;   /* a request completed or a peer failed: re-check ops */
     bool closing; /* destroying: messages are dropped, not answered */
+    /* Last progress() call: UCX runs its keepalive (peer-failure detection)
+     * only inside worker progress, which an armed, idle worker never gets. */
+    uint64_t last_progress;
     uint64_t next_req_id;
     /* Move bytes with get/put (true: UCX has a hardware RMA transport here)
      * or with active messages (false: UCX would only emulate RMA). */
@@ -1079,6 +1084,7 @@ static void process_failures(ucx_tp_t *t) {
 static int ucx_progress(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
     int n = 0;
+    t->last_progress = nxc__now_ns();
     for (int i = 0; i < 1000 && ucp_worker_progress(t->worker); i++)
         n++;
     n += process_inbox(t);
@@ -1090,6 +1096,13 @@ static int ucx_progress(nxc__tp_t *tp) {
         n++;
     }
     return n;
+}
+
+/* With peers, progress at least once per keepalive interval (see
+ * last_progress). */
+static uint64_t ucx_next_timer(nxc__tp_t *tp) {
+    ucx_tp_t *t = T(tp);
+    return t->peers ? t->last_progress + KEEPALIVE_NS : UINT64_MAX;
 }
 
 static bool ucx_arm(nxc__tp_t *tp) {
@@ -1320,7 +1333,7 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         return ucs_err("ucp_config_read", s);
     }
     /* Notice a dead peer in seconds, not UCX's default 20 s. */
-    set_default(cfg, "KEEPALIVE_INTERVAL", "1s");
+    set_default(cfg, "KEEPALIVE_INTERVAL", "1s"); /* = KEEPALIVE_NS */
     /* Not a default: in unified mode UCX leaves lengths out of the addresses
      * it packs and reads them from its own transports, so nxc could not
      * check a peer's address (ucx_check.c) before UCX reads it. */
@@ -1375,6 +1388,7 @@ const nxc__transport_ops_t nxc__transport_ucx = {
     .event_fd = ucx_event_fd,
     .progress = ucx_progress,
     .arm = ucx_arm,
+    .next_timer = ucx_next_timer,
     .supports_device = ucx_supports_device,
     .expose = ucx_expose,
     .unexpose = ucx_unexpose,
