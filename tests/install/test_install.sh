@@ -132,7 +132,7 @@ run_tools() {
     { cat "$tmp/bench-help.log" >&2; fail "nxc-bench --help (in $at) failed"; }
   bare "$at/$bindir/nxc-info" >"$tmp/info.log" 2>&1 ||
     { cat "$tmp/info.log" >&2; fail "nxc-info (in $at) failed"; }
-  grep -q "^nxc $version" "$tmp/info.log" || fail "nxc-info (in $at) does not say nxc $version"
+  grep -qF "$version" "$tmp/info.log" || fail "nxc-info (in $at) does not name version $version"
 }
 if ((tools)); then
   step "installed tools"
