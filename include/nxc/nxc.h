@@ -189,7 +189,9 @@ typedef struct nxc_connector_params {
     const char *name;
     /* Comma-separated transports to allow, in order of preference, from
      * "shm", "ucx", "tcp". Default: the NXC_TRANSPORTS environment variable
-     * if set, else every transport built in, where a transfer takes shm for a
+     * if set and valid (an invalid one is warned about and ignored, like every
+     * NXC_* variable: README.md, "Configuration"), else every transport built
+     * in, where a transfer takes shm for a
      * peer on this host, ucx if UCX has RDMA hardware, else tcp. An order set
      * here (or in NXC_TRANSPORTS) is taken as given. A transport that cannot
      * start on this host is skipped (logged); none: NXC_ERR_NO_TRANSPORT.

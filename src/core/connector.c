@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/sys.h"
@@ -50,6 +51,17 @@ static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_
     return NXC_OK;
 }
 
+static bool ipv4_text(const char *s) {
+    struct in_addr in;
+    return inet_pton(AF_INET, s, &in) == 1;
+}
+
+static bool transports_text(const char *s) {
+    const nxc__transport_ops_t *tops[NXC__MAX_TRANSPORTS];
+    size_t n;
+    return parse_transports(s, tops, &n) == NXC_OK;
+}
+
 static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_t *p,
                                  const nxc__transport_ops_t **tops, size_t *ntops) {
     uint64_t mask = p ? p->field_mask : 0;
@@ -76,7 +88,8 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     }
     nxc__log_raise_level(level);
 
-    const char *addr = getenv("NXC_TCP_ADDRESS");
+    const char *addr =
+        nxc__env_text("NXC_TCP_ADDRESS", ipv4_text, "an IPv4 address in dotted form");
     if (mask & NXC_CONNECTOR_FIELD_TCP_ADDRESS) {
         if (!p->tcp_address) return nxc__err(NXC_ERR_INVALID_PARAM, "tcp_address: NULL");
         addr = p->tcp_address;
@@ -86,8 +99,7 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
         return nxc__err(NXC_ERR_INVALID_PARAM, "tcp address \"%s\" is not a dotted IPv4 address",
                         addr);
     snprintf(c->tcp_address, sizeof c->tcp_address, "%s", addr ? addr : "0.0.0.0");
-    const char *port = getenv("NXC_TCP_PORT");
-    c->tcp_port = port ? atoi(port) : 0;
+    c->tcp_port = (int)nxc__env_int("NXC_TCP_PORT", 0, 0, 65535);
     if (mask & NXC_CONNECTOR_FIELD_TCP_PORT) c->tcp_port = p->tcp_port;
     if (c->tcp_port < 0 || c->tcp_port > 65535)
         return nxc__err(NXC_ERR_INVALID_PARAM, "tcp port %d out of range", c->tcp_port);
@@ -96,8 +108,9 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     if (mask & NXC_CONNECTOR_FIELD_TRANSPORTS) {
         if (!p->transports) return nxc__err(NXC_ERR_INVALID_PARAM, "transports: NULL");
         list = p->transports;
-    } else if (getenv("NXC_TRANSPORTS") && *getenv("NXC_TRANSPORTS")) {
-        list = getenv("NXC_TRANSPORTS");
+    } else {
+        list = nxc__env_text("NXC_TRANSPORTS", transports_text,
+                             "a comma-separated list of shm, ucx, tcp");
     }
     c->transports_chosen = list != NULL;
     if (list) return parse_transports(list, tops, ntops);

@@ -141,9 +141,11 @@ static void test_params(void) {
     NXT_FAIL(nxc_connector_create(&cp, &c2), NXC_ERR_INVALID_PARAM);
     says("tcp_address");
     NXT_CHECK(c2 == (nxc_connector_t *)0x1);
+    /* the environment is not a parameter: a bad value is warned about and
+     * the default used (test_env checks the warning) */
     setenv("NXC_TRANSPORTS", "nope", 1);
-    NXT_FAIL(nxc_connector_create(NULL, &c2), NXC_ERR_INVALID_PARAM);
-    says("nope");
+    NXT_PASS(nxc_connector_create(NULL, &c2));
+    nxc_connector_destroy(c2);
     unsetenv("NXC_TRANSPORTS");
     /* metadata of an active op */
     NXT_PASS(nxc_begin_read(f.c, f.rmd, 0, &d, 1, NULL, &op));

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "transport/stream/stream.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/sys.h"
@@ -370,8 +371,8 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     int n = snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-");
     for (int i = 0; i < NXC__INSTANCE_LEN; i++)
         n += snprintf(t->sock_name + n, sizeof t->sock_name - (size_t)n, "%02x", c->instance[i]);
-    t->inline_max = (size_t)stream_env_int("NXC_SHM_INLINE_MAX", 1 << 20, 0, 1 << 30);
-    int want_threads = stream_env_int("NXC_SHM_THREADS", 2, 0, MAX_THREADS);
+    t->inline_max = (size_t)nxc__env_int("NXC_SHM_INLINE_MAX", 1 << 20, 0, 1 << 30);
+    int want_threads = (int)nxc__env_int("NXC_SHM_THREADS", 2, 0, MAX_THREADS);
 
     struct sockaddr_un sa;
     socklen_t sl = abstract_addr(&sa, t->sock_name, strlen(t->sock_name));
@@ -383,7 +384,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     if (st != NXC_OK && fd >= 0) close(fd);
     if (st == NXC_OK) {
         st = stream_init(&t->s, &shm_flavour, "shm", fd,
-                         stream_env_int("NXC_SHM_TIMEOUT_MS", 10000, 100, 3600000));
+                         (int)nxc__env_int("NXC_SHM_TIMEOUT_MS", 10000, 100, 3600000));
         t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (st == NXC_OK && t->efd < 0)
             st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));

@@ -41,6 +41,7 @@
 #include "core/regcache.h"
 #include "transport/ucx/ucx_check.h"
 #include "transport/ucx/ucx_wire.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -1140,10 +1141,9 @@ static bool want_rma(ucx_tp_t *t) {
                                      used ? ", " : "", (int)n, p);
     }
     free(buf);
-    const char *env = getenv("NXC_UCX_DATA");
-    if (env && !strcmp(env, "rma")) return true;
-    if (env && !strcmp(env, "am")) return false;
-    return hw;
+    static const nxc__env_choice_t modes[] = {{"auto", -1}, {"rma", 1}, {"am", 0}};
+    int mode = nxc__env_enum("NXC_UCX_DATA", -1, modes, sizeof modes / sizeof modes[0]);
+    return mode < 0 ? hw : mode == 1;
 }
 
 static void ucx_describe(nxc__tp_t *tp, char *buf, size_t len) {
