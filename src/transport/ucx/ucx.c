@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ucp/api/ucp.h>
+#include <ucs/config/global_opts.h>
 
 #include "core/core.h"
 #include "core/regcache.h"
@@ -1309,10 +1310,26 @@ static void warn_version_once(void) {
                   maj, min, rel);
 }
 
+/* UCX logs on its own (to stderr, "UCX  ERROR ..."), with its own threshold
+ * (UCX_LOG_LEVEL, read when libucs loads). Unless the user set that, follow
+ * nxc's: failures UCX reports to nxc come back as op results and nxc's own
+ * messages, so at NXC_LOG_LEVEL=error UCX keeps only its fatal lines. Set
+ * before UCX reads its configuration, and again for each connector, since
+ * the process-wide nxc level only rises. */
+static void follow_log_level(void) {
+    if (getenv("UCX_LOG_LEVEL")) return;
+    static const char *const ucx_level[] = {[NXC_LOG_ERROR] = "fatal",
+                                            [NXC_LOG_WARN] = "warn",
+                                            [NXC_LOG_INFO] = "diag",
+                                            [NXC_LOG_DEBUG] = "info"};
+    ucs_global_opts_set_value("LOG_LEVEL", ucx_level[nxc__log_level()]);
+}
+
 static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     ucx_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     t->efd = -1;
+    follow_log_level();
     ucp_config_t *cfg;
     ucs_status_t s = ucp_config_read(NULL, NULL, &cfg);
     if (s != UCS_OK) {
