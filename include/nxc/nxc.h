@@ -81,7 +81,7 @@ typedef enum nxc_status {
 
     NXC_ERR_INVALID_PARAM = -1,      /* NULL where a value is required, bad field */
     NXC_ERR_NO_MEMORY = -2,          /* allocation failed */
-    NXC_ERR_INVALID_DEVICE = -3,     /* device text is not cpu|host|cuda[:N]|gpu:N */
+    NXC_ERR_INVALID_DEVICE = -3,     /* device text is not cpu|host[:0]|cuda[:N]|gpu[:N] */
     NXC_ERR_INVALID_DESCRIPTOR = -4, /* NULL ptr or zero size in a descriptor */
     NXC_ERR_EMPTY_LIST = -5,         /* descriptor count is zero */
     NXC_ERR_MIXED_DEVICES = -6,      /* one list holds more than one device */
@@ -138,9 +138,12 @@ typedef struct nxc_device {
 /* Longest text nxc_device_format() writes, with its NUL. */
 #define NXC_DEVICE_TEXT_MAX 16
 
-/* Parse "cpu", "host", "cuda", "cuda:N", "gpu", "gpu:N" (case-insensitive,
- * surrounding blanks ignored; N a decimal ordinal 0..1023; "cuda" alone is
- * cuda:0). Anything else: NXC_ERR_INVALID_DEVICE. NULL arguments:
+/* Parse "cpu", "host", "cpu:0", "host:0", "cuda", "cuda:N", "gpu", "gpu:N"
+ * (case-insensitive, surrounding blanks ignored; N a decimal ordinal
+ * 0..1023; "cuda" and "gpu" alone are cuda:0). These are the texts the
+ * reference (nixl_connect's Device) accepts with one meaning; its other
+ * readings ("cpu:3" as host memory, "cudaX" as cuda:0) are refused here.
+ * Anything else: NXC_ERR_INVALID_DEVICE. NULL arguments:
  * NXC_ERR_INVALID_PARAM. */
 NXC_API nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p);
 
@@ -191,8 +194,8 @@ typedef struct nxc_connector_params {
      * "shm", "ucx", "tcp". Default: the NXC_TRANSPORTS environment variable
      * if set and valid (an invalid one is warned about and ignored, like every
      * NXC_* variable: README.md, "Configuration"), else every transport built
-     * in, where a transfer takes shm for a
-     * peer on this host, ucx if UCX has RDMA hardware, else tcp. An order set
+     * in, where a transfer takes shm for a peer on this host, ucx if UCX has
+     * RDMA hardware, else tcp. An order set
      * here (or in NXC_TRANSPORTS) is taken as given. A transport that cannot
      * start on this host is skipped (logged); none: NXC_ERR_NO_TRANSPORT.
      * Unknown names: NXC_ERR_INVALID_PARAM. */
