@@ -27,7 +27,10 @@
  *     and return void.
  *   - Parameter structs start with `field_mask`: a field is read only when its
  *     NXC_..._FIELD_ bit is set, so a zeroed struct (or NULL) means "all
- *     defaults", and fields can be added without breaking the ABI.
+ *     defaults", and fields can be added without breaking the ABI. A bit this
+ *     library does not define is refused with NXC_ERR_INVALID_PARAM and a
+ *     message naming the bit, so a program built against a newer header
+ *     fails loudly on an older library instead of losing a setting.
  *
  * Threads
  *   Every function may be called from any thread, concurrently, on the same
@@ -188,7 +191,9 @@ enum {
 typedef struct nxc_connector_params {
     uint64_t field_mask;
     /* Name shown to peers and in logs. Default: a random unique name. Copied.
-     * 1..NXC_NAME_MAX bytes of printable ASCII. */
+     * 1..NXC_NAME_MAX bytes, each a visible ASCII character (0x21..0x7e: no
+     * space, no control character), the rule of the metadata it travels in
+     * (docs/metadata.md). */
     const char *name;
     /* Comma-separated transports to allow, in order of preference, from
      * "shm", "ucx", "tcp". Default: the NXC_TRANSPORTS environment variable
@@ -290,8 +295,9 @@ typedef struct nxc_op_params {
      * completes, fails or is released). */
     int timeout_ms;
     /* Passive ops only: the key the peer's notification must carry. 1..
-     * NXC_KEY_MAX printable ASCII bytes, unique among this connector's live
-     * passive ops. Default: a random UUID4 text. */
+     * NXC_KEY_MAX bytes, each a visible ASCII character (0x21..0x7e, no
+     * space), unique among this connector's live passive ops. Default: a
+     * random UUID4 text. */
     const char *notification_key;
     /* Opaque pointer returned by nxc_op_user_data(). */
     void *user_data;

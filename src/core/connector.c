@@ -65,10 +65,14 @@ static bool transports_text(const char *s) {
 static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_t *p,
                                  const nxc__transport_ops_t **tops, size_t *ntops) {
     uint64_t mask = p ? p->field_mask : 0;
+    nxc_status_t st = nxc__check_field_mask("connector params", mask, NXC__CONNECTOR_FIELDS);
+    if (st != NXC_OK) return st;
     if (mask & NXC_CONNECTOR_FIELD_NAME) {
         if (!p->name || !printable(p->name, NXC_NAME_MAX))
             return nxc__err(NXC_ERR_INVALID_PARAM,
-                            "connector name must be 1..%d printable ASCII characters",
+                            "connector name must be 1..%d bytes, each a visible ASCII "
+                            "character (0x21..0x7e: no space or control character; the name "
+                            "travels in metadata)",
                             NXC_NAME_MAX);
         strcpy(c->name, p->name);
     } else {

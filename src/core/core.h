@@ -22,6 +22,13 @@
 #include "transport/transport.h"
 
 #define NXC__MAX_TRANSPORTS 4
+/* The field_mask bits this library defines (others are refused). */
+#define NXC__CONNECTOR_FIELDS                                                                      \
+    (NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |                                   \
+     NXC_CONNECTOR_FIELD_PROGRESS_THREAD | NXC_CONNECTOR_FIELD_LOG_LEVEL |                         \
+     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT)
+#define NXC__OP_FIELDS                                                                             \
+    (NXC_OP_FIELD_TIMEOUT | NXC_OP_FIELD_NOTIFICATION_KEY | NXC_OP_FIELD_USER_DATA)
 /* How long cancel/release let in-flight transfers drain before cutting the
  * connection that carries them. */
 #define NXC__DRAIN_MS 2000

@@ -353,6 +353,8 @@ static bool printable_key(const char *s) {
 
 static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive) {
     uint64_t m = p ? p->field_mask : 0;
+    nxc_status_t st = nxc__check_field_mask("op params", m, NXC__OP_FIELDS);
+    if (st != NXC_OK) return st;
     if ((m & NXC_OP_FIELD_TIMEOUT) && p->timeout_ms <= 0)
         return nxc__err(NXC_ERR_INVALID_PARAM, "op timeout_ms must be > 0 (got %d)", p->timeout_ms);
     if (m & NXC_OP_FIELD_NOTIFICATION_KEY) {
@@ -362,7 +364,8 @@ static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive) {
                             "from the metadata");
         if (!p->notification_key || !printable_key(p->notification_key))
             return nxc__err(NXC_ERR_INVALID_PARAM,
-                            "notification_key must be 1..%d printable ASCII characters",
+                            "notification_key must be 1..%d bytes, each a visible ASCII "
+                            "character (0x21..0x7e: no space or control character)",
                             NXC_KEY_MAX);
     }
     return NXC_OK;

@@ -127,7 +127,33 @@ static void test_params(void) {
     NXT_FAIL(nxc_begin_read(f.c, f.rmd, 0, &d, 1, &p, &op), NXC_ERR_INVALID_PARAM);
     says("passive side");
 
+    /* a field_mask bit this library does not know (a newer program's field) */
+    p = (nxc_op_params_t){.field_mask = NXC_OP_FIELD_TIMEOUT | (1u << 9), .timeout_ms = 100};
+    NXT_FAIL(nxc_create_readable(f.c, &d, 1, &p, &op), NXC_ERR_INVALID_PARAM);
+    says("field_mask bit 9 (0x200)");
+    NXT_FAIL(nxc_begin_read(f.c, f.rmd, 0, &d, 1, &p, &op), NXC_ERR_INVALID_PARAM);
+    says("op params: field_mask bit 9");
+    p = (nxc_op_params_t){.field_mask = 1ull << 63};
+    NXT_FAIL(nxc_create_writable(f.c, &d, 1, &p, &op), NXC_ERR_INVALID_PARAM);
+    says("bit 63");
+    p = (nxc_op_params_t){.field_mask = NXC_OP_FIELD_TIMEOUT | NXC_OP_FIELD_NOTIFICATION_KEY |
+                                        NXC_OP_FIELD_USER_DATA,
+                          .timeout_ms = 60000,
+                          .notification_key = "all-fields",
+                          .user_data = &p};
+    NXT_PASS(nxc_create_readable(f.c, &d, 1, &p, &op));
+    NXT_CHECK(nxc_op_user_data(op) == &p);
+    nxc_op_release(op);
+
     nxc_connector_t *c2 = (nxc_connector_t *)0x1;
+    nxc_connector_params_t unknown = {.field_mask = NXC_CONNECTOR_FIELD_NAME | (1u << 6),
+                                      .name = "x"};
+    NXT_FAIL(nxc_connector_create(&unknown, &c2), NXC_ERR_INVALID_PARAM);
+    says("connector params: field_mask bit 6 (0x40)");
+    /* the name rule says what it is: a space is printable, but refused */
+    unknown = (nxc_connector_params_t){.field_mask = NXC_CONNECTOR_FIELD_NAME, .name = "a b"};
+    NXT_FAIL(nxc_connector_create(&unknown, &c2), NXC_ERR_INVALID_PARAM);
+    says("no space");
     nxc_connector_params_t cp = {.field_mask = NXC_CONNECTOR_FIELD_TRANSPORTS,
                                  .transports = "carrier-pigeon"};
     NXT_FAIL(nxc_connector_create(&cp, &c2), NXC_ERR_INVALID_PARAM);
