@@ -20,8 +20,9 @@
  *
  * Conventions
  *   - Every call that can fail returns nxc_status_t (0 = NXC_OK, negative =
- *     error). A failing call writes a message naming the problem to a
- *     per-thread buffer: nxc_last_error().
+ *     error), or -1 where it returns a file descriptor. A failing call
+ *     leaves a message naming the problem in nxc_last_error() (the rule is
+ *     stated there).
  *   - Out-parameters come last and are written only on success.
  *   - Objects are opaque and library-allocated; destroy/release accept NULL
  *     and return void.
@@ -113,9 +114,18 @@ typedef enum nxc_status {
  * unknown values give "unknown status". Thread-safe. */
 NXC_API const char *nxc_status_string(nxc_status_t status);
 
-/* The message of the last call that failed on this thread, naming what was
- * wrong ("descriptor 3: size is 0"). Empty string if none. Valid until the
- * next nxc call on this thread. */
+/* The message of the most recent nxc call on this thread that failed, naming
+ * what was wrong ("local descriptor 3: size is 0"). This is the one rule,
+ * like errno's:
+ *   - a call fails when it returns a negative nxc_status_t, or -1 for the
+ *     calls that return a file descriptor or a count; only such a call
+ *     writes the message (nxc_op_wait() returning an op's error is one);
+ *   - a call that succeeds (NXC_OK, NXC_INPROGRESS, a valid fd) leaves the
+ *     message as it was, so read it right after the failing call;
+ *   - "" until a call has failed on this thread;
+ *   - the pointer stays valid for the thread's lifetime; the text changes
+ *     only when another call fails on this thread.
+ * Why an op ended later, in the background, is not here: nxc_op_message(). */
 NXC_API const char *nxc_last_error(void);
 
 /* Library version, e.g. "0.1.0"; compare with NXC_VERSION_STRING to check

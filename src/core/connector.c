@@ -173,8 +173,8 @@ static void destroy_connector(nxc_connector_t *c) {
     free(c);
 }
 
-nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
-                                  nxc_connector_t **connector_p) {
+static nxc_status_t connector_create(const nxc_connector_params_t *params,
+                                     nxc_connector_t **connector_p) {
     if (!connector_p) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_create: NULL out-param");
     nxc_connector_t *c = calloc(1, sizeof *c);
     if (!c) return nxc__err(NXC_ERR_NO_MEMORY, "connector: out of memory");
@@ -219,11 +219,19 @@ nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
     }
     NXC_LOG_I("connector %s created (transports %s, progress thread %s)", c->name,
               c->transports_text, c->use_thread ? "on" : "off");
-    nxc__err_clear();
     *connector_p = c;
     return NXC_OK;
 fail:
     destroy_connector(c);
+    return st;
+}
+
+nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
+                                  nxc_connector_t **connector_p) {
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
+    nxc_status_t st = connector_create(params, connector_p);
+    nxc__err_guard_end(&g, st != NXC_OK);
     return st;
 }
 
@@ -245,6 +253,8 @@ static void wait_for_waiters(nxc_connector_t *c) {
 
 void nxc_connector_destroy(nxc_connector_t *c) {
     if (!c) return;
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     pthread_mutex_lock(&c->done_lock);
     c->destroying = true;
@@ -286,6 +296,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     nxc__unlock(c);
     NXC_LOG_I("connector %s destroyed", c->name);
     destroy_connector(c);
+    nxc__err_guard_end(&g, false);
 }
 
 const char *nxc_connector_name(const nxc_connector_t *c) {
@@ -298,11 +309,14 @@ const char *nxc_connector_transports(const nxc_connector_t *c) {
 
 int nxc_connector_progress(nxc_connector_t *c) {
     if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_progress: NULL connector");
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     int n = nxc__progress_locked(c);
     /* Idle: arm the transports so nxc_connector_fd() reports what comes next. */
     if (n == 0 && !nxc__arm_all(c)) n = 1;
     nxc__unlock(c);
+    nxc__err_guard_end(&g, n < 0);
     return n;
 }
 

@@ -477,19 +477,27 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
     }
     nxc__unlock(c);
     if (op->deadline != UINT64_MAX) nxc__wake(c); /* re-plan its sleep for the deadline */
-    nxc__err_clear();
     *op_p = op;
     return NXC_OK;
 }
 
+static nxc_status_t create_guarded(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
+                                   size_t count, const nxc_op_params_t *p, nxc_op_t **op_p) {
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
+    nxc_status_t st = create_passive(c, kind, descs, count, p, op_p);
+    nxc__err_guard_end(&g, st != NXC_OK);
+    return st;
+}
+
 nxc_status_t nxc_create_readable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
-    return create_passive(c, NXC_OP_READABLE, descs, count, p, op_p);
+    return create_guarded(c, NXC_OP_READABLE, descs, count, p, op_p);
 }
 
 nxc_status_t nxc_create_writable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
-    return create_passive(c, NXC_OP_WRITABLE, descs, count, p, op_p);
+    return create_guarded(c, NXC_OP_WRITABLE, descs, count, p, op_p);
 }
 
 /* Everything about an active op that needs no lock: descriptors, metadata,
@@ -630,21 +638,30 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
     }
     nxc__unlock(c);
     nxc__wake(c);
-    nxc__err_clear();
     *op_p = op;
     return NXC_OK;
+}
+
+static nxc_status_t begin_guarded(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,
+                                  size_t md_len, const nxc_desc_t *local, size_t count,
+                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
+    nxc_status_t st = begin_active(c, kind, md_text, md_len, local, count, p, op_p);
+    nxc__err_guard_end(&g, st != NXC_OK);
+    return st;
 }
 
 nxc_status_t nxc_begin_read(nxc_connector_t *c, const char *metadata, size_t metadata_len,
                             const nxc_desc_t *local, size_t count, const nxc_op_params_t *p,
                             nxc_op_t **op_p) {
-    return begin_active(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
+    return begin_guarded(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
 }
 
 nxc_status_t nxc_begin_write(nxc_connector_t *c, const nxc_desc_t *local, size_t count,
                              const char *metadata, size_t metadata_len, const nxc_op_params_t *p,
                              nxc_op_t **op_p) {
-    return begin_active(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
+    return begin_guarded(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -663,10 +680,13 @@ nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p) {
 nxc_op_status_t nxc_op_status(nxc_op_t *op) {
     if (!op) return NXC_OP_UNINITIALIZED;
     nxc_connector_t *c = op->c;
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     if (!c->use_thread) nxc__progress_locked(c);
     nxc_op_status_t s = op->status;
     nxc__unlock(c);
+    nxc__err_guard_end(&g, false);
     return s;
 }
 
@@ -714,6 +734,8 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     /* Counted before anything else: a concurrent nxc_connector_destroy()
      * frees neither the op nor the connector until this call has left. */
     atomic_fetch_add(&c->in_wait, 1);
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
     if (c->use_thread) wait_for_thread(op, deadline);
     nxc__lock(c);
@@ -733,6 +755,7 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     atomic_fetch_sub(&c->in_wait, 1);
     pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
     pthread_mutex_unlock(&c->done_lock);
+    nxc__err_guard_end(&g, false);
     if (r != NXC_OK && r != NXC_INPROGRESS) nxc__err(r, "%s", msg);
     return r;
 }
@@ -770,15 +793,20 @@ static void stop_locked(nxc_op_t *op, const char *why) {
 
 nxc_status_t nxc_op_cancel(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_cancel: NULL op");
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(op->c);
     if (!nxc__op_terminal(op)) stop_locked(op, "cancelled by the application");
     nxc__unlock(op->c);
+    nxc__err_guard_end(&g, false);
     return NXC_OK;
 }
 
 void nxc_op_release(nxc_op_t *op) {
     if (!op) return;
     nxc_connector_t *c = op->c;
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     if (!nxc__op_terminal(op))
         stop_locked(op, "released by the application");
@@ -787,6 +815,7 @@ void nxc_op_release(nxc_op_t *op) {
     op->released = true;
     nxc__reap(c);
     nxc__unlock(c);
+    nxc__err_guard_end(&g, false);
 }
 
 nxc_op_kind_t nxc_op_kind(const nxc_op_t *op) {

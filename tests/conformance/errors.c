@@ -319,6 +319,46 @@ static void test_unreachable(void) {
     free(md);
 }
 
+/* nxc_last_error()'s rule (nxc.h): only a failing call writes it; calls that
+ * succeed, even those whose inner steps fail (a bad NXC_TRANSPORTS, a
+ * transport stepping aside), leave it alone; nxc_op_wait() returning an
+ * op's error is a failing call. */
+static void test_last_error_rule(void) {
+    nxc_device_t dev;
+    NXT_FAIL(nxc_device_parse("tpu:9", &dev), NXC_ERR_INVALID_DEVICE);
+    char first[512];
+    snprintf(first, sizeof first, "%s", nxc_last_error());
+    NXT_CHECK(strstr(first, "tpu:9"));
+    setenv("NXC_TRANSPORTS", "pigeon", 1); /* warned about and ignored */
+    nxc_connector_t *c = nxt_connector("last-error", 1);
+    unsetenv("NXC_TRANSPORTS");
+    NXT_EQ_STR(nxc_last_error(), first);
+    nxt_fill(src, sizeof src, 5);
+    nxc_desc_t s = nxt_desc(src, sizeof src), d = nxt_desc(dst, sizeof dst);
+    nxc_op_t *readable, *read;
+    NXT_PASS(nxc_create_readable(c, &s, 1, NULL, &readable));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(readable, &md, NULL));
+    NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &read));
+    NXT_PASS(nxc_op_wait(read, 30000));
+    NXT_PASS(nxc_op_wait(readable, 30000));
+    NXT_EQ_INT(nxc_op_status(read), NXC_OP_COMPLETE);
+    NXT_PASS(nxc_op_cancel(read));
+    const char *text = nxc_last_error();
+    nxc_op_release(read);
+    NXT_EQ_STR(nxc_last_error(), first);
+    NXT_CHECK(nxc_last_error() == text); /* the same buffer */
+    /* the next failure replaces it; an op's error through wait is one */
+    NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &read));
+    NXT_EQ_STR(nxc_last_error(), first);
+    NXT_EQ_INT(nxc_op_wait(read, 30000), NXC_ERR_REFUSED);
+    NXT_CHECK(strstr(nxc_last_error(), "already complete"));
+    nxc_op_release(read);
+    nxc_op_release(readable);
+    nxc_connector_destroy(c);
+    NXT_CHECK(strstr(nxc_last_error(), "already complete"));
+}
+
 /* A released op's metadata used afterwards: refused, memory untouched. */
 static void test_released_metadata(void) {
     nxc_connector_t *c = nxt_connector("owner", 1);
@@ -356,5 +396,6 @@ static const nxt_test_t nxt_tests[] = {
     {"gpu_not_supported", test_gpu_not_supported, 0},
     {"unreachable_peer", test_unreachable, 0},
     {"released_metadata_refused", test_released_metadata, 0},
+    {"last_error_rule", test_last_error_rule, 0},
 };
 NXT_MAIN(nxt_tests)
