@@ -119,7 +119,7 @@ static int explain(nxc_connector_t *c, const char *text, size_t len) {
     verdicts_t v = {0};
     const nxc__md_section_t *sec = NULL;
     nxc__lock(c);
-    nxc__pick(c, &md, NXC_DEVICE_HOST, &sec, print_verdict, &v, true);
+    nxc__pick(c, &md, NXC_DEVICE_HOST, &sec, print_verdict, &v, true, NULL);
     nxc__unlock(c);
     if (!v.chosen) printf("  no transport reaches this peer\n");
     nxc__md_free(&md);

@@ -360,8 +360,11 @@ NXC_API nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *
  * NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES, NXC_ERR_WRONG_OPERATION,
  * NXC_ERR_SIZE_MISMATCH, NXC_ERR_METADATA_*, NXC_ERR_NOT_SUPPORTED,
  * NXC_ERR_NO_TRANSPORT, NXC_ERR_NO_MEMORY, and NXC_ERR_UNREACHABLE when the
- * peer's address cannot even be used (the same failure found while
- * connecting ends the op instead).
+ * peer is known to be unreachable before trying (an address that cannot
+ * even be used; shm: the peer's process has exited or its connector's
+ * socket is gone). The same failure found while connecting ends the op
+ * instead, with the same status: a dead peer is NXC_ERR_UNREACHABLE on
+ * every transport, whether the call or the op reports it.
  * Errors that end the op later (nxc_op_result()): NXC_ERR_UNREACHABLE,
  * NXC_ERR_REFUSED, NXC_ERR_PEER_FAILED, NXC_ERR_TIMED_OUT, NXC_ERR_TRANSPORT.
  * `metadata_len` may be 0 for a NUL-terminated text.

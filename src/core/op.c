@@ -548,8 +548,10 @@ static bool pass_has(const nxc_connector_t *c, const nxc__tp_t *tp, int pass) {
 }
 
 nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_kind_t kind,
-                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all) {
+                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all,
+                     nxc_status_t *why_p) {
     nxc__tp_t *chosen = NULL;
+    nxc_status_t fail = NXC_ERR_NO_TRANSPORT;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < c->ntps; i++) {
             nxc__tp_t *tp = c->tps[i];
@@ -559,8 +561,11 @@ nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_k
             bool ok = false;
             if (sec && !tp->ops->supports_device(tp, kind))
                 snprintf(why, sizeof why, "cannot move this device's memory");
-            else if (sec)
-                ok = tp->ops->reachable(tp, md, sec, why, sizeof why);
+            else if (sec) {
+                nxc_status_t st = tp->ops->reachable(tp, md, sec, why, sizeof why);
+                ok = st == NXC_OK;
+                if (st == NXC_ERR_UNREACHABLE) fail = st;
+            }
             if (ok && !chosen) {
                 chosen = tp;
                 *sec_p = sec;
@@ -570,6 +575,7 @@ nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_k
             if (note) note(arg, tp, ok && chosen == tp, why);
             if (chosen && !all) return chosen;
         }
+    if (!chosen && why_p) *why_p = fail;
     return chosen;
 }
 
@@ -590,12 +596,15 @@ static void add_reason(void *arg, const nxc__tp_t *tp, bool chosen, const char *
 static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
                                    const nxc__md_section_t **sec_p) {
     reasons_t r = {"", 0};
-    op->tp = nxc__pick(c, &op->md, op->local[0].device.kind, sec_p, add_reason, &r, false);
+    nxc_status_t fail = NXC_ERR_NO_TRANSPORT;
+    op->tp = nxc__pick(c, &op->md, op->local[0].device.kind, sec_p, add_reason, &r, false, &fail);
     if (op->tp) {
         NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, kind_name(op->kind), op->md.name,
                   op->tp->ops->name);
         return NXC_OK;
     }
+    if (fail == NXC_ERR_UNREACHABLE)
+        return nxc__err(fail, "cannot reach peer \"%s\" (%s)", op->md.name, r.text);
     return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md.name,
                     r.used ? r.text : "this connector has none");
 }

@@ -281,42 +281,72 @@ static void test_gpu_not_supported(void) {
     teardown(&f);
 }
 
-/* The peer's connector is gone before we begin: UNREACHABLE, promptly. */
+/* The peer's connector is gone before we begin: UNREACHABLE, promptly, on
+ * every transport (shm knows it before trying and fails the begin; tcp and
+ * ucx find it connecting and end the op), for reads and writes, whether the
+ * peer process exited or lives on without its connector. */
 static void gone_peer(int fd, void *arg) {
     nxc_connector_t *c = nxt_connector("short-lived", 1);
     static char buf[4096];
     nxc_desc_t d = nxt_desc(buf, sizeof buf);
-    nxc_op_t *op;
-    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    nxc_op_t *r, *w;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &r));
+    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &w));
     const char *md;
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    NXT_PASS(nxc_op_metadata(r, &md, NULL));
     nxt_send_str(fd, md);
-    nxc_op_release(op);
+    NXT_PASS(nxc_op_metadata(w, &md, NULL));
+    nxt_send_str(fd, md);
+    nxc_op_release(r);
+    nxc_op_release(w);
     nxc_connector_destroy(c);
+    if (arg) free(nxt_recv(fd, NULL, 60000)); /* live on, without a connector */
 }
 
-static void test_unreachable(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, gone_peer, NULL);
-    int fd = nxt_chan_parent(&ch);
-    char *md = nxt_recv(fd, NULL, 30000);
-    nxt_join(pid, 30000);
-    nxc_connector_t *c = nxt_connector("caller", 1);
+static void expect_unreachable(nxc_connector_t *c, const char *md, bool read) {
     nxc_desc_t d = nxt_desc(dst, sizeof dst);
     nxc_op_t *op;
-    nxc_status_t st = nxc_begin_read(c, md, 0, &d, 1, NULL, &op);
+    nxc_status_t st = read ? nxc_begin_read(c, md, 0, &d, 1, NULL, &op)
+                           : nxc_begin_write(c, &d, 1, md, 0, NULL, &op);
+    char why[512];
+    snprintf(why, sizeof why, "%s", nxc_last_error());
     if (st == NXC_OK) {
         st = nxc_op_wait(op, 10000);
         NXT_EQ_INT(nxc_op_status(op), NXC_OP_ERRORED);
+        snprintf(why, sizeof why, "%s", nxc_op_message(op));
         nxc_op_release(op);
     }
-    /* A connector with only shm learns from the metadata alone that the peer
-     * process is gone, before trying: then no transport is left. */
-    if (st != NXC_ERR_NO_TRANSPORT || !strstr(nxc_last_error(), "is gone"))
-        NXT_EQ_INT(st, NXC_ERR_UNREACHABLE);
+    printf("  %s over %s: %s (%s)\n", read ? "read" : "write", nxc_connector_transports(c),
+           nxc_status_string(st), why);
+    NXT_EQ_INT(st, NXC_ERR_UNREACHABLE);
+    NXT_CHECK(why[0]);
+}
+
+static void unreachable_case(bool process_lives) {
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, gone_peer, process_lives ? (void *)1 : NULL);
+    int fd = nxt_chan_parent(&ch);
+    char *rmd = nxt_recv(fd, NULL, 30000), *wmd = nxt_recv(fd, NULL, 30000);
+    if (!process_lives) nxt_join(pid, 30000);
+    nxc_connector_t *c = nxt_connector("caller", 1);
+    expect_unreachable(c, rmd, true);
+    expect_unreachable(c, wmd, false);
     nxc_connector_destroy(c);
-    free(md);
+    if (process_lives) {
+        nxt_send_str(fd, "bye");
+        nxt_join(pid, 30000);
+    }
+    free(rmd);
+    free(wmd);
+}
+
+static void test_unreachable(void) {
+    unreachable_case(false);
+}
+
+static void test_unreachable_connector_gone(void) {
+    unreachable_case(true);
 }
 
 /* nxc_last_error()'s rule (nxc.h): only a failing call writes it; calls that
@@ -395,6 +425,7 @@ static const nxt_test_t nxt_tests[] = {
     {"forged_access_refused", test_forged_access, 0},
     {"gpu_not_supported", test_gpu_not_supported, 0},
     {"unreachable_peer", test_unreachable, 0},
+    {"unreachable_connector_gone", test_unreachable_connector_gone, 0},
     {"released_metadata_refused", test_released_metadata, 0},
     {"last_error_rule", test_last_error_rule, 0},
 };

@@ -179,14 +179,14 @@ static nxc_status_t tcp_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
     return stream_section(&((tcp_tp_t *)tp)->s, op, sec, ((tcp_tp_t *)tp)->info);
 }
 
-static bool tcp_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                          char *why, size_t len) {
+static nxc_status_t tcp_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
+                                  const nxc__md_section_t *sec, char *why, size_t len) {
     struct sockaddr_in sa;
     if (!info_addr(sec->conn.data, sec->conn.len, 0, &sa)) {
         snprintf(why, len, "the peer's tcp section has no usable address");
-        return false;
+        return NXC_ERR_NO_TRANSPORT;
     }
-    return true;
+    return NXC_OK;
 }
 
 static void tcp_describe(nxc__tp_t *tp, char *buf, size_t len) {

@@ -1108,13 +1108,13 @@ static bool ucx_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind) {
     return kind == NXC_DEVICE_HOST || (kind == NXC_DEVICE_CUDA && T(tp)->cuda);
 }
 
-static bool ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                          char *why, size_t len) {
+static nxc_status_t ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
+                                  const nxc__md_section_t *sec, char *why, size_t len) {
     if (sec->conn.len == 0) {
         snprintf(why, len, "the peer's ucx section has no worker address");
-        return false;
+        return NXC_ERR_NO_TRANSPORT;
     }
-    return true;
+    return NXC_OK;
 }
 
 /* --- lifecycle ------------------------------------------------------------------------- */
