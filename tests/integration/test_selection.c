@@ -137,10 +137,8 @@ static void unprivileged_reader(int fd, void *arg) {
 }
 
 static void test_ptrace_denied_falls_back(void) {
-    if (geteuid() != 0 || !getpwnam("nobody")) {
-        printf("  SKIP: needs root and a 'nobody' user to run a reader as another user\n");
-        return;
-    }
+    if (geteuid() != 0 || !getpwnam("nobody"))
+        nxt_skip("needs root and a 'nobody' user to run a reader as another user");
     peer_t p = start_peer();
     nxt_chan_t ch;
     nxt_chan_init(&ch);
@@ -181,10 +179,7 @@ static int nxc_info_md(const char *md, char *out, size_t len) {
 /* nxc-info names the choice and the reasons for the others, and contacts
  * the peer as a transfer would. */
 static void test_nxc_info_explains(void) {
-    if (!getenv("NXC_INFO")) {
-        printf("  SKIP: NXC_INFO (path of nxc-info) not set\n");
-        return;
-    }
+    if (!getenv("NXC_INFO")) nxt_skip("NXC_INFO (path of nxc-info) not set");
     peer_t p = start_peer();
     static char out[16384];
     NXT_EQ_INT(nxc_info_md(p.md, out, sizeof out), 0);
@@ -214,10 +209,7 @@ static void test_nxc_info_explains(void) {
 
 /* Its command line: options are options, not files. */
 static void test_nxc_info_command_line(void) {
-    if (!getenv("NXC_INFO")) {
-        printf("  SKIP: NXC_INFO (path of nxc-info) not set\n");
-        return;
-    }
+    if (!getenv("NXC_INFO")) nxt_skip("NXC_INFO (path of nxc-info) not set");
     static char out[16384];
     NXT_EQ_INT(nxc_info("--help", out, sizeof out), 0);
     NXT_CHECK(!strncmp(out, "usage: nxc-info", 15) && !strstr(out, "transports built in"));
