@@ -20,14 +20,18 @@
  *
  * Conventions
  *   - Every call that can fail returns nxc_status_t (0 = NXC_OK, negative =
- *     error). A failing call writes a message naming the problem to a
- *     per-thread buffer: nxc_last_error().
+ *     error), or -1 where it returns a file descriptor. A failing call
+ *     leaves a message naming the problem in nxc_last_error() (the rule is
+ *     stated there).
  *   - Out-parameters come last and are written only on success.
  *   - Objects are opaque and library-allocated; destroy/release accept NULL
  *     and return void.
  *   - Parameter structs start with `field_mask`: a field is read only when its
  *     NXC_..._FIELD_ bit is set, so a zeroed struct (or NULL) means "all
- *     defaults", and fields can be added without breaking the ABI.
+ *     defaults", and fields can be added without breaking the ABI. A bit this
+ *     library does not define is refused with NXC_ERR_INVALID_PARAM and a
+ *     message naming the bit, so a program built against a newer header
+ *     fails loudly on an older library instead of losing a setting.
  *
  * Threads
  *   Every function may be called from any thread, concurrently, on the same
@@ -81,7 +85,7 @@ typedef enum nxc_status {
 
     NXC_ERR_INVALID_PARAM = -1,      /* NULL where a value is required, bad field */
     NXC_ERR_NO_MEMORY = -2,          /* allocation failed */
-    NXC_ERR_INVALID_DEVICE = -3,     /* device text is not cpu|host|cuda[:N]|gpu:N */
+    NXC_ERR_INVALID_DEVICE = -3,     /* device text is not cpu|host[:0]|cuda[:N]|gpu[:N] */
     NXC_ERR_INVALID_DESCRIPTOR = -4, /* NULL ptr or zero size in a descriptor */
     NXC_ERR_EMPTY_LIST = -5,         /* descriptor count is zero */
     NXC_ERR_MIXED_DEVICES = -6,      /* one list holds more than one device */
@@ -118,9 +122,20 @@ typedef enum nxc_status {
  * unknown values give "unknown status". Thread-safe. */
 NXC_API const char *nxc_status_string(nxc_status_t status);
 
-/* The message of the last call that failed on this thread, naming what was
- * wrong ("descriptor 3: size is 0"). Empty string if none. Valid until the
- * next nxc call on this thread. */
+/* The message of the most recent nxc call on this thread that failed, naming
+ * what was wrong ("local descriptor 3: size is 0"). This is the one rule,
+ * like errno's:
+ *   - a call fails when it returns a negative nxc_status_t, or -1 for the
+ *     calls that return a file descriptor or a count; only such a call
+ *     writes the message (nxc_op_wait() returning an op's error is one);
+ *   - a call that succeeds (NXC_OK, NXC_INPROGRESS, a valid fd) leaves the
+ *     message as it was, so read it right after the failing call; except
+ *     nxc_op_wait() when it times out (NXC_INPROGRESS): it writes why, so
+ *     that whatever did not return NXC_OK has a message;
+ *   - "" until a call has failed on this thread;
+ *   - the pointer stays valid for the thread's lifetime; the text changes
+ *     only when another call fails on this thread.
+ * Why an op ended later, in the background, is not here: nxc_op_message(). */
 NXC_API const char *nxc_last_error(void);
 
 /* Library version, e.g. "0.1.0" (NXC_VERSION_STRING is the header's). */
@@ -155,9 +170,12 @@ typedef struct nxc_device {
 /* Longest text nxc_device_format() writes, with its NUL. */
 #define NXC_DEVICE_TEXT_MAX 16
 
-/* Parse "cpu", "host", "cuda", "cuda:N", "gpu", "gpu:N" (case-insensitive,
- * surrounding blanks ignored; N a decimal ordinal 0..1023; "cuda" alone is
- * cuda:0). Anything else: NXC_ERR_INVALID_DEVICE. NULL arguments:
+/* Parse "cpu", "host", "cpu:0", "host:0", "cuda", "cuda:N", "gpu", "gpu:N"
+ * (case-insensitive, surrounding blanks ignored; N a decimal ordinal
+ * 0..1023; "cuda" and "gpu" alone are cuda:0). These are the texts the
+ * reference (nixl_connect's Device) accepts with one meaning; its other
+ * readings ("cpu:3" as host memory, "cudaX" as cuda:0) are refused here.
+ * Anything else: NXC_ERR_INVALID_DEVICE. NULL arguments:
  * NXC_ERR_INVALID_PARAM. */
 NXC_API nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p);
 
@@ -202,12 +220,16 @@ enum {
 typedef struct nxc_connector_params {
     uint64_t field_mask;
     /* Name shown to peers and in logs. Default: a random unique name. Copied.
-     * 1..NXC_NAME_MAX bytes of printable ASCII. */
+     * 1..NXC_NAME_MAX bytes, each a visible ASCII character (0x21..0x7e: no
+     * space, no control character), the rule of the metadata it travels in
+     * (docs/metadata.md). */
     const char *name;
     /* Comma-separated transports to allow, in order of preference, from
      * "shm", "ucx", "tcp". Default: the NXC_TRANSPORTS environment variable
-     * if set, else every transport built in, where a transfer takes shm for a
-     * peer on this host, ucx if UCX has RDMA hardware, else tcp. An order set
+     * if set and valid (an invalid one is warned about and ignored, like every
+     * NXC_* variable: README.md, "Configuration"), else every transport built
+     * in, where a transfer takes shm for a peer on this host, ucx if UCX has
+     * RDMA hardware, else tcp. An order set
      * here (or in NXC_TRANSPORTS) is taken as given. A transport that cannot
      * start on this host is skipped (logged); none: NXC_ERR_NO_TRANSPORT.
      * Unknown names: NXC_ERR_INVALID_PARAM. */
@@ -339,8 +361,9 @@ typedef struct nxc_op_params {
      * completes, fails or is released). */
     int timeout_ms;
     /* Passive ops only: the key the peer's notification must carry. 1..
-     * NXC_KEY_MAX printable ASCII bytes, unique among this connector's live
-     * passive ops. Default: a random UUID4 text. */
+     * NXC_KEY_MAX bytes, each a visible ASCII character (0x21..0x7e, no
+     * space), unique among this connector's live passive ops. Default: a
+     * random UUID4 text. */
     const char *notification_key;
     /* Opaque pointer returned by nxc_op_user_data() and in the op's
      * completion entry. */
@@ -397,8 +420,11 @@ NXC_API nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *
  * NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES, NXC_ERR_WRONG_OPERATION,
  * NXC_ERR_SIZE_MISMATCH, NXC_ERR_METADATA_*, NXC_ERR_NOT_SUPPORTED,
  * NXC_ERR_NO_TRANSPORT, NXC_ERR_NO_MEMORY, and NXC_ERR_UNREACHABLE when the
- * peer's address cannot even be used (the same failure found while
- * connecting ends the op instead).
+ * peer is known to be unreachable before trying (an address that cannot
+ * even be used; shm: the peer's process has exited or its connector's
+ * socket is gone). The same failure found while connecting ends the op
+ * instead, with the same status: a dead peer is NXC_ERR_UNREACHABLE on
+ * every transport, whether the call or the op reports it.
  * Errors that end the op later (nxc_op_result()): NXC_ERR_UNREACHABLE,
  * NXC_ERR_REFUSED, NXC_ERR_PEER_FAILED, NXC_ERR_TIMED_OUT, NXC_ERR_TRANSPORT.
  * `metadata_len` may be 0 for a NUL-terminated text.

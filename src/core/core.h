@@ -22,6 +22,14 @@
 #include "transport/transport.h"
 
 #define NXC__MAX_TRANSPORTS 4
+/* The field_mask bits this library defines (others are refused). */
+#define NXC__CONNECTOR_FIELDS                                                                      \
+    (NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |                                   \
+     NXC_CONNECTOR_FIELD_PROGRESS_THREAD | NXC_CONNECTOR_FIELD_LOG_LEVEL |                         \
+     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT)
+#define NXC__OP_FIELDS                                                                             \
+    (NXC_OP_FIELD_TIMEOUT | NXC_OP_FIELD_NOTIFICATION_KEY | NXC_OP_FIELD_USER_DATA |               \
+     NXC_OP_FIELD_CQ)
 /* How long cancel/release let in-flight transfers drain before cutting the
  * connection that carries them. */
 #define NXC__DRAIN_MS 2000
@@ -224,10 +232,13 @@ bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_o
  * `kind`: the first, in this connector's order (fallbacks last unless the
  * user ordered them), that the peer offers and that says it reaches the peer.
  * `note` (may be NULL) hears every transport's verdict; with `all`, the ones
- * after the choice are asked too (nxc-info). NULL when none fits. */
+ * after the choice are asked too (nxc-info). NULL when none fits; then
+ * *why_p (may be NULL) is the status a begin fails with: NXC_ERR_UNREACHABLE
+ * when a transport found the peer gone, else NXC_ERR_NO_TRANSPORT. */
 typedef void (*nxc__pick_note_fn)(void *arg, const nxc__tp_t *tp, bool chosen, const char *why);
 nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_kind_t kind,
-                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all);
+                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all,
+                     nxc_status_t *why_p);
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op);
 void nxc__op_free_locked(nxc_op_t *op);
 /* Revoke a passive op's access: no new grants; drain or drop existing ones

@@ -92,16 +92,15 @@ void nxc__cq_destroy_all(nxc_connector_t *c) {
 nxc_status_t nxc_cq_create(nxc_connector_t *c, const nxc_cq_params_t *params, nxc_cq_t **cq_p) {
     if (!c || !cq_p)
         return nxc__err(NXC_ERR_INVALID_PARAM, "cq_create: NULL connector or out-param");
-    if (params && params->field_mask)
-        return nxc__err(NXC_ERR_INVALID_PARAM, "cq_create: unknown field_mask bits 0x%llx",
-                        (unsigned long long)params->field_mask);
+    nxc_status_t st = nxc__check_field_mask("cq params", params ? params->field_mask : 0, 0);
+    if (st != NXC_OK) return st;
     nxc_cq_t *cq = calloc(1, sizeof *cq);
     if (!cq) return nxc__err(NXC_ERR_NO_MEMORY, "cq_create: out of memory");
     cq->c = c;
     atomic_init(&cq->count, 0);
     cq->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (cq->efd < 0) {
-        nxc_status_t st = nxc__err(NXC_ERR_SYSTEM, "cq_create: eventfd: %s", strerror(errno));
+        st = nxc__err(NXC_ERR_SYSTEM, "cq_create: eventfd: %s", strerror(errno));
         free(cq);
         return st;
     }
@@ -110,7 +109,6 @@ nxc_status_t nxc_cq_create(nxc_connector_t *c, const nxc_cq_params_t *params, nx
     c->cqs = cq;
     nxc__unlock(c);
     *cq_p = cq;
-    nxc__err_clear();
     return NXC_OK;
 }
 
@@ -144,10 +142,13 @@ int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
     if (!cq || !entries || max <= 0)
         return nxc__err(NXC_ERR_INVALID_PARAM, "cq_poll: NULL queue or entries, or max <= 0");
     nxc_connector_t *c = cq->c;
+    nxc__err_guard_t g; /* progress may note errors that are not this call's */
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     if (!c->use_thread) nxc__progress_locked(c);
     int n = take(cq, entries, max);
     nxc__unlock(c);
+    nxc__err_guard_end(&g, false);
     return n;
 }
 
@@ -183,6 +184,8 @@ int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) 
     if (!cq || !entries || max <= 0)
         return nxc__err(NXC_ERR_INVALID_PARAM, "cq_wait: NULL queue or entries, or max <= 0");
     nxc_connector_t *c = cq->c;
+    nxc__err_guard_t g; /* progress may note errors that are not this call's */
+    nxc__err_guard_begin(&g);
     /* As in nxc_op_wait(): destroy frees nothing while we are inside. */
     atomic_fetch_add(&c->in_wait, 1);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
@@ -202,6 +205,7 @@ int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) 
     atomic_fetch_sub(&c->in_wait, 1);
     pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
     pthread_mutex_unlock(&c->done_lock);
+    nxc__err_guard_end(&g, false);
     if (n == 0 && destroyed)
         return nxc__err(NXC_ERR_CANCELED, "cq_wait: connector destroyed while waiting");
     return n;

@@ -369,6 +369,8 @@ static bool printable_key(const char *s) {
 
 static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *p, bool passive) {
     uint64_t m = p ? p->field_mask : 0;
+    nxc_status_t st = nxc__check_field_mask("op params", m, NXC__OP_FIELDS);
+    if (st != NXC_OK) return st;
     if (m & NXC_OP_FIELD_CQ) {
         nxc__lock(c);
         bool ours = p->cq && nxc__cq_of(c, p->cq);
@@ -386,7 +388,8 @@ static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *p
                             "from the metadata");
         if (!p->notification_key || !printable_key(p->notification_key))
             return nxc__err(NXC_ERR_INVALID_PARAM,
-                            "notification_key must be 1..%d printable ASCII characters",
+                            "notification_key must be 1..%d bytes, each a visible ASCII "
+                            "character (0x21..0x7e: no space or control character)",
                             NXC_KEY_MAX);
     }
     return NXC_OK;
@@ -499,19 +502,27 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
     }
     nxc__unlock(c);
     if (op->deadline != UINT64_MAX) nxc__wake(c); /* re-plan its sleep for the deadline */
-    nxc__err_clear();
     *op_p = op;
     return NXC_OK;
 }
 
+static nxc_status_t create_guarded(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
+                                   size_t count, const nxc_op_params_t *p, nxc_op_t **op_p) {
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
+    nxc_status_t st = create_passive(c, kind, descs, count, p, op_p);
+    nxc__err_guard_end(&g, st != NXC_OK);
+    return st;
+}
+
 nxc_status_t nxc_create_readable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
-    return create_passive(c, NXC_OP_READABLE, descs, count, p, op_p);
+    return create_guarded(c, NXC_OP_READABLE, descs, count, p, op_p);
 }
 
 nxc_status_t nxc_create_writable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
-    return create_passive(c, NXC_OP_WRITABLE, descs, count, p, op_p);
+    return create_guarded(c, NXC_OP_WRITABLE, descs, count, p, op_p);
 }
 
 /* Everything about an active op that needs no lock: descriptors, metadata,
@@ -562,8 +573,10 @@ static bool pass_has(const nxc_connector_t *c, const nxc__tp_t *tp, int pass) {
 }
 
 nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_kind_t kind,
-                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all) {
+                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all,
+                     nxc_status_t *why_p) {
     nxc__tp_t *chosen = NULL;
+    nxc_status_t fail = NXC_ERR_NO_TRANSPORT;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < c->ntps; i++) {
             nxc__tp_t *tp = c->tps[i];
@@ -573,8 +586,11 @@ nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_k
             bool ok = false;
             if (sec && !tp->ops->supports_device(tp, kind))
                 snprintf(why, sizeof why, "cannot move this device's memory");
-            else if (sec)
-                ok = tp->ops->reachable(tp, md, sec, why, sizeof why);
+            else if (sec) {
+                nxc_status_t st = tp->ops->reachable(tp, md, sec, why, sizeof why);
+                ok = st == NXC_OK;
+                if (st == NXC_ERR_UNREACHABLE) fail = st;
+            }
             if (ok && !chosen) {
                 chosen = tp;
                 *sec_p = sec;
@@ -584,6 +600,7 @@ nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_k
             if (note) note(arg, tp, ok && chosen == tp, why);
             if (chosen && !all) return chosen;
         }
+    if (!chosen && why_p) *why_p = fail;
     return chosen;
 }
 
@@ -604,12 +621,15 @@ static void add_reason(void *arg, const nxc__tp_t *tp, bool chosen, const char *
 static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
                                    const nxc__md_section_t **sec_p) {
     reasons_t r = {"", 0};
-    op->tp = nxc__pick(c, &op->md, op->local[0].device.kind, sec_p, add_reason, &r, false);
+    nxc_status_t fail = NXC_ERR_NO_TRANSPORT;
+    op->tp = nxc__pick(c, &op->md, op->local[0].device.kind, sec_p, add_reason, &r, false, &fail);
     if (op->tp) {
         NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, kind_name(op->kind), op->md.name,
                   op->tp->ops->name);
         return NXC_OK;
     }
+    if (fail == NXC_ERR_UNREACHABLE)
+        return nxc__err(fail, "cannot reach peer \"%s\" (%s)", op->md.name, r.text);
     return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md.name,
                     r.used ? r.text : "this connector has none");
 }
@@ -652,21 +672,30 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
     }
     nxc__unlock(c);
     nxc__wake(c);
-    nxc__err_clear();
     *op_p = op;
     return NXC_OK;
+}
+
+static nxc_status_t begin_guarded(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,
+                                  size_t md_len, const nxc_desc_t *local, size_t count,
+                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
+    nxc_status_t st = begin_active(c, kind, md_text, md_len, local, count, p, op_p);
+    nxc__err_guard_end(&g, st != NXC_OK);
+    return st;
 }
 
 nxc_status_t nxc_begin_read(nxc_connector_t *c, const char *metadata, size_t metadata_len,
                             const nxc_desc_t *local, size_t count, const nxc_op_params_t *p,
                             nxc_op_t **op_p) {
-    return begin_active(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
+    return begin_guarded(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
 }
 
 nxc_status_t nxc_begin_write(nxc_connector_t *c, const nxc_desc_t *local, size_t count,
                              const char *metadata, size_t metadata_len, const nxc_op_params_t *p,
                              nxc_op_t **op_p) {
-    return begin_active(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
+    return begin_guarded(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -685,10 +714,13 @@ nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p) {
 nxc_op_status_t nxc_op_status(nxc_op_t *op) {
     if (!op) return NXC_OP_UNINITIALIZED;
     nxc_connector_t *c = op->c;
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     if (!c->use_thread) nxc__progress_locked(c);
     nxc_op_status_t s = op->status;
     nxc__unlock(c);
+    nxc__err_guard_end(&g, false);
     return s;
 }
 
@@ -736,6 +768,8 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     /* Counted before anything else: a concurrent nxc_connector_destroy()
      * frees neither the op nor the connector until this call has left. */
     atomic_fetch_add(&c->in_wait, 1);
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
     if (c->use_thread) wait_for_thread(op, deadline);
     nxc__lock(c);
@@ -755,7 +789,8 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     atomic_fetch_sub(&c->in_wait, 1);
     pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
     pthread_mutex_unlock(&c->done_lock);
-    if (r == NXC_INPROGRESS)
+    nxc__err_guard_end(&g, false);
+    if (r == NXC_INPROGRESS) /* the one success that writes it: see nxc_last_error() */
         nxc__err(r, "op_wait: the op is still in progress after %d ms (not an error; wait again)",
                  timeout_ms);
     else if (r != NXC_OK)
@@ -796,15 +831,20 @@ static void stop_locked(nxc_op_t *op, const char *why) {
 
 nxc_status_t nxc_op_cancel(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_cancel: NULL op");
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(op->c);
     if (!nxc__op_terminal(op)) stop_locked(op, "cancelled by the application");
     nxc__unlock(op->c);
+    nxc__err_guard_end(&g, false);
     return NXC_OK;
 }
 
 void nxc_op_release(nxc_op_t *op) {
     if (!op) return;
     nxc_connector_t *c = op->c;
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     if (!nxc__op_terminal(op))
         stop_locked(op, "released by the application");
@@ -813,6 +853,7 @@ void nxc_op_release(nxc_op_t *op) {
     nxc__op_mark_released(op);
     if (reapable(op) && !c->destroying) nxc__op_free_locked(op); /* else the loop reaps it */
     nxc__unlock(c);
+    nxc__err_guard_end(&g, false);
 }
 
 nxc_op_kind_t nxc_op_kind(const nxc_op_t *op) {

@@ -74,10 +74,15 @@ struct nxc__transport_ops {
      * on an op whose access is being revoked and did not finish in time). */
     void (*drop_peer)(nxc__tp_t *tp, void *grant_peer);
 
-    /* Active: can the peer that wrote `md` be reached through `sec`? On false
-     * write the reason into why[len]. */
-    bool (*reachable)(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                      char *why, size_t len);
+    /* Active: can the peer that wrote `md` be reached through `sec`? NXC_OK,
+     * or the reason in why[len] and NXC_ERR_NO_TRANSPORT (this transport
+     * cannot serve that peer: another host, a kernel policy; the next one may)
+     * or NXC_ERR_UNREACHABLE (the peer did not answer: its process is gone,
+     * its socket absent). When no transport fits, a begin fails with
+     * UNREACHABLE if any said so, the status a transport that tried to
+     * connect would have ended the op with. */
+    nxc_status_t (*reachable)(nxc__tp_t *tp, const nxc__metadata_t *md,
+                              const nxc__md_section_t *sec, char *why, size_t len);
     /* Active: start moving op's bytes (op->md, op->segs describe the peer and
      * the plan). On error nothing is in flight and the op is not finished. */
     nxc_status_t (*post)(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec);

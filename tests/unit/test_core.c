@@ -10,20 +10,21 @@ static void test_device_parse(void) {
         const char *text;
         nxc_device_kind_t kind;
         int id;
-    } ok[] = {{"cpu", NXC_DEVICE_HOST, 0},         {"host", NXC_DEVICE_HOST, 0},
-              {" CPU ", NXC_DEVICE_HOST, 0},       {"cuda", NXC_DEVICE_CUDA, 0},
-              {"cuda:0", NXC_DEVICE_CUDA, 0},      {"cuda:7", NXC_DEVICE_CUDA, 7},
-              {"gpu:1", NXC_DEVICE_CUDA, 1},       {"GPU", NXC_DEVICE_CUDA, 0},
-              {"cuda:1023", NXC_DEVICE_CUDA, 1023}};
+    } ok[] = {{"cpu", NXC_DEVICE_HOST, 0},          {"host", NXC_DEVICE_HOST, 0},
+              {" CPU ", NXC_DEVICE_HOST, 0},        {"cuda", NXC_DEVICE_CUDA, 0},
+              {"cuda:0", NXC_DEVICE_CUDA, 0},       {"cuda:7", NXC_DEVICE_CUDA, 7},
+              {"gpu:1", NXC_DEVICE_CUDA, 1},        {"GPU", NXC_DEVICE_CUDA, 0},
+              {"cuda:1023", NXC_DEVICE_CUDA, 1023}, {"cpu:0", NXC_DEVICE_HOST, 0},
+              {" Host:0 ", NXC_DEVICE_HOST, 0},     {"CPU:00", NXC_DEVICE_HOST, 0}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         nxc_device_t d;
         NXT_PASS(nxc_device_parse(ok[i].text, &d));
         NXT_EQ_INT(d.kind, ok[i].kind);
         NXT_EQ_INT(d.id, ok[i].id);
     }
-    static const char *bad[] = {"",          "   ",     "cpu:0",     "cuda:",  "cuda:-1",
-                                "cuda:1024", "cuda:1x", "gpu:01234", "tpu",    "cudaX",
-                                "cpux",      "cuda 1",  "xpu:0",     "host:1", "cuda::1"};
+    static const char *bad[] = {"",        "   ",       "cpu:1",   "cuda:", "cuda:-1", "cuda:1024",
+                                "cuda:1x", "gpu:01234", "tpu",     "cudaX", "cpux",    "cuda 1",
+                                "xpu:0",   "host:1",    "cuda::1", "cpu:",  "host:x",  "cpu:0:0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         nxc_device_t d = {NXC_DEVICE_HOST, 5};
         NXT_FAIL(nxc_device_parse(bad[i], &d), NXC_ERR_INVALID_DEVICE);

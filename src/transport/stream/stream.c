@@ -140,18 +140,6 @@ static stream_tp_t *T(nxc__tp_t *tp) {
     return (stream_tp_t *)tp;
 }
 
-int stream_env_int(const char *name, int def, int lo, int hi) {
-    const char *s = getenv(name);
-    if (!s || !*s) return def;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < lo || v > hi) {
-        NXC_LOG_W("%s=%s ignored: not an integer in [%d, %d]", name, s, lo, hi);
-        return def;
-    }
-    return (int)v;
-}
-
 /* --- peers -------------------------------------------------------------------------- */
 
 static stream_peer_t *peer_find(stream_tp_t *t, const uint8_t *instance) {

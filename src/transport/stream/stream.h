@@ -131,7 +131,4 @@ void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
 void stream_force(nxc__tp_t *tp, nxc_op_t *op);
 void stream_release(nxc__tp_t *tp, nxc_op_t *op);
 
-/* Environment integer in [lo, hi], else `def`. */
-int stream_env_int(const char *name, int def, int lo, int hi);
-
 #endif

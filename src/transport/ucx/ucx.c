@@ -36,11 +36,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ucp/api/ucp.h>
+#include <ucs/config/global_opts.h>
 
 #include "core/core.h"
 #include "core/regcache.h"
 #include "transport/ucx/ucx_check.h"
 #include "transport/ucx/ucx_wire.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -1119,13 +1121,13 @@ static bool ucx_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind) {
     return kind == NXC_DEVICE_HOST || (kind == NXC_DEVICE_CUDA && T(tp)->cuda);
 }
 
-static bool ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                          char *why, size_t len) {
+static nxc_status_t ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
+                                  const nxc__md_section_t *sec, char *why, size_t len) {
     if (sec->conn.len == 0) {
         snprintf(why, len, "the peer's ucx section has no worker address");
-        return false;
+        return NXC_ERR_NO_TRANSPORT;
     }
-    return true;
+    return NXC_OK;
 }
 
 /* --- lifecycle ------------------------------------------------------------------------- */
@@ -1153,10 +1155,9 @@ static bool want_rma(ucx_tp_t *t) {
                                      used ? ", " : "", (int)n, p);
     }
     free(buf);
-    const char *env = getenv("NXC_UCX_DATA");
-    if (env && !strcmp(env, "rma")) return true;
-    if (env && !strcmp(env, "am")) return false;
-    return hw;
+    static const nxc__env_choice_t modes[] = {{"auto", -1}, {"rma", 1}, {"am", 0}};
+    int mode = nxc__env_enum("NXC_UCX_DATA", -1, modes, sizeof modes / sizeof modes[0]);
+    return mode < 0 ? hw : mode == 1;
 }
 
 static void ucx_describe(nxc__tp_t *tp, char *buf, size_t len) {
@@ -1322,10 +1323,26 @@ static void warn_version_once(void) {
                   maj, min, rel);
 }
 
+/* UCX logs on its own (to stderr, "UCX  ERROR ..."), with its own threshold
+ * (UCX_LOG_LEVEL, read when libucs loads). Unless the user set that, follow
+ * nxc's: failures UCX reports to nxc come back as op results and nxc's own
+ * messages, so at NXC_LOG_LEVEL=error UCX keeps only its fatal lines. Set
+ * before UCX reads its configuration, and again for each connector, since
+ * the process-wide nxc level only rises. */
+static void follow_log_level(void) {
+    if (getenv("UCX_LOG_LEVEL")) return;
+    static const char *const ucx_level[] = {[NXC_LOG_ERROR] = "fatal",
+                                            [NXC_LOG_WARN] = "warn",
+                                            [NXC_LOG_INFO] = "diag",
+                                            [NXC_LOG_DEBUG] = "info"};
+    ucs_global_opts_set_value("LOG_LEVEL", ucx_level[nxc__log_level()]);
+}
+
 static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     ucx_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     t->efd = -1;
+    follow_log_level();
     ucp_config_t *cfg;
     ucs_status_t s = ucp_config_read(NULL, NULL, &cfg);
     if (s != UCS_OK) {
