@@ -34,7 +34,7 @@
 
 #define MAX_SIZES 64
 
-static void die(const char *what, const char *detail) {
+static _Noreturn void die(const char *what, const char *detail) {
     fprintf(stderr, "nxc-probe-ucx: %s: %s\n", what, detail);
     exit(1);
 }

@@ -32,7 +32,7 @@
 
 #define MAX_SIZES 64
 
-static void die(const char *fmt, const char *arg) {
+static _Noreturn void die(const char *fmt, const char *arg) {
     fprintf(stderr, "nxc-probe-copy: ");
     fprintf(stderr, fmt, arg);
     fputc('\n', stderr);

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Configure and build one flavour of nxc.
-#   scripts/build.sh release   -> build/release (RelWithDebInfo, -Werror)
-#   scripts/build.sh asan      -> build/asan    (Debug, ASan + UBSan)
+# Install what is missing, then configure and build one flavour of nxc,
+# warnings as errors.
+#   scripts/build.sh release   -> build/release (RelWithDebInfo, gcc)
+#   scripts/build.sh asan      -> build/asan    (Debug, ASan + UBSan, gcc)
+#   scripts/build.sh clang     -> build/clang   (RelWithDebInfo, clang and the
+#                                                libFuzzer target: setup.sh --dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour=${1:-release}
+setup=(scripts/setup.sh)
 case "$flavour" in
   release) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
   asan) args=(-DCMAKE_BUILD_TYPE=Debug -DNXC_SANITIZE=ON) ;;
-  *) echo "build: unknown flavour '$flavour' (release|asan)" >&2; exit 2 ;;
+  clang)
+    args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DNXC_FUZZ=ON)
+    setup+=(--dev)
+    ;;
+  *) echo "build: unknown flavour '$flavour' (release|asan|clang)" >&2; exit 2 ;;
 esac
-cmake -S . -B "build/$flavour" "${args[@]}" >/dev/null
+"${setup[@]}"
+cmake -S . -B "build/$flavour" -DNXC_WERROR=ON "${args[@]}" >/dev/null
 cmake --build "build/$flavour" -j"$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
 test "${PIPESTATUS[0]}" -eq 0

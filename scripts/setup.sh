@@ -1,20 +1,35 @@
 #!/usr/bin/env bash
-# Install the Debian packages nxc needs to build, test and benchmark, when
-# they are missing. Safe to run again; does nothing when all are present.
+# Install the Debian packages nxc needs, when they are missing. Safe to run
+# again; does nothing when all are present.
+#   scripts/setup.sh         what building and running nxc need (demo, build)
+#   scripts/setup.sh --dev   also what testing, fuzzing, benchmarking and the
+#                            CI checks add (test, stress, CI, bench/compare)
 set -euo pipefail
+
+dev=0
+case "${1:-}" in
+  "") ;;
+  --dev) dev=1 ;;
+  *) echo "setup: unknown argument '$1' (--dev)" >&2; exit 2 ;;
+esac
 
 packages=(
   build-essential cmake pkg-config   # toolchain
-  libucx-dev ucx-utils               # UCX transport, ucx_info/ucx_perftest
+  libucx-dev                         # UCX transport
   libjansson-dev                     # metadata JSON
   libsodium-dev                      # base64, random keys, constant-time compare
   zlib1g-dev                         # metadata compression
   uuid-dev                           # notification keys (UUID4)
-  clang libclang-rt-14-dev           # libFuzzer build of the metadata fuzzer
-  clang-format                       # CI format check
-  iproute2 procps                    # network namespaces in tests, ps
-  iperf3 gnuplot-nox                 # bench/compare peers and plot
 )
+if ((dev)); then
+  packages+=(
+    clang libclang-rt-14-dev         # clang build, libFuzzer build of the metadata fuzzer
+    clang-format                     # CI format check
+    iproute2 procps                  # network namespaces in tests, ps
+    ucx-utils                        # ucx_info/ucx_perftest (bench/compare, bench/twohost)
+    iperf3 gnuplot-nox               # bench/compare peers and plot
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,4 +46,8 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "setup: all build dependencies present"
+if ((dev)); then
+  echo "setup: all build, test and development packages present"
+else
+  echo "setup: all build packages present"
+fi

@@ -3,7 +3,8 @@
 # conformance suites and the fan-in/fan-out tests, on every transport) run
 # again and again, several at a time, beside CPU hogs that steal the cores
 # from them. A test that passes on a quiet machine but not here is flaky,
-# and no failure is allowed. Needs an existing build (scripts/build.sh).
+# and no failure is allowed. Needs an existing build (scripts/build.sh);
+# installs what the tests need when missing (scripts/setup.sh --dev).
 #   scripts/stress.sh [release|asan]     default: release
 # Environment:
 #   STRESS_REPEAT   runs of each test (ctest --repeat until-fail:N)     10
@@ -26,6 +27,7 @@ if [ ! -f "$dir/CTestTestfile.cmake" ]; then
   echo "stress: $dir is not built (scripts/build.sh $flavour)" >&2
   exit 2
 fi
+scripts/setup.sh --dev
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 

@@ -161,7 +161,26 @@ static void usage(FILE *f) {
             "  --round N                    ops whose metadata is fetched at once (256, max 1024)\n"
             "  --no-prereg                  do not keep each buffer registered for the\n"
             "                               whole point (measures cold registration)\n"
-            "  --seed N                     data pattern seed for --check\n",
+            "  --seed N                     data pattern seed for --check\n"
+            "\n"
+            "Table columns, one row per point (op, block size, batch):\n"
+            "  transport   what moved the bytes (nxc_op_transport of the first op)\n"
+            "  GB/s        bytes of the timed ops / time with ops in flight\n"
+            "  lat p50/p99 begin call -> op seen complete on the initiator, in us\n"
+            "  ntf p50     notification time, in us: begin call on the initiator ->\n"
+            "              the target's passive op seen complete, on the initiator's\n"
+            "              clock (the two clocks are one when both run on one kernel,\n"
+            "              else their offset is estimated by ping-pong at each point)\n"
+            "The --json/--csv rows add min/mean latency, notify p99 and\n"
+            "notify_lag_p50_us: the target's completion minus the initiator's, per\n"
+            "op. It is often negative: both sides learn of the end independently, and\n"
+            "the target's op may be seen complete before the initiator's own wait\n"
+            "returns; across hosts the clock offset adds up to half a round trip of\n"
+            "error either way.\n"
+            "\n"
+            "Exit status: 0; 1 when a point failed, --check found a difference, or no\n"
+            "point could be measured (all skipped, e.g. over --max-mem); 2 for a bad\n"
+            "command line; 3 when --timeout ran out.\n",
             prog, prog, prog, prog);
 }
 
@@ -1114,13 +1133,13 @@ static void print_header(const char *transports, const char *target_transports) 
     if (!table_out) return;
     fprintf(table_out,
             "# nxc-bench %s, transports %s (target: %s), concurrency %d, %s clock%s%s\n"
-            "%-5s %8s %6s %9s %6s %8s %10s %10s %10s\n",
+            "%-5s %-9s %8s %6s %9s %6s %8s %10s %10s %10s\n",
             nxc_version(), transports, target_transports, cfg.concurrency,
             shared_clock ? "shared" : "ping-synchronised", cfg.check ? ", --check" : "",
-            cfg.prereg ? "" : ", --no-prereg", "op", "block", "batch", "bytes/op", "iters", "GB/s",
-            "lat p50", "lat p99", "ntf p50");
-    fprintf(table_out, "%-5s %8s %6s %9s %6s %8s %10s %10s %10s\n", "", "", "", "", "", "", "us",
-            "us", "us");
+            cfg.prereg ? "" : ", --no-prereg", "op", "transport", "block", "batch", "bytes/op",
+            "iters", "GB/s", "lat p50", "lat p99", "ntf p50");
+    fprintf(table_out, "%-5s %-9s %8s %6s %9s %6s %8s %10s %10s %10s\n", "", "", "", "", "", "", "",
+            "us", "us", "us");
     fflush(table_out);
 }
 
@@ -1129,9 +1148,10 @@ static void print_row(const row_t *r, bool *csv_header) {
     const char *kind = r->kind == OP_READ ? "read" : "write";
     if (table_out) {
         progress_clear();
-        fprintf(table_out, "%-5s %8s %6" PRIu64 " %9s %6ld %8.3f %10.1f %10.1f %10.1f%s\n", kind,
-                fmt_size(r->block, b1, sizeof b1), r->batch, fmt_size(r->opbytes, b2, sizeof b2),
-                r->iters, r->gbps, r->lat_p50, r->lat_p99, r->ntf_p50,
+        fprintf(table_out, "%-5s %-9s %8s %6" PRIu64 " %9s %6ld %8.3f %10.1f %10.1f %10.1f%s\n",
+                kind, r->transport ? r->transport : "-", fmt_size(r->block, b1, sizeof b1),
+                r->batch, fmt_size(r->opbytes, b2, sizeof b2), r->iters, r->gbps, r->lat_p50,
+                r->lat_p99, r->ntf_p50,
                 r->mismatched ? "  DATA MISMATCH" : (r->cut_short ? "  (time-bounded)" : ""));
         fflush(table_out);
     }
@@ -1171,7 +1191,7 @@ static void print_row(const row_t *r, bool *csv_header) {
 /* Run one point; false if it was skipped. */
 static bool run_point(int fd, nxc_connector_t *c, int kind, uint64_t block, uint64_t batch,
                       row_t *row, buf_t *b, const char *label) {
-    char b1[32];
+    char b1[32], b2[32], b3[32];
     if (block > UINT64_MAX / batch) return false;
     uint64_t opbytes = block * batch;
     /* iterations: bounded by --max-bytes, floored by --min-iters */
@@ -1197,9 +1217,12 @@ static bool run_point(int fd, nxc_connector_t *c, int kind, uint64_t block, uint
     }
     if (conc < 1 || opbytes > cfg.max_mem / (uint64_t)conc || opbytes > cfg.max_mem / slots) {
         progress_clear();
-        fprintf(stderr, "%s: skipping %s %s x%" PRIu64 ": needs more than --max-mem %s\n", prog,
-                kind == OP_READ ? "read" : "write", fmt_size(block, b1, sizeof b1), batch,
-                fmt_size(cfg.max_mem, b1, sizeof b1));
+        uint64_t bufs = conc < 1 ? 1 : (uint64_t)conc > slots ? (uint64_t)conc : slots;
+        fprintf(stderr,
+                "%s: skipping %s %s x%" PRIu64 ": needs %" PRIu64 " buffer(s) of %s, more than "
+                "--max-mem %s\n",
+                prog, kind == OP_READ ? "read" : "write", fmt_size(block, b1, sizeof b1), batch,
+                bufs, fmt_size(opbytes, b2, sizeof b2), fmt_size(cfg.max_mem, b3, sizeof b3));
         return false;
     }
     /* Metadata is roughly 100 bytes per descriptor: keep a round's under
@@ -1321,6 +1344,7 @@ static int initiator_run(int fd) {
     int total = cfg.nops * cfg.nblocks * cfg.nbatches, npt = 0;
     bool csv_header = false;
     uint64_t mismatched = 0;
+    int measured = 0;
     for (int o = 0; o < cfg.nops; o++)
         for (int bi = 0; bi < cfg.nbatches; bi++)
             for (int si = 0; si < cfg.nblocks; si++) {
@@ -1334,6 +1358,7 @@ static int initiator_run(int fd) {
                 if (!run_point(fd, c, cfg.ops[o], cfg.blocks[si], cfg.batches[bi], &row, &b, label))
                     continue;
                 mismatched += row.mismatched;
+                measured++;
                 print_row(&row, &csv_header);
             }
     progress_clear();
@@ -1343,6 +1368,10 @@ static int initiator_run(int fd) {
     if (mismatched) {
         fprintf(stderr, "%s: --check: %" PRIu64 " bytes differed from what was sent\n", prog,
                 mismatched);
+        return 1;
+    }
+    if (measured == 0) {
+        fprintf(stderr, "%s: nothing was measured: all %d point(s) were skipped\n", prog, total);
         return 1;
     }
     return 0;

@@ -307,8 +307,10 @@ static int meet_encoder(prefill_t *pf) {
            tps, nxc_connector_name(pf->c), nxc_connector_transports(pf->c));
     printf("%d request(s) per pattern, embeddings %zu x %zu fp16 = %zu bytes (%.2f MiB)\n",
            pf->o->requests, pf->o->tokens, pf->o->hidden, pf->bytes, pf->bytes / 1048576.0);
-    printf("%-5s %4s %11s %12s %12s %12s %12s  %s\n", "pat", "req", "bytes", "latency", "transfer",
-           "e2e", "transfer", "transport active -> passive");
+    /* two times, then the bandwidth each gives: end to end, and the
+     * transfer alone */
+    printf("%-5s %4s %11s %12s %12s %12s %12s  %s\n", "pat", "req", "bytes", "latency", "xfer time",
+           "e2e rate", "xfer rate", "transport active -> passive");
     return 0;
 }
 

@@ -20,14 +20,18 @@
  *
  * Conventions
  *   - Every call that can fail returns nxc_status_t (0 = NXC_OK, negative =
- *     error). A failing call writes a message naming the problem to a
- *     per-thread buffer: nxc_last_error().
+ *     error), or -1 where it returns a file descriptor. A failing call
+ *     leaves a message naming the problem in nxc_last_error() (the rule is
+ *     stated there).
  *   - Out-parameters come last and are written only on success.
  *   - Objects are opaque and library-allocated; destroy/release accept NULL
  *     and return void.
  *   - Parameter structs start with `field_mask`: a field is read only when its
  *     NXC_..._FIELD_ bit is set, so a zeroed struct (or NULL) means "all
- *     defaults", and fields can be added without breaking the ABI.
+ *     defaults", and fields can be added without breaking the ABI. A bit this
+ *     library does not define is refused with NXC_ERR_INVALID_PARAM and a
+ *     message naming the bit, so a program built against a newer header
+ *     fails loudly on an older library instead of losing a setting.
  *
  * Threads
  *   Every function may be called from any thread, concurrently, on the same
@@ -81,7 +85,7 @@ typedef enum nxc_status {
 
     NXC_ERR_INVALID_PARAM = -1,      /* NULL where a value is required, bad field */
     NXC_ERR_NO_MEMORY = -2,          /* allocation failed */
-    NXC_ERR_INVALID_DEVICE = -3,     /* device text is not cpu|host|cuda[:N]|gpu:N */
+    NXC_ERR_INVALID_DEVICE = -3,     /* device text is not cpu|host[:0]|cuda[:N]|gpu[:N] */
     NXC_ERR_INVALID_DESCRIPTOR = -4, /* NULL ptr or zero size in a descriptor */
     NXC_ERR_EMPTY_LIST = -5,         /* descriptor count is zero */
     NXC_ERR_MIXED_DEVICES = -6,      /* one list holds more than one device */
@@ -106,18 +110,46 @@ typedef enum nxc_status {
     NXC_ERR_SYSTEM = -51         /* an OS call failed; the message has errno's text */
 } nxc_status_t;
 
+/* The ranges above, for code that decides by kind of failure. */
+#define NXC_STATUS_IS_ERR(s) ((int)(s) < 0)
+#define NXC_STATUS_IS_CALL_ERR(s) ((int)(s) <= -1 && (int)(s) >= -19)
+#define NXC_STATUS_IS_METADATA_ERR(s) ((int)(s) <= -20 && (int)(s) >= -29)
+#define NXC_STATUS_IS_HOST_ERR(s) ((int)(s) <= -30 && (int)(s) >= -39)
+/* The peer or the transfer failed: a retry with fresh metadata may succeed. */
+#define NXC_STATUS_IS_RETRYABLE(s) ((int)(s) <= -40 && (int)(s) >= -49)
+
 /* Static English text for a status ("invalid descriptor", ...). Never NULL;
  * unknown values give "unknown status". Thread-safe. */
 NXC_API const char *nxc_status_string(nxc_status_t status);
 
-/* The message of the last call that failed on this thread, naming what was
- * wrong ("descriptor 3: size is 0"). Empty string if none. Valid until the
- * next nxc call on this thread. */
+/* The message of the most recent nxc call on this thread that failed, naming
+ * what was wrong ("local descriptor 3: size is 0"). This is the one rule,
+ * like errno's:
+ *   - a call fails when it returns a negative nxc_status_t, or -1 for the
+ *     calls that return a file descriptor or a count; only such a call
+ *     writes the message (nxc_op_wait() returning an op's error is one);
+ *   - a call that succeeds (NXC_OK, NXC_INPROGRESS, a valid fd) leaves the
+ *     message as it was, so read it right after the failing call; except
+ *     nxc_op_wait() when it times out (NXC_INPROGRESS): it writes why, so
+ *     that whatever did not return NXC_OK has a message;
+ *   - "" until a call has failed on this thread;
+ *   - the pointer stays valid for the thread's lifetime; the text changes
+ *     only when another call fails on this thread.
+ * Why an op ended later, in the background, is not here: nxc_op_message(). */
 NXC_API const char *nxc_last_error(void);
 
-/* Library version, e.g. "0.1.0"; compare with NXC_VERSION_STRING to check
- * that the header and the loaded library agree. */
+/* Library version, e.g. "0.1.0" (NXC_VERSION_STRING is the header's). */
 NXC_API const char *nxc_version(void);
+
+/* The loaded library's version as a number, MAJOR * 10000 + MINOR * 100 +
+ * PATCH (NXC_VERSION_NUMBER is the header's). */
+NXC_API int nxc_version_number(void);
+
+/* 1 when the loaded library implements the API of the header a program was
+ * built with: call nxc_version_compatible(NXC_VERSION_NUMBER) at start-up.
+ * Same major version and a library at least as new; while the major version
+ * is 0, the minor version must match too. 0 otherwise. */
+NXC_API int nxc_version_compatible(int header_version);
 
 /* ------------------------------------------------------------------------ */
 /* Devices and descriptors                                                   */
@@ -138,9 +170,12 @@ typedef struct nxc_device {
 /* Longest text nxc_device_format() writes, with its NUL. */
 #define NXC_DEVICE_TEXT_MAX 16
 
-/* Parse "cpu", "host", "cuda", "cuda:N", "gpu", "gpu:N" (case-insensitive,
- * surrounding blanks ignored; N a decimal ordinal 0..1023; "cuda" alone is
- * cuda:0). Anything else: NXC_ERR_INVALID_DEVICE. NULL arguments:
+/* Parse "cpu", "host", "cpu:0", "host:0", "cuda", "cuda:N", "gpu", "gpu:N"
+ * (case-insensitive, surrounding blanks ignored; N a decimal ordinal
+ * 0..1023; "cuda" and "gpu" alone are cuda:0). These are the texts the
+ * reference (nixl_connect's Device) accepts with one meaning; its other
+ * readings ("cpu:3" as host memory, "cudaX" as cuda:0) are refused here.
+ * Anything else: NXC_ERR_INVALID_DEVICE. NULL arguments:
  * NXC_ERR_INVALID_PARAM. */
 NXC_API nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p);
 
@@ -185,12 +220,16 @@ enum {
 typedef struct nxc_connector_params {
     uint64_t field_mask;
     /* Name shown to peers and in logs. Default: a random unique name. Copied.
-     * 1..NXC_NAME_MAX bytes of printable ASCII. */
+     * 1..NXC_NAME_MAX bytes, each a visible ASCII character (0x21..0x7e: no
+     * space, no control character), the rule of the metadata it travels in
+     * (docs/metadata.md). */
     const char *name;
     /* Comma-separated transports to allow, in order of preference, from
      * "shm", "ucx", "tcp". Default: the NXC_TRANSPORTS environment variable
-     * if set, else every transport built in, where a transfer takes shm for a
-     * peer on this host, ucx if UCX has RDMA hardware, else tcp. An order set
+     * if set and valid (an invalid one is warned about and ignored, like every
+     * NXC_* variable: README.md, "Configuration"), else every transport built
+     * in, where a transfer takes shm for a peer on this host, ucx if UCX has
+     * RDMA hardware, else tcp. An order set
      * here (or in NXC_TRANSPORTS) is taken as given. A transport that cannot
      * start on this host is skipped (logged); none: NXC_ERR_NO_TRANSPORT.
      * Unknown names: NXC_ERR_INVALID_PARAM. */
@@ -229,16 +268,50 @@ NXC_API const char *nxc_connector_name(const nxc_connector_t *connector);
 /* Comma-separated transports this connector runs, in preference order. */
 NXC_API const char *nxc_connector_transports(const nxc_connector_t *connector);
 
-/* Drive progress once without blocking: returns the amount of work done
+/*
+ * Driving a connector from your own event loop (progress thread off).
+ * Everything that can make progress due is behind one file descriptor: the
+ * transports' events, work posted by nxc calls, and a timer for the next
+ * deadline, so a loop needs no periodic wake-up and an idle connector's fd
+ * stays quiet:
+ *
+ *     int fd = nxc_connector_fd(c);             // add it to epoll/poll/asyncio
+ *     for (;;) {
+ *         while (nxc_connector_progress(c) > 0) // do what is pending
+ *             ;
+ *         if (nxc_connector_arm(c) != NXC_OK)   // something came in meanwhile
+ *             continue;
+ *         poll(&(struct pollfd){fd, POLLIN, 0}, 1, -1); // or with other fds
+ *     }
+ *
+ * nxc_connector_progress() arms by itself when it returns 0, so
+ * "progress until 0, then poll" also works; nxc_connector_arm() makes the
+ * step explicit (as ucp_worker_arm() does in UCX). nxc_op_wait(),
+ * nxc_op_status() and the other calls may be used from other threads
+ * meanwhile; they take the connector's lock.
+ */
+
+/* Do what is pending without blocking: returns the amount of work done
  * (0 if none), or a negative nxc_status_t. Needed only when the progress
  * thread is off; harmless otherwise. */
 NXC_API int nxc_connector_progress(nxc_connector_t *connector);
 
-/* A file descriptor that becomes readable when nxc_connector_progress() has
- * work, for callers that run their own event loop with the progress thread
- * off. Owned by the connector. Loop: progress until it returns 0, then poll
- * the fd with a timeout of at most 100 ms (deadlines are checked on
- * progress), repeat. -1 on error. */
+/* Prepare to sleep on nxc_connector_fd(): arms the transports and sets the
+ * fd's timer to the next deadline. NXC_OK: nothing is pending, sleep until
+ * the fd is readable. NXC_INPROGRESS: work arrived or a deadline is due,
+ * call nxc_connector_progress() first. NXC_ERR_INVALID_PARAM: NULL. */
+NXC_API int nxc_connector_arm(nxc_connector_t *connector);
+
+/* Milliseconds until the next deadline or internal timer (0: due now), or
+ * -1 if there is none: a poll timeout for loops that want one (the fd's
+ * timer already covers it). -1 also for a NULL connector, with
+ * nxc_last_error() set. */
+NXC_API int nxc_connector_timeout(nxc_connector_t *connector);
+
+/* The connector's file descriptor for the loop above: readable when
+ * nxc_connector_progress() has work to do. Owned by the connector; do not
+ * read from it or close it. Level-triggered (epoll: without EPOLLET). -1
+ * with nxc_last_error() on error. */
 NXC_API int nxc_connector_fd(nxc_connector_t *connector);
 
 /* ------------------------------------------------------------------------ */
@@ -270,8 +343,11 @@ typedef enum nxc_op_kind {
 enum {
     NXC_OP_FIELD_TIMEOUT = 1u << 0,
     NXC_OP_FIELD_NOTIFICATION_KEY = 1u << 1,
-    NXC_OP_FIELD_USER_DATA = 1u << 2
+    NXC_OP_FIELD_USER_DATA = 1u << 2,
+    NXC_OP_FIELD_CQ = 1u << 3
 };
+
+typedef struct nxc_cq nxc_cq_t; /* a completion queue, see below */
 
 #define NXC_KEY_MAX 64 /* bytes of a notification key, NUL excluded */
 
@@ -285,11 +361,16 @@ typedef struct nxc_op_params {
      * completes, fails or is released). */
     int timeout_ms;
     /* Passive ops only: the key the peer's notification must carry. 1..
-     * NXC_KEY_MAX printable ASCII bytes, unique among this connector's live
-     * passive ops. Default: a random UUID4 text. */
+     * NXC_KEY_MAX bytes, each a visible ASCII character (0x21..0x7e, no
+     * space), unique among this connector's live passive ops. Default: a
+     * random UUID4 text. */
     const char *notification_key;
-    /* Opaque pointer returned by nxc_op_user_data(). */
+    /* Opaque pointer returned by nxc_op_user_data() and in the op's
+     * completion entry. */
     void *user_data;
+    /* The completion queue that receives one entry when the op ends; it must
+     * belong to the same connector. Default: none. */
+    nxc_cq_t *cq;
 } nxc_op_params_t;
 
 /*
@@ -339,8 +420,11 @@ NXC_API nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *
  * NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES, NXC_ERR_WRONG_OPERATION,
  * NXC_ERR_SIZE_MISMATCH, NXC_ERR_METADATA_*, NXC_ERR_NOT_SUPPORTED,
  * NXC_ERR_NO_TRANSPORT, NXC_ERR_NO_MEMORY, and NXC_ERR_UNREACHABLE when the
- * peer's address cannot even be used (the same failure found while
- * connecting ends the op instead).
+ * peer is known to be unreachable before trying (an address that cannot
+ * even be used; shm: the peer's process has exited or its connector's
+ * socket is gone). The same failure found while connecting ends the op
+ * instead, with the same status: a dead peer is NXC_ERR_UNREACHABLE on
+ * every transport, whether the call or the op reports it.
  * Errors that end the op later (nxc_op_result()): NXC_ERR_UNREACHABLE,
  * NXC_ERR_REFUSED, NXC_ERR_PEER_FAILED, NXC_ERR_TIMED_OUT, NXC_ERR_TRANSPORT.
  * `metadata_len` may be 0 for a NUL-terminated text.
@@ -368,7 +452,8 @@ NXC_API const char *nxc_op_message(nxc_op_t *op);
 /*
  * Wait up to `timeout_ms` (0 = just check, < 0 = no limit) for a terminal
  * state. Returns NXC_OK when COMPLETE, NXC_INPROGRESS if the wait timed out
- * (the op goes on), or the op's error when it ended otherwise. Several
+ * (the op goes on; nxc_last_error() says so), or the op's error when it
+ * ended otherwise (nxc_last_error() then holds nxc_op_message()). Several
  * threads may wait on one op; a wait under way when another thread calls
  * nxc_connector_destroy() returns NXC_ERR_CANCELED.
  */
@@ -410,6 +495,60 @@ NXC_API void *nxc_op_user_data(const nxc_op_t *op);
  * has reached it) the bytes: "shm", "ucx" or "tcp"; NULL for a passive op no peer has
  * reached yet. Static string. */
 NXC_API const char *nxc_op_transport(nxc_op_t *op);
+
+/* ------------------------------------------------------------------------ */
+/* Completion queues                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A completion queue collects the ends of many ops, so that a server with
+ * thousands of ops in flight waits on one thing (one call, one fd) instead
+ * of one per op. An op created with `cq` in its params delivers exactly one
+ * entry there when it reaches a terminal state (COMPLETE, CANCELLED or
+ * ERRORED), passive or active alike. Entries come out in the order the ops
+ * ended. The op stays valid after its entry was taken: release it as usual.
+ * An op released before its entry was taken never appears (a queued entry
+ * is withdrawn). Queues have no size limit: each entry lives in its op.
+ *
+ * Threads: any call from any thread. Several threads may poll or wait on
+ * one queue; each entry goes to exactly one of them.
+ */
+typedef struct nxc_cq_entry {
+    nxc_op_t *op;
+    void *user_data;     /* the op's params.user_data */
+    nxc_status_t result; /* NXC_OK (complete) or why it ended, as nxc_op_result() */
+    nxc_op_kind_t kind;
+} nxc_cq_entry_t;
+
+typedef struct nxc_cq_params {
+    uint64_t field_mask; /* no fields yet: 0, or pass NULL */
+} nxc_cq_params_t;
+
+/* Create a queue on `connector`; any number per connector. Errors:
+ * NXC_ERR_INVALID_PARAM, NXC_ERR_NO_MEMORY, NXC_ERR_SYSTEM (eventfd). */
+NXC_API nxc_status_t nxc_cq_create(nxc_connector_t *connector, const nxc_cq_params_t *params,
+                                   nxc_cq_t **cq_p);
+
+/* Destroy a queue. Ops still attached to it keep running and deliver no
+ * entry; entries not taken are dropped (their ops stay valid). A queue left
+ * at nxc_connector_destroy() is destroyed with the connector. Must not be
+ * called while another thread polls or waits on it. NULL is a no-op. */
+NXC_API void nxc_cq_destroy(nxc_cq_t *cq);
+
+/* Take up to `max` entries without blocking (with the progress thread off,
+ * progress is driven once first). Returns how many were written to
+ * `entries` (0: none yet), or NXC_ERR_INVALID_PARAM. */
+NXC_API int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max);
+
+/* Like nxc_cq_poll(), but blocks up to `timeout_ms` (< 0: no limit) for the
+ * first entry. 0 when the time ran out; NXC_ERR_CANCELED when the connector
+ * is destroyed meanwhile (as for nxc_op_wait()). */
+NXC_API int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms);
+
+/* A file descriptor readable while the queue holds entries (level-
+ * triggered: do not read from it) for epoll, asyncio or libuv. Owned by the
+ * queue. With the progress thread off, also drive nxc_connector_fd(). */
+NXC_API int nxc_cq_fd(nxc_cq_t *cq);
 
 #ifdef __cplusplus
 }

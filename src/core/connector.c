@@ -6,9 +6,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "core/core.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/sys.h"
@@ -50,13 +52,28 @@ static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_
     return NXC_OK;
 }
 
+static bool ipv4_text(const char *s) {
+    struct in_addr in;
+    return inet_pton(AF_INET, s, &in) == 1;
+}
+
+static bool transports_text(const char *s) {
+    const nxc__transport_ops_t *tops[NXC__MAX_TRANSPORTS];
+    size_t n;
+    return parse_transports(s, tops, &n) == NXC_OK;
+}
+
 static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_t *p,
                                  const nxc__transport_ops_t **tops, size_t *ntops) {
     uint64_t mask = p ? p->field_mask : 0;
+    nxc_status_t st = nxc__check_field_mask("connector params", mask, NXC__CONNECTOR_FIELDS);
+    if (st != NXC_OK) return st;
     if (mask & NXC_CONNECTOR_FIELD_NAME) {
         if (!p->name || !printable(p->name, NXC_NAME_MAX))
             return nxc__err(NXC_ERR_INVALID_PARAM,
-                            "connector name must be 1..%d printable ASCII characters",
+                            "connector name must be 1..%d bytes, each a visible ASCII "
+                            "character (0x21..0x7e: no space or control character; the name "
+                            "travels in metadata)",
                             NXC_NAME_MAX);
         strcpy(c->name, p->name);
     } else {
@@ -76,7 +93,8 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     }
     nxc__log_raise_level(level);
 
-    const char *addr = getenv("NXC_TCP_ADDRESS");
+    const char *addr =
+        nxc__env_text("NXC_TCP_ADDRESS", ipv4_text, "an IPv4 address in dotted form");
     if (mask & NXC_CONNECTOR_FIELD_TCP_ADDRESS) {
         if (!p->tcp_address) return nxc__err(NXC_ERR_INVALID_PARAM, "tcp_address: NULL");
         addr = p->tcp_address;
@@ -86,8 +104,7 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
         return nxc__err(NXC_ERR_INVALID_PARAM, "tcp address \"%s\" is not a dotted IPv4 address",
                         addr);
     snprintf(c->tcp_address, sizeof c->tcp_address, "%s", addr ? addr : "0.0.0.0");
-    const char *port = getenv("NXC_TCP_PORT");
-    c->tcp_port = port ? atoi(port) : 0;
+    c->tcp_port = (int)nxc__env_int("NXC_TCP_PORT", 0, 0, 65535);
     if (mask & NXC_CONNECTOR_FIELD_TCP_PORT) c->tcp_port = p->tcp_port;
     if (c->tcp_port < 0 || c->tcp_port > 65535)
         return nxc__err(NXC_ERR_INVALID_PARAM, "tcp port %d out of range", c->tcp_port);
@@ -96,8 +113,9 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     if (mask & NXC_CONNECTOR_FIELD_TRANSPORTS) {
         if (!p->transports) return nxc__err(NXC_ERR_INVALID_PARAM, "transports: NULL");
         list = p->transports;
-    } else if (getenv("NXC_TRANSPORTS") && *getenv("NXC_TRANSPORTS")) {
-        list = getenv("NXC_TRANSPORTS");
+    } else {
+        list = nxc__env_text("NXC_TRANSPORTS", transports_text,
+                             "a comma-separated list of shm, ucx, tcp");
     }
     c->transports_chosen = list != NULL;
     if (list) return parse_transports(list, tops, ntops);
@@ -149,6 +167,7 @@ static void destroy_connector(nxc_connector_t *c) {
         c->tps[i]->ops->destroy(c->tps[i]);
     if (c->epfd >= 0) close(c->epfd);
     if (c->wakefd >= 0) close(c->wakefd);
+    if (c->timerfd >= 0) close(c->timerfd);
     pthread_cond_destroy(&c->cond);
     pthread_cond_destroy(&c->done_cond);
     pthread_mutex_destroy(&c->done_lock);
@@ -156,12 +175,12 @@ static void destroy_connector(nxc_connector_t *c) {
     free(c);
 }
 
-nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
-                                  nxc_connector_t **connector_p) {
+static nxc_status_t connector_create(const nxc_connector_params_t *params,
+                                     nxc_connector_t **connector_p) {
     if (!connector_p) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_create: NULL out-param");
     nxc_connector_t *c = calloc(1, sizeof *c);
     if (!c) return nxc__err(NXC_ERR_NO_MEMORY, "connector: out of memory");
-    c->epfd = c->wakefd = -1;
+    c->epfd = c->wakefd = c->timerfd = -1;
     pthread_mutex_init(&c->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -183,12 +202,14 @@ nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
 
     c->epfd = epoll_create1(EPOLL_CLOEXEC);
     c->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (c->epfd < 0 || c->wakefd < 0) {
-        st = nxc__err(NXC_ERR_SYSTEM, "connector: epoll/eventfd: %s", strerror(errno));
+    c->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (c->epfd < 0 || c->wakefd < 0 || c->timerfd < 0) {
+        st = nxc__err(NXC_ERR_SYSTEM, "connector: epoll/eventfd/timerfd: %s", strerror(errno));
         goto fail;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wakefd, &ev);
+    epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->timerfd, &ev);
 
     st = start_transports(c, tops, ntops);
     if (st != NXC_OK) goto fail;
@@ -202,11 +223,19 @@ nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
     }
     NXC_LOG_I("connector %s created (transports %s, progress thread %s)", c->name,
               c->transports_text, c->use_thread ? "on" : "off");
-    nxc__err_clear();
     *connector_p = c;
     return NXC_OK;
 fail:
     destroy_connector(c);
+    return st;
+}
+
+nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
+                                  nxc_connector_t **connector_p) {
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
+    nxc_status_t st = connector_create(params, connector_p);
+    nxc__err_guard_end(&g, st != NXC_OK);
     return st;
 }
 
@@ -228,6 +257,8 @@ static void wait_for_waiters(nxc_connector_t *c) {
 
 void nxc_connector_destroy(nxc_connector_t *c) {
     if (!c) return;
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     pthread_mutex_lock(&c->done_lock);
     c->destroying = true;
@@ -248,7 +279,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
                 nxc__active_stop(op, NXC_ERR_CANCELED);
         }
         if (nxc__op_passive(op)) nxc__passive_revoke(op, true);
-        op->released = true;
+        nxc__op_mark_released(op);
     }
     nxc__unlock(c);
     wait_for_waiters(c);
@@ -261,6 +292,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     if (c->use_thread) pthread_join(c->thread, NULL);
     nxc__lock(c);
     nxc__reap(c);
+    nxc__cq_destroy_all(c); /* detaches any op that leaks below */
     for (nxc_op_t *op = c->ops; op; op = op->next)
         NXC_LOG_E("connector %s: an op is still in flight at destroy; leaking it rather than "
                   "freeing memory a transport may still use",
@@ -269,6 +301,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     nxc__unlock(c);
     NXC_LOG_I("connector %s destroyed", c->name);
     destroy_connector(c);
+    nxc__err_guard_end(&g, false);
 }
 
 const char *nxc_connector_name(const nxc_connector_t *c) {
@@ -281,12 +314,33 @@ const char *nxc_connector_transports(const nxc_connector_t *c) {
 
 int nxc_connector_progress(nxc_connector_t *c) {
     if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_progress: NULL connector");
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
+    nxc__loop_drain(c); /* what woke the fd is handled by this pass */
     int n = nxc__progress_locked(c);
-    /* Idle: arm the transports so nxc_connector_fd() reports what comes next. */
-    if (n == 0 && !nxc__arm_all(c)) n = 1;
+    /* Idle: arm so that nxc_connector_fd() reports what comes next. */
+    if (n == 0 && !nxc__loop_arm(c)) n = 1;
     nxc__unlock(c);
+    nxc__err_guard_end(&g, n < 0);
     return n;
+}
+
+int nxc_connector_arm(nxc_connector_t *c) {
+    if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_arm: NULL connector");
+    nxc__lock(c);
+    int r = nxc__loop_arm(c) ? NXC_OK : NXC_INPROGRESS;
+    nxc__unlock(c);
+    return r;
+}
+
+int nxc_connector_timeout(nxc_connector_t *c) {
+    if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_timeout: NULL connector");
+    nxc__lock(c);
+    uint64_t due = nxc__next_due(c);
+    nxc__unlock(c);
+    if (due == UINT64_MAX) return -1;
+    return nxc__ms_until(due, INT32_MAX);
 }
 
 int nxc_connector_fd(nxc_connector_t *c) {

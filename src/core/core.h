@@ -22,6 +22,14 @@
 #include "transport/transport.h"
 
 #define NXC__MAX_TRANSPORTS 4
+/* The field_mask bits this library defines (others are refused). */
+#define NXC__CONNECTOR_FIELDS                                                                      \
+    (NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |                                   \
+     NXC_CONNECTOR_FIELD_PROGRESS_THREAD | NXC_CONNECTOR_FIELD_LOG_LEVEL |                         \
+     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT)
+#define NXC__OP_FIELDS                                                                             \
+    (NXC_OP_FIELD_TIMEOUT | NXC_OP_FIELD_NOTIFICATION_KEY | NXC_OP_FIELD_USER_DATA |               \
+     NXC_OP_FIELD_CQ)
 /* How long cancel/release let in-flight transfers drain before cutting the
  * connection that carries them. */
 #define NXC__DRAIN_MS 2000
@@ -47,8 +55,11 @@ struct nxc_op {
     size_t nlocal;
     size_t total;
     void *user_data;
-    uint64_t deadline;                /* monotonic ns; UINT64_MAX: none */
-    int efd;                          /* eventfd made on demand by nxc_op_fd(); -1 before */
+    uint64_t deadline;           /* monotonic ns; UINT64_MAX: none */
+    int efd;                     /* eventfd made on demand by nxc_op_fd(); -1 before */
+    nxc_cq_t *cq;                /* gets an entry when the op ends; NULL: none */
+    nxc_op_t *cq_prev, *cq_next; /* in cq's entries while queued */
+    bool cq_queued;
     bool released;                    /* the user released the handle; freed once idle */
     const nxc__transport_ops_t *used; /* the transport that moved the bytes */
     int busy;                         /* transport work in flight on the op */
@@ -89,8 +100,9 @@ struct nxc_connector {
     uint64_t start_time;
     nxc__tp_t *tps[NXC__MAX_TRANSPORTS]; /* in preference order */
     size_t ntps;
-    int epfd;   /* transports' event fds + wakefd */
-    int wakefd; /* eventfd: wakes the progress thread or waiters */
+    int epfd;    /* transports' event fds, wakefd and timerfd */
+    int wakefd;  /* eventfd: wakes the progress thread or waiters */
+    int timerfd; /* CLOCK_MONOTONIC: readable when the next deadline or timer is due */
     bool use_thread;
     bool stopping;
     /* nxc_connector_destroy() has begun (set under both locks): waits end
@@ -99,8 +111,19 @@ struct nxc_connector {
     /* Threads inside nxc_op_wait(): destroy frees nothing until they left. */
     atomic_int in_wait;
     pthread_t thread;
-    nxc_op_t *ops; /* every op not yet freed */
+    nxc_op_t *ops;       /* every op not yet freed */
+    nxc_cq_t *cqs;       /* every completion queue not yet destroyed */
+    size_t released_ops; /* released by the user, not yet freed */
     uint64_t next_grant_id;
+};
+
+/* A completion queue: the ended ops whose entries were not taken yet. */
+struct nxc_cq {
+    nxc_connector_t *c;
+    nxc_cq_t *next;        /* in c->cqs */
+    nxc_op_t *head, *tail; /* queued ops, oldest first (op->cq_prev/cq_next) */
+    atomic_size_t count;   /* queued ops; read without the lock by waiters */
+    int efd;               /* eventfd: readable while count > 0 */
 };
 
 /* --- called by transports (lock held) ------------------------------------- */
@@ -187,7 +210,16 @@ static inline bool nxc__op_passive(const nxc_op_t *op) {
 int nxc__progress_locked(nxc_connector_t *c);
 /* Arm every transport for sleeping; false: work is pending, progress again. */
 bool nxc__arm_all(nxc_connector_t *c);
-/* Sleep until woken or timeout_ms (lock held on entry and exit). */
+/* The earliest monotonic ns at which progress must run (an op's deadline,
+ * a transport's timer); UINT64_MAX: none. */
+uint64_t nxc__next_due(nxc_connector_t *c);
+/* Before sleeping on epfd: arm the transports and set the timerfd to the
+ * next due time. false: work is pending or due, progress again. */
+bool nxc__loop_arm(nxc_connector_t *c);
+/* After waking: empty the wake eventfd and the timerfd. */
+void nxc__loop_drain(nxc_connector_t *c);
+/* Sleep until woken, due or timeout_ms (-1: no limit; lock held on entry and
+ * exit). */
 void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms);
 void *nxc__progress_thread(void *arg);
 /* Wait (lock held) until pred(op) or the deadline; drives progress when the
@@ -200,10 +232,13 @@ bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_o
  * `kind`: the first, in this connector's order (fallbacks last unless the
  * user ordered them), that the peer offers and that says it reaches the peer.
  * `note` (may be NULL) hears every transport's verdict; with `all`, the ones
- * after the choice are asked too (nxc-info). NULL when none fits. */
+ * after the choice are asked too (nxc-info). NULL when none fits; then
+ * *why_p (may be NULL) is the status a begin fails with: NXC_ERR_UNREACHABLE
+ * when a transport found the peer gone, else NXC_ERR_NO_TRANSPORT. */
 typedef void (*nxc__pick_note_fn)(void *arg, const nxc__tp_t *tp, bool chosen, const char *why);
 nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_kind_t kind,
-                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all);
+                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all,
+                     nxc_status_t *why_p);
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op);
 void nxc__op_free_locked(nxc_op_t *op);
 /* Revoke a passive op's access: no new grants; drain or drop existing ones
@@ -214,5 +249,17 @@ void nxc__active_stop(nxc_op_t *op, nxc_status_t why);
 void nxc__check_deadlines(nxc_connector_t *c);
 /* Free released ops that are idle. */
 void nxc__reap(nxc_connector_t *c);
+/* The user let go of op (release, or connector destroy). */
+void nxc__op_mark_released(nxc_op_t *op);
+
+/* cq.c (lock held) */
+/* The op ended: queue its entry (nothing if it has no queue or is released). */
+void nxc__cq_push(nxc_op_t *op);
+/* The op is being released or freed: withdraw its entry if queued. */
+void nxc__cq_withdraw(nxc_op_t *op);
+/* Is `cq` a live queue of `c`? */
+bool nxc__cq_of(nxc_connector_t *c, const nxc_cq_t *cq);
+/* Connector destroy: detach and free every queue. */
+void nxc__cq_destroy_all(nxc_connector_t *c);
 
 #endif

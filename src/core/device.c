@@ -31,8 +31,15 @@ nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p) {
         n--;
 
     nxc_device_t d = {NXC_DEVICE_UNSPECIFIED, 0};
-    if ((n == 3 && !strncasecmp(s, "cpu", 3)) || (n == 4 && !strncasecmp(s, "host", 4))) {
-        d.kind = NXC_DEVICE_HOST;
+    size_t host = n >= 3 && !strncasecmp(s, "cpu", 3)    ? 3
+                  : n >= 4 && !strncasecmp(s, "host", 4) ? 4
+                                                         : 0;
+    int id = -1;
+    if (host) {
+        /* "cpu:0" as the reference writes it; there is no other host ordinal */
+        if (n == host ||
+            (s[host] == ':' && parse_ordinal(s + host + 1, n - host - 1, &id) == 0 && id == 0))
+            d.kind = NXC_DEVICE_HOST;
     } else {
         size_t pfx = n >= 4 && !strncasecmp(s, "cuda", 4)  ? 4
                      : n >= 3 && !strncasecmp(s, "gpu", 3) ? 3
@@ -45,8 +52,8 @@ nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p) {
     }
     if (d.kind == NXC_DEVICE_UNSPECIFIED)
         return nxc__err(NXC_ERR_INVALID_DEVICE,
-                        "device \"%.40s\": expected cpu, host, cuda, cuda:N, gpu or gpu:N "
-                        "(N in 0..%d)",
+                        "device \"%.40s\": expected cpu, cpu:0, host, host:0, cuda, cuda:N, "
+                        "gpu or gpu:N (N in 0..%d)",
                         text, DEVICE_ID_MAX);
     *device_p = d;
     return NXC_OK;

@@ -51,6 +51,7 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
                      : result == NXC_ERR_CANCELED ? NXC_OP_CANCELLED
                                                   : NXC_OP_ERRORED,
                      __ATOMIC_RELEASE);
+    nxc__cq_push(op);
     if (op->efd >= 0) {
         uint64_t one = 1;
         ssize_t r = write(op->efd, &one, sizeof one);
@@ -79,6 +80,7 @@ static void unexpose_all(nxc_op_t *op) {
 
 void nxc__op_free_locked(nxc_op_t *op) {
     nxc_connector_t *c = op->c;
+    if (op->released) c->released_ops--;
     if (op->prev)
         op->prev->next = op->next;
     else if (c->ops == op)
@@ -92,6 +94,7 @@ void nxc__op_free_locked(nxc_op_t *op) {
     unexpose_all(op);
     if (op->tp && op->tp_op) op->tp->ops->release(op->tp, op);
     if (op->efd >= 0) close(op->efd);
+    nxc__cq_withdraw(op);
     nxc__md_free(&op->md);
     free(op->segs);
     free(op->md_text);
@@ -99,13 +102,26 @@ void nxc__op_free_locked(nxc_op_t *op) {
     free(op);
 }
 
+/* A released op nothing touches any more can go. */
+static bool reapable(const nxc_op_t *op) {
+    return op->released && op->busy == 0 && (nxc__op_terminal(op) || nxc__op_passive(op));
+}
+
 void nxc__reap(nxc_connector_t *c) {
-    if (c->destroying) return; /* a waiter may still look at a released op */
+    /* a waiter may still look at a released op; and most passes have
+     * nothing to reap: no walk over every op then */
+    if (c->destroying || c->released_ops == 0) return;
     for (nxc_op_t *op = c->ops, *next; op; op = next) {
         next = op->next;
-        if (op->released && op->busy == 0 && (nxc__op_terminal(op) || nxc__op_passive(op)))
-            nxc__op_free_locked(op);
+        if (reapable(op)) nxc__op_free_locked(op);
     }
+}
+
+void nxc__op_mark_released(nxc_op_t *op) {
+    if (op->released) return;
+    op->released = true;
+    op->c->released_ops++;
+    nxc__cq_withdraw(op); /* a released op's entry never comes out */
 }
 
 /* --- grants (passive side) ---------------------------------------------------- */
@@ -351,8 +367,18 @@ static bool printable_key(const char *s) {
     return true;
 }
 
-static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive) {
+static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *p, bool passive) {
     uint64_t m = p ? p->field_mask : 0;
+    nxc_status_t st = nxc__check_field_mask("op params", m, NXC__OP_FIELDS);
+    if (st != NXC_OK) return st;
+    if (m & NXC_OP_FIELD_CQ) {
+        nxc__lock(c);
+        bool ours = p->cq && nxc__cq_of(c, p->cq);
+        nxc__unlock(c);
+        if (!ours)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "op cq is NULL, destroyed, or belongs to another connector");
+    }
     if ((m & NXC_OP_FIELD_TIMEOUT) && p->timeout_ms <= 0)
         return nxc__err(NXC_ERR_INVALID_PARAM, "op timeout_ms must be > 0 (got %d)", p->timeout_ms);
     if (m & NXC_OP_FIELD_NOTIFICATION_KEY) {
@@ -362,7 +388,8 @@ static nxc_status_t check_op_params(const nxc_op_params_t *p, bool passive) {
                             "from the metadata");
         if (!p->notification_key || !printable_key(p->notification_key))
             return nxc__err(NXC_ERR_INVALID_PARAM,
-                            "notification_key must be 1..%d printable ASCII characters",
+                            "notification_key must be 1..%d bytes, each a visible ASCII "
+                            "character (0x21..0x7e: no space or control character)",
                             NXC_KEY_MAX);
     }
     return NXC_OK;
@@ -388,6 +415,7 @@ static nxc_op_t *op_new(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t
     uint64_t m = p ? p->field_mask : 0;
     op->deadline = (m & NXC_OP_FIELD_TIMEOUT) ? nxc__deadline_after_ms(p->timeout_ms) : UINT64_MAX;
     if (m & NXC_OP_FIELD_USER_DATA) op->user_data = p->user_data;
+    if (m & NXC_OP_FIELD_CQ) op->cq = p->cq;
     return op;
 }
 
@@ -447,7 +475,7 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
         return nxc__err(NXC_ERR_INVALID_PARAM, "create_%s: NULL connector or out-param",
                         kind_name(kind));
     nxc_status_t st = nxc__descs_check("local", descs, count, &total);
-    if (st == NXC_OK) st = check_op_params(p, true);
+    if (st == NXC_OK) st = check_op_params(c, p, true);
     if (st == NXC_OK) st = check_device(c, descs[0].device, "local");
     if (st != NXC_OK) return st;
 
@@ -474,19 +502,27 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
     }
     nxc__unlock(c);
     if (op->deadline != UINT64_MAX) nxc__wake(c); /* re-plan its sleep for the deadline */
-    nxc__err_clear();
     *op_p = op;
     return NXC_OK;
 }
 
+static nxc_status_t create_guarded(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
+                                   size_t count, const nxc_op_params_t *p, nxc_op_t **op_p) {
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
+    nxc_status_t st = create_passive(c, kind, descs, count, p, op_p);
+    nxc__err_guard_end(&g, st != NXC_OK);
+    return st;
+}
+
 nxc_status_t nxc_create_readable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
-    return create_passive(c, NXC_OP_READABLE, descs, count, p, op_p);
+    return create_guarded(c, NXC_OP_READABLE, descs, count, p, op_p);
 }
 
 nxc_status_t nxc_create_writable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
-    return create_passive(c, NXC_OP_WRITABLE, descs, count, p, op_p);
+    return create_guarded(c, NXC_OP_WRITABLE, descs, count, p, op_p);
 }
 
 /* Everything about an active op that needs no lock: descriptors, metadata,
@@ -537,8 +573,10 @@ static bool pass_has(const nxc_connector_t *c, const nxc__tp_t *tp, int pass) {
 }
 
 nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_kind_t kind,
-                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all) {
+                     const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all,
+                     nxc_status_t *why_p) {
     nxc__tp_t *chosen = NULL;
+    nxc_status_t fail = NXC_ERR_NO_TRANSPORT;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < c->ntps; i++) {
             nxc__tp_t *tp = c->tps[i];
@@ -548,8 +586,11 @@ nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_k
             bool ok = false;
             if (sec && !tp->ops->supports_device(tp, kind))
                 snprintf(why, sizeof why, "cannot move this device's memory");
-            else if (sec)
-                ok = tp->ops->reachable(tp, md, sec, why, sizeof why);
+            else if (sec) {
+                nxc_status_t st = tp->ops->reachable(tp, md, sec, why, sizeof why);
+                ok = st == NXC_OK;
+                if (st == NXC_ERR_UNREACHABLE) fail = st;
+            }
             if (ok && !chosen) {
                 chosen = tp;
                 *sec_p = sec;
@@ -559,6 +600,7 @@ nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_k
             if (note) note(arg, tp, ok && chosen == tp, why);
             if (chosen && !all) return chosen;
         }
+    if (!chosen && why_p) *why_p = fail;
     return chosen;
 }
 
@@ -579,12 +621,15 @@ static void add_reason(void *arg, const nxc__tp_t *tp, bool chosen, const char *
 static nxc_status_t pick_transport(nxc_connector_t *c, nxc_op_t *op,
                                    const nxc__md_section_t **sec_p) {
     reasons_t r = {"", 0};
-    op->tp = nxc__pick(c, &op->md, op->local[0].device.kind, sec_p, add_reason, &r, false);
+    nxc_status_t fail = NXC_ERR_NO_TRANSPORT;
+    op->tp = nxc__pick(c, &op->md, op->local[0].device.kind, sec_p, add_reason, &r, false, &fail);
     if (op->tp) {
         NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, kind_name(op->kind), op->md.name,
                   op->tp->ops->name);
         return NXC_OK;
     }
+    if (fail == NXC_ERR_UNREACHABLE)
+        return nxc__err(fail, "cannot reach peer \"%s\" (%s)", op->md.name, r.text);
     return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md.name,
                     r.used ? r.text : "this connector has none");
 }
@@ -597,7 +642,7 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
         return nxc__err(NXC_ERR_INVALID_PARAM, "begin_%s: NULL connector, metadata or out-param",
                         kind_name(kind));
     nxc_status_t st = nxc__descs_check("local", local, count, &total);
-    if (st == NXC_OK) st = check_op_params(p, false);
+    if (st == NXC_OK) st = check_op_params(c, p, false);
     if (st != NXC_OK) return st;
     nxc_op_t *op = op_new(c, kind, local, count, total, p);
     if (!op) return nxc__err(NXC_ERR_NO_MEMORY, "begin_%s: out of memory", kind_name(kind));
@@ -627,21 +672,30 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
     }
     nxc__unlock(c);
     nxc__wake(c);
-    nxc__err_clear();
     *op_p = op;
     return NXC_OK;
+}
+
+static nxc_status_t begin_guarded(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,
+                                  size_t md_len, const nxc_desc_t *local, size_t count,
+                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
+    nxc_status_t st = begin_active(c, kind, md_text, md_len, local, count, p, op_p);
+    nxc__err_guard_end(&g, st != NXC_OK);
+    return st;
 }
 
 nxc_status_t nxc_begin_read(nxc_connector_t *c, const char *metadata, size_t metadata_len,
                             const nxc_desc_t *local, size_t count, const nxc_op_params_t *p,
                             nxc_op_t **op_p) {
-    return begin_active(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
+    return begin_guarded(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
 }
 
 nxc_status_t nxc_begin_write(nxc_connector_t *c, const nxc_desc_t *local, size_t count,
                              const char *metadata, size_t metadata_len, const nxc_op_params_t *p,
                              nxc_op_t **op_p) {
-    return begin_active(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
+    return begin_guarded(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -660,10 +714,13 @@ nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p) {
 nxc_op_status_t nxc_op_status(nxc_op_t *op) {
     if (!op) return NXC_OP_UNINITIALIZED;
     nxc_connector_t *c = op->c;
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     if (!c->use_thread) nxc__progress_locked(c);
     nxc_op_status_t s = op->status;
     nxc__unlock(c);
+    nxc__err_guard_end(&g, false);
     return s;
 }
 
@@ -711,6 +768,8 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     /* Counted before anything else: a concurrent nxc_connector_destroy()
      * frees neither the op nor the connector until this call has left. */
     atomic_fetch_add(&c->in_wait, 1);
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
     if (c->use_thread) wait_for_thread(op, deadline);
     nxc__lock(c);
@@ -730,7 +789,12 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     atomic_fetch_sub(&c->in_wait, 1);
     pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
     pthread_mutex_unlock(&c->done_lock);
-    if (r != NXC_OK && r != NXC_INPROGRESS) nxc__err(r, "%s", msg);
+    nxc__err_guard_end(&g, false);
+    if (r == NXC_INPROGRESS) /* the one success that writes it: see nxc_last_error() */
+        nxc__err(r, "op_wait: the op is still in progress after %d ms (not an error; wait again)",
+                 timeout_ms);
+    else if (r != NXC_OK)
+        nxc__err(r, "%s", msg);
     return r;
 }
 
@@ -767,23 +831,29 @@ static void stop_locked(nxc_op_t *op, const char *why) {
 
 nxc_status_t nxc_op_cancel(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_cancel: NULL op");
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(op->c);
     if (!nxc__op_terminal(op)) stop_locked(op, "cancelled by the application");
     nxc__unlock(op->c);
+    nxc__err_guard_end(&g, false);
     return NXC_OK;
 }
 
 void nxc_op_release(nxc_op_t *op) {
     if (!op) return;
     nxc_connector_t *c = op->c;
+    nxc__err_guard_t g;
+    nxc__err_guard_begin(&g);
     nxc__lock(c);
     if (!nxc__op_terminal(op))
         stop_locked(op, "released by the application");
     else if (nxc__op_passive(op))
         nxc__passive_revoke(op, true);
-    op->released = true;
-    nxc__reap(c);
+    nxc__op_mark_released(op);
+    if (reapable(op) && !c->destroying) nxc__op_free_locked(op); /* else the loop reaps it */
     nxc__unlock(c);
+    nxc__err_guard_end(&g, false);
 }
 
 nxc_op_kind_t nxc_op_kind(const nxc_op_t *op) {

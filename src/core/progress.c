@@ -1,23 +1,39 @@
 /*
- * Progress: one loop drives every transport, deadlines and reaping. It runs
- * on the connector's progress thread, or inside nxc_op_wait()/status()/
- * nxc_connector_progress() when the thread is off.
+ * Progress and waiting: one loop drives every transport, deadlines and
+ * reaping. It runs on the connector's progress thread, or inside
+ * nxc_op_wait()/status()/nxc_connector_progress() when the thread is off.
+ *
+ * Waiting has one owner, this file. The connector's epoll set holds the
+ * transports' event fds, the wake eventfd (an API call posted work) and a
+ * timerfd set to the next time something is due (an op's deadline, a
+ * transport's timer). Before sleeping the loop arms the transports and the
+ * timer; after waking it drains both fds. Nothing wakes up periodically, so
+ * an idle connector's fd stays quiet (see nxc_connector_arm() in nxc.h).
  */
 #include <errno.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "core/core.h"
 #include "util/time.h"
 
-/* Longest sleep: deadlines are checked at least this often. */
-#define SLEEP_MAX_MS 100
+/* Longest sleep of the progress thread: a safety net only, every timer is
+ * on the timerfd. */
+#define SLEEP_MAX_MS 1000
 
 void nxc__wake(nxc_connector_t *c) {
     uint64_t one = 1;
     ssize_t r = write(c->wakefd, &one, sizeof one);
     (void)r; /* EAGAIN: the counter is already non-zero, which is enough */
+}
+
+void nxc__loop_drain(nxc_connector_t *c) {
+    uint64_t v;
+    ssize_t r = read(c->wakefd, &v, sizeof v);
+    r = read(c->timerfd, &v, sizeof v);
+    (void)r; /* EAGAIN: nothing to drain */
 }
 
 int nxc__progress_locked(nxc_connector_t *c) {
@@ -35,28 +51,40 @@ bool nxc__arm_all(nxc_connector_t *c) {
     return true;
 }
 
-/* Earliest deadline of a live op, as a sleep bound. */
-static int sleep_bound_ms(nxc_connector_t *c, int cap) {
+uint64_t nxc__next_due(nxc_connector_t *c) {
     uint64_t first = UINT64_MAX;
     for (nxc_op_t *op = c->ops; op; op = op->next)
         if (!nxc__op_terminal(op) && op->deadline < first) first = op->deadline;
-    return nxc__ms_until(first, cap);
+    for (size_t i = 0; i < c->ntps; i++) {
+        const nxc__transport_ops_t *o = c->tps[i]->ops;
+        if (o->next_timer) {
+            uint64_t t = o->next_timer(c->tps[i]);
+            if (t < first) first = t;
+        }
+    }
+    return first;
+}
+
+bool nxc__loop_arm(nxc_connector_t *c) {
+    if (!nxc__arm_all(c)) return false;
+    uint64_t due = nxc__next_due(c);
+    struct itimerspec its = {0}; /* all zero: disarmed */
+    if (due != UINT64_MAX) {
+        if (due <= nxc__now_ns()) return false; /* already due: progress first */
+        its.it_value.tv_sec = (time_t)(due / 1000000000u);
+        its.it_value.tv_nsec = (long)(due % 1000000000u);
+    }
+    timerfd_settime(c->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+    return true;
 }
 
 void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms) {
-    if (!nxc__arm_all(c)) return; /* events already pending: progress again */
-    int bound = sleep_bound_ms(c, timeout_ms);
+    if (!nxc__loop_arm(c)) return; /* events already pending: progress again */
     pthread_mutex_unlock(&c->lock);
     struct epoll_event evs[8];
-    int n = epoll_wait(c->epfd, evs, 8, bound);
-    for (int i = 0; i < n; i++) {
-        if (evs[i].data.ptr == NULL) {
-            uint64_t v;
-            ssize_t r = read(c->wakefd, &v, sizeof v);
-            (void)r;
-        }
-    }
+    epoll_wait(c->epfd, evs, 8, timeout_ms);
     pthread_mutex_lock(&c->lock);
+    nxc__loop_drain(c);
 }
 
 /* Let API calls blocked on the lock in between two busy passes. */

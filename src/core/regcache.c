@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -12,11 +13,7 @@ void nxc__regcache_init(nxc__regcache_t *rc, const nxc__regcache_ops_t *ops, voi
 }
 
 size_t nxc__regcache_env_max_idle(void) {
-    const char *v = getenv("NXC_REGCACHE");
-    if (!v || !*v) return 256;
-    char *end;
-    unsigned long n = strtoul(v, &end, 10);
-    return *end ? 256 : (size_t)n;
+    return (size_t)nxc__env_int("NXC_REGCACHE", 256, 0, 1 << 20);
 }
 
 static void unlink_reg(nxc__regcache_t *rc, nxc__reg_t *r) {

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/metadata.h"
 #include "nxc/nxc.h"
@@ -51,6 +52,10 @@ struct nxc__transport_ops {
     int (*progress)(nxc__tp_t *tp);
     /* Re-arm event_fd before sleeping on it: false means "progress again". */
     bool (*arm)(nxc__tp_t *tp);
+    /* Optional: the monotonic ns by which progress() must run again even if
+     * event_fd stays quiet (a timeout to check, a keepalive), UINT64_MAX for
+     * none. The loop sleeps on a timer set to it; nothing else wakes it. */
+    uint64_t (*next_timer)(nxc__tp_t *tp);
 
     /* Can this transport move memory of this device kind? */
     bool (*supports_device)(nxc__tp_t *tp, nxc_device_kind_t kind);
@@ -69,10 +74,15 @@ struct nxc__transport_ops {
      * on an op whose access is being revoked and did not finish in time). */
     void (*drop_peer)(nxc__tp_t *tp, void *grant_peer);
 
-    /* Active: can the peer that wrote `md` be reached through `sec`? On false
-     * write the reason into why[len]. */
-    bool (*reachable)(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                      char *why, size_t len);
+    /* Active: can the peer that wrote `md` be reached through `sec`? NXC_OK,
+     * or the reason in why[len] and NXC_ERR_NO_TRANSPORT (this transport
+     * cannot serve that peer: another host, a kernel policy; the next one may)
+     * or NXC_ERR_UNREACHABLE (the peer did not answer: its process is gone,
+     * its socket absent). When no transport fits, a begin fails with
+     * UNREACHABLE if any said so, the status a transport that tried to
+     * connect would have ended the op with. */
+    nxc_status_t (*reachable)(nxc__tp_t *tp, const nxc__metadata_t *md,
+                              const nxc__md_section_t *sec, char *why, size_t len);
     /* Active: start moving op's bytes (op->md, op->segs describe the peer and
      * the plan). On error nothing is in flight and the op is not finished. */
     nxc_status_t (*post)(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec);

@@ -8,15 +8,29 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "util/env.h"
+
 static atomic_int log_level = -1; /* -1: not yet read from the environment */
+static atomic_int env_level = -1; /* NXC_LOG_LEVEL, read once */
 
 nxc_log_level_t nxc__log_env_level(void) {
-    const char *v = getenv("NXC_LOG_LEVEL");
-    if (!v) return NXC_LOG_WARN;
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    for (int i = 0; i < 4; i++)
-        if (!strcasecmp(v, names[i])) return (nxc_log_level_t)i;
-    return NXC_LOG_WARN;
+    int v = atomic_load(&env_level);
+    if (v >= 0) return (nxc_log_level_t)v;
+    /* Provisional while parsing, so that the parser's own warning about a
+     * bad NXC_LOG_LEVEL is filtered at the default level, not recursively. */
+    atomic_store(&env_level, (int)NXC_LOG_WARN);
+    static const nxc__env_choice_t names[] = {{"error", NXC_LOG_ERROR},
+                                              {"warn", NXC_LOG_WARN},
+                                              {"info", NXC_LOG_INFO},
+                                              {"debug", NXC_LOG_DEBUG}};
+    v = nxc__env_enum("NXC_LOG_LEVEL", NXC_LOG_WARN, names, sizeof names / sizeof names[0]);
+    atomic_store(&env_level, v);
+    return (nxc_log_level_t)v;
+}
+
+nxc_log_level_t nxc__log_level(void) {
+    int cur = atomic_load(&log_level);
+    return cur < 0 ? nxc__log_env_level() : (nxc_log_level_t)cur;
 }
 
 void nxc__log_raise_level(nxc_log_level_t level) {

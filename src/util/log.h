@@ -8,6 +8,8 @@
  * NXC_LOG_LEVEL from the environment. */
 void nxc__log_raise_level(nxc_log_level_t level);
 nxc_log_level_t nxc__log_env_level(void);
+/* The threshold in force now. */
+nxc_log_level_t nxc__log_level(void);
 void nxc__log(nxc_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define NXC_LOG_E(...) nxc__log(NXC_LOG_ERROR, __VA_ARGS__)

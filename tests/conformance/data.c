@@ -385,11 +385,9 @@ static void test_cancel_mid_transfer(void) {
      * read's DONE finds no grant and the readable never completes (about 1
      * run in 5 on this 2-core machine). Runs with NXT_UCX_RMA_CANCEL=1. */
     const char *data = getenv("NXC_UCX_DATA");
-    if (data && !strcmp(data, "rma") && !getenv("NXT_UCX_RMA_CANCEL")) {
-        printf("  SKIP over ucx get/put: known open bug (a forced close races the retried "
-               "read's grant); NXT_UCX_RMA_CANCEL=1 runs it\n");
-        return;
-    }
+    if (data && !strcmp(data, "rma") && !getenv("NXT_UCX_RMA_CANCEL"))
+        nxt_skip("over ucx get/put: known open bug (a forced close races the retried read's "
+                 "grant); NXT_UCX_RMA_CANCEL=1 runs it");
     size_t size = 256u << 20;
     nxt_chan_t ch;
     nxt_chan_init(&ch);

@@ -4,7 +4,7 @@
  *
  *   nxt_netns_t ns;
  *   int rc = nxt_netns_pair(&ns);          // in the test process
- *   if (rc == NXT_NETNS_UNSUPPORTED) { printf("  SKIP: %s\n", ns.why); return; }
+ *   if (rc == NXT_NETNS_UNSUPPORTED) nxt_skip("%s", ns.why);
  *   NXT_CHECK(rc == 0);
  *   ... fork peers; each calls nxt_netns_enter(&ns, 0 or 1) first ...
  *   nxt_netns_link(&ns, false);            // cut the link (both ends down)

@@ -6,6 +6,16 @@
  *
  * A test file defines `static const nxt_test_t nxt_tests[] = {...}` and calls
  * NXT_MAIN(). `./test_x name-substring` runs a subset.
+ *
+ * Skipping. A case that cannot run here (not root, no network namespaces,
+ * a known open bug) calls nxt_skip("why"): it prints "SKIP <case>: why"
+ * and ends as skipped, neither passed nor failed. The binary's exit status:
+ *   1   some case failed;
+ *   77  every case that ran was skipped (ctest, with SKIP_RETURN_CODE 77 on
+ *       the test, reports the test as skipped, not passed);
+ *   0   otherwise: at least one case passed and none failed. The skipped
+ *       cases of such a run are only the SKIP lines in its output, so that
+ *       one case that cannot run does not hide the ones that did.
  */
 #ifndef NXT_H
 #define NXT_H
@@ -34,6 +44,13 @@ int nxt_run(const nxt_test_t *tests, size_t n, int argc, char **argv);
 
 void nxt_failf(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
+
+/* The exit status of a binary whose cases were all skipped (automake's and
+ * ctest's convention). */
+#define NXT_SKIP_STATUS 77
+/* End the current case as skipped, saying why (call it from the case's own
+ * process, not from a peer it forked). */
+void nxt_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 #define NXT_CHECK(cond)                                                                            \
     do {                                                                                           \

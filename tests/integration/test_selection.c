@@ -137,10 +137,8 @@ static void unprivileged_reader(int fd, void *arg) {
 }
 
 static void test_ptrace_denied_falls_back(void) {
-    if (geteuid() != 0 || !getpwnam("nobody")) {
-        printf("  SKIP: needs root and a 'nobody' user to run a reader as another user\n");
-        return;
-    }
+    if (geteuid() != 0 || !getpwnam("nobody"))
+        nxt_skip("needs root and a 'nobody' user to run a reader as another user");
     peer_t p = start_peer();
     nxt_chan_t ch;
     nxt_chan_init(&ch);
@@ -152,34 +150,79 @@ static void test_ptrace_denied_falls_back(void) {
     stop_peer(&p);
 }
 
-/* nxc-info names the choice and the reasons for the others. */
-static void test_nxc_info_explains(void) {
-    const char *tool = getenv("NXC_INFO");
-    if (!tool) {
-        printf("  SKIP: NXC_INFO (path of nxc-info) not set\n");
-        return;
-    }
-    peer_t p = start_peer();
+/* Run nxc-info with `args` (stdout and stderr into out); its exit status. */
+static int nxc_info(const char *args, char *out, size_t len) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", getenv("NXC_INFO"), args);
+    FILE *f = popen(cmd, "r");
+    NXT_CHECK(f != NULL);
+    size_t n = fread(out, 1, len - 1, f);
+    out[n] = '\0';
+    int rc = pclose(f);
+    printf("$ nxc-info %s\n%s", args, out);
+    NXT_CHECK(WIFEXITED(rc));
+    return WEXITSTATUS(rc);
+}
+
+/* nxc-info on the metadata `md`, written to a file. */
+static int nxc_info_md(const char *md, char *out, size_t len) {
     char path[] = "/tmp/nxc-info-md-XXXXXX";
     int mfd = mkstemp(path);
     NXT_CHECK(mfd >= 0);
-    NXT_CHECK(write(mfd, p.md, strlen(p.md)) == (ssize_t)strlen(p.md));
+    NXT_CHECK(write(mfd, md, strlen(md)) == (ssize_t)strlen(md));
     close(mfd);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", tool, path);
-    FILE *f = popen(cmd, "r");
-    NXT_CHECK(f != NULL);
-    static char out[16384];
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    int rc = pclose(f);
+    int rc = nxc_info(path, out, len);
     unlink(path);
-    printf("%s", out);
-    NXT_EQ_INT(WEXITSTATUS(rc), 0);
+    return rc;
+}
+
+/* nxc-info names the choice and the reasons for the others, and contacts
+ * the peer as a transfer would. */
+static void test_nxc_info_explains(void) {
+    if (!getenv("NXC_INFO")) nxt_skip("NXC_INFO (path of nxc-info) not set");
+    peer_t p = start_peer();
+    static char out[16384];
+    NXT_EQ_INT(nxc_info_md(p.md, out, sizeof out), 0);
     NXT_CHECK(strstr(out, "shm   CHOSEN") != NULL);
     NXT_CHECK(strstr(out, "tcp   not used: reachable, but shm comes first") != NULL);
     NXT_CHECK(strstr(out, "this host") != NULL);
+    NXT_CHECK(strstr(out, "over shm") && strstr(out, "the peer answered"));
+    char *md = strdup(p.md);
     stop_peer(&p);
+    /* its owner has exited: what a real read would get, not "CHOSEN" alone */
+    NXT_EQ_INT(nxc_info_md(md, out, sizeof out), 1);
+    NXT_CHECK(strstr(out, "a transfer would fail: peer unreachable") != NULL);
+    nxc_connector_t *c = nxt_connector("reader", 1);
+    char *buf = nxt_alloc(SIZE);
+    nxc_desc_t d = nxt_desc(buf, SIZE);
+    nxc_op_t *op;
+    nxc_status_t st = nxc_begin_read(c, md, 0, &d, 1, NULL, &op);
+    if (st == NXC_OK) {
+        st = nxc_op_wait(op, 30000);
+        nxc_op_release(op);
+    }
+    NXT_EQ_INT(st, NXC_ERR_UNREACHABLE);
+    nxc_connector_destroy(c);
+    free(buf);
+    free(md);
+}
+
+/* Its command line: options are options, not files. */
+static void test_nxc_info_command_line(void) {
+    if (!getenv("NXC_INFO")) nxt_skip("NXC_INFO (path of nxc-info) not set");
+    static char out[16384];
+    NXT_EQ_INT(nxc_info("--help", out, sizeof out), 0);
+    NXT_CHECK(!strncmp(out, "usage: nxc-info", 15) && !strstr(out, "transports built in"));
+    NXT_EQ_INT(nxc_info("--version", out, sizeof out), 0);
+    NXT_CHECK(strstr(out, nxc_version()) && !strstr(out, "transports built in"));
+    NXT_EQ_INT(nxc_info("--foo", out, sizeof out), 2);
+    NXT_CHECK(strstr(out, "unknown option '--foo'") && strstr(out, "usage: nxc-info"));
+    NXT_CHECK(!strstr(out, "cannot read"));
+    NXT_EQ_INT(nxc_info("a b", out, sizeof out), 2);
+    NXT_EQ_INT(nxc_info("/nonexistent/md.txt", out, sizeof out), 1);
+    NXT_CHECK(strstr(out, "cannot read /nonexistent/md.txt: No such file or directory"));
+    NXT_EQ_INT(nxc_info("/", out, sizeof out), 1);
+    NXT_CHECK(strstr(out, "cannot read /: Is a directory"));
 }
 
 static const nxt_test_t nxt_tests[] = {
@@ -188,5 +231,6 @@ static const nxt_test_t nxt_tests[] = {
     {"remote_looking_peer_uses_tcp", test_remote_looking_peer_uses_tcp, 0},
     {"ptrace_denied_falls_back", test_ptrace_denied_falls_back, 0},
     {"nxc_info_explains", test_nxc_info_explains, 0},
+    {"nxc_info_command_line", test_nxc_info_command_line, 0},
 };
 NXT_MAIN(nxt_tests)

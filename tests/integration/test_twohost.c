@@ -13,8 +13,9 @@
  *                               time is printed. Then the link comes back and
  *                               a read with fresh metadata must work.
  *
- * Needs root and iproute2; without them every test prints "SKIP: <reason>"
- * and passes. A transport this library does not have is skipped the same
+ * Needs root and iproute2; without them every case is skipped (nxt_skip:
+ * "SKIP: <reason>", and the binary exits 77, which ctest reports as
+ * skipped). A transport this library does not have is skipped the same
  * way. Environment:
  *   NXT_TRANSPORT=<name>    run only that transport's tests
  *   NXT_CUT_DEADLINE_MS=N   deadline of both link-cut ops (default 20000; 0:
@@ -398,15 +399,11 @@ static void run_cut(const nxt_netns_t *ns, const peer_arg_t *a, int fa, int fb) 
 static void run(const char *transport, bool write, scenario_t scenario) {
     const char *only = nxt_transport();
     if (only && strcmp(only, transport)) {
-        printf("  SKIP: NXT_TRANSPORT=%s selects another transport\n", only);
-        return;
+        nxt_skip("NXT_TRANSPORT=%s selects another transport", only);
     }
     nxt_netns_t ns;
     int rc = nxt_netns_pair(&ns);
-    if (rc == NXT_NETNS_UNSUPPORTED) {
-        printf("  SKIP: %s\n", ns.why);
-        return;
-    }
+    if (rc == NXT_NETNS_UNSUPPORTED) nxt_skip("%s", ns.why);
     if (rc) nxt_failf(__FILE__, __LINE__, "network namespaces: %s", ns.why);
     printf("  %s: A=%s (%s) <-veth-> B=%s (%s)\n", transport, ns.name[0], ns.addr[0], ns.name[1],
            ns.addr[1]);
@@ -424,14 +421,15 @@ static void run(const char *transport, bool write, scenario_t scenario) {
     bool ok_a = peer_ready("host A", fa, &skip);
     bool ok_b = peer_ready("host B", fb, &skip);
     if (!ok_a || !ok_b) {
-        printf("  SKIP: %s\n", skip);
-        free(skip);
         close(fa); /* a peer still up sees its channel close and fails out at once */
         close(fb);
         nxt_wait_pid(pa, 30000);
         nxt_wait_pid(pb, 30000);
         nxt_netns_destroy(&ns);
-        return;
+        char why[512];
+        snprintf(why, sizeof why, "%s", skip ? skip : "a peer could not start");
+        free(skip);
+        nxt_skip("%s", why);
     }
     if (scenario == CUT)
         run_cut(&ns, &arg, fa, fb);

@@ -10,20 +10,21 @@ static void test_device_parse(void) {
         const char *text;
         nxc_device_kind_t kind;
         int id;
-    } ok[] = {{"cpu", NXC_DEVICE_HOST, 0},         {"host", NXC_DEVICE_HOST, 0},
-              {" CPU ", NXC_DEVICE_HOST, 0},       {"cuda", NXC_DEVICE_CUDA, 0},
-              {"cuda:0", NXC_DEVICE_CUDA, 0},      {"cuda:7", NXC_DEVICE_CUDA, 7},
-              {"gpu:1", NXC_DEVICE_CUDA, 1},       {"GPU", NXC_DEVICE_CUDA, 0},
-              {"cuda:1023", NXC_DEVICE_CUDA, 1023}};
+    } ok[] = {{"cpu", NXC_DEVICE_HOST, 0},          {"host", NXC_DEVICE_HOST, 0},
+              {" CPU ", NXC_DEVICE_HOST, 0},        {"cuda", NXC_DEVICE_CUDA, 0},
+              {"cuda:0", NXC_DEVICE_CUDA, 0},       {"cuda:7", NXC_DEVICE_CUDA, 7},
+              {"gpu:1", NXC_DEVICE_CUDA, 1},        {"GPU", NXC_DEVICE_CUDA, 0},
+              {"cuda:1023", NXC_DEVICE_CUDA, 1023}, {"cpu:0", NXC_DEVICE_HOST, 0},
+              {" Host:0 ", NXC_DEVICE_HOST, 0},     {"CPU:00", NXC_DEVICE_HOST, 0}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         nxc_device_t d;
         NXT_PASS(nxc_device_parse(ok[i].text, &d));
         NXT_EQ_INT(d.kind, ok[i].kind);
         NXT_EQ_INT(d.id, ok[i].id);
     }
-    static const char *bad[] = {"",          "   ",     "cpu:0",     "cuda:",  "cuda:-1",
-                                "cuda:1024", "cuda:1x", "gpu:01234", "tpu",    "cudaX",
-                                "cpux",      "cuda 1",  "xpu:0",     "host:1", "cuda::1"};
+    static const char *bad[] = {"",        "   ",       "cpu:1",   "cuda:", "cuda:-1", "cuda:1024",
+                                "cuda:1x", "gpu:01234", "tpu",     "cudaX", "cpux",    "cuda 1",
+                                "xpu:0",   "host:1",    "cuda::1", "cpu:",  "host:x",  "cpu:0:0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         nxc_device_t d = {NXC_DEVICE_HOST, 5};
         NXT_FAIL(nxc_device_parse(bad[i], &d), NXC_ERR_INVALID_DEVICE);
@@ -92,6 +93,30 @@ static void test_status_strings(void) {
             NXT_CHECK(strcmp(nxc_status_string(all[i]), nxc_status_string(all[j])) != 0);
     }
     NXT_EQ_STR(nxc_version(), NXC_VERSION_STRING);
+}
+
+static void test_status_ranges_and_version(void) {
+    NXT_CHECK(!NXC_STATUS_IS_ERR(NXC_OK) && !NXC_STATUS_IS_ERR(NXC_INPROGRESS));
+    NXT_CHECK(NXC_STATUS_IS_CALL_ERR(NXC_ERR_SIZE_MISMATCH));
+    NXT_CHECK(NXC_STATUS_IS_METADATA_ERR(NXC_ERR_METADATA_VERSION));
+    NXT_CHECK(NXC_STATUS_IS_HOST_ERR(NXC_ERR_NO_TRANSPORT));
+    nxc_status_t retry[] = {NXC_ERR_UNREACHABLE, NXC_ERR_PEER_FAILED, NXC_ERR_REFUSED,
+                            NXC_ERR_TIMED_OUT,   NXC_ERR_CANCELED,    NXC_ERR_TRANSPORT};
+    for (size_t i = 0; i < sizeof retry / sizeof retry[0]; i++)
+        NXT_CHECK(NXC_STATUS_IS_ERR(retry[i]) && NXC_STATUS_IS_RETRYABLE(retry[i]));
+    NXT_CHECK(!NXC_STATUS_IS_RETRYABLE(NXC_ERR_SYSTEM) &&
+              !NXC_STATUS_IS_RETRYABLE(NXC_ERR_INVALID_PARAM));
+
+    int v = NXC_VERSION_NUMBER;
+    NXT_EQ_INT(nxc_version_number(), v);
+    NXT_EQ_INT(v, NXC_VERSION_MAJOR * 10000 + NXC_VERSION_MINOR * 100 + NXC_VERSION_PATCH);
+    NXT_EQ_INT(nxc_version_compatible(v), 1);
+    NXT_EQ_INT(nxc_version_compatible(v + 1), 0);     /* a newer header */
+    NXT_EQ_INT(nxc_version_compatible(v + 10000), 0); /* another major */
+    NXT_EQ_INT(nxc_version_compatible(-1), 0);
+    if (NXC_VERSION_MAJOR == 0 && NXC_VERSION_MINOR > 0)
+        NXT_EQ_INT(nxc_version_compatible(v - 100), 0); /* 0.x: minor must match */
+    if (NXC_VERSION_PATCH > 0) NXT_EQ_INT(nxc_version_compatible(v - 1), 1);
 }
 
 static void test_descs_check(void) {
@@ -233,6 +258,7 @@ static void test_regcache_off(void) {
 static const nxt_test_t nxt_tests[] = {
     {"device_parse", test_device_parse, 0},
     {"device_format", test_device_format, 0},
+    {"status_ranges_and_version", test_status_ranges_and_version, 0},
     {"status_strings", test_status_strings, 0},
     {"descs_check", test_descs_check, 0},
     {"sg_plan", test_sg_plan, 0},

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "transport/stream/stream.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/sys.h"
@@ -370,8 +371,8 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     int n = snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-");
     for (int i = 0; i < NXC__INSTANCE_LEN; i++)
         n += snprintf(t->sock_name + n, sizeof t->sock_name - (size_t)n, "%02x", c->instance[i]);
-    t->inline_max = (size_t)stream_env_int("NXC_SHM_INLINE_MAX", 1 << 20, 0, 1 << 30);
-    int want_threads = stream_env_int("NXC_SHM_THREADS", 2, 0, MAX_THREADS);
+    t->inline_max = (size_t)nxc__env_int("NXC_SHM_INLINE_MAX", 1 << 20, 0, 1 << 30);
+    int want_threads = (int)nxc__env_int("NXC_SHM_THREADS", 2, 0, MAX_THREADS);
 
     struct sockaddr_un sa;
     socklen_t sl = abstract_addr(&sa, t->sock_name, strlen(t->sock_name));
@@ -383,7 +384,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     if (st != NXC_OK && fd >= 0) close(fd);
     if (st == NXC_OK) {
         st = stream_init(&t->s, &shm_flavour, "shm", fd,
-                         stream_env_int("NXC_SHM_TIMEOUT_MS", 10000, 100, 3600000));
+                         (int)nxc__env_int("NXC_SHM_TIMEOUT_MS", 10000, 100, 3600000));
         t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (st == NXC_OK && t->efd < 0)
             st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));
@@ -537,22 +538,24 @@ static nxc_status_t shm_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     return stream_post(tp, op, sec);
 }
 
-static bool shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                          char *why, size_t len) {
+static nxc_status_t shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
+                                  const nxc__md_section_t *sec, char *why, size_t len) {
     nxc_connector_t *c = tp->c;
     if (strcmp(md->host, c->host) != 0) {
         snprintf(why, len, "the peer is on another host (%.60s)", md->host);
-        return false;
+        return NXC_ERR_NO_TRANSPORT;
     }
     /* A live connection vouches for the peer: the checks below passed when it
      * was made, and it closes when the peer dies. */
-    if (stream_peer_connected((stream_tp_t *)tp, md->instance)) return true;
+    if (stream_peer_connected((stream_tp_t *)tp, md->instance)) return NXC_OK;
+    /* The same dead peer is UNREACHABLE on every transport: tcp and ucx
+     * find it so when they connect; shm finds it here, before trying. */
     if (md->pid == 0 || nxc__process_start_time_of((int)md->pid) != md->start_time) {
         snprintf(why, len,
-                 "the peer process %u is gone, in another pid namespace, or its pid "
-                 "was reused",
+                 "the peer process %u is gone (exited, or its pid was reused; or it is in "
+                 "another pid namespace)",
                  md->pid);
-        return false;
+        return NXC_ERR_UNREACHABLE;
     }
     /* The kernel's ptrace access check, on a byte the peer offers. */
     char byte;
@@ -567,20 +570,20 @@ static bool shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__m
         static atomic_bool told;
         if (!atomic_exchange(&told, true))
             NXC_LOG_W("shm: %s; using the next transport (see nxc-info)", why);
-        return false;
+        return NXC_ERR_NO_TRANSPORT;
     }
     /* Its socket: absent when the peer is in another network namespace. */
     int fd = shm_connect(NULL, md, sec, 0);
     if (fd < 0) {
         snprintf(why, len,
-                 "the peer's local socket @%.*s is unreachable (%s; another network "
-                 "namespace?)",
+                 "the peer's local socket @%.*s is unreachable (%s: its connector is "
+                 "destroyed, or it is in another network namespace)",
                  (int)(sec->conn.len > 48 ? 48 : sec->conn.len), (const char *)sec->conn.data,
                  strerror(errno));
-        return false;
+        return NXC_ERR_UNREACHABLE;
     }
     close(fd);
-    return true;
+    return NXC_OK;
 }
 
 static void shm_describe(nxc__tp_t *tp, char *buf, size_t len) {
@@ -607,6 +610,7 @@ const nxc__transport_ops_t nxc__transport_shm = {
     .event_fd = stream_event_fd,
     .progress = stream_progress,
     .arm = stream_arm,
+    .next_timer = stream_next_timer,
     .supports_device = stream_supports_device,
     .expose = shm_expose,
     .retire = shm_retire,

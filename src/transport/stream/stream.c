@@ -140,18 +140,6 @@ static stream_tp_t *T(nxc__tp_t *tp) {
     return (stream_tp_t *)tp;
 }
 
-int stream_env_int(const char *name, int def, int lo, int hi) {
-    const char *s = getenv(name);
-    if (!s || !*s) return def;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < lo || v > hi) {
-        NXC_LOG_W("%s=%s ignored: not an integer in [%d, %d]", name, s, lo, hi);
-        return def;
-    }
-    return (int)v;
-}
-
 /* --- peers -------------------------------------------------------------------------- */
 
 static stream_peer_t *peer_find(stream_tp_t *t, const uint8_t *instance) {
@@ -1140,6 +1128,28 @@ static const char *conn_stalled(const stream_conn_t *k, uint64_t now) {
         return "frame unfinished";
     if (k->in == IN_PAYLOAD && now - k->last_rx > limit) return "no payload bytes";
     return NULL;
+}
+
+/* When conn_stalled() or a refused connection's discard period could next
+ * close `k`; UINT64_MAX if nothing is pending on it. */
+static uint64_t conn_due(const stream_conn_t *k) {
+    uint64_t limit = (uint64_t)k->t->timeout_ms * 1000000u, due = UINT64_MAX;
+    if (!k->ready || k->in == IN_BODY || (k->in == IN_HDR && k->got > 0))
+        due = k->frame_start + limit;
+    else if (k->in == IN_PAYLOAD)
+        due = k->last_rx + limit;
+    if (k->discard_until && k->discard_until + 1 < due) due = k->discard_until + 1;
+    return due;
+}
+
+uint64_t stream_next_timer(nxc__tp_t *tp) {
+    uint64_t first = UINT64_MAX;
+    for (stream_conn_t *k = T(tp)->conns; k; k = k->next) {
+        if (k->dead) continue;
+        uint64_t due = conn_due(k);
+        if (due < first) first = due;
+    }
+    return first;
 }
 
 /* --- events ------------------------------------------------------------------------------ */

@@ -122,6 +122,7 @@ bool stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *
 int stream_event_fd(nxc__tp_t *tp);
 int stream_progress(nxc__tp_t *tp);
 bool stream_arm(nxc__tp_t *tp);
+uint64_t stream_next_timer(nxc__tp_t *tp);
 bool stream_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind);
 void stream_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state);
 void stream_drop_peer(nxc__tp_t *tp, void *grant_peer);
@@ -129,8 +130,5 @@ nxc_status_t stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *s
 void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
 void stream_force(nxc__tp_t *tp, nxc_op_t *op);
 void stream_release(nxc__tp_t *tp, nxc_op_t *op);
-
-/* Environment integer in [lo, hi], else `def`. */
-int stream_env_int(const char *name, int def, int lo, int hi);
 
 #endif

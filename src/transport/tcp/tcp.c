@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "transport/stream/stream.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -141,7 +142,7 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     tcp_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "tcp: out of memory");
     t->s.lfd = t->s.epfd = -1;
-    t->timeout_ms = stream_env_int("NXC_TCP_TIMEOUT_MS", 10000, 100, 3600000);
+    t->timeout_ms = (int)nxc__env_int("NXC_TCP_TIMEOUT_MS", 10000, 100, 3600000);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->tcp_port)};
     inet_pton(AF_INET, c->tcp_address, &sa.sin_addr);
     int one = 1;
@@ -164,8 +165,8 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         stream_destroy(&t->s.base);
         return st;
     }
-    t->s.max_stripes = (unsigned)stream_env_int("NXC_TCP_STREAMS", (int)tcp_flavour.max_stripes, 1,
-                                                NXC_WIRE_MAX_STRIPES);
+    t->s.max_stripes = (unsigned)nxc__env_int("NXC_TCP_STREAMS", (int)tcp_flavour.max_stripes, 1,
+                                              NXC_WIRE_MAX_STRIPES);
     make_info(t, c->tcp_address, ntohs(sa.sin_port));
     NXC_LOG_D("tcp: listening, metadata address %s", t->info);
     *tp_p = &t->s.base;
@@ -178,14 +179,14 @@ static nxc_status_t tcp_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
     return stream_section(&((tcp_tp_t *)tp)->s, op, sec, ((tcp_tp_t *)tp)->info);
 }
 
-static bool tcp_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                          char *why, size_t len) {
+static nxc_status_t tcp_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
+                                  const nxc__md_section_t *sec, char *why, size_t len) {
     struct sockaddr_in sa;
     if (!info_addr(sec->conn.data, sec->conn.len, 0, &sa)) {
         snprintf(why, len, "the peer's tcp section has no usable address");
-        return false;
+        return NXC_ERR_NO_TRANSPORT;
     }
-    return true;
+    return NXC_OK;
 }
 
 static void tcp_describe(nxc__tp_t *tp, char *buf, size_t len) {
@@ -205,6 +206,7 @@ const nxc__transport_ops_t nxc__transport_tcp = {
     .event_fd = stream_event_fd,
     .progress = stream_progress,
     .arm = stream_arm,
+    .next_timer = stream_next_timer,
     .supports_device = stream_supports_device,
     .expose = tcp_expose,
     .unexpose = stream_unexpose,

@@ -40,11 +40,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ucp/api/ucp.h>
+#include <ucs/config/global_opts.h>
 
 #include "core/core.h"
 #include "core/regcache.h"
 #include "transport/ucx/ucx_check.h"
 #include "transport/ucx/ucx_wire.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -72,6 +74,8 @@ typedef nxc__ucx_read_data_t msg_read_data_t;
 /* Largest message of the message path (bigger segments are split). */
 #define CHUNK (1u << 20)
 #define MAX_RANGES NXC__MD_MAX_DESCS
+/* UCX_KEEPALIVE_INTERVAL as nxc sets it (unless the user did). */
+#define KEEPALIVE_NS 1000000000ull
 
 typedef struct ucx_tp ucx_tp_t;
 
@@ -127,6 +131,9 @@ struct ucx_tp {
     inbox_msg_t *inbox, *inbox_tail;
     bool dirty;   /* a request completed or a peer failed: re-check ops */
     bool closing; /* destroying: messages are dropped, not answered */
+    /* Last progress() call: UCX runs its keepalive (peer-failure detection)
+     * only inside worker progress, which an armed, idle worker never gets. */
+    uint64_t last_progress;
     uint64_t next_req_id;
     /* Move bytes with get/put (true: UCX has a hardware RMA transport here)
      * or with active messages (false: UCX would only emulate RMA). */
@@ -1191,6 +1198,7 @@ static void process_failures(ucx_tp_t *t) {
 static int ucx_progress(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
     int n = 0;
+    t->last_progress = nxc__now_ns();
     for (int i = 0; i < 1000 && ucp_worker_progress(t->worker); i++)
         n++;
     n += process_inbox(t);
@@ -1208,6 +1216,13 @@ static int ucx_progress(nxc__tp_t *tp) {
     return n;
 }
 
+/* With peers, progress at least once per keepalive interval (see
+ * last_progress). */
+static uint64_t ucx_next_timer(nxc__tp_t *tp) {
+    ucx_tp_t *t = T(tp);
+    return t->peers ? t->last_progress + KEEPALIVE_NS : UINT64_MAX;
+}
+
 static bool ucx_arm(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
     if (t->inbox || t->dirty || t->conn_reqs) return false;
@@ -1222,13 +1237,13 @@ static bool ucx_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind) {
     return kind == NXC_DEVICE_HOST || (kind == NXC_DEVICE_CUDA && T(tp)->cuda);
 }
 
-static bool ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md, const nxc__md_section_t *sec,
-                          char *why, size_t len) {
+static nxc_status_t ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
+                                  const nxc__md_section_t *sec, char *why, size_t len) {
     if (sec->conn.len == 0) {
         snprintf(why, len, "the peer's ucx section has no connection info");
-        return false;
+        return NXC_ERR_NO_TRANSPORT;
     }
-    return true;
+    return NXC_OK;
 }
 
 /* --- lifecycle ------------------------------------------------------------------------- */
@@ -1256,10 +1271,9 @@ static bool want_rma(ucx_tp_t *t) {
                                      used ? ", " : "", (int)n, p);
     }
     free(buf);
-    const char *env = getenv("NXC_UCX_DATA");
-    if (env && !strcmp(env, "rma")) return true;
-    if (env && !strcmp(env, "am")) return false;
-    return hw;
+    static const nxc__env_choice_t modes[] = {{"auto", -1}, {"rma", 1}, {"am", 0}};
+    int mode = nxc__env_enum("NXC_UCX_DATA", -1, modes, sizeof modes / sizeof modes[0]);
+    return mode < 0 ? hw : mode == 1;
 }
 
 static void ucx_describe(nxc__tp_t *tp, char *buf, size_t len) {
@@ -1486,10 +1500,26 @@ static void warn_version_once(void) {
                   maj, min, rel);
 }
 
+/* UCX logs on its own (to stderr, "UCX  ERROR ..."), with its own threshold
+ * (UCX_LOG_LEVEL, read when libucs loads). Unless the user set that, follow
+ * nxc's: failures UCX reports to nxc come back as op results and nxc's own
+ * messages, so at NXC_LOG_LEVEL=error UCX keeps only its fatal lines. Set
+ * before UCX reads its configuration, and again for each connector, since
+ * the process-wide nxc level only rises. */
+static void follow_log_level(void) {
+    if (getenv("UCX_LOG_LEVEL")) return;
+    static const char *const ucx_level[] = {[NXC_LOG_ERROR] = "fatal",
+                                            [NXC_LOG_WARN] = "warn",
+                                            [NXC_LOG_INFO] = "diag",
+                                            [NXC_LOG_DEBUG] = "info"};
+    ucs_global_opts_set_value("LOG_LEVEL", ucx_level[nxc__log_level()]);
+}
+
 static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     ucx_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     t->efd = -1;
+    follow_log_level();
     ucp_config_t *cfg;
     ucs_status_t s = ucp_config_read(NULL, NULL, &cfg);
     if (s != UCS_OK) {
@@ -1497,7 +1527,7 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         return ucs_err("ucp_config_read", s);
     }
     /* Notice a dead peer in seconds, not UCX's default 20 s. */
-    set_default(cfg, "KEEPALIVE_INTERVAL", "1s");
+    set_default(cfg, "KEEPALIVE_INTERVAL", "1s"); /* = KEEPALIVE_NS */
     /* Not a default: in unified mode UCX leaves lengths out of the addresses
      * it packs and reads them from its own transports, so nxc could not
      * check a peer's address (ucx_check.c) before UCX reads it. */
@@ -1557,6 +1587,7 @@ const nxc__transport_ops_t nxc__transport_ucx = {
     .event_fd = ucx_event_fd,
     .progress = ucx_progress,
     .arm = ucx_arm,
+    .next_timer = ucx_next_timer,
     .supports_device = ucx_supports_device,
     .expose = ucx_expose,
     .unexpose = ucx_unexpose,

@@ -1,0 +1,217 @@
+/*
+ * Completion queues: one entry per ended op, kept in the op itself (a
+ * doubly linked list through op->cq_prev/cq_next), so a queue never fills
+ * and never allocates. The queue's eventfd is kept readable exactly while
+ * the list is non-empty: written when the first entry arrives, drained when
+ * the last one is taken or withdrawn.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "util/error.h"
+#include "util/time.h"
+
+static void efd_set(int efd) {
+    uint64_t one = 1;
+    ssize_t r = write(efd, &one, sizeof one);
+    (void)r; /* EAGAIN: already readable */
+}
+
+static void efd_clear(int efd) {
+    uint64_t v;
+    ssize_t r = read(efd, &v, sizeof v);
+    (void)r; /* EAGAIN: already clear */
+}
+
+static void unlink_entry(nxc_cq_t *cq, nxc_op_t *op) {
+    if (op->cq_prev)
+        op->cq_prev->cq_next = op->cq_next;
+    else
+        cq->head = op->cq_next;
+    if (op->cq_next)
+        op->cq_next->cq_prev = op->cq_prev;
+    else
+        cq->tail = op->cq_prev;
+    op->cq_prev = op->cq_next = NULL;
+    op->cq_queued = false;
+    if (atomic_fetch_sub(&cq->count, 1) == 1) efd_clear(cq->efd);
+}
+
+void nxc__cq_push(nxc_op_t *op) {
+    nxc_cq_t *cq = op->cq;
+    if (!cq || op->released || op->cq_queued) return;
+    op->cq_next = NULL;
+    op->cq_prev = cq->tail;
+    if (cq->tail)
+        cq->tail->cq_next = op;
+    else
+        cq->head = op;
+    cq->tail = op;
+    op->cq_queued = true;
+    if (atomic_fetch_add(&cq->count, 1) == 0) efd_set(cq->efd);
+}
+
+void nxc__cq_withdraw(nxc_op_t *op) {
+    if (op->cq_queued) unlink_entry(op->cq, op);
+}
+
+bool nxc__cq_of(nxc_connector_t *c, const nxc_cq_t *cq) {
+    for (nxc_cq_t *q = c->cqs; q; q = q->next)
+        if (q == cq) return true;
+    return false;
+}
+
+/* Detach every op from `cq` (lock held): queued entries are dropped and
+ * ops still running will deliver none. */
+static void detach_ops(nxc_cq_t *cq) {
+    for (nxc_op_t *op = cq->c->ops; op; op = op->next) {
+        if (op->cq != cq) continue;
+        nxc__cq_withdraw(op);
+        op->cq = NULL;
+    }
+}
+
+static void cq_free(nxc_cq_t *cq) {
+    if (cq->efd >= 0) close(cq->efd);
+    free(cq);
+}
+
+void nxc__cq_destroy_all(nxc_connector_t *c) {
+    while (c->cqs) {
+        nxc_cq_t *cq = c->cqs;
+        c->cqs = cq->next;
+        detach_ops(cq);
+        cq_free(cq);
+    }
+}
+
+nxc_status_t nxc_cq_create(nxc_connector_t *c, const nxc_cq_params_t *params, nxc_cq_t **cq_p) {
+    if (!c || !cq_p)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "cq_create: NULL connector or out-param");
+    nxc_status_t st = nxc__check_field_mask("cq params", params ? params->field_mask : 0, 0);
+    if (st != NXC_OK) return st;
+    nxc_cq_t *cq = calloc(1, sizeof *cq);
+    if (!cq) return nxc__err(NXC_ERR_NO_MEMORY, "cq_create: out of memory");
+    cq->c = c;
+    atomic_init(&cq->count, 0);
+    cq->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (cq->efd < 0) {
+        st = nxc__err(NXC_ERR_SYSTEM, "cq_create: eventfd: %s", strerror(errno));
+        free(cq);
+        return st;
+    }
+    nxc__lock(c);
+    cq->next = c->cqs;
+    c->cqs = cq;
+    nxc__unlock(c);
+    *cq_p = cq;
+    return NXC_OK;
+}
+
+void nxc_cq_destroy(nxc_cq_t *cq) {
+    if (!cq) return;
+    nxc_connector_t *c = cq->c;
+    nxc__lock(c);
+    for (nxc_cq_t **pq = &c->cqs; *pq; pq = &(*pq)->next)
+        if (*pq == cq) {
+            *pq = cq->next;
+            break;
+        }
+    detach_ops(cq);
+    nxc__unlock(c);
+    cq_free(cq);
+}
+
+/* Take up to max entries (lock held). */
+static int take(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
+    int n = 0;
+    while (n < max && cq->head) {
+        nxc_op_t *op = cq->head;
+        entries[n++] = (nxc_cq_entry_t){
+            .op = op, .user_data = op->user_data, .result = op->result, .kind = op->kind};
+        unlink_entry(cq, op);
+    }
+    return n;
+}
+
+int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
+    if (!cq || !entries || max <= 0)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "cq_poll: NULL queue or entries, or max <= 0");
+    nxc_connector_t *c = cq->c;
+    nxc__err_guard_t g; /* progress may note errors that are not this call's */
+    nxc__err_guard_begin(&g);
+    nxc__lock(c);
+    if (!c->use_thread) nxc__progress_locked(c);
+    int n = take(cq, entries, max);
+    nxc__unlock(c);
+    nxc__err_guard_end(&g, false);
+    return n;
+}
+
+/* With a progress thread: sleep on done_cond (broadcast whenever an op ends)
+ * until the queue has entries, the connector is being destroyed, or the
+ * deadline. */
+static void sleep_for_entries(nxc_cq_t *cq, uint64_t deadline) {
+    nxc_connector_t *c = cq->c;
+    pthread_mutex_lock(&c->done_lock);
+    while (atomic_load(&cq->count) == 0 && !c->destroying) {
+        uint64_t now = nxc__now_ns();
+        if (now >= deadline) break;
+        uint64_t until = deadline - now > 100000000u ? now + 100000000u : deadline;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                              .tv_nsec = (long)(until % 1000000000u)};
+        pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
+    }
+    pthread_mutex_unlock(&c->done_lock);
+}
+
+/* Without a progress thread: drive progress (lock held) until entries
+ * arrive or the deadline. */
+static void progress_for_entries(nxc_cq_t *cq, uint64_t deadline) {
+    nxc_connector_t *c = cq->c;
+    while (atomic_load(&cq->count) == 0 && !c->destroying) {
+        if (nxc__progress_locked(c) > 0) continue;
+        if (atomic_load(&cq->count) > 0 || nxc__now_ns() >= deadline) break;
+        nxc__sleep_locked(c, nxc__ms_until(deadline, 1000));
+    }
+}
+
+int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) {
+    if (!cq || !entries || max <= 0)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "cq_wait: NULL queue or entries, or max <= 0");
+    nxc_connector_t *c = cq->c;
+    nxc__err_guard_t g; /* progress may note errors that are not this call's */
+    nxc__err_guard_begin(&g);
+    /* As in nxc_op_wait(): destroy frees nothing while we are inside. */
+    atomic_fetch_add(&c->in_wait, 1);
+    uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
+    int n = 0;
+    bool destroyed = false;
+    for (;;) {
+        if (c->use_thread) sleep_for_entries(cq, deadline);
+        nxc__lock(c);
+        if (!c->use_thread) progress_for_entries(cq, deadline);
+        n = take(cq, entries, max);
+        destroyed = c->destroying;
+        nxc__unlock(c);
+        /* another waiter may have taken what woke us: wait on */
+        if (n > 0 || destroyed || nxc__now_ns() >= deadline) break;
+    }
+    pthread_mutex_lock(&c->done_lock);
+    atomic_fetch_sub(&c->in_wait, 1);
+    pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
+    pthread_mutex_unlock(&c->done_lock);
+    nxc__err_guard_end(&g, false);
+    if (n == 0 && destroyed)
+        return nxc__err(NXC_ERR_CANCELED, "cq_wait: connector destroyed while waiting");
+    return n;
+}
+
+int nxc_cq_fd(nxc_cq_t *cq) {
+    if (!cq) return nxc__err(NXC_ERR_INVALID_PARAM, "cq_fd: NULL queue");
+    return cq->efd;
+}

@@ -1,0 +1,134 @@
+/* The event loop documented in nxc.h, driven by the application (progress
+ * thread off): it completes a transfer, then sleeps while nothing happens
+ * (no periodic wake-ups, no spinning), and an op's deadline wakes it by
+ * itself through the connector's fd. */
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nxt.h"
+
+#define SIZE (1u << 20)
+#define SEED 61
+
+static uint64_t ms_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static bool terminal(nxc_op_t *op) {
+    nxc_op_status_t s = nxc_op_status(op);
+    return s == NXC_OP_COMPLETE || s == NXC_OP_CANCELLED || s == NXC_OP_ERRORED;
+}
+
+/* Run nxc.h's loop for up to `ms` or, with `op`, until it ends; returns how
+ * many times poll() returned. Every inner loop is bounded. */
+static int run_loop(nxc_connector_t *c, nxc_op_t *op, int ms) {
+    int fd = nxc_connector_fd(c), polls = 0;
+    NXT_CHECK(fd >= 0);
+    uint64_t end = ms_now() + (uint64_t)ms;
+    for (;;) {
+        for (int i = 0; i < 1000000 && nxc_connector_progress(c) > 0; i++)
+            ;
+        if (op && terminal(op)) break;
+        uint64_t now = ms_now();
+        if (now >= end) break;
+        if (nxc_connector_arm(c) != NXC_OK) continue;
+        poll(&(struct pollfd){.fd = fd, .events = POLLIN}, 1, (int)(end - now));
+        polls++;
+        NXT_CHECK(polls < 10000000); /* a spinning loop fails here, bounded */
+    }
+    return polls;
+}
+
+static void readable_peer(int fd, void *arg) {
+    nxc_connector_t *c = nxt_connector("loop-owner", 1);
+    char *buf = nxt_alloc(SIZE);
+    nxt_fill(buf, SIZE, SEED);
+    nxc_desc_t d = nxt_desc(buf, SIZE);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    free(nxt_recv(fd, NULL, 60000)); /* until the reader is done */
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
+/* After a completed read, one idle second costs a handful of poll()
+ * returns (ucx: one per keepalive interval), not millions. */
+static void test_idle_after_read(void) {
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, readable_peer, NULL);
+    int fd = nxt_chan_parent(&ch);
+    char *md = nxt_recv(fd, NULL, 30000);
+    nxc_connector_t *c = nxt_connector("loop-reader", 0);
+    char *dst = nxt_alloc(SIZE);
+    nxc_desc_t d = nxt_desc(dst, SIZE);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
+    int busy = run_loop(c, op, 30000);
+    NXT_EQ_INT(nxc_op_result(op), NXC_OK);
+    NXT_EQ_INT(nxt_verify(dst, SIZE, SEED), SIZE_MAX);
+    int idle = run_loop(c, NULL, 1000);
+    printf("  %s: read took %d poll() returns; then one idle second %d\n", nxc_op_transport(op),
+           busy, idle);
+    NXT_CHECK(idle <= 10);
+    nxc_op_release(op);
+    nxt_send_str(fd, "done");
+    nxt_join(pid, 30000);
+    nxc_connector_destroy(c);
+    free(dst);
+    free(md);
+}
+
+/* With nothing else happening, an op's deadline wakes the loop through the
+ * connector's fd; nxc_connector_timeout() announces it. */
+static void test_deadline_wakes_loop(void) {
+    nxc_connector_t *c = nxt_connector("loop-deadline", 0);
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    NXT_EQ_INT(nxc_connector_timeout(c), -1);
+    nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 300};
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_readable(c, &d, 1, &p, &op));
+    int t = nxc_connector_timeout(c);
+    NXT_CHECK(t > 0 && t <= 300);
+    uint64_t t0 = ms_now();
+    int polls = run_loop(c, op, 10000);
+    uint64_t took = ms_now() - t0;
+    printf("  deadline 300 ms: ended %s after %llu ms and %d poll() returns\n",
+           nxc_status_string(nxc_op_result(op)), (unsigned long long)took, polls);
+    NXT_EQ_INT(nxc_op_result(op), NXC_ERR_TIMED_OUT);
+    NXT_CHECK(took >= 290 && took < 5000);
+    NXT_CHECK(polls <= 5);
+    NXT_EQ_INT(nxc_connector_timeout(c), -1);
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+}
+
+/* A wait that times out says so in nxc_last_error(). */
+static void test_wait_timeout_message(void) {
+    nxc_connector_t *c = nxt_connector("loop-wait", 1);
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    NXT_EQ_INT(nxc_op_wait(op, 10), NXC_INPROGRESS);
+    NXT_CHECK(strstr(nxc_last_error(), "still in progress after 10 ms"));
+    nxc_op_release(op);
+    nxc_connector_destroy(c);
+    NXT_EQ_INT(nxc_connector_arm(NULL), NXC_ERR_INVALID_PARAM);
+    NXT_EQ_INT(nxc_connector_timeout(NULL), -1);
+}
+
+static const nxt_test_t nxt_tests[] = {
+    {"idle_after_read", test_idle_after_read, 120},
+    {"deadline_wakes_loop", test_deadline_wakes_loop, 60},
+    {"wait_timeout_message", test_wait_timeout_message, 60},
+};
+NXT_MAIN(nxt_tests)
