@@ -379,15 +379,6 @@ static void readable_until_done(int fd, void *arg) {
  * if it won the race), the passive op stays usable, and a second read of
  * the same metadata moves every byte. */
 static void test_cancel_mid_transfer(void) {
-    /* Open bug (issue 8): over ucx's get/put path a cancelled 256 MiB get
-     * outlasts the 2 s drain, its endpoint is force-closed, and the owner
-     * can hand the retried read's grant to the dying peer record, so the
-     * read's DONE finds no grant and the readable never completes (about 1
-     * run in 5 on this 2-core machine). Runs with NXT_UCX_RMA_CANCEL=1. */
-    const char *data = getenv("NXC_UCX_DATA");
-    if (data && !strcmp(data, "rma") && !getenv("NXT_UCX_RMA_CANCEL"))
-        nxt_skip("over ucx get/put: known open bug (a forced close races the retried read's "
-                 "grant); NXT_UCX_RMA_CANCEL=1 runs it");
     size_t size = 256u << 20;
     nxt_chan_t ch;
     nxt_chan_init(&ch);

@@ -29,6 +29,10 @@
  * refuses its shared-memory transports in that mode, so same-host traffic
  * runs over tcp loopback here (the shm transport is nxc's own answer).
  */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -81,23 +85,33 @@ typedef struct ucx_peer {
     uint8_t instance[NXC__INSTANCE_LEN];
     char name[NXC_NAME_MAX + 1];
     ucp_ep_h ep;
+    ucp_ep_h id;     /* the endpoint it was made with: what messages are matched
+                        against (kept after a close, never used to send) */
+    bool bound;      /* instance and name known: ours, or the requester's on an
+                        endpoint our listener accepted (see on_grant_req()) */
     void *close_req; /* a close in progress */
     void *flush_req; /* at destroy: its flush */
     bool failed;     /* the error callback fired, or we cut it off */
     bool handled;    /* ops were told */
     ucs_status_t status;
-    int refs;                  /* 1 while listed, +1 per active op and pending flush */
-    nxc__ucx_addr_info_t info; /* from its worker address: its memory domains */
+    int refs; /* 1 while listed, +1 per active op and pending flush */
     enum { WIRE_UNKNOWN, WIRE_PENDING, WIRE_DONE } wire; /* see start_wire_up() */
 } ucx_peer_t;
 
 /* A received active message, processed after ucp_worker_progress returns. */
 typedef struct inbox_msg {
     struct inbox_msg *next;
+    ucp_ep_h from; /* the endpoint it came on (the sender asked for replies) */
     unsigned id;
     size_t len;
     uint8_t data[];
 } inbox_msg_t;
+
+/* A connection request our listener received, accepted after progress. */
+typedef struct conn_req {
+    struct conn_req *next;
+    ucp_conn_request_h req;
+} conn_req_t;
 
 struct ucx_tp {
     nxc__tp_t base;
@@ -105,6 +119,11 @@ struct ucx_tp {
     ucp_worker_h worker;
     ucp_address_t *addr;
     size_t addr_len;
+    ucp_listener_h listener;
+    conn_req_t *conn_reqs;
+    unsigned accepted; /* peers made from our listener's requests, not yet bound */
+    uint8_t *conn;     /* the metadata's connection info (ucx_check.h) */
+    size_t conn_len;
     int efd;
     bool cuda;
     ucx_peer_t *peers;
@@ -262,49 +281,74 @@ static void peer_unref(ucx_peer_t *p) {
 
 static ucx_peer_t *find_peer(ucx_tp_t *t, const uint8_t *instance) {
     for (ucx_peer_t *p = t->peers; p; p = p->next)
-        if (!p->failed && !memcmp(p->instance, instance, NXC__INSTANCE_LEN)) return p;
+        if (!p->failed && p->bound && !memcmp(p->instance, instance, NXC__INSTANCE_LEN)) return p;
     return NULL;
 }
 
-/* The peer a DONE names: also one whose endpoint failed in the same progress
- * pass but whose failure was not handled yet (it still holds its grants). A
- * peer that completed its op and destroyed its connector at once sends the
- * DONE and then fails; the DONE must win, or the owner's op ends
- * PEER_FAILED although every byte landed. */
-static ucx_peer_t *find_grant_holder(ucx_tp_t *t, const uint8_t *instance) {
+/* The peer whose endpoint a message came on (the sender set
+ * UCP_AM_SEND_FLAG_REPLY), and that names itself `instance` (NULL: any).
+ * With `unhandled`, also one whose endpoint failed in the same progress pass
+ * but whose failure was not handled yet (it still holds its grants): a peer
+ * that completed its op and destroyed its connector at once sends the DONE
+ * and then fails; the DONE must win, or the owner's op ends PEER_FAILED
+ * although every byte landed. */
+static ucx_peer_t *peer_of_ep(ucx_tp_t *t, ucp_ep_h ep, const uint8_t *instance, bool unhandled) {
+    if (!ep) return NULL;
     for (ucx_peer_t *p = t->peers; p; p = p->next)
-        if ((!p->failed || !p->handled) && !memcmp(p->instance, instance, NXC__INSTANCE_LEN))
-            return p;
+        if (p->id == ep && (!p->failed || (unhandled && !p->handled)))
+            return !instance || (p->bound && !memcmp(p->instance, instance, NXC__INSTANCE_LEN))
+                       ? p
+                       : NULL;
     return NULL;
 }
 
-/* Connect to the worker at `addr`. UCX reads an address without a length and
- * aborts the process on some malformed ones, so it only ever sees one that
- * nxc__ucx_addr_check() walked completely, and a zero-padded copy of it. */
-static nxc_status_t connect_peer(ucx_tp_t *t, ucx_peer_t *p, const uint8_t *addr, size_t addr_len) {
+static ucp_ep_h reply_ep(const ucp_am_recv_param_t *param) {
+    return (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) ? param->reply_ep : NULL;
+}
+
+/* Connect to the listener named in the peer's connection info `conn`
+ * (checked by the caller). Endpoints are made through UCX's connection
+ * manager, never from a worker address: UCX 1.13 then wraps every transport
+ * endpoint of the pair in its wire-up proxy until connection establishment
+ * is over (tcp lanes become point-to-point lanes), so the side that answers
+ * never has a wire-up reply queued on a bare tcp endpoint. Made from a
+ * worker address, the answering side queues its reply ("REP") on a tcp
+ * endpoint that is still connecting (ucp_wireup_process_request: its lanes
+ * connect to the peer's interface without a proxy), and when that endpoint
+ * is purged, because the peer died or the worker goes, UCX asserts "got REP
+ * message" (ucp_request_send_state_ff) and aborts the process. */
+static nxc_status_t connect_peer(ucx_tp_t *t, ucx_peer_t *p, const uint8_t *conn, size_t len) {
     char why[160];
-    if (!nxc__ucx_addr_check(addr, addr_len, &p->info, why, sizeof why))
-        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: malformed worker address: %s",
+    uint32_t ip;
+    uint16_t port;
+    if (!nxc__ucx_conn_check(conn, len, NULL, &ip, &port, why, sizeof why))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "ucx: peer %s: malformed connection info: %s",
                         p->name, why);
-    uint8_t *copy = calloc(1, addr_len + NXC__UCX_PAD);
-    if (!copy) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
-    memcpy(copy, addr, addr_len);
-    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    memcpy(&sa.sin_addr, &ip, sizeof ip);
+    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_FLAGS |
                                         UCP_EP_PARAM_FIELD_ERR_HANDLER |
                                         UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
-                          .address = (const ucp_address_t *)copy,
+                          .flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER,
+                          .sockaddr = {.addr = (const struct sockaddr *)&sa, .addrlen = sizeof sa},
                           .err_mode = UCP_ERR_HANDLING_MODE_PEER,
                           .err_handler = {.cb = ep_error_cb, .arg = p}};
     ucs_status_t s = ucp_ep_create(t->worker, &ep, &p->ep);
-    free(copy);
     if (s != UCS_OK)
         return nxc__err(NXC_ERR_UNREACHABLE, "ucx: cannot connect to peer %s: %s", p->name,
                         ucs_status_string(s));
+    p->id = p->ep;
     return NXC_OK;
 }
 
+static void list_peer(ucx_tp_t *t, ucx_peer_t *p) {
+    p->refs = 1;
+    p->next = t->peers;
+    t->peers = p;
+}
+
 static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *name,
-                             const void *addr, size_t addr_len, ucx_peer_t **peer_p) {
+                             const void *conn, size_t conn_len, ucx_peer_t **peer_p) {
     ucx_peer_t *p = find_peer(t, instance);
     if (p) {
         *peer_p = p;
@@ -313,24 +357,77 @@ static nxc_status_t get_peer(ucx_tp_t *t, const uint8_t *instance, const char *n
     p = calloc(1, sizeof *p);
     if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     p->t = t;
+    p->bound = true;
     memcpy(p->instance, instance, NXC__INSTANCE_LEN);
     snprintf(p->name, sizeof p->name, "%s", name);
-    nxc_status_t st = connect_peer(t, p, addr, addr_len);
+    nxc_status_t st = connect_peer(t, p, conn, conn_len);
     if (st != NXC_OK) {
         free(p);
         return st;
     }
-    p->refs = 1;
-    p->next = t->peers;
-    t->peers = p;
+    list_peer(t, p);
     *peer_p = p;
     return NXC_OK;
+}
+
+/* At most this many accepted endpoints wait for their first grant request;
+ * more connection requests are rejected. */
+#define MAX_UNBOUND 1024
+
+/* Our listener got a connection request (inside ucp_worker_progress):
+ * queued, accepted by accept_conn_reqs() once progress returned. */
+static void conn_req_cb(ucp_conn_request_h req, void *arg) {
+    ucx_tp_t *t = arg;
+    conn_req_t *q = t->closing || t->accepted >= MAX_UNBOUND ? NULL : malloc(sizeof *q);
+    if (!q) {
+        ucp_listener_reject(t->listener, req);
+        return;
+    }
+    q->req = req;
+    q->next = t->conn_reqs;
+    t->conn_reqs = q;
+}
+
+/* Accept the queued connection requests: an endpoint each, a peer that
+ * knows nothing about itself until a grant request on it names its
+ * connector (on_grant_req()). */
+static void accept_conn_reqs(ucx_tp_t *t) {
+    while (t->conn_reqs) {
+        conn_req_t *q = t->conn_reqs;
+        t->conn_reqs = q->next;
+        ucx_peer_t *p = t->closing ? NULL : calloc(1, sizeof *p);
+        if (!p) {
+            ucp_listener_reject(t->listener, q->req);
+            free(q);
+            continue;
+        }
+        p->t = t;
+        snprintf(p->name, sizeof p->name, "(accepted)");
+        ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST |
+                                            UCP_EP_PARAM_FIELD_ERR_HANDLER |
+                                            UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
+                              .conn_request = q->req,
+                              .err_mode = UCP_ERR_HANDLING_MODE_PEER,
+                              .err_handler = {.cb = ep_error_cb, .arg = p}};
+        free(q);
+        ucs_status_t s = ucp_ep_create(t->worker, &ep, &p->ep);
+        if (s != UCS_OK) {
+            NXC_LOG_I("ucx: connector %s could not accept a connection: %s", t->base.c->name,
+                      ucs_status_string(s));
+            free(p);
+            continue;
+        }
+        p->id = p->ep;
+        t->accepted++;
+        list_peer(t, p);
+    }
 }
 
 static void unlist_peer(ucx_tp_t *t, ucx_peer_t *p) {
     for (ucx_peer_t **pp = &t->peers; *pp; pp = &(*pp)->next)
         if (*pp == p) {
             *pp = p->next;
+            if (!p->bound) t->accepted--;
             peer_unref(p);
             return;
         }
@@ -393,7 +490,7 @@ static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool co
                           nxc_op_t *op) {
     msg_done_t m = {.magic = MSG_MAGIC, .complete = complete, .grant_id = grant_id};
     memcpy(m.instance, t->base.c->instance, NXC__INSTANCE_LEN);
-    if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op, 0) != NXC_OK && op)
+    if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op, UCP_AM_SEND_FLAG_REPLY) != NXC_OK && op)
         aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
 }
 
@@ -421,7 +518,7 @@ static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const voi
     memcpy(&dc->hdr, hdr, hdr_len);
     ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
                                               UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
-                              .flags = UCP_AM_SEND_FLAG_EAGER,
+                              .flags = UCP_AM_SEND_FLAG_EAGER | UCP_AM_SEND_FLAG_REPLY,
                               .cb.send = data_sent_cb,
                               .user_data = dc};
     ucs_status_ptr_t r = ucp_am_send_nbx(p->ep, id, &dc->hdr, hdr_len, data, len, &rp);
@@ -484,7 +581,8 @@ static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
                          .len = sg->len};
         memcpy(h.instance, c->instance, NXC__INSTANCE_LEN);
         if (op->kind == NXC_OP_READ) {
-            if (am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL, 0) != NXC_OK)
+            if (am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL,
+                        UCP_AM_SEND_FLAG_REPLY) != NXC_OK)
                 aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
             continue;
         }
@@ -507,8 +605,8 @@ static void stop_awaiting(nxc_op_t *op) {
 }
 
 /* The get/put path's rkeys come from the metadata. Whatever can be checked
- * is checked at begin, against the worker address of the peer the endpoint
- * reaches (ucx_check.c): length and structure, memory type, md map, entry
+ * is checked at begin, against the worker address in the peer's connection
+ * info (ucx_check.c): length and structure, memory type, md map, entry
  * sizes. A damaged key then fails the call rather than the op later, and
  * never reaches ucp_ep_rkey_unpack(), which reads as many entries as its md
  * map names, indexes tables with its memory type and attaches the shared
@@ -516,7 +614,7 @@ static void stop_awaiting(nxc_op_t *op) {
  * damaged metadata away from them, but not a hostile passive peer: the check
  * is the defence either way, so the keys stay where NIXL has them.) */
 static nxc_status_t check_rkeys(const nxc_op_t *op, const nxc__md_section_t *sec,
-                                const ucx_peer_t *p) {
+                                const nxc__ucx_addr_info_t *info) {
     char why[160];
     for (size_t i = 0; i < op->md.ndesc; i++) {
         const nxc__bytes_t *k = &sec->keys[i];
@@ -525,7 +623,7 @@ static nxc_status_t check_rkeys(const nxc_op_t *op, const nxc__md_section_t *sec
         if (k->len == 0)
             return nxc__err(NXC_ERR_METADATA_MALFORMED,
                             "ucx: descriptor %zu has no ucx key (the get/put path needs one)", i);
-        if (!nxc__ucx_rkey_check(k->data, k->len, &p->info, mem_type, why, sizeof why))
+        if (!nxc__ucx_rkey_check(k->data, k->len, info, mem_type, why, sizeof why))
             return nxc__err(NXC_ERR_METADATA_MALFORMED,
                             "ucx: descriptor %zu: malformed ucx key: %s", i, why);
     }
@@ -590,12 +688,9 @@ static void wire_up_cb(void *req, ucs_status_t status, void *user) {
     peer_unref(p);
 }
 
-/* On first contact a GRANT_REQ waits until our new endpoint's wire-up is
- * over (a flush of it completes). A request that reaches the passive side
- * before our wire-up request makes it create its endpoint to us first, and
- * UCX 1.13 then queues its wire-up reply on that endpoint's transport, where
- * purging it aborts the process ("got REP message", see quiesce()) if we go
- * away before the reply got out. One round trip, once per peer. */
+/* On first contact a GRANT_REQ waits until our new endpoint is connected
+ * (a flush of it completes), so that a peer we cannot reach fails the op as
+ * UNREACHABLE before anything was asked of it. Once per peer. */
 static void start_wire_up(ucx_tp_t *t, ucx_peer_t *p) {
     if (p->wire != WIRE_UNKNOWN || p->failed || !p->ep) return;
     ucp_request_param_t rp = {.op_attr_mask =
@@ -607,25 +702,24 @@ static void start_wire_up(ucx_tp_t *t, ucx_peer_t *p) {
     if (UCS_PTR_IS_PTR(r)) p->refs++;
 }
 
-/* GRANT_REQ: fixed part, then key, our address, our name, the ranges. */
+/* GRANT_REQ: fixed part, then key, our name, the ranges. */
 static nxc_status_t send_grant_req(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     const nxc__metadata_t *md = &op->md;
     const nxc_connector_t *c = t->base.c;
     size_t klen = strlen(op->key), nlen = strlen(c->name);
-    size_t vlen = klen + t->addr_len + nlen + md->ndesc * sizeof(nxc__range_t);
+    size_t vlen = klen + nlen + md->ndesc * sizeof(nxc__range_t);
     uint8_t *var = malloc(vlen);
     if (!var) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     uint8_t *w = var;
     memcpy(w, op->key, klen), w += klen;
-    memcpy(w, t->addr, t->addr_len), w += t->addr_len;
     memcpy(w, c->name, nlen), w += nlen;
     for (size_t i = 0; i < md->ndesc; i++, w += sizeof(nxc__range_t))
         memcpy(w, &(nxc__range_t){md->descs[i].addr, md->descs[i].size}, sizeof(nxc__range_t));
     msg_grant_req_t m = {.magic = MSG_MAGIC,
                          .md_kind = (uint8_t)md->operation_kind,
                          .key_len = (uint16_t)klen,
-                         .addr_len = (uint32_t)t->addr_len,
+                         .addr_len = 0,
                          .nranges = (uint32_t)md->ndesc,
                          .name_len = (uint16_t)nlen,
                          .req_id = a->req_id};
@@ -671,9 +765,10 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     /* Checked even when an endpoint to this peer is cached: the same text
      * must get the same answer. */
     char why[160];
-    if (!nxc__ucx_addr_check(sec->conn.data, sec->conn.len, NULL, why, sizeof why))
+    nxc__ucx_addr_info_t info;
+    if (!nxc__ucx_conn_check(sec->conn.data, sec->conn.len, &info, NULL, NULL, why, sizeof why))
         return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                        "ucx: the peer's worker address is malformed: %s", why);
+                        "ucx: the peer's connection info is malformed: %s", why);
     ucx_aop_t *a = calloc(1, sizeof *a);
     if (!a) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     op->tp_op = a;
@@ -687,7 +782,7 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     nxc_status_t st = get_peer(t, md->instance, md->name, sec->conn.data, sec->conn.len, &a->peer);
     if (st != NXC_OK) return st;
     a->peer->refs++;
-    if (t->use_rma && (st = check_rkeys(op, sec, a->peer)) != NXC_OK) return st;
+    if (t->use_rma && (st = check_rkeys(op, sec, &info)) != NXC_OK) return st;
     a->req_id = ++t->next_req_id;
     a->stage = S_GRANT;
     start_wire_up(t, a->peer);
@@ -762,7 +857,7 @@ static nxc_status_t ucx_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
         sec->keys[i] = (nxc__bytes_t){e->regs[i]->key, (uint32_t)e->regs[i]->key_len};
     }
     snprintf(sec->name, sizeof sec->name, "ucx");
-    sec->conn = (nxc__bytes_t){(const uint8_t *)t->addr, (uint32_t)t->addr_len};
+    sec->conn = (nxc__bytes_t){t->conn, (uint32_t)t->conn_len};
     *state_p = e;
     return NXC_OK;
 }
@@ -803,6 +898,7 @@ static ucs_status_t enqueue(ucx_tp_t *t, unsigned id, const void *data, size_t l
     inbox_msg_t *m = malloc(sizeof *m + length);
     if (!m) return UCS_OK;
     m->next = NULL;
+    m->from = reply_ep(param);
     m->id = id;
     m->len = length;
     memcpy(m->data, data, length);
@@ -832,7 +928,7 @@ static ucs_status_t am_data_cb(void *arg, const void *hdr, size_t hlen, void *da
     msg_range_t h;
     if (hlen != sizeof h || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) return UCS_OK;
     memcpy(&h, hdr, sizeof h);
-    ucx_peer_t *p = find_peer(t, h.instance);
+    ucx_peer_t *p = peer_of_ep(t, reply_ep(param), h.instance, false);
     nxc_op_t *op = h.magic == MSG_MAGIC && h.len == len && p
                        ? nxc__grant_op(t->base.c, p, h.grant_id, NXC_OP_WRITABLE, h.addr, h.len)
                        : NULL;
@@ -867,7 +963,8 @@ static ucs_status_t am_read_data_cb(void *arg, const void *hdr, size_t hlen, voi
 }
 
 /* A GRANT_REQ taken apart: lengths checked against the bytes present,
- * nothing interpreted yet. addr and ranges point into the message. */
+ * nothing interpreted yet. addr (always empty from nxc: see ucx_wire.h) and
+ * ranges point into the message. */
 typedef struct grant_req {
     msg_grant_req_t m;
     char key[NXC_KEY_MAX + 1], name[NXC_NAME_MAX + 1];
@@ -913,11 +1010,13 @@ static void refuse_on_reply_ep(ucx_tp_t *t, const ucp_am_recv_param_t *param, ui
 }
 
 /* A grant request is screened where it arrives, before anything in it is
- * used: the connector it wants, then its key and secret, then the worker
- * address nxc would connect back to (UCX aborts the process on some
- * malformed ones). A refusal goes back on the endpoint the request came on;
- * only a request that passes is queued, to be answered over an endpoint of
- * nxc's own. Runs inside ucp_worker_progress (connector lock held). */
+ * used: the connector it wants, then its key and secret, then the endpoint
+ * it came on, which must be one of ours (made through our listener, or by
+ * us) that is not bound to another connector, and it must carry no address
+ * (nxc never connects to an address a request names). A refusal goes back
+ * on the endpoint the request came on; only a request that passes is
+ * queued, to be answered on that endpoint. Runs inside ucp_worker_progress
+ * (connector lock held). */
 static ucs_status_t am_grant_req_cb(void *arg, const void *h, size_t hl, void *d, size_t len,
                                     const ucp_am_recv_param_t *param) {
     ucx_tp_t *t = arg;
@@ -928,7 +1027,8 @@ static ucs_status_t am_grant_req_cb(void *arg, const void *h, size_t hl, void *d
         NXC_LOG_W("ucx: dropped a malformed grant request (%zu bytes)", len);
         return UCS_OK;
     }
-    char why[NXC_NAME_MAX + 160], bad[160];
+    char why[NXC_NAME_MAX + 160];
+    ucx_peer_t *p = NULL;
     if (memcmp(q.m.want, c->instance, NXC__INSTANCE_LEN)) {
         snprintf(why, sizeof why,
                  "the worker at its address belongs to another connector (%s); the one the "
@@ -938,8 +1038,15 @@ static ucs_status_t am_grant_req_cb(void *arg, const void *h, size_t hl, void *d
     } else if (!authentic(t, q.key, q.m.secret)) {
         refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_REFUSED,
                            "no live operation with this key (released, or never existed)");
-    } else if (!nxc__ucx_addr_check(q.addr, q.m.addr_len, NULL, bad, sizeof bad)) {
-        snprintf(why, sizeof why, "malformed requester worker address: %s", bad);
+    } else if (q.m.addr_len != 0) {
+        refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_TRANSPORT,
+                           "the request names an address (nxc answers on the endpoint a "
+                           "request came on)");
+    } else if (!(p = peer_of_ep(t, reply_ep(param), NULL, false)) ||
+               (p->bound && memcmp(p->instance, q.m.instance, NXC__INSTANCE_LEN))) {
+        snprintf(why, sizeof why, "the request came on %s",
+                 p ? "an endpoint of another connector"
+                   : "no endpoint of this connector's (connect through its listener)");
         refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_TRANSPORT, why);
     } else {
         return enqueue(t, AM_GRANT_REQ, d, len, param);
@@ -947,19 +1054,24 @@ static ucs_status_t am_grant_req_cb(void *arg, const void *h, size_t hl, void *d
     return UCS_OK;
 }
 
-/* A screened grant request: connect back, let the core decide, answer. */
-static void on_grant_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
+/* A screened grant request: the first one on an endpoint our listener
+ * accepted names the connector at its other end; let the core decide,
+ * answer on that endpoint. */
+static void on_grant_req(ucx_tp_t *t, ucp_ep_h from, const uint8_t *d, size_t len) {
     grant_req_t q;
     if (!parse_grant_req(d, len, &q)) return;
+    ucx_peer_t *peer = peer_of_ep(t, from, NULL, false);
+    if (!peer || (peer->bound && memcmp(peer->instance, q.m.instance, NXC__INSTANCE_LEN)))
+        return; /* failed meanwhile, or bound by an earlier request in the inbox */
+    if (!peer->bound) {
+        peer->bound = true;
+        t->accepted--;
+        memcpy(peer->instance, q.m.instance, NXC__INSTANCE_LEN);
+        snprintf(peer->name, sizeof peer->name, "%s", q.name);
+    }
     nxc__range_t *ranges = malloc((q.m.nranges ? q.m.nranges : 1) * sizeof *ranges);
     if (!ranges) return;
     memcpy(ranges, q.ranges, q.m.nranges * sizeof *ranges);
-    ucx_peer_t *peer;
-    if (get_peer(t, q.m.instance, q.name, q.addr, q.m.addr_len, &peer) != NXC_OK) {
-        NXC_LOG_W("ucx: cannot answer peer %s: %s", q.name, nxc_last_error());
-        free(ranges);
-        return;
-    }
     msg_grant_rep_t rep = {.magic = MSG_MAGIC, .req_id = q.m.req_id};
     memcpy(rep.instance, t->base.c->instance, NXC__INSTANCE_LEN);
     char why[160] = "";
@@ -1006,22 +1118,22 @@ static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
     advance(t, op);
 }
 
-static void on_done(ucx_tp_t *t, const uint8_t *d, size_t len) {
+static void on_done(ucx_tp_t *t, ucp_ep_h from, const uint8_t *d, size_t len) {
     msg_done_t m;
     if (len != sizeof m) return;
     memcpy(&m, d, sizeof m);
-    ucx_peer_t *p = find_grant_holder(t, m.instance);
+    ucx_peer_t *p = peer_of_ep(t, from, m.instance, true);
     if (m.magic != MSG_MAGIC || !p) return;
     nxc__grant_close(t->base.c, p, m.grant_id, m.complete == 1);
 }
 
 /* A reader asks for a range of a readable (message path): check it against
  * its grant, then send the bytes in chunks. */
-static void on_read_req(ucx_tp_t *t, const uint8_t *d, size_t len) {
+static void on_read_req(ucx_tp_t *t, ucp_ep_h from, const uint8_t *d, size_t len) {
     msg_range_t h;
     if (len != sizeof h) return;
     memcpy(&h, d, sizeof h);
-    ucx_peer_t *p = find_peer(t, h.instance);
+    ucx_peer_t *p = peer_of_ep(t, from, h.instance, false);
     nxc_op_t *op = h.magic == MSG_MAGIC && p
                        ? nxc__grant_op(t->base.c, p, h.grant_id, NXC_OP_READABLE, h.addr, h.len)
                        : NULL;
@@ -1045,13 +1157,13 @@ static int process_inbox(ucx_tp_t *t) {
         t->inbox = m->next;
         if (!t->inbox) t->inbox_tail = NULL;
         if (m->id == AM_GRANT_REQ)
-            on_grant_req(t, m->data, m->len);
+            on_grant_req(t, m->from, m->data, m->len);
         else if (m->id == AM_GRANT_REP)
             on_grant_rep(t, m->data, m->len);
         else if (m->id == AM_DONE)
-            on_done(t, m->data, m->len);
+            on_done(t, m->from, m->data, m->len);
         else if (m->id == AM_READ_REQ)
-            on_read_req(t, m->data, m->len);
+            on_read_req(t, m->from, m->data, m->len);
         free(m);
         n++;
     }
@@ -1090,6 +1202,10 @@ static int ucx_progress(nxc__tp_t *tp) {
     for (int i = 0; i < 1000 && ucp_worker_progress(t->worker); i++)
         n++;
     n += process_inbox(t);
+    if (t->conn_reqs) {
+        accept_conn_reqs(t);
+        n++;
+    }
     if (t->dirty) {
         t->dirty = false;
         process_failures(t);
@@ -1109,7 +1225,7 @@ static uint64_t ucx_next_timer(nxc__tp_t *tp) {
 
 static bool ucx_arm(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
-    if (t->inbox || t->dirty) return false;
+    if (t->inbox || t->dirty || t->conn_reqs) return false;
     return ucp_worker_arm(t->worker) != UCS_ERR_BUSY;
 }
 
@@ -1124,7 +1240,7 @@ static bool ucx_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind) {
 static nxc_status_t ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
                                   const nxc__md_section_t *sec, char *why, size_t len) {
     if (sec->conn.len == 0) {
-        snprintf(why, len, "the peer's ucx section has no worker address");
+        snprintf(why, len, "the peer's ucx section has no connection info");
         return NXC_ERR_NO_TRANSPORT;
     }
     return NXC_OK;
@@ -1236,17 +1352,12 @@ static void close_peers(ucx_tp_t *t, uint64_t until) {
 }
 
 /* Let UCX finish what is under way before the worker goes, each step
- * bounded: progress until quiet (a peer's wire-up request that arrived while
- * the connector was winding down gets its reply started, and then the whole
- * flush bound to go out), our endpoints flushed (so their wire-up is over),
- * the worker flushed (which also covers endpoints UCX created for peers that
- * connected to us), our endpoints closed (see close_peers()) and their close
- * requests waited for, then progress until UCX has been quiet a moment.
- * UCX 1.13 aborts the process when it purges a wire-up reply still queued
- * on an endpoint ("got REP message" in uct_tcp_ep_pending_purge, from
- * ucp_worker_destroy or ucp_ep_set_failed; issue 8 item 11): wire-up must
- * be over, not cut, when endpoints close and when the worker goes. A peer
- * that stays silent (stopped) costs the 1 s bounds. */
+ * bounded: progress until quiet, our endpoints flushed (what we sent, a
+ * DONE included, reached the peer), the worker flushed, our endpoints closed
+ * (see close_peers()) and their close requests waited for, then progress
+ * until UCX has been quiet a moment. Meanwhile our listener rejects new
+ * connections (see ucx_destroy()). A peer that stays silent (stopped) costs
+ * the 1 s bounds. */
 static void quiesce(ucx_tp_t *t) {
     progress_until_quiet(t, 20000000ull, nxc__now_ns() + 500000000ull);
     uint64_t until = nxc__now_ns() + 1000000000ull;
@@ -1259,9 +1370,22 @@ static void quiesce(ucx_tp_t *t) {
 
 static void ucx_destroy(nxc__tp_t *tp) {
     ucx_tp_t *t = T(tp);
-    t->closing = true;
+    t->closing = true; /* conn_req_cb() rejects from here on */
+    while (t->conn_reqs) {
+        conn_req_t *q = t->conn_reqs;
+        t->conn_reqs = q->next;
+        ucp_listener_reject(t->listener, q->req);
+        free(q);
+    }
     if (t->worker) {
         quiesce(t);
+        /* The listener goes last, right before the worker: UCX 1.13 leaves
+         * the connections it accepted but whose request has not arrived yet
+         * pointing at a destroyed listener, and calls it when the request
+         * arrives (uct_tcp_sockcm_ep_server_invoke_conn_req_cb: a use after
+         * free). Until the listener goes, such a request is rejected; the
+         * worker's destruction closes what is left. */
+        if (t->listener) ucp_listener_destroy(t->listener);
         /* Messages that arrived meanwhile are dropped with the inbox below:
          * answering them now would only create peers. */
         nxc__regcache_fini(&t->rc);
@@ -1274,6 +1398,7 @@ static void ucx_destroy(nxc__tp_t *tp) {
         free(m);
     }
     if (t->ctx) ucp_cleanup(t->ctx);
+    free(t->conn);
     free(t);
 }
 
@@ -1309,6 +1434,58 @@ static ucs_status_t set_am_handlers(ucx_tp_t *t) {
     for (unsigned id = 0; s == UCS_OK && id <= UINT16_MAX; id++)
         s = set_am_handler(t, id, id >= AM_GRANT_REQ && id <= AM_LAST ? cbs[id] : am_drop_cb);
     return s;
+}
+
+/* The IPv4 address peers reach our listener at: the connector's tcp address
+ * when it names one, else the first up interface that is not loopback (as
+ * the tcp transport lists them), else loopback. Network order. */
+static uint32_t listen_ip(const char *bind_addr) {
+    struct in_addr a = {.s_addr = htonl(INADDR_LOOPBACK)};
+    if (strcmp(bind_addr, "0.0.0.0") != 0) {
+        inet_pton(AF_INET, bind_addr, &a);
+        return a.s_addr;
+    }
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) != 0) return a.s_addr;
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && (i->ifa_flags & IFF_UP) &&
+            !(i->ifa_flags & IFF_LOOPBACK)) {
+            a = ((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+            break;
+        }
+    freeifaddrs(ifs);
+    return a.s_addr;
+}
+
+/* Open the listener peers connect to (any port, on the connector's tcp
+ * address) and build the connection info the metadata carries: our worker
+ * address, then the listener's address (ucx_check.h). */
+static ucs_status_t listen_and_describe(ucx_tp_t *t, const char *bind_addr) {
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) return UCS_ERR_INVALID_ADDR;
+    ucp_listener_params_t lp = {
+        .field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER,
+        .sockaddr = {.addr = (const struct sockaddr *)&sa, .addrlen = sizeof sa},
+        .conn_handler = {.cb = conn_req_cb, .arg = t}};
+    ucs_status_t s = ucp_listener_create(t->worker, &lp, &t->listener);
+    if (s != UCS_OK) return s;
+    ucp_listener_attr_t la = {.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR};
+    s = ucp_listener_query(t->listener, &la);
+    if (s != UCS_OK) return s;
+    uint16_t port = ntohs(((const struct sockaddr_in *)&la.sockaddr)->sin_port);
+    uint32_t ip = listen_ip(bind_addr);
+    t->conn_len = t->addr_len + NXC__UCX_LISTEN_LEN;
+    t->conn = malloc(t->conn_len);
+    if (!t->conn) return UCS_ERR_NO_MEMORY;
+    uint8_t *l = t->conn + t->addr_len;
+    memcpy(t->conn, t->addr, t->addr_len);
+    memcpy(l, "NXUL", 4);
+    l[4] = (uint8_t)port, l[5] = (uint8_t)(port >> 8), l[6] = l[7] = 0;
+    memcpy(l + 8, &ip, 4);
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &ip, text, sizeof text);
+    NXC_LOG_D("ucx: listening on %s:%u, advertised as %s:%u", bind_addr, port, text, port);
+    return UCS_OK;
 }
 
 /* The address and rkey checks mirror UCX 1.13's formats: say so once when
@@ -1355,6 +1532,10 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
      * it packs and reads them from its own transports, so nxc could not
      * check a peer's address (ucx_check.c) before UCX reads it. */
     ucp_config_modify(cfg, "UNIFIED_MODE", "n");
+    /* Endpoints come from the listener (see connect_peer()): connect only
+     * over the device the connection was made on, so that UCX needs no
+     * wire-up message exchange after the connection manager's. */
+    set_default(cfg, "CM_USE_ALL_DEVICES", "n");
     warn_version_once();
     ucp_params_t pp = {.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME,
                        .features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP,
@@ -1381,8 +1562,9 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         t->addr_len = wa.address_length;
     }
     if (s == UCS_OK) s = set_am_handlers(t);
+    if (s == UCS_OK) s = listen_and_describe(t, c->tcp_address);
     if (s != UCS_OK) st = ucs_err("worker setup", s);
-    if (st == NXC_OK && t->addr_len > UINT32_MAX)
+    if (st == NXC_OK && t->conn_len > UINT32_MAX)
         st = nxc__err(NXC_ERR_TRANSPORT, "ucx: worker address too long");
     if (st != NXC_OK) {
         ucx_destroy(&t->base);

@@ -226,3 +226,21 @@ bool nxc__ucx_rkey_check(const uint8_t *key, size_t len, const nxc__ucx_addr_inf
     if (r.pos != len) return fail(&r, "%zu bytes after the last transport key", len - r.pos);
     return true;
 }
+
+bool nxc__ucx_conn_check(const uint8_t *conn, size_t len, nxc__ucx_addr_info_t *info, uint32_t *ip,
+                         uint16_t *port, char *why, size_t why_len) {
+    if (len <= NXC__UCX_LISTEN_LEN) {
+        snprintf(why, why_len, "%zu bytes: too short for a worker address and a listener", len);
+        return false;
+    }
+    const uint8_t *l = conn + len - NXC__UCX_LISTEN_LEN;
+    uint16_t p = (uint16_t)(l[4] | l[5] << 8);
+    if (memcmp(l, "NXUL", 4) || p == 0 || l[6] || l[7]) {
+        snprintf(why, why_len, "no listener record after the worker address");
+        return false;
+    }
+    if (!nxc__ucx_addr_check(conn, len - NXC__UCX_LISTEN_LEN, info, why, why_len)) return false;
+    if (ip) memcpy(ip, l + 8, 4);
+    if (port) *port = p;
+    return true;
+}

@@ -38,6 +38,26 @@ typedef struct nxc__ucx_addr_info {
 bool nxc__ucx_addr_check(const uint8_t *addr, size_t len, nxc__ucx_addr_info_t *info, char *why,
                          size_t why_len);
 
+/* The ucx section's connection info in nxc metadata: the connector's UCX
+ * worker address, then where its UCX listener accepts connections:
+ *
+ *   worker address (UCX 1.13, checked by nxc__ucx_addr_check())
+ *   4  "NXUL"
+ *   2  port, little-endian, not 0
+ *   2  reserved, 0
+ *   4  IPv4 address, network order
+ *
+ * Endpoints are made through the listener (UCX's connection manager); the
+ * worker address tells which memory domains the peer has (rkey checks). */
+#define NXC__UCX_LISTEN_LEN 12
+
+/* Is `conn` (len bytes) such connection info? On success fill *info (may be
+ * NULL), *ip (network order) and *port (host order) (may be NULL); on
+ * failure write the reason into why[why_len]. The worker address is the
+ * first len - NXC__UCX_LISTEN_LEN bytes. */
+bool nxc__ucx_conn_check(const uint8_t *conn, size_t len, nxc__ucx_addr_info_t *info, uint32_t *ip,
+                         uint16_t *port, char *why, size_t why_len);
+
 /* Is `key` (len bytes) a UCX 1.13 packed rkey for memory of `mem_type`
  * (ucs_memory_type_t) that names only memory domains the peer described by
  * `peer` has, with the entry sizes their transports pack? */

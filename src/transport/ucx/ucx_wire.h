@@ -5,9 +5,9 @@
  *
  *   active                                    passive
  *   GRANT_REQ {want, key, secret,  ─▶ the passive side checks want, then key
- *              addr, ranges}           and secret, then the address, before
- *                                      it connects back; the core checks the
- *                                      op, kind and bounds → grant id
+ *              ranges}                 and secret, then that the endpoint
+ *                                      is its own; the core checks the op,
+ *                                      kind and bounds → grant id
  *             ◀─ GRANT_REP {status, grant}
  *   get/put or DATA/READ_REQ per segment
  *   DONE {grant, complete} ──────────────────▶
@@ -29,14 +29,18 @@ enum {
     NXC__UCX_AM_LAST = NXC__UCX_AM_READ_DATA
 };
 
-/* "NXX2": version 2 added GRANT_REQ.want. A version-1 peer's messages carry
- * another magic and are dropped, not misread. */
-#define NXC__UCX_MAGIC 0x3258584eu
+/* "NXX3": version 2 added GRANT_REQ.want; version 3 connects through
+ * listeners, answers on the endpoint a request came on (so a GRANT_REQ
+ * carries no address) and sends every message with UCP_AM_SEND_FLAG_REPLY.
+ * An older peer's messages carry another magic and are dropped, not
+ * misread. */
+#define NXC__UCX_MAGIC 0x3358584eu
 
-/* GRANT_REQ, followed by key, requester worker address, requester name,
- * nranges nxc__range_t. Sent with UCP_AM_SEND_FLAG_REPLY so that a refusal
- * can go back on the endpoint the request came on, without connecting to
- * an address a stranger wrote. */
+/* GRANT_REQ, followed by key, addr_len bytes of address (always 0: a
+ * request that names an address is refused), requester name, nranges
+ * nxc__range_t. Sent with UCP_AM_SEND_FLAG_REPLY: the answer, a refusal or
+ * a grant, goes back on the endpoint the request came on, and the peer at
+ * its other end is who holds the grant. */
 typedef struct nxc__ucx_grant_req {
     uint32_t magic;
     uint8_t md_kind;
