@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Raw TCP ping-pong latency, the floor for a small transfer plus its
  * acknowledgement between two hosts (bench/twohost runs it between two

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Install what is missing, then configure and build one flavour of nxc,
 # warnings as errors.
 #   scripts/build.sh release   -> build/release (RelWithDebInfo, gcc)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Install what is missing, build, and run the multimodal demo: an encode
 # worker hands image embeddings to a prefill worker through nxc.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Install the Debian packages nxc needs, when they are missing. Safe to run
 # again; does nothing when all are present.
 #   scripts/setup.sh         what building and running nxc need (demo, build)

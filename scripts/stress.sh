@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Stress (issue 8): the tests labelled `stress` (the data and lifecycle
 # conformance suites and the fan-in/fan-out tests, on every transport) run
 # again and again, several at a time, beside CPU hogs that steal the cores

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The full test suite: installs what is missing, then builds and runs every
 # test twice: a release build, and an ASan+UBSan build.
 #   scripts/test.sh            both builds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nxc-bench: bandwidth and latency of nxc between two processes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nxc-info: which transports this host offers and, given an op's metadata,
  * which one a transfer to that peer would use and why.

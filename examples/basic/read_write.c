@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The shortest complete nxc program: one process, one connector, talking
  * to itself. It shows both directions of the model:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The request channel: a stream socket carrying messages framed by a 4-byte
  * big-endian length. It stands in for the request plane of a serving stack
  * (the bytes of the embeddings never travel here, only small texts). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Private declarations of the multimodal demo: two worker processes (encode
  * and prefill) that move image embeddings with nxc and coordinate over a

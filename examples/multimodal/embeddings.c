@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Image embeddings without a vision model: every value is a function of the
  * request id and its index, so the receiver can check each byte by
  * recomputing it instead of trusting a checksum. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The encode worker: turns "images" into embeddings and hands them to the
  * prefill worker through nxc. Per request, depending on the pattern:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nxc-multimodal-demo: the encode/prefill embedding hand-off of a
  * disaggregated multimodal serving graph, as two real processes.

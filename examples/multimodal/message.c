@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Request texts: one flat JSON object whose last field, when present, is
  * the nxc metadata ("serialized_request", as in the reference's request
  * models). Both workers are ours, so a fixed field order replaces a JSON

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The prefill worker: asks the encode worker for the embeddings of each
  * image and checks every byte it receives. It drives the demo: it sends the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nxc — move memory between the workers of a distributed inference graph.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Completion queues: one entry per ended op, kept in the op itself (a
  * doubly linked list through op->cq_prev/cq_next), so a queue never fills

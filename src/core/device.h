@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Device and descriptor-list checks shared by every entry point (internal). */
 #ifndef NXC_CORE_DEVICE_H
 #define NXC_CORE_DEVICE_H

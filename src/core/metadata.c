@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Metadata codec: the JSON text a passive op hands out and the versioned
  * binary blob inside it. The format is specified in docs/metadata.md.

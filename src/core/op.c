@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Ops: the four kinds, their state machine, grants (a peer's permission to
  * touch a passive op's memory), deadlines, cancel and release.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Progress and waiting: one loop drives every transport, deadlines and
  * reaping. It runs on the connector's progress thread, or inside

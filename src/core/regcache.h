@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Registration cache (internal): registering memory with a transport (pinning
  * it for a NIC, packing a remote key) is costly, so registrations are kept

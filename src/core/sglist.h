@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Scatter/gather planning (internal): pair two lists of buffers with equal
  * total size but any segmentation into contiguous segments. */
 #ifndef NXC_CORE_SGLIST_H

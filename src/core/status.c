@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include "nxc/nxc.h"
 
 const char *nxc_status_string(nxc_status_t status) {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The transport interface (internal). A transport moves the bytes of active
  * ops and lets peers reach the memory of passive ops. Each lives in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The NXC_* environment variables (internal): one parser, one behaviour.
  *

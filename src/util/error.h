@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Per-thread last-error message and status helpers (internal). */
 #ifndef NXC_UTIL_ERROR_H
 #define NXC_UTIL_ERROR_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging to stderr, filtered by level (internal). */
 #ifndef NXC_UTIL_LOG_H
 #define NXC_UTIL_LOG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Host and process identity, random bytes (internal). */
 #ifndef NXC_UTIL_SYS_H
 #define NXC_UTIL_SYS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Monotonic time helpers (internal). */
 #ifndef NXC_UTIL_TIME_H
 #define NXC_UTIL_TIME_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Completion queues: every op that ends delivers exactly one entry, from
  * any number of threads, with no per-op descriptor; the queue's fd is
  * readable exactly while entries wait; released ops never come out. */

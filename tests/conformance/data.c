@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Conformance, data movement: the four ops across real processes, 1 to 1024
  * descriptors, scatter/gather, 1 B to 256 MiB, unaligned addresses,
  * loopback, several threads, cancel mid-transfer. Every byte is verified.

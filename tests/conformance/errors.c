@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Every bad input the API can receive: each gets its own status and a
  * message naming the problem, nothing moves, nothing crashes. */
 #include <signal.h>

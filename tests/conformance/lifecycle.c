@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Conformance, lifecycles across real processes: wait timeouts, deadlines,
  * cancel, release revoking access, the completion fd, and peers killed
  * mid-transfer. CMake runs it once per transport (NXT_TRANSPORT). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The event loop documented in nxc.h, driven by the application (progress
  * thread off): it completes a transfer, then sleeps while nothing happens
  * (no periodic wake-ups, no spinning), and an op's deadline wakes it by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The UCX address and rkey checks (src/transport/ucx/ucx_check.c).
  *
  * Part 1: every worker address and rkey this machine's UCX produces passes,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Test-only helpers that take a metadata text apart and put it back, so a
  * test can forge exactly one field (blob version, secret, a descriptor). */
 #ifndef NXT_MDTOOL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Two "hosts" on one machine for tests: two Linux network namespaces joined
  * by a veth pair, so peers forked into them can reach each other only over
  * that link (which a test can cut). Needs root and iproute2's `ip`.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nxt — the tests' small harness. Each test runs in its own forked process
  * group with a timeout; on timeout or at the end of the test the whole group

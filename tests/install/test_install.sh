@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Install a build of nxc to a temporary prefix and use it from outside the
 # tree, as a user would: a program built with pkg-config and one built with
 # find_package(nxc), both run; the installed tools run with no library path
@@ -63,7 +64,7 @@ expect=(
   "$libdir/pkgconfig/nxc.pc"
   "$libdir/cmake/nxc/nxcConfig.cmake" "$libdir/cmake/nxc/nxcConfigVersion.cmake"
   "$libdir/cmake/nxc/nxcTargets.cmake"
-  "$docdir/README.md" "$docdir/docs/metadata.md"
+  "$docdir/README.md" "$docdir/LICENSE" "$docdir/docs/metadata.md"
 )
 if [ "$lib" = shared ]; then expect+=("$libdir/libnxc.so"); else expect+=("$libdir/libnxc.a"); fi
 ((tools)) && expect+=("$bindir/nxc-bench" "$bindir/nxc-info")

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Load: fan-in and fan-out (issue 8, item 13).
  *
  * fan_in:  one passive process serves PEERS active processes at once; each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Transport selection across real processes: shm on the same host, the
  * user's order winning, tcp when the peer looks remote, the fallback when the
  * kernel forbids cross-process access, and nxc-info explaining the choice. */

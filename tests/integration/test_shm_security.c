@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The shm transport against forged metadata. shm copies straight between
  * two processes' memory (process_vm_readv/writev), so the one question that
  * matters is *whose* memory: it must always be the process that granted the

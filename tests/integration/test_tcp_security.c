@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The tcp transport against a hostile peer. Each test exposes a readable or
  * writable over a buffer with a known pattern (surrounded by guard bytes in
  * the same allocation), takes its metadata apart (nxc__md_decode: port,

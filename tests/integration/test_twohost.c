@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Two hosts on one machine: the passive peer runs in network namespace A,
  * the active peer in namespace B, and they reach each other only over a
  * veth pair (tests/harness/netns.h). For each transport:

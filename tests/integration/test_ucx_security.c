@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The ucx transport against damaged metadata and a hostile peer (issue 8).
  *
  * Every case checks that the process survives what a peer sent, that the op

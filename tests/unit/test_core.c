@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the core's pure pieces: devices, status strings,
  * scatter/gather planning and the registration cache. */
 #include "core/device.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the environment parser (src/util/env.c): the pure parsers,
  * and the one behaviour of every NXC_* variable: a bad value warns once,
  * naming the variable, the value and what is accepted, then the default. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the metadata codec (src/core/metadata.c, docs/metadata.md). */
 #include <jansson.h>
 #include <sodium.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The shm transport: peers on the same host. The control channel is the
  * stream engine over a unix-domain socket (abstract name "nxc-shm-<instance>",

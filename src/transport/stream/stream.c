@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The stream engine shared by the tcp and shm transports (see stream.h and
  * the protocol in wire.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The stream engine (internal): what the tcp transport and the shm
  * transport's control channel share. Connections carry the framed protocol

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The wire protocol of nxc's stream transports (tcp, and shm's control
  * channel over a unix-domain socket). All integers little-endian. Every frame

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tcp transport: the stream engine over TCP. The bytes travel in the
  * stream, straight from the registered buffers into the socket (sendmsg with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The UCX transport: UCP RMA (get/put) with packed remote keys, one context
  * and worker per connector, endpoints cached per peer connector.

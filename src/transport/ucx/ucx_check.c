@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Bounds-checked walks over UCX 1.13's packed worker addresses and rkeys
  * (see ucx_check.h). Every read goes through rd_*(), which fails instead of

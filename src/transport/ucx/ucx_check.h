@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Checks of UCX's packed worker addresses and packed remote keys, done by
  * nxc before UCX sees them (internal).

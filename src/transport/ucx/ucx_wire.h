@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The UCX transport's control messages (internal): UCP active messages
  * between two nxc connectors. Shared by ucx.c and the tests that play a

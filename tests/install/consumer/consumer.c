@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A program outside the nxc tree, built against an installed nxc (by
  * tests/install/test_install.sh, once with pkg-config and once with
