@@ -463,9 +463,10 @@ class _PassiveOperation(_Operation):
 
     def metadata(self):
         """The RdmaMetadata a peer needs (passive: reading it changes nothing)."""
+        if self._op is None:
+            raise NxcError(-50, "the operation was released: its metadata is refused by nxc",
+                           f"{self._kind_name}.metadata")
         if self._cached_md is None:
-            if self._op is None:
-                raise NxcError(-50, "the operation was released", f"{self._kind_name}.metadata")
             text = ctypes.c_char_p()
             n = ctypes.c_size_t()
             check(lib.nxc_op_metadata(self._op, ctypes.byref(text), ctypes.byref(n)),
