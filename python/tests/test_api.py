@@ -384,3 +384,55 @@ def test_loop_stays_live_during_large_transfer(connector):
         assert ticks >= 1  # the loop ran other tasks while the bytes moved
 
     run(main())
+
+
+def test_descriptor_lists_scatter_gather(connector):
+    async def main():
+        a = torch.arange(1000, dtype=torch.int32)
+        b = torch.arange(1000, 3000, dtype=torch.int32)
+        dst = torch.zeros(3000, dtype=torch.int32)
+        with await connector.create_readable([connect.Descriptor(a), connect.Descriptor(b)]) as r:
+            assert len(r.metadata().descriptors) == 2
+            op = await connector.begin_read(r.metadata(), connect.Descriptor(dst))
+            with op:
+                await op.wait_for_completion(timeout=10)
+        assert torch.equal(dst, torch.arange(3000, dtype=torch.int32))
+        with pytest.raises(TypeError):
+            await connector.create_readable([a])
+
+    run(main())
+
+
+def test_without_pydantic():
+    """Plain classes with the same methods when pydantic is not importable."""
+    import os
+    import subprocess
+    import sys
+
+    code = r"""
+import sys, asyncio
+sys.modules["pydantic"] = None
+import nxc.nixl_connect as connect
+from nxc import _models
+assert not _models.HAVE_PYDANTIC
+async def main():
+    c = connect.Connector()
+    src, dst = bytearray(b"p" * 100), bytearray(100)
+    with await c.create_readable(connect.Descriptor(src)) as r:
+        md = r.metadata()
+        text = md.model_dump_json()
+        back = connect.RdmaMetadata.model_validate_json(text)
+        assert back == md and back.model_dump_json() == text
+        assert connect.RdmaMetadata.model_validate(md.model_dump()) == md
+        op = await c.begin_read(back, connect.Descriptor(dst))
+        with op:
+            await op.wait_for_completion(timeout=10)
+    assert dst == src
+    c.close()
+asyncio.run(main())
+print("ok")
+"""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
