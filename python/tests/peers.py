@@ -122,3 +122,38 @@ async def _owner_then_die(conn):
 
 def owner_then_die(conn):
     _outcome(_owner_then_die, conn)
+
+
+async def _slow_reader(conn):
+    """Start reading a large readable, tell the parent, then wait to be killed."""
+    text = recv(conn)
+    dst = bytearray(len_ := 256 << 20)
+    c = connect.Connector()
+    op = await c.begin_read(text, connect.Descriptor(dst))
+    conn.send(("started", len_))
+    await asyncio.sleep(60)
+
+
+def slow_reader(conn):
+    _outcome(_slow_reader, conn)
+
+
+async def _owner_with_deadline(conn):
+    """A 256 MiB readable with a 3 s deadline; report how it ended and when."""
+    import time
+
+    src = bytearray(256 << 20)
+    c = connect.Connector()
+    t0 = time.monotonic()
+    with await c.create_readable(connect.Descriptor(src), timeout=3) as r:
+        conn.send(r.metadata().model_dump_json())
+        try:
+            await r.wait_for_completion(timeout=WAIT)
+            err = None
+        except connect.NxcError as e:
+            err = e.status_name
+        return (str(r.status), err, time.monotonic() - t0)
+
+
+def owner_with_deadline(conn):
+    _outcome(_owner_with_deadline, conn)
