@@ -29,6 +29,8 @@ if ((dev)); then
     iproute2 procps                  # network namespaces in tests, ps
     ucx-utils                        # ucx_info/ucx_perftest (bench/compare, bench/twohost)
     iperf3 gnuplot-nox               # bench/compare peers and plot
+    python3 python3-pytest python3-pytest-asyncio python3-venv  # the Python package (python/)
+    python3-numpy python3-pydantic python3-torch
   )
 fi
 

@@ -17,3 +17,12 @@ for f in "$@"; do
   echo "== test: $f"
   (cd "build/$f" && ctest --output-on-failure --timeout 900)
 done
+# The Python package (python/), against the release build's library. Debian's
+# interpreter: apt's python3-* packages live there, not in other pythons.
+for f in "$@"; do
+  if [ "$f" = release ]; then
+    echo "== test: python (build/release)"
+    NXC_LIBRARY="$PWD/build/release/src/libnxc.so.0" PYTHONPATH="$PWD/python" \
+      timeout 600 /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
+  fi
+done

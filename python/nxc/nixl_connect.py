@@ -1,0 +1,694 @@
+"""nxc with the names and semantics of Dynamo's `dynamo.nixl_connect`.
+
+Switch with one line:  import nxc.nixl_connect as connect
+
+Differences from the reference (all deliberate): transfers are posted when
+begin_read/begin_write return; wait_for_completion() is driven by nxc's
+completion-queue fd through the running event loop (no polling) and takes a
+`timeout`; an ERRORED op, passive or active, raises NxcError (a RuntimeError);
+cancel() on a terminal op changes nothing; non-contiguous tensors are
+refused (never silently copied); CUDA memory raises NotSupportedError (no GPU
+transport in this build). nxc does not talk to NIXL peers.
+"""
+
+import asyncio
+import ctypes
+import enum
+import itertools
+import json
+import socket
+import sys
+import uuid
+import weakref
+
+from . import _lib
+from ._lib import lib
+from ._models import HAVE_PYDANTIC, RdmaMetadata, SerializedDescriptor, metadata_text
+from .errors import MetadataError, NotSupportedError, NxcError, NxcTimeoutError, check, error_for
+
+__all__ = [
+    "Connector",
+    "Descriptor",
+    "Device",
+    "DeviceKind",
+    "OperationKind",
+    "OperationStatus",
+    "ReadableOperation",
+    "WritableOperation",
+    "ReadOperation",
+    "WriteOperation",
+    "RdmaMetadata",
+    "SerializedDescriptor",
+    "NxcError",
+    "NotSupportedError",
+    "MetadataError",
+    "NxcTimeoutError",
+]
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class _StrEnumMixin:
+    def __format__(self, spec):
+        return format(str(self), spec)
+
+
+class DeviceKind(_StrEnumMixin, enum.IntEnum):
+    UNSPECIFIED = 0
+    HOST = 1
+    CUDA = 2
+
+    def __str__(self):
+        return {1: "cpu", 2: "cuda"}.get(int(self), "<invalid>")
+
+
+class OperationKind(_StrEnumMixin, enum.IntEnum):
+    UNSPECIFIED = 0
+    READ = 1
+    WRITE = 2
+
+    def __str__(self):
+        return {1: "READ", 2: "WRITE"}.get(int(self), "<invalid>")
+
+
+class OperationStatus(_StrEnumMixin, enum.IntEnum):
+    UNINITIALIZED = 0
+    INITIALIZED = 1
+    IN_PROGRESS = 2
+    COMPLETE = 3
+    CANCELLED = 4
+    ERRORED = 5
+
+    def __str__(self):
+        return {1: "INIT", 2: "PROC", 3: "DONE", 4: "STOP", 5: "ERR"}.get(int(self), "<invalid>")
+
+
+_TERMINAL = (OperationStatus.COMPLETE, OperationStatus.CANCELLED, OperationStatus.ERRORED)
+
+
+# --------------------------------------------------------------------------- Device
+
+
+class Device:
+    """A memory kind and ordinal: Device("cpu"), Device("cuda:1"),
+    Device((DeviceKind.CUDA, 1)). Texts are parsed by nxc_device_parse."""
+
+    def __init__(self, metadata):
+        if metadata is None:
+            raise ValueError("Device: metadata is None")
+        if isinstance(metadata, Device):
+            self._kind, self._id = metadata._kind, metadata._id
+        elif (
+            isinstance(metadata, tuple)
+            and len(metadata) == 2
+            and isinstance(metadata[0], DeviceKind)
+            and isinstance(metadata[1], int)
+        ):
+            self._kind, self._id = metadata
+        elif isinstance(metadata, str):
+            d = _lib.Device()
+            st = lib.nxc_device_parse(metadata.encode("utf-8", "replace"), ctypes.byref(d))
+            if st < 0:
+                raise ValueError(f"Device: {metadata!r}: {_lib.last_error()}")
+            self._kind, self._id = DeviceKind(d.kind), d.id
+        else:
+            raise TypeError(f"Device: expected str or (DeviceKind, int), got {type(metadata).__name__}")
+
+    @property
+    def kind(self):
+        return self._kind
+
+    @property
+    def id(self):
+        return self._id
+
+    def __str__(self):
+        return f"cuda:{self._id}" if self._kind == DeviceKind.CUDA else "cpu"
+
+    def __repr__(self):
+        return f"Device({str(self)!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Device) and (self._kind, self._id) == (other._kind, other._id)
+
+    def __hash__(self):
+        return hash((self._kind, self._id))
+
+
+_HOST = Device((DeviceKind.HOST, 0))
+
+
+# --------------------------------------------------------------------------- buffers
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.c_void_p),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
+
+
+_GetBuffer = ctypes.pythonapi.PyObject_GetBuffer
+_GetBuffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+_GetBuffer.restype = ctypes.c_int
+_ReleaseBuffer = ctypes.pythonapi.PyBuffer_Release
+_ReleaseBuffer.argtypes = [ctypes.POINTER(_PyBuffer)]
+_ReleaseBuffer.restype = None
+
+
+class _BufferExport:
+    """Holds a buffer-protocol export (PyBUF_SIMPLE: contiguous bytes) for as
+    long as it lives: the exporter cannot resize or free the memory meanwhile."""
+
+    def __init__(self, obj):
+        self._view = _PyBuffer()
+        try:
+            _GetBuffer(obj, ctypes.byref(self._view), 0)  # PyBUF_SIMPLE
+        except BufferError as e:
+            raise ValueError(
+                f"Descriptor: {type(obj).__name__} is not one contiguous buffer ({e}); "
+                "pass a contiguous copy and keep it alive"
+            ) from None
+        self._held = True
+        self.ptr = self._view.buf or 0
+        self.size = self._view.len
+        self.readonly = bool(self._view.readonly)
+
+    def release(self):
+        if getattr(self, "_held", False):
+            self._held = False
+            _ReleaseBuffer(ctypes.byref(self._view))
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+def _is_tensor(data):
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(data, torch.Tensor)
+
+
+# --------------------------------------------------------------------------- Descriptor
+
+
+class Descriptor:
+    """A region of memory: a CPU torch tensor, (numpy_array, device),
+    a bytes-like object (bytes, bytearray, memoryview, any buffer), or
+    (ptr, size[, device[, keepalive]]). The Descriptor (and every op using
+    it) keeps the object it points into alive."""
+
+    def __init__(self, data):
+        self._keep = None
+        self._readonly = False
+        if data is None:
+            raise ValueError("Descriptor: data is None")
+        if _is_tensor(data):
+            if not data.is_contiguous():
+                raise ValueError(
+                    "Descriptor: the tensor is not contiguous; nxc does not copy it (the data "
+                    "would land in the copy): pass t.contiguous() and keep that tensor"
+                )
+            dev = data.device
+            if dev.type == "cuda":
+                self._device = Device((DeviceKind.CUDA, dev.index or 0))
+            elif dev.type == "cpu":
+                self._device = _HOST
+            else:
+                raise NotSupportedError(-30, f"tensor device '{dev}' is not supported by nxc",
+                                        "Descriptor")
+            self._ptr = data.data_ptr()
+            self._size = data.numel() * data.element_size()
+            self._keep = data
+        elif isinstance(data, tuple):
+            self._from_tuple(data)
+        else:
+            try:
+                exp = _BufferExport(data)
+            except TypeError:
+                raise TypeError(
+                    f"Descriptor: unsupported type {type(data).__name__} (expected a torch tensor, "
+                    "(ndarray, device), a bytes-like object or (ptr, size[, device[, keepalive]]))"
+                ) from None
+            self._ptr, self._size, self._readonly = exp.ptr, exp.size, exp.readonly
+            self._device = _HOST
+            self._keep = (data, exp)
+        self._metadata = None
+
+    def _from_tuple(self, data):
+        if len(data) == 2 and not isinstance(data[0], int):
+            arr, dev = data
+            self._device = dev if isinstance(dev, Device) else Device(dev)
+            if hasattr(arr, "__array_interface__"):
+                iface = arr.__array_interface__
+            elif hasattr(arr, "__cuda_array_interface__"):
+                iface = arr.__cuda_array_interface__
+            else:
+                raise TypeError(f"Descriptor: {type(arr).__name__} has no array interface")
+            flags = getattr(arr, "flags", None)
+            if flags is not None and not flags["C_CONTIGUOUS"]:
+                raise ValueError("Descriptor: the array is not C-contiguous; nxc does not copy it")
+            self._ptr = iface["data"][0]
+            self._readonly = bool(iface["data"][1])
+            self._size = int(arr.nbytes)
+            self._keep = arr
+        elif 2 <= len(data) <= 4 and isinstance(data[0], int) and isinstance(data[1], int):
+            self._ptr, self._size = data[0], data[1]
+            dev = data[2] if len(data) > 2 else None
+            if dev is None:
+                self._device = _HOST
+            elif isinstance(dev, (Device, str)):
+                self._device = Device(dev)
+            else:
+                raise TypeError(f"Descriptor: device must be Device or str, got {type(dev).__name__}")
+            self._keep = data[3] if len(data) > 3 else None
+        else:
+            raise TypeError("Descriptor: a tuple must be (ndarray, device) or (ptr, size[, device[, keepalive]])")
+
+    @property
+    def device(self):
+        return self._device
+
+    @property
+    def ptr(self):
+        return self._ptr
+
+    @property
+    def size(self):
+        return self._size
+
+    @property
+    def is_registered(self):
+        return False  # explicit registration: not in this slice
+
+    @property
+    def metadata(self):
+        if self._metadata is None:
+            self._metadata = SerializedDescriptor(device=str(self._device), ptr=self._ptr, size=self._size)
+        return self._metadata
+
+    @staticmethod
+    def from_serialized(sd):
+        if not isinstance(sd, SerializedDescriptor):
+            raise TypeError("from_serialized: expected a SerializedDescriptor")
+        return Descriptor((sd.ptr, sd.size, sd.device, None))
+
+    def __repr__(self):
+        return f"Descriptor(ptr=0x{self._ptr:x}, size={self._size}, device={str(self._device)!r})"
+
+
+def _desc_list(local, writable_needed, what):
+    if isinstance(local, Descriptor):
+        items = [local]
+    elif isinstance(local, (list, tuple)) and all(isinstance(d, Descriptor) for d in local):
+        items = list(local)
+    else:
+        raise TypeError(f"{what}: expected a Descriptor or a list of Descriptors")
+    if writable_needed:
+        for i, d in enumerate(items):
+            if d._readonly:
+                raise ValueError(f"{what}: descriptor {i} is read-only memory (e.g. bytes); "
+                                 "it cannot receive data (use bytearray)")
+    arr = (_lib.Desc * max(1, len(items)))()
+    for i, d in enumerate(items):
+        arr[i].ptr = d.ptr
+        arr[i].size = d.size
+        arr[i].device.kind = int(d.device.kind)
+        arr[i].device.id = d.device.id
+    return items, arr
+
+
+def _metadata_bytes(md, what):
+    if isinstance(md, RdmaMetadata):
+        return metadata_text(md).encode()
+    if isinstance(md, str):
+        return md.encode("utf-8")
+    if isinstance(md, (bytes, bytearray)):
+        return bytes(md)
+    if isinstance(md, dict):
+        return json.dumps(md, separators=(",", ":")).encode()
+    raise TypeError(f"{what}: remote metadata must be RdmaMetadata (or its JSON text), "
+                    f"got {type(md).__name__}")
+
+
+# --------------------------------------------------------------------------- operations
+
+
+class _Operation:
+    _kind_name = "operation"
+
+    def __init__(self, connector, handle, key, descs):
+        self._connector = connector
+        self._op = handle  # nxc_op_t*, None once released
+        self._key = key
+        self._descs = descs  # keeps the memory alive until release
+        self._future = None
+        self._last_status = OperationStatus.INITIALIZED
+        self._result = None
+        self._message = ""
+
+    @property
+    def status(self):
+        if self._op is None:
+            return self._last_status
+        return OperationStatus(lib.nxc_op_status(self._op))
+
+    @property
+    def transport(self):
+        """"shm", "tcp" or "ucx" once known (nxc extension)."""
+        if self._op is None:
+            return None
+        t = lib.nxc_op_transport(self._op)
+        return t.decode() if t else None
+
+    @property
+    def size(self):
+        return sum(d.size for d in self._descs)
+
+    def _error(self):
+        if self._op is not None:
+            res = lib.nxc_op_result(self._op)
+            msg = (lib.nxc_op_message(self._op) or b"").decode("utf-8", "replace")
+        else:
+            res, msg = self._result, self._message
+        return error_for(res, msg, f"{self._kind_name} failed")
+
+    def _finish(self):
+        st = self.status
+        if st == OperationStatus.ERRORED:
+            raise self._error()
+        return None
+
+    def _on_end(self):
+        fut = self._future
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def wait_for_completion(self, timeout=None):
+        """Wait until the op ends: returns when COMPLETE (or CANCELLED),
+        raises NxcError when it ERRORED, TimeoutError (asyncio's) when
+        `timeout` seconds pass first (the op goes on). Never blocks the loop."""
+        loop = self._connector._attach(asyncio.get_running_loop())
+        if self.status not in _TERMINAL:
+            if self._future is None or self._future.done() or self._future.get_loop() is not loop:
+                self._future = loop.create_future()
+            fut = self._future
+            # An entry drained before the future existed is caught by the
+            # status check; drain now in case the fd fired while we were away.
+            self._connector._drain()
+            if self.status not in _TERMINAL:
+                await asyncio.wait_for(asyncio.shield(fut), timeout)
+        return self._finish()
+
+    def cancel(self):
+        """Cancel a running op (CANCELLED); a terminal op is left as it is."""
+        if self._op is not None:
+            check(lib.nxc_op_cancel(self._op), f"{self._kind_name}.cancel")
+
+    def release(self):
+        """Release the op: a running op is cancelled first; a passive op's
+        memory is unreachable by peers when this returns."""
+        op = self._op
+        if op is None:
+            return
+        st = OperationStatus(lib.nxc_op_status(op))
+        self._result = lib.nxc_op_result(op)
+        self._message = (lib.nxc_op_message(op) or b"").decode("utf-8", "replace")
+        self._op = None
+        self._connector._forget(self)
+        lib.nxc_op_release(op)
+        self._last_status = st if st in _TERMINAL else OperationStatus.CANCELLED
+        if self._last_status == OperationStatus.CANCELLED and self._result >= 0:
+            self._result = -44
+        self._on_end()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.release()
+        return False
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"{type(self).__name__}(status={self.status!s}, size={self.size})"
+
+
+class _PassiveOperation(_Operation):
+    _cached_md = None
+
+    def metadata(self):
+        """The RdmaMetadata a peer needs (passive: reading it changes nothing)."""
+        if self._op is None:
+            raise NxcError(-50, "the operation was released: its metadata is refused by nxc",
+                           f"{self._kind_name}.metadata")
+        if self._cached_md is None:
+            text = ctypes.c_char_p()
+            n = ctypes.c_size_t()
+            check(lib.nxc_op_metadata(self._op, ctypes.byref(text), ctypes.byref(n)),
+                  f"{self._kind_name}.metadata")
+            self._cached_md = RdmaMetadata.model_validate_json(ctypes.string_at(text, n.value))
+        return self._cached_md
+
+    @property
+    def notification_key(self):
+        return self._key
+
+
+class ReadableOperation(_PassiveOperation):
+    """Passive: a peer may read these buffers (it calls begin_read)."""
+
+    _kind_name = "readable"
+
+
+class WritableOperation(_PassiveOperation):
+    """Passive: a peer may write into these buffers (it calls begin_write)."""
+
+    _kind_name = "writable"
+
+
+class ReadOperation(_Operation):
+    """Active: reads a peer's readable buffers into local ones."""
+
+    _kind_name = "read"
+
+    def results(self):
+        if self.status != OperationStatus.COMPLETE:
+            raise RuntimeError(f"read operation is {self.status!s}, not complete")
+        return list(self._descs)
+
+
+class WriteOperation(_Operation):
+    """Active: writes local buffers into a peer's writable buffers."""
+
+    _kind_name = "write"
+
+
+# --------------------------------------------------------------------------- Connector
+
+
+class Connector:
+    """One per process: owns nxc's connector (transports, progress thread)
+    and one completion queue whose fd drives wait_for_completion()."""
+
+    def __init__(self, worker_id=None, *, transports=None):
+        if worker_id is None:
+            worker_id = uuid.uuid4().hex
+        elif not isinstance(worker_id, str) or not worker_id:
+            raise TypeError("Connector: worker_id must be a non-empty str")
+        self._worker_id = worker_id
+        self._hostname = socket.gethostname()
+        params = _lib.ConnectorParams()
+        params.field_mask = _lib.NXC_CONNECTOR_FIELD_NAME
+        params.name = worker_id.encode()
+        if transports is not None:
+            params.field_mask |= _lib.NXC_CONNECTOR_FIELD_TRANSPORTS
+            params.transports = transports.encode()
+        c = ctypes.c_void_p()
+        check(lib.nxc_connector_create(ctypes.byref(params), ctypes.byref(c)), "Connector")
+        self._c = c
+        cq = ctypes.c_void_p()
+        st = lib.nxc_cq_create(c, None, ctypes.byref(cq))
+        if st < 0:
+            err = error_for(st, _lib.last_error(), "Connector")
+            lib.nxc_connector_destroy(c)
+            raise err
+        self._cq = cq
+        self._fd = lib.nxc_cq_fd(cq)
+        self._ops = weakref.WeakValueDictionary()
+        self._ids = itertools.count(1)
+        self._loop = None
+        self._entries = (_lib.CqEntry * 64)()
+
+    # -- properties
+    @property
+    def name(self):
+        return self._worker_id
+
+    @property
+    def hostname(self):
+        return self._hostname
+
+    @property
+    def transports(self):
+        return lib.nxc_connector_transports(self._c).decode() if self._c else ""
+
+    def __str__(self):
+        return self._worker_id
+
+    def __eq__(self, other):
+        return isinstance(other, Connector) and other._worker_id == self._worker_id
+
+    def __hash__(self):
+        return hash(self._worker_id)
+
+    async def initialize(self):
+        """No-op, for callers written for the reference's first version."""
+        return None
+
+    # -- event loop glue
+    def _attach(self, loop):
+        if self._c is None:
+            raise NxcError(-50, "the connector was closed", "Connector")
+        if self._loop is not loop:
+            old = self._loop
+            if old is not None and not old.is_closed():
+                try:
+                    old.remove_reader(self._fd)
+                except Exception:
+                    pass
+            loop.add_reader(self._fd, self._drain)
+            self._loop = loop
+        return loop
+
+    def _drain(self):
+        if self._cq is None:
+            return
+        while True:
+            n = lib.nxc_cq_poll(self._cq, self._entries, 64)
+            if n <= 0:
+                return
+            for i in range(n):
+                op = self._ops.get(self._entries[i].user_data or 0)
+                if op is not None:
+                    op._on_end()
+
+    def _forget(self, op):
+        self._ops.pop(op._uid, None)
+
+    def _params(self, op_obj_id, timeout, key=None):
+        p = _lib.OpParams()
+        p.field_mask = _lib.NXC_OP_FIELD_USER_DATA | _lib.NXC_OP_FIELD_CQ
+        p.user_data = op_obj_id
+        p.cq = self._cq
+        if timeout is not None:
+            p.field_mask |= _lib.NXC_OP_FIELD_TIMEOUT
+            p.timeout_ms = max(1, int(timeout * 1000))
+        if key is not None:
+            p.field_mask |= _lib.NXC_OP_FIELD_NOTIFICATION_KEY
+            p.notification_key = key.encode()
+        return p
+
+    def _register(self, cls, handle, key, descs, uid):
+        op = cls(self, handle, key, descs)
+        op._uid = uid
+        self._ops[uid] = op
+        return op
+
+    def _create(self, cls, fn, local, timeout, key, writable):
+        self._attach(asyncio.get_running_loop())
+        items, arr = _desc_list(local, writable, f"create_{cls._kind_name}")
+        uid = next(self._ids)
+        params = self._params(uid, timeout, key)
+        h = ctypes.c_void_p()
+        check(fn(self._c, arr, len(items), ctypes.byref(params), ctypes.byref(h)),
+              f"create_{cls._kind_name}")
+        k = (lib.nxc_op_notification_key(h) or b"").decode()
+        return self._register(cls, h, k, items, uid)
+
+    async def create_readable(self, local_descriptors, *, timeout=None, notification_key=None):
+        """Let a peer read these buffers; hand it `op.metadata()`."""
+        return self._create(ReadableOperation, lib.nxc_create_readable, local_descriptors,
+                            timeout, notification_key, False)
+
+    async def create_writable(self, local_descriptors, *, timeout=None, notification_key=None):
+        """Let a peer write into these buffers; hand it `op.metadata()`."""
+        return self._create(WritableOperation, lib.nxc_create_writable, local_descriptors,
+                            timeout, notification_key, True)
+
+    async def begin_read(self, remote_metadata, local_descriptors, *, timeout=None):
+        """Read the peer's readable buffers into `local_descriptors` (posted now)."""
+        if remote_metadata is None:
+            raise TypeError("begin_read: remote_metadata is None")
+        md = _metadata_bytes(remote_metadata, "begin_read")
+        self._attach(asyncio.get_running_loop())
+        items, arr = _desc_list(local_descriptors, True, "begin_read")
+        uid = next(self._ids)
+        params = self._params(uid, timeout)
+        h = ctypes.c_void_p()
+        check(lib.nxc_begin_read(self._c, md, len(md), arr, len(items), ctypes.byref(params),
+                                 ctypes.byref(h)), "begin_read")
+        k = (lib.nxc_op_notification_key(h) or b"").decode()
+        return self._register(ReadOperation, h, k, items, uid)
+
+    async def begin_write(self, local_descriptors, remote_metadata, *, timeout=None):
+        """Write `local_descriptors` into the peer's writable buffers (posted now)."""
+        if remote_metadata is None:
+            raise TypeError("begin_write: remote_metadata is None")
+        md = _metadata_bytes(remote_metadata, "begin_write")
+        self._attach(asyncio.get_running_loop())
+        items, arr = _desc_list(local_descriptors, False, "begin_write")
+        uid = next(self._ids)
+        params = self._params(uid, timeout)
+        h = ctypes.c_void_p()
+        check(lib.nxc_begin_write(self._c, arr, len(items), md, len(md), ctypes.byref(params),
+                                  ctypes.byref(h)), "begin_write")
+        k = (lib.nxc_op_notification_key(h) or b"").decode()
+        return self._register(WriteOperation, h, k, items, uid)
+
+    def close(self):
+        """Release every op of this connector, then destroy it."""
+        if self._c is None:
+            return
+        for op in list(self._ops.values()):
+            op.release()
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.remove_reader(self._fd)
+            except Exception:
+                pass
+        self._loop = None
+        cq, c = self._cq, self._c
+        self._cq = self._c = None
+        lib.nxc_cq_destroy(cq)
+        lib.nxc_connector_destroy(c)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,438 @@
+"""One-process tests of the binding: types, errors, lifetimes, the event loop."""
+
+import asyncio
+import gc
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import nxc
+import nxc.nixl_connect as connect
+from peers import MyRequest, dump_json, parse_json
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def connector():
+    c = connect.Connector()
+    yield c
+    c.close()
+
+
+# ---------------------------------------------------------------- names and types
+
+
+def test_reexported_from_nxc():
+    assert nxc.Connector is connect.Connector
+    assert nxc.RdmaMetadata is connect.RdmaMetadata
+    assert nxc.__version__
+
+
+def test_enums_numbers_and_str():
+    assert [int(k) for k in connect.DeviceKind] == [0, 1, 2]
+    assert [str(k) for k in connect.DeviceKind] == ["<invalid>", "cpu", "cuda"]
+    assert [str(k) for k in connect.OperationKind] == ["<invalid>", "READ", "WRITE"]
+    assert [int(s) for s in connect.OperationStatus] == [0, 1, 2, 3, 4, 5]
+    assert [str(s) for s in connect.OperationStatus] == ["<invalid>", "INIT", "PROC", "DONE", "STOP", "ERR"]
+    assert f"{connect.OperationStatus.COMPLETE}" == "DONE"
+
+
+def test_device():
+    assert str(connect.Device("gpu:1")) == "cuda:1"
+    assert str(connect.Device(" CPU ")) == "cpu"
+    d = connect.Device((connect.DeviceKind.CUDA, 3))
+    assert (d.kind, d.id) == (connect.DeviceKind.CUDA, 3)
+    with pytest.raises(ValueError):
+        connect.Device(None)
+    with pytest.raises(ValueError):
+        connect.Device("tpu")
+    with pytest.raises(TypeError):
+        connect.Device(3)
+
+
+def test_descriptor_forms():
+    t = torch.arange(10, dtype=torch.int64)
+    d = connect.Descriptor(t)
+    assert (d.ptr, d.size, str(d.device)) == (t.data_ptr(), 80, "cpu")
+    a = np.ones(7, dtype=np.float32)
+    d = connect.Descriptor((a, "cpu"))
+    assert (d.ptr, d.size) == (a.__array_interface__["data"][0], 28)
+    b = bytearray(b"hello")
+    assert connect.Descriptor(b).size == 5
+    assert connect.Descriptor(memoryview(b)[1:]).size == 4
+    assert connect.Descriptor(b"abc").size == 3
+    d = connect.Descriptor((12345, 10, "cuda:1", None))
+    assert (d.ptr, d.size, str(d.device)) == (12345, 10, "cuda:1")
+    sd = d.metadata
+    assert connect.Descriptor.from_serialized(sd).ptr == 12345
+    with pytest.raises(ValueError):
+        connect.Descriptor(None)
+    with pytest.raises(TypeError):
+        connect.Descriptor(1.5)
+
+
+def test_descriptor_keeps_bytearray_pinned():
+    b = bytearray(100)
+    d = connect.Descriptor(b)
+    with pytest.raises(BufferError):
+        b.extend(b"x")  # the export blocks a resize that would move the memory
+    del d
+    gc.collect()
+    b.extend(b"x")
+
+
+def test_non_contiguous_refused():
+    t = torch.arange(100, dtype=torch.float32).reshape(10, 10).t()
+    with pytest.raises(ValueError, match="contiguous"):
+        connect.Descriptor(t)
+    with pytest.raises(ValueError, match="contiguous"):
+        connect.Descriptor((np.arange(100).reshape(10, 10).T, "cpu"))
+    with pytest.raises(ValueError, match="contiguous"):
+        connect.Descriptor(memoryview(bytearray(100))[::2])
+
+
+def test_cuda_not_supported(connector):
+    async def main():
+        d = connect.Descriptor((0x10000, 4096, "cuda:0"))
+        with pytest.raises(NotImplementedError) as info:
+            await connector.create_readable(d)
+        assert isinstance(info.value, connect.NotSupportedError)
+        assert info.value.status_name == "NXC_ERR_NOT_SUPPORTED"
+
+    run(main())
+
+
+def test_readonly_memory_cannot_receive(connector):
+    async def main():
+        ro = connect.Descriptor(b"read only")
+        with pytest.raises(ValueError, match="read-only"):
+            await connector.create_writable(ro)
+        r = await connector.create_readable(connect.Descriptor(bytearray(9)))
+        with r, pytest.raises(ValueError, match="read-only"):
+            await connector.begin_read(r.metadata(), ro)
+
+    run(main())
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def test_metadata_json_is_nxc_text(connector):
+    async def main():
+        src = bytearray(range(256)) * 16
+        with await connector.create_readable(connect.Descriptor(src)) as r:
+            md = r.metadata()
+            assert md is r.metadata()  # cached, passive
+            assert isinstance(md, connect.RdmaMetadata)
+            assert md.operation_kind == 1 and md.descriptors[0].size == len(src)
+            text = md.model_dump_json()
+            assert json.loads(text) == md.model_dump()
+            assert connect.RdmaMetadata.model_validate_json(text) == md
+            assert connect.RdmaMetadata.model_validate(md.model_dump()) == md
+            # carried as a field of the caller's own pydantic model, and back
+            req = MyRequest(request_id="x", shape=[4096], serialized_request=md)
+            back = parse_json(MyRequest, dump_json(req))
+            assert back.serialized_request == md
+            assert back.serialized_request.model_dump_json() == text
+            dst = bytearray(len(src))
+            op = await connector.begin_read(back.serialized_request, connect.Descriptor(dst))
+            with op:
+                await op.wait_for_completion(timeout=10)
+            assert dst == src and isinstance(op.results(), list)
+
+    run(main())
+
+
+def test_metadata_text_identical_to_c(connector):
+    from nxc._lib import lib
+    import ctypes
+
+    async def main():
+        with await connector.create_writable(connect.Descriptor(bytearray(64))) as w:
+            text = ctypes.c_char_p()
+            lib.nxc_op_metadata(w._op, ctypes.byref(text), None)
+            assert w.metadata().model_dump_json() == text.value.decode()
+
+    run(main())
+
+
+def test_bad_metadata_raises(connector):
+    async def main():
+        dst = connect.Descriptor(bytearray(64))
+        with pytest.raises(connect.MetadataError) as info:
+            await connector.begin_read("{not json", dst)
+        assert info.value.status == -20 and "NXC_ERR_METADATA_MALFORMED" in str(info.value)
+        with await connector.create_readable(connect.Descriptor(bytearray(64))) as r:
+            d = r.metadata().model_dump()
+            d["nixl_metadata"] = "b64:AAAA" + d["nixl_metadata"][8:]
+            with pytest.raises(connect.MetadataError):
+                await connector.begin_read(connect.RdmaMetadata.model_validate(d), dst)
+            # wrong pairing: WRITE on readable metadata
+            with pytest.raises(RuntimeError) as info:
+                await connector.begin_write(dst, r.metadata())
+            assert info.value.status_name == "NXC_ERR_WRONG_OPERATION"
+        with pytest.raises(TypeError):
+            await connector.begin_read(None, dst)
+        with pytest.raises(TypeError):
+            await connector.begin_read(12, dst)
+
+    run(main())
+
+
+def test_size_mismatch(connector):
+    async def main():
+        with await connector.create_readable(connect.Descriptor(bytearray(100))) as r:
+            with pytest.raises(connect.NxcError) as info:
+                await connector.begin_read(r.metadata(), connect.Descriptor(bytearray(99)))
+            assert info.value.status_name == "NXC_ERR_SIZE_MISMATCH"
+            assert r.status == connect.OperationStatus.INITIALIZED
+
+    run(main())
+
+
+# ---------------------------------------------------------------- lifetimes
+
+
+def test_released_op(connector):
+    async def main():
+        src = bytearray(b"s" * 4096)
+        with await connector.create_readable(connect.Descriptor(src)) as r:
+            md = r.metadata().model_dump_json()
+        assert r.status == connect.OperationStatus.CANCELLED
+        await r.wait_for_completion(timeout=1)  # ended: returns at once
+        with pytest.raises(connect.NxcError, match="released"):
+            r.metadata()
+        # metadata handed out before the release is refused from then on
+        with pytest.raises(connect.NxcError) as info:
+            op = await connector.begin_read(md, connect.Descriptor(bytearray(4096)))
+            with op:
+                await op.wait_for_completion(timeout=10)
+        assert info.value.status_name in ("NXC_ERR_REFUSED", "NXC_ERR_UNREACHABLE")
+
+    run(main())
+
+
+def test_wait_timeout_then_cancel(connector):
+    async def main():
+        r = await connector.create_readable(connect.Descriptor(bytearray(16)))
+        with pytest.raises(asyncio.TimeoutError):
+            await r.wait_for_completion(timeout=0.05)
+        assert r.status == connect.OperationStatus.INITIALIZED  # goes on
+        waiter = asyncio.ensure_future(r.wait_for_completion(timeout=10))
+        await asyncio.sleep(0.01)
+        r.cancel()
+        await waiter  # CANCELLED returns, as in the reference
+        assert r.status == connect.OperationStatus.CANCELLED
+        r.cancel()  # terminal: nothing changes
+        assert r.status == connect.OperationStatus.CANCELLED
+        r.release()
+
+    run(main())
+
+
+def test_cancel_after_complete_changes_nothing(connector):
+    async def main():
+        src, dst = bytearray(b"a" * 1000), bytearray(1000)
+        with await connector.create_readable(connect.Descriptor(src)) as r:
+            op = await connector.begin_read(r.metadata(), connect.Descriptor(dst))
+            await op.wait_for_completion(timeout=10)
+            op.cancel()
+            assert op.status == connect.OperationStatus.COMPLETE
+            op.release()
+            assert op.status == connect.OperationStatus.COMPLETE
+
+    run(main())
+
+
+def test_passive_deadline_errors(connector):
+    async def main():
+        r = await connector.create_readable(connect.Descriptor(bytearray(16)), timeout=0.1)
+        with r, pytest.raises(connect.NxcTimeoutError) as info:
+            await r.wait_for_completion(timeout=10)
+        assert isinstance(info.value, RuntimeError) and info.value.status == -43
+        assert r.status == connect.OperationStatus.ERRORED
+
+    run(main())
+
+
+def test_release_while_waiting_wakes_waiter(connector):
+    async def main():
+        r = await connector.create_readable(connect.Descriptor(bytearray(16)))
+        waiter = asyncio.ensure_future(r.wait_for_completion(timeout=10))
+        await asyncio.sleep(0.01)
+        r.release()
+        await asyncio.wait_for(waiter, 5)
+        assert r.status == connect.OperationStatus.CANCELLED
+
+    run(main())
+
+
+def test_many_concurrent_ops_one_fd(connector):
+    """Hundreds of ops awaited at once through the one completion-queue fd,
+    while another task keeps running on the loop."""
+
+    async def main():
+        n = 300
+        srcs = [bytearray([i % 256]) * 512 for i in range(n)]
+        dsts = [bytearray(512) for _ in range(n)]
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        t = asyncio.ensure_future(ticker())
+        readables = [await connector.create_readable(connect.Descriptor(s)) for s in srcs]
+        reads = [await connector.begin_read(r.metadata(), connect.Descriptor(d))
+                 for r, d in zip(readables, dsts)]
+        await asyncio.wait_for(asyncio.gather(*(o.wait_for_completion() for o in reads + readables)), 30)
+        t.cancel()
+        assert ticks > 0
+        assert all(s == d for s, d in zip(srcs, dsts))
+        for o in reads + readables:
+            o.release()
+
+    run(main())
+
+
+def test_connector_name_and_initialize():
+    c = connect.Connector("worker-1")
+    try:
+        assert c.name == "worker-1" and str(c) == "worker-1" and c.hostname
+        run(c.initialize())
+    finally:
+        c.close()
+    with pytest.raises(TypeError):
+        connect.Connector("")
+    with pytest.raises(connect.NxcError):
+        connect.Connector("has space")
+
+
+def test_op_keeps_memory_alive(connector):
+    """The op keeps the objects it points into alive: nothing else holds the
+    source tensor while the peer reads it."""
+
+    async def main():
+        r = await connector.create_readable(connect.Descriptor(torch.full((4096,), 7, dtype=torch.int32)))
+        gc.collect()
+        junk = [torch.zeros(4096, dtype=torch.int32) for _ in range(50)]  # reuse freed memory, if any
+        dst = torch.zeros(4096, dtype=torch.int32)
+        with r:
+            op = await connector.begin_read(r.metadata(), connect.Descriptor(dst))
+            with op:
+                await op.wait_for_completion(timeout=10)
+        assert torch.all(dst == 7) and len(junk) == 50
+
+    run(main())
+
+
+def _fds():
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_many_ops_no_fd_growth(connector):
+    async def main():
+        src, dst = bytearray(b"q" * 4096), bytearray(4096)
+
+        async def one():
+            with await connector.create_readable(connect.Descriptor(src)) as r:
+                op = await connector.begin_read(r.metadata(), connect.Descriptor(dst))
+                with op:
+                    await op.wait_for_completion(timeout=10)
+                await r.wait_for_completion(timeout=10)
+
+        for _ in range(50):  # warm up connections and caches
+            await one()
+        before = _fds()
+        for _ in range(1000):
+            await one()
+        assert _fds() <= before + 2
+        assert len(connector._ops) == 0
+
+    run(main())
+
+
+def test_loop_stays_live_during_large_transfer(connector):
+    async def main():
+        size = 64 << 20
+        src = torch.ones(size // 4, dtype=torch.float32)
+        dst = torch.zeros(size // 4, dtype=torch.float32)
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        t = asyncio.ensure_future(ticker())
+        with await connector.create_readable(connect.Descriptor(src)) as r:
+            op = await connector.begin_read(r.metadata(), connect.Descriptor(dst))
+            with op:
+                await op.wait_for_completion(timeout=60)
+        t.cancel()
+        assert torch.equal(src, dst)
+        assert ticks >= 1  # the loop ran other tasks while the bytes moved
+
+    run(main())
+
+
+def test_descriptor_lists_scatter_gather(connector):
+    async def main():
+        a = torch.arange(1000, dtype=torch.int32)
+        b = torch.arange(1000, 3000, dtype=torch.int32)
+        dst = torch.zeros(3000, dtype=torch.int32)
+        with await connector.create_readable([connect.Descriptor(a), connect.Descriptor(b)]) as r:
+            assert len(r.metadata().descriptors) == 2
+            op = await connector.begin_read(r.metadata(), connect.Descriptor(dst))
+            with op:
+                await op.wait_for_completion(timeout=10)
+        assert torch.equal(dst, torch.arange(3000, dtype=torch.int32))
+        with pytest.raises(TypeError):
+            await connector.create_readable([a])
+
+    run(main())
+
+
+def test_without_pydantic():
+    """Plain classes with the same methods when pydantic is not importable."""
+    import os
+    import subprocess
+    import sys
+
+    code = r"""
+import sys, asyncio
+sys.modules["pydantic"] = None
+import nxc.nixl_connect as connect
+from nxc import _models
+assert not _models.HAVE_PYDANTIC
+async def main():
+    c = connect.Connector()
+    src, dst = bytearray(b"p" * 100), bytearray(100)
+    with await c.create_readable(connect.Descriptor(src)) as r:
+        md = r.metadata()
+        text = md.model_dump_json()
+        back = connect.RdmaMetadata.model_validate_json(text)
+        assert back == md and back.model_dump_json() == text
+        assert connect.RdmaMetadata.model_validate(md.model_dump()) == md
+        op = await c.begin_read(back, connect.Descriptor(dst))
+        with op:
+            await op.wait_for_completion(timeout=10)
+    assert dst == src
+    c.close()
+asyncio.run(main())
+print("ok")
+"""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
