@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """What the Python layer costs over C: the same measurement as
 `nxc-bench --self` (a target process publishes readables over one buffer,
 the initiator times begin_read -> completion of each), through

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """The multimodal embeddings hand-off in Python, with nxc.nixl_connect.
 
 Two processes: a prefill worker sends encode requests; an encode worker

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """nxc: move memory between processes (shm, tcp, UCX).
 
 `nxc.nixl_connect` has the API of Dynamo's `dynamo.nixl_connect`; its names

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Load libnxc and declare its prototypes (ctypes, standard library only).
 
 Where the library comes from, first match wins:

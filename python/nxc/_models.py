@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SerializedDescriptor and RdmaMetadata: the wire types.
 
 Pydantic models when pydantic is importable (v1 or v2), so that a caller's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Exceptions carrying nxc's status and message."""
 
 from . import _lib

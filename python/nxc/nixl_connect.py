@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """nxc with the names and semantics of Dynamo's `dynamo.nixl_connect`.
 
 Switch with one line:  import nxc.nixl_connect as connect

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers shared by the tests and the child processes they spawn.
 
 Children are started with multiprocessing's "spawn" method (a fresh

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One-process tests of the binding: types, errors, lifetimes, the event loop."""
 
 import asyncio

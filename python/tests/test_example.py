@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """examples/python/multimodal.py runs and verifies every byte."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`pip install ./python` into a venv (Debian 12: pip refuses system installs)
 finds the installed library by its soname, not the checkout's build tree."""
 

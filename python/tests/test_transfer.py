@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Two processes per test: the issue's example flow, the write pattern and
 a killed peer, on each transport (NXC_TRANSPORTS=shm / tcp / ucx)."""
 
@@ -115,10 +116,8 @@ def test_killed_reader_passive_deadline(transport):
                 reply = await arecv(oconn)
             except EOFError:
                 oproc.join(WAIT)
-                if transport == "ucx" and oproc.exitcode == -signal.SIGABRT:
-                    pytest.xfail("owner aborted inside UCX 1.13 (ucp_request.c assertion 'got REP "
-                                 "message' in ucp_worker_discard_uct_ep) when its reader was killed "
-                                 "during wireup: a libnxc/UCX defect, reported")
+                # ucx used to abort here inside UCX 1.13 ("got REP message")
+                # when the reader died during wire-up (issue 8): never again
                 raise AssertionError(f"the owner died: exit code {oproc.exitcode}")
         assert reply[0] == "ok", reply
         status, err, elapsed = reply[1]
