@@ -174,9 +174,9 @@ bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete
  * `secret` matches; false otherwise. */
 bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
                           nxc_op_kind_t kind);
-/* `peer` is gone: its grants are dropped; a writable it held turns ERRORED
- * (PEER_FAILED: part of its memory may be written), a readable stays open
- * for another reader. */
+/* `peer` is gone (died, or cut off): its grants are dropped and every
+ * passive op it held one on turns ERRORED (PEER_FAILED). A peer that gives
+ * up cleanly returns its grant with nxc__grant_close() first. */
 void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why);
 
 /* Wake the progress thread or a waiter (any thread, lock held or not). */

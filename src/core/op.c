@@ -294,16 +294,11 @@ void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why) {
         bool held = false;
         while (take_grant(op, peer, 0))
             held = true;
-        if (!held) continue;
-        /* A lost writer may have written part of the memory: the op fails.
-         * A lost reader changed nothing: its access is gone and the op waits
-         * for another reader (or its deadline), as it would had the reader
-         * cancelled. */
-        if (op->kind == NXC_OP_WRITABLE)
-            nxc__op_finish(op, NXC_ERR_PEER_FAILED, "%s", why);
-        else
-            NXC_LOG_I("connector %s: a reader of op %s went away (%s); the op stays open", c->name,
-                      op->key, why);
+        /* The peer holding access died or was cut off: the owner hears of it
+         * now rather than at its deadline (a lost writer may also have
+         * written part of the memory). A peer that gives up cleanly (a
+         * cancel) hands its grant back first and never gets here. */
+        if (held) nxc__op_finish(op, NXC_ERR_PEER_FAILED, "%s", why);
     }
 }
 

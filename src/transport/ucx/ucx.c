@@ -793,9 +793,20 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
 }
 
 static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
+    ucx_tp_t *t = T(tp);
+    ucx_aop_t *a = op->tp_op;
     stop_awaiting(op); /* late bytes are dropped by the receive check */
     aop_fail(op, why, "%s", why == NXC_ERR_TIMED_OUT ? "the op's deadline passed" : "cancelled");
-    advance(T(tp), op);
+    /* A read hands its grant back at once, even with a get still in flight
+     * (reading changes nothing): if the get outlasts the drain and the
+     * endpoint is cut, the owner must not take that for a dead reader and
+     * fail its readable. A write waits until nothing is in flight (its
+     * memory must not change after the grant is back). */
+    if (op->kind == NXC_OP_READ && a && a->grant_id && !a->peer->failed && !a->gave_up_sent) {
+        a->gave_up_sent = true;
+        send_done_msg(t, a->peer, a->grant_id, false, op);
+    }
+    advance(t, op);
 }
 
 static void ucx_force(nxc__tp_t *tp, nxc_op_t *op) {
