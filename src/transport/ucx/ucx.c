@@ -1194,7 +1194,10 @@ static void process_failures(ucx_tp_t *t) {
         for (nxc_op_t *op = t->base.c->ops; op; op = op->next) {
             ucx_aop_t *a = op->tp == &t->base ? op->tp_op : NULL;
             if (!a || a->peer != p) continue;
-            if (a->stage == S_GRANT)
+            /* as on tcp and shm: a peer lost before it could be asked is
+             * unreachable; once our request went out on a connected
+             * endpoint, it may have granted and begun: it failed */
+            if (a->stage == S_GRANT && !a->req_sent)
                 aop_fail(op, NXC_ERR_UNREACHABLE, "could not reach peer %s (%s)", p->name,
                          ucs_status_string(p->status));
             else
