@@ -266,22 +266,8 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     pthread_cond_broadcast(&c->done_cond);
     pthread_mutex_unlock(&c->done_lock);
     pthread_cond_broadcast(&c->cond);
-    /* Release what the user left: each op is cancelled and drained first.
-     * Draining drops the lock, so rescan from the start after each op. */
-    for (;;) {
-        nxc_op_t *op = c->ops;
-        while (op && op->released)
-            op = op->next;
-        if (!op) break;
-        if (!nxc__op_terminal(op)) {
-            if (nxc__op_passive(op))
-                nxc__op_finish(op, NXC_ERR_CANCELED, "connector destroyed");
-            else
-                nxc__active_stop(op, NXC_ERR_CANCELED);
-        }
-        if (nxc__op_passive(op)) nxc__passive_revoke(op, true);
-        nxc__op_mark_released(op);
-    }
+    /* Release what the user left: every op stopped together, one bound. */
+    nxc__stop_all(c);
     nxc__unlock(c);
     wait_for_waiters(c);
     nxc__lock(c);

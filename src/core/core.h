@@ -223,9 +223,9 @@ void nxc__loop_drain(nxc_connector_t *c);
  * exit). */
 void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms);
 void *nxc__progress_thread(void *arg);
-/* Wait (lock held) until pred(op) or the deadline; drives progress when the
- * connector has no thread. Returns pred(op). */
-bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_op_t *),
+/* Wait (lock held) until pred(arg) or the deadline; drives progress when
+ * the connector has no thread. Returns pred(arg). */
+bool nxc__wait_locked(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,
                       uint64_t deadline);
 
 /* op.c */
@@ -245,6 +245,11 @@ void nxc__op_free_locked(nxc_op_t *op);
 /* Revoke a passive op's access: no new grants; drain or drop existing ones
  * (may_block: wait up to NXC__DRAIN_MS first). */
 void nxc__passive_revoke(nxc_op_t *op, bool may_block);
+/* Connector destroy: stop every op (cancel the active ones, revoke the
+ * passive ones) at once, wait for them against one drain deadline, abort
+ * the stragglers and wait once more, then mark every op released. Its time
+ * does not grow with the number of stuck ops. */
+void nxc__stop_all(nxc_connector_t *c);
 /* Cancel an active op and wait for it to drain (bounded). */
 void nxc__active_stop(nxc_op_t *op, nxc_status_t why);
 void nxc__check_deadlines(nxc_connector_t *c);

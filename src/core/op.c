@@ -127,10 +127,12 @@ void nxc__op_mark_released(nxc_op_t *op) {
 
 /* --- grants (passive side) ---------------------------------------------------- */
 
-static bool no_grants(const nxc_op_t *op) {
+static bool no_grants(const void *arg) {
+    const nxc_op_t *op = arg;
     return op->grants == NULL;
 }
-static bool is_terminal(const nxc_op_t *op) {
+static bool is_terminal(const void *arg) {
+    const nxc_op_t *op = arg;
     return nxc__op_terminal(op);
 }
 
@@ -306,7 +308,7 @@ void nxc__passive_revoke(nxc_op_t *op, bool may_block) {
     nxc_connector_t *c = op->c;
     op->revoked = true;
     if (op->grants && may_block)
-        nxc__wait_locked(c, op, no_grants, nxc__deadline_after_ms(NXC__DRAIN_MS));
+        nxc__wait_locked(c, no_grants, op, nxc__deadline_after_ms(NXC__DRAIN_MS));
     while (op->grants) {
         nxc__grant_t *g = op->grants;
         NXC_LOG_W("connector %s: op %s revoked while a peer still holds access; cutting it off",
@@ -323,13 +325,54 @@ void nxc__active_stop(nxc_op_t *op, nxc_status_t why) {
     nxc_connector_t *c = op->c;
     if (nxc__op_terminal(op)) return;
     op->tp->ops->cancel(op->tp, op, why);
-    if (nxc__wait_locked(c, op, is_terminal, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
+    if (nxc__wait_locked(c, is_terminal, op, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
     NXC_LOG_W("connector %s: %s op did not drain in %d ms; aborting its transfers", c->name,
               kind_name(op->kind), NXC__DRAIN_MS);
     op->tp->ops->force(op->tp, op);
-    if (nxc__wait_locked(c, op, is_terminal, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
+    if (nxc__wait_locked(c, is_terminal, op, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
     NXC_LOG_E("connector %s: %s op still busy after abort", c->name, kind_name(op->kind));
     nxc__op_finish(op, why, "stopped (transport did not confirm the abort)");
+}
+
+/* Every active op has ended and no peer holds access to a passive op. */
+static bool all_stopped(const void *arg) {
+    const nxc_connector_t *c = arg;
+    for (const nxc_op_t *op = c->ops; op; op = op->next)
+        if (nxc__op_passive(op) ? op->grants != NULL : !nxc__op_terminal(op)) return false;
+    return true;
+}
+
+void nxc__stop_all(nxc_connector_t *c) {
+    /* Every op is told at once, so that the stuck ones drain together. */
+    for (nxc_op_t *op = c->ops; op; op = op->next) {
+        if (nxc__op_terminal(op)) {
+            if (nxc__op_passive(op)) op->revoked = true;
+        } else if (nxc__op_passive(op)) {
+            nxc__op_finish(op, NXC_ERR_CANCELED, "connector destroyed");
+            op->revoked = true;
+        } else if (op->tp && !op->released) { /* a released one was stopped already */
+            op->tp->ops->cancel(op->tp, op, NXC_ERR_CANCELED);
+        }
+    }
+    uint64_t drain = nxc__deadline_after_ms(NXC__DRAIN_MS);
+    if (!nxc__wait_locked(c, all_stopped, c, drain)) {
+        NXC_LOG_W("connector %s: transfers did not drain in %d ms; aborting them", c->name,
+                  NXC__DRAIN_MS);
+        for (nxc_op_t *op = c->ops; op; op = op->next)
+            if (!nxc__op_passive(op) && !nxc__op_terminal(op) && op->tp)
+                op->tp->ops->force(op->tp, op);
+        for (nxc_op_t *op = c->ops; op; op = op->next)
+            if (nxc__op_passive(op)) nxc__passive_revoke(op, false); /* cuts holders off */
+        nxc__wait_locked(c, all_stopped, c, nxc__deadline_after_ms(NXC__DRAIN_MS));
+    }
+    for (nxc_op_t *op = c->ops; op; op = op->next) {
+        if (!nxc__op_passive(op) && !nxc__op_terminal(op)) {
+            NXC_LOG_E("connector %s: %s op still busy after abort", c->name, kind_name(op->kind));
+            nxc__op_finish(op, NXC_ERR_CANCELED, "stopped (transport did not confirm the abort)");
+        }
+        if (nxc__op_passive(op)) nxc__passive_revoke(op, false); /* no grant is left */
+        nxc__op_mark_released(op);
+    }
 }
 
 void nxc__check_deadlines(nxc_connector_t *c) {
@@ -739,7 +782,8 @@ const char *nxc_op_message(nxc_op_t *op) {
 }
 
 /* What nxc_op_wait() waits for: the op's end, or the connector's. */
-static bool wait_over(const nxc_op_t *op) {
+static bool wait_over(const void *arg) {
+    const nxc_op_t *op = arg;
     return nxc__op_terminal(op) || op->c->destroying;
 }
 
@@ -771,7 +815,7 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     nxc__lock(c);
     if (!c->use_thread) {
         nxc__progress_locked(c);
-        nxc__wait_locked(c, op, wait_over, deadline);
+        nxc__wait_locked(c, wait_over, op, deadline);
     }
     nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
     char msg[sizeof op->message];

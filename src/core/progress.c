@@ -111,9 +111,9 @@ void *nxc__progress_thread(void *arg) {
     return NULL;
 }
 
-bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_op_t *),
+bool nxc__wait_locked(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,
                       uint64_t deadline) {
-    while (!pred(op)) {
+    while (!pred(arg)) {
         int ms = nxc__ms_until(deadline, SLEEP_MAX_MS);
         if (deadline != UINT64_MAX && nxc__now_ns() >= deadline) break;
         if (c->use_thread) {
@@ -125,9 +125,9 @@ bool nxc__wait_locked(nxc_connector_t *c, nxc_op_t *op, bool (*pred)(const nxc_o
             atomic_fetch_sub(&c->waiters, 1);
         } else {
             if (nxc__progress_locked(c) > 0) continue;
-            if (pred(op)) break;
+            if (pred(arg)) break;
             nxc__sleep_locked(c, ms ? ms : 1);
         }
     }
-    return pred(op);
+    return pred(arg);
 }

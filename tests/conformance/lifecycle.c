@@ -466,6 +466,73 @@ static void test_ended_readables_refused_after_contact(void) {
     nxc_connector_destroy(owner);
 }
 
+/* --- destroy with writes stuck on a frozen peer ------------------------------------ */
+
+#define STUCK_SIZE (64u << 20)
+
+/* Exposes `n` writables, and freezes itself (SIGSTOP) once every one has
+ * been granted: the writer's bytes then stop moving mid-transfer. */
+static void freezing_writables(int fd, void *arg) {
+    int n = (int)(intptr_t)arg;
+    nxc_connector_t *c = nxt_connector("frozen", 1);
+    char *buf = nxt_alloc((size_t)n * STUCK_SIZE);
+    nxc_op_t *ops[16];
+    for (int i = 0; i < n; i++) {
+        nxc_desc_t d = nxt_desc(buf + (size_t)i * STUCK_SIZE, STUCK_SIZE);
+        NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &ops[i]));
+        const char *md;
+        NXT_PASS(nxc_op_metadata(ops[i], &md, NULL));
+        nxt_send_str(fd, md);
+    }
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < 60000 && nxc_op_status(ops[i]) == NXC_OP_INITIALIZED; t++)
+            usleep(1000);
+    kill(getpid(), SIGSTOP);
+    pause(); /* until killed */
+}
+
+/* ms that destroying a connector takes with `n` writes stuck on a frozen
+ * peer. */
+static uint64_t destroy_with_stuck(int n) {
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, freezing_writables, (void *)(intptr_t)n);
+    int fd = nxt_chan_parent(&ch);
+    nxc_connector_t *c = nxt_connector("stuck-writer", 1);
+    char *src = nxt_alloc((size_t)n * STUCK_SIZE);
+    nxc_op_t *ops[16];
+    for (int i = 0; i < n; i++) {
+        char *md = nxt_recv(fd, NULL, 30000);
+        nxc_desc_t d = nxt_desc(src + (size_t)i * STUCK_SIZE, STUCK_SIZE);
+        NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &ops[i]));
+        free(md);
+    }
+    int status = 0; /* until the peer has frozen itself */
+    NXT_CHECK(waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status));
+    int stuck = 0;
+    for (int i = 0; i < n; i++)
+        stuck += nxc_op_status(ops[i]) == NXC_OP_IN_PROGRESS;
+    uint64_t t0 = ms_now();
+    nxc_connector_destroy(c); /* the ops go with it */
+    uint64_t took = ms_now() - t0;
+    printf("  %d write(s) to a frozen peer, %d still moving: destroy took %llu ms\n", n, stuck,
+           (unsigned long long)took);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(fd);
+    free(src);
+    return took;
+}
+
+/* Destroy stops every op together against one drain bound: its time does
+ * not grow with the number of stuck ops (it took 2 s per op before). */
+static void test_destroy_with_stuck_writes(void) {
+    uint64_t one = destroy_with_stuck(1), four = destroy_with_stuck(4);
+    uint64_t bound = 2 * 2000 + 2000; /* drain, abort and its wait, and slack */
+    NXT_CHECK(one < bound);
+    NXT_CHECK(four < bound);
+}
+
 /* --- a SIGKILL storm ----------------------------------------------------------------- */
 
 /* Rounds of: a peer process takes one side of a 32 MiB transfer (passive
@@ -621,6 +688,7 @@ static const nxt_test_t nxt_tests[] = {
     {"kill_passive_mid_transfer", test_kill_passive_mid_transfer, 0},
     {"kill_active_mid_transfer", test_kill_active_mid_transfer, 0},
     {"release_cuts_stuck_writer", test_release_cuts_stuck_writer, 0},
+    {"destroy_with_stuck_writes", test_destroy_with_stuck_writes, 120},
     {"kill_storm", test_kill_storm, 600},
     {"ended_readables_refused_after_contact", test_ended_readables_refused_after_contact, 0},
 };
