@@ -260,9 +260,10 @@ NXC_API nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
  * one drain period (2 s), then are aborted, so stopping them takes at most
  * about 4 s however many are stuck (closing a transport's connections to
  * unresponsive peers adds its own bounded wait, up to 3 s for ucx).
- * Threads already blocked in nxc_op_wait() on its ops are woken and return NXC_ERR_CANCELED (or the
- * op's result, if it ended first); nothing is freed until they have left. Returns after the
- * progress thread has stopped and every peer connection is closed. Calls
+ * Threads already blocked in nxc_op_wait() on its ops are woken and return
+ * NXC_ERR_CANCELED (or the op's result, if it ended first); nothing is
+ * freed until they have left. Returns after the progress thread has
+ * stopped and every peer connection is closed. Calls
  * that start after destroy began are undefined. NULL is a no-op. */
 NXC_API void nxc_connector_destroy(nxc_connector_t *connector);
 
