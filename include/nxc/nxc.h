@@ -502,6 +502,45 @@ NXC_API void *nxc_op_user_data(const nxc_op_t *op);
 NXC_API const char *nxc_op_transport(nxc_op_t *op);
 
 /* ------------------------------------------------------------------------ */
+/* Explicit registration                                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Registration is implicit and cached: an op registers what it needs with
+ * the transports that need it (ucx; shm and tcp need none) and the cache
+ * keeps it for the next op over the same memory. A process that keeps
+ * buffer pools can register them once instead: ops whose buffers lie inside
+ * registered memory then never register again, and the first op pays no
+ * registration either.
+ *
+ * A registration covers whole pages, like every registration of this kind
+ * (UCX's and NIXL's alike): a peer holding an op's metadata could, with
+ * RDMA hardware, reach the rest of the registered pages while the op lives.
+ * Register pools that hold only what peers may see.
+ */
+typedef struct nxc_mem nxc_mem_t;
+
+typedef struct nxc_mem_params {
+    uint64_t field_mask; /* no fields yet: 0, or pass NULL */
+} nxc_mem_params_t;
+
+/* Register the `count` buffers of `descs` (copied; the memory is not) with
+ * every transport of `connector` that registers memory. The buffers must
+ * stay mapped until nxc_mem_deregister(). Errors: NXC_ERR_INVALID_PARAM,
+ * NXC_ERR_EMPTY_LIST, NXC_ERR_INVALID_DESCRIPTOR, NXC_ERR_MIXED_DEVICES,
+ * NXC_ERR_NOT_SUPPORTED (no transport can move this device's memory),
+ * NXC_ERR_TRANSPORT (a transport refused the registration), NXC_ERR_NO_MEMORY. */
+NXC_API nxc_status_t nxc_mem_register(nxc_connector_t *connector, const nxc_desc_t *descs,
+                                      size_t count, const nxc_mem_params_t *params,
+                                      nxc_mem_t **mem_p);
+
+/* Drop a registration. Ops still using the memory keep their own hold on
+ * it: the registration goes when the last of them ends (deferred, never
+ * refused). The handle is invalid afterwards. Registrations left at
+ * nxc_connector_destroy() go with the connector. NULL is a no-op. */
+NXC_API void nxc_mem_deregister(nxc_mem_t *mem);
+
+/* ------------------------------------------------------------------------ */
 /* Completion queues                                                         */
 /* ------------------------------------------------------------------------ */
 

@@ -280,6 +280,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     nxc__lock(c);
     nxc__reap(c);
     nxc__cq_destroy_all(c); /* detaches any op that leaks below */
+    nxc__mem_drop_all(c);
     for (nxc_op_t *op = c->ops; op; op = op->next)
         NXC_LOG_E("connector %s: an op is still in flight at destroy; leaking it rather than "
                   "freeing memory a transport may still use",

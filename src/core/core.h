@@ -114,6 +114,7 @@ struct nxc_connector {
     pthread_t thread;
     nxc_op_t *ops;       /* every op not yet freed */
     nxc_cq_t *cqs;       /* every completion queue not yet destroyed */
+    nxc_mem_t *mems;     /* every registration not yet dropped */
     size_t released_ops; /* released by the user, not yet freed */
     uint64_t next_grant_id;
 };
@@ -240,6 +241,9 @@ typedef void (*nxc__pick_note_fn)(void *arg, const nxc__tp_t *tp, bool chosen, c
 nxc__tp_t *nxc__pick(nxc_connector_t *c, const nxc__metadata_t *md, nxc_device_kind_t kind,
                      const nxc__md_section_t **sec_p, nxc__pick_note_fn note, void *arg, bool all,
                      nxc_status_t *why_p);
+/* Can a transport of `c` move memory of device `d`? NXC_ERR_NOT_SUPPORTED
+ * naming `what` ("local") if none. */
+nxc_status_t nxc__check_device(nxc_connector_t *c, nxc_device_t d, const char *what);
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op);
 void nxc__op_free_locked(nxc_op_t *op);
 /* Revoke a passive op's access: no new grants; drain or drop existing ones
@@ -267,5 +271,11 @@ void nxc__cq_withdraw(nxc_op_t *op);
 bool nxc__cq_of(nxc_connector_t *c, const nxc_cq_t *cq);
 /* Connector destroy: detach and free every queue. */
 void nxc__cq_destroy_all(nxc_connector_t *c);
+
+/* mem.c (lock held) */
+/* Connector destroy: drop every registration the user left. */
+void nxc__mem_drop_all(nxc_connector_t *c);
+/* Registrations made and reused by this connector's transports (tests). */
+void nxc__reg_stats(nxc_connector_t *c, uint64_t *made, uint64_t *reused);
 
 #endif

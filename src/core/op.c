@@ -464,7 +464,7 @@ static bool device_supported(nxc_connector_t *c, nxc_device_kind_t kind) {
     return false;
 }
 
-static nxc_status_t check_device(nxc_connector_t *c, nxc_device_t d, const char *what) {
+nxc_status_t nxc__check_device(nxc_connector_t *c, nxc_device_t d, const char *what) {
     if (device_supported(c, d.kind)) return NXC_OK;
     char text[NXC_DEVICE_TEXT_MAX];
     nxc_device_format(d, text, sizeof text);
@@ -515,7 +515,7 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
                         kind_name(kind));
     nxc_status_t st = nxc__descs_check("local", descs, count, &total);
     if (st == NXC_OK) st = check_op_params(c, p, true);
-    if (st == NXC_OK) st = check_device(c, descs[0].device, "local");
+    if (st == NXC_OK) st = nxc__check_device(c, descs[0].device, "local");
     if (st != NXC_OK) return st;
 
     nxc_op_t *op = op_new(c, kind, descs, count, total, p);
@@ -587,8 +587,8 @@ static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char 
                             "remote descriptor %zu is on another device than remote "
                             "descriptor 0",
                             i);
-    st = check_device(c, op->local[0].device, "local");
-    if (st == NXC_OK) st = check_device(c, md->descs[0].device, "remote");
+    st = nxc__check_device(c, op->local[0].device, "local");
+    if (st == NXC_OK) st = nxc__check_device(c, md->descs[0].device, "remote");
     if (st != NXC_OK) return st;
 
     uint64_t *ls = malloc(op->nlocal * sizeof *ls), *rs = malloc(md->ndesc * sizeof *rs);

@@ -96,6 +96,14 @@ struct nxc__transport_ops {
     /* Active: free per-op state; the op is terminal and not busy. */
     void (*release)(nxc__tp_t *tp, nxc_op_t *op);
 
+    /* Optional: register the `n` buffers of `descs` for later ops (see
+     * nxc_mem_register()); the transport's hold goes in *state_p. */
+    nxc_status_t (*mem_register)(nxc__tp_t *tp, const nxc_desc_t *descs, size_t n, void **state_p);
+    /* Optional: drop the hold mem_register() took. */
+    void (*mem_deregister)(nxc__tp_t *tp, void *state);
+    /* Optional, for tests and nxc-info: registrations made and reused. */
+    void (*reg_stats)(nxc__tp_t *tp, uint64_t *made, uint64_t *reused);
+
     /* One line on how this transport runs here (nxc-info). */
     void (*describe)(nxc__tp_t *tp, char *buf, size_t len);
 };

@@ -874,6 +874,44 @@ static nxc_status_t ucx_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
     return NXC_OK;
 }
 
+/* nxc_mem_register(): one cache reference per buffer, held until
+ * mem_deregister (ops over the memory then find the entries). */
+typedef struct pinned {
+    size_t n;
+    nxc__reg_t *regs[];
+} pinned_t;
+
+static nxc_status_t ucx_mem_register(nxc__tp_t *tp, const nxc_desc_t *descs, size_t n,
+                                     void **state_p) {
+    ucx_tp_t *t = T(tp);
+    pinned_t *p = calloc(1, sizeof *p + n * sizeof p->regs[0]);
+    if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        nxc_status_t st = nxc__regcache_get(&t->rc, descs[i].ptr, descs[i].size, &p->regs[i]);
+        if (st != NXC_OK) {
+            for (size_t j = 0; j < p->n; j++)
+                nxc__regcache_put(&t->rc, p->regs[j]);
+            free(p);
+            return st;
+        }
+        p->n = i + 1;
+    }
+    *state_p = p;
+    return NXC_OK;
+}
+
+static void ucx_mem_deregister(nxc__tp_t *tp, void *state) {
+    pinned_t *p = state;
+    for (size_t i = 0; i < p->n; i++)
+        nxc__regcache_put(&T(tp)->rc, p->regs[i]);
+    free(p);
+}
+
+static void ucx_reg_stats(nxc__tp_t *tp, uint64_t *made, uint64_t *reused) {
+    *made = T(tp)->rc.misses;
+    *reused = T(tp)->rc.hits;
+}
+
 static void ucx_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {
     exposed_t *e = state;
     for (size_t i = 0; i < e->n; i++)
@@ -1603,6 +1641,9 @@ const nxc__transport_ops_t nxc__transport_ucx = {
     .progress = ucx_progress,
     .arm = ucx_arm,
     .next_timer = ucx_next_timer,
+    .mem_register = ucx_mem_register,
+    .mem_deregister = ucx_mem_deregister,
+    .reg_stats = ucx_reg_stats,
     .supports_device = ucx_supports_device,
     .expose = ucx_expose,
     .unexpose = ucx_unexpose,

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Explicit registration: a thin hold on the transports' registration
+ * caches. Each transport that registers memory takes a reference on a
+ * cache entry per buffer; ops over that memory then find the entry, and
+ * dropping the registration only drops those references, so ops still
+ * using the memory keep theirs (deregistration is deferred, never refused).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "core/device.h"
+#include "util/error.h"
+
+struct nxc_mem {
+    nxc_connector_t *c;
+    nxc_mem_t *next; /* in c->mems */
+    void *state[NXC__MAX_TRANSPORTS];
+};
+
+/* Drop the transports' holds (lock held). */
+static void release_holds(nxc_mem_t *m) {
+    nxc_connector_t *c = m->c;
+    for (size_t i = 0; i < c->ntps; i++)
+        if (m->state[i]) c->tps[i]->ops->mem_deregister(c->tps[i], m->state[i]);
+}
+
+static nxc_status_t register_locked(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
+                                    nxc_mem_t *m) {
+    for (size_t i = 0; i < c->ntps; i++) {
+        const nxc__transport_ops_t *o = c->tps[i]->ops;
+        if (!o->mem_register || !o->supports_device(c->tps[i], descs[0].device.kind)) continue;
+        nxc_status_t st = o->mem_register(c->tps[i], descs, count, &m->state[i]);
+        if (st != NXC_OK) {
+            release_holds(m);
+            return st;
+        }
+    }
+    m->next = c->mems;
+    c->mems = m;
+    return NXC_OK;
+}
+
+nxc_status_t nxc_mem_register(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
+                              const nxc_mem_params_t *params, nxc_mem_t **mem_p) {
+    if (!c || !mem_p) return nxc__err(NXC_ERR_INVALID_PARAM, "mem_register: NULL argument");
+    nxc_status_t st = nxc__check_field_mask("mem params", params ? params->field_mask : 0, 0);
+    size_t total;
+    if (st == NXC_OK && count > NXC_DESCS_MAX)
+        st = nxc__err(NXC_ERR_INVALID_PARAM, "mem_register: %zu descriptors, more than %d", count,
+                      NXC_DESCS_MAX);
+    if (st == NXC_OK) st = nxc__descs_check("registered", descs, count, &total);
+    if (st == NXC_OK) st = nxc__check_device(c, descs[0].device, "registered");
+    if (st != NXC_OK) return st;
+    nxc_mem_t *m = calloc(1, sizeof *m);
+    if (!m) return nxc__err(NXC_ERR_NO_MEMORY, "mem_register: out of memory");
+    m->c = c;
+    nxc__lock(c);
+    st = register_locked(c, descs, count, m);
+    nxc__unlock(c);
+    if (st != NXC_OK) {
+        free(m);
+        return st;
+    }
+    *mem_p = m;
+    return NXC_OK;
+}
+
+static void unlink_mem(nxc_mem_t *m) {
+    for (nxc_mem_t **pm = &m->c->mems; *pm; pm = &(*pm)->next)
+        if (*pm == m) {
+            *pm = m->next;
+            return;
+        }
+}
+
+void nxc_mem_deregister(nxc_mem_t *m) {
+    if (!m) return;
+    nxc_connector_t *c = m->c;
+    nxc__lock(c);
+    unlink_mem(m);
+    release_holds(m);
+    nxc__unlock(c);
+    free(m);
+}
+
+void nxc__mem_drop_all(nxc_connector_t *c) {
+    while (c->mems) {
+        nxc_mem_t *m = c->mems;
+        c->mems = m->next;
+        release_holds(m);
+        free(m);
+    }
+}
+
+void nxc__reg_stats(nxc_connector_t *c, uint64_t *made, uint64_t *reused) {
+    *made = *reused = 0;
+    for (size_t i = 0; i < c->ntps; i++) {
+        uint64_t m = 0, r = 0;
+        if (c->tps[i]->ops->reg_stats) c->tps[i]->ops->reg_stats(c->tps[i], &m, &r);
+        *made += m;
+        *reused += r;
+    }
+}
