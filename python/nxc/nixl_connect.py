@@ -247,6 +247,7 @@ class Descriptor:
             self._device = _HOST
             self._keep = (data, exp)
         self._metadata = None
+        self._reg = None  # (connector, nxc_mem_t handle) while registered
 
     def _from_tuple(self, data):
         if len(data) == 2 and not isinstance(data[0], int):
@@ -292,7 +293,39 @@ class Descriptor:
 
     @property
     def is_registered(self):
-        return False  # explicit registration: not in this slice
+        return self._reg is not None
+
+    def register_with_connector(self, connector):
+        """Register this memory with `connector` once (nxc_mem_register): ops
+        over it then never register again. A no-op if already registered with
+        the same connector; RuntimeError if with another one."""
+        if not isinstance(connector, Connector):
+            raise TypeError("register_with_connector: expected a Connector")
+        if self._ptr == 0:
+            raise ValueError("Cannot register memory with a null pointer.")
+        if self._reg is not None:
+            if self._reg[0] is connector:
+                return
+            raise RuntimeError(f"Descriptor is already registered with connector {self._reg[0].name}")
+        self._reg = (connector, connector._register_memory(self))
+
+    def deregister_with_connector(self, connector):
+        """Drop the registration (ops still using the memory keep theirs until
+        they end). RuntimeError if not registered with `connector`."""
+        if not isinstance(connector, Connector):
+            raise TypeError("deregister_with_connector: expected a Connector")
+        if self._reg is None or self._reg[0] is not connector:
+            raise RuntimeError(f"Descriptor is not registered with connector {connector.name}")
+        reg, self._reg = self._reg, None
+        connector._deregister_memory(self, reg[1])
+
+    def __del__(self):
+        reg = getattr(self, "_reg", None)
+        if reg is not None:
+            try:
+                reg[0]._deregister_memory(self, reg[1])
+            except Exception:
+                pass
 
     @property
     def metadata(self):
@@ -544,6 +577,23 @@ class Connector:
         self._ids = itertools.count(1)
         self._loop = None
         self._entries = (_lib.CqEntry * 64)()
+        self._registered = weakref.WeakSet()  # Descriptors registered here
+
+    # -- explicit registration (Descriptor.register_with_connector)
+    def _register_memory(self, desc):
+        if self._c is None:
+            raise RuntimeError("Connector is closed")
+        _, arr = _desc_list(desc, False, "register_with_connector")
+        h = ctypes.c_void_p()
+        check(lib.nxc_mem_register(self._c, arr, 1, None, ctypes.byref(h)),
+              "register_with_connector")
+        self._registered.add(desc)
+        return h
+
+    def _deregister_memory(self, desc, handle):
+        self._registered.discard(desc)
+        if self._c is not None:  # a closed connector dropped every registration
+            lib.nxc_mem_deregister(handle)
 
     # -- properties
     @property
@@ -677,6 +727,9 @@ class Connector:
             return
         for op in list(self._ops.values()):
             op.release()
+        for desc in list(self._registered):  # nxc_connector_destroy drops them
+            desc._reg = None
+        self._registered = weakref.WeakSet()
         if self._loop is not None and not self._loop.is_closed():
             try:
                 self._loop.remove_reader(self._fd)

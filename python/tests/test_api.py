@@ -437,3 +437,55 @@ print("ok")
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ---------------------------------------------------------------- explicit registration
+
+
+@pytest.mark.parametrize("transports", ["shm", "tcp", "ucx"])
+def test_register_with_connector(transports):
+    """A registered pool serves many ops; the reference's rules for
+    registering twice, with another connector, and deregistering."""
+    owner = connect.Connector(transports=transports)
+    reader = connect.Connector(transports=transports)
+    other = connect.Connector(transports=transports)
+    try:
+        src = torch.arange(1 << 18, dtype=torch.int32)  # 1 MiB
+        dst = torch.zeros_like(src)
+        pool_src, pool_dst = connect.Descriptor(src), connect.Descriptor(dst)
+        assert not pool_src.is_registered
+        pool_src.register_with_connector(owner)
+        pool_src.register_with_connector(owner)  # same connector: no-op
+        pool_dst.register_with_connector(reader)
+        assert pool_src.is_registered and pool_dst.is_registered
+        with pytest.raises(RuntimeError):
+            pool_src.register_with_connector(other)
+        with pytest.raises(RuntimeError):
+            pool_src.deregister_with_connector(other)
+        with pytest.raises(TypeError):
+            pool_src.register_with_connector("owner")
+        with pytest.raises(ValueError):
+            connect.Descriptor((0, 16)).register_with_connector(owner)
+
+        async def main():
+            for i in range(8):  # slices of the registered pools
+                s = connect.Descriptor(src[i * 1024:(i + 1) * 1024])
+                d = connect.Descriptor(dst[i * 1024:(i + 1) * 1024])
+                with await owner.create_readable(s) as readable:
+                    with await reader.begin_read(readable.metadata(), d) as read:
+                        await read.wait_for_completion(timeout=30)
+                    await readable.wait_for_completion(timeout=30)
+
+        run(main())
+        assert torch.equal(dst[:8 * 1024], src[:8 * 1024])
+        pool_src.deregister_with_connector(owner)
+        assert not pool_src.is_registered
+        with pytest.raises(RuntimeError):  # not registered any more
+            pool_src.deregister_with_connector(owner)
+        reader.close()  # drops pool_dst's registration with it
+        assert not pool_dst.is_registered
+        del pool_dst
+        gc.collect()
+    finally:
+        for c in (owner, reader, other):
+            c.close()
