@@ -180,6 +180,12 @@ bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, co
  * up cleanly returns its grant with nxc__grant_close() first. */
 void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why);
 
+/* Bytes of `op` began to move (active), or a peer was granted access
+ * (passive): INITIALIZED turns IN_PROGRESS; any other state is left as it
+ * is (a status never goes back). The one way transports change a status
+ * short of ending the op (nxc__op_finish()). */
+void nxc__op_progressing(nxc_op_t *op);
+
 /* Wake the progress thread or a waiter (any thread, lock held or not). */
 void nxc__wake(nxc_connector_t *c);
 

@@ -64,6 +64,13 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     pthread_mutex_unlock(&op->c->done_lock);
 }
 
+/* Status writes are atomic: nxc_op_wait() and nxc_op_status()'s callers
+ * may read it without the lock (every write happens under it). */
+void nxc__op_progressing(nxc_op_t *op) {
+    if (op->status == NXC_OP_INITIALIZED)
+        __atomic_store_n(&op->status, NXC_OP_IN_PROGRESS, __ATOMIC_RELEASE);
+}
+
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op) {
     op->prev = NULL;
     op->next = c->ops;
@@ -218,7 +225,7 @@ nxc_status_t nxc__grant_open_part(nxc_connector_t *c, nxc__tp_t *tp, void *peer,
     g->peer = peer;
     g->next = op->grants;
     op->grants = g;
-    op->status = NXC_OP_IN_PROGRESS;
+    nxc__op_progressing(op);
     op->used = tp->ops;
     *grant_id_p = g->id;
     return NXC_OK;

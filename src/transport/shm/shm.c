@@ -529,7 +529,7 @@ static bool direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec)
     if (got != (ssize_t)op->total || !read_record(pid, &key, &r) || !record_valid(&r, &key, op))
         return false;
     if (!stream_send_read_done(&t->s, op->md.instance, op->key, op->md.secret)) return false;
-    op->status = NXC_OP_IN_PROGRESS;
+    nxc__op_progressing(op);
     nxc__op_finish(op, NXC_OK, "%s", "");
     return true;
 }

@@ -781,7 +781,7 @@ static void send_req(stream_conn_t *k, stream_stripe_t *s) {
     }
     k->stripe = s;
     s->conn = k;
-    if (payload && op->status == NXC_OP_INITIALIZED) op->status = NXC_OP_IN_PROGRESS;
+    if (payload) nxc__op_progressing(op);
     send_frame(k, NXC_WIRE_REQ, a->xfer, &q, sizeof q, op->key, q.key_len, s->remote,
                s->n * sizeof *s->remote, payload, payload ? s->n : 0);
     conn_flush(k);
@@ -954,7 +954,7 @@ static void active_dispatch(stream_conn_t *k) {
         }
         memcpy(&g, k->body, sizeof g);
         s->grant = g.grant;
-        if (s->op->status == NXC_OP_INITIALIZED) s->op->status = NXC_OP_IN_PROGRESS;
+        nxc__op_progressing(s->op);
         if (ack) {
             stripe_end(t, s, NXC_OK, "%s", "");
         } else if (t->fl->inline_data) {                    /* read: the bytes follow */
@@ -979,7 +979,7 @@ static void active_dispatch(stream_conn_t *k) {
             s->copying = true;
             s->ctl_fd = k->fd;
             s->remote_pid = k->peer_pid;
-            if (s->op->status == NXC_OP_INITIALIZED) s->op->status = NXC_OP_IN_PROGRESS;
+            nxc__op_progressing(s->op);
             if (t->fl->copy(t, s, &st, why, sizeof why)) stream_copy_done(t, s, st, why);
         }
         return;

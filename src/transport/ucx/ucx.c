@@ -565,7 +565,7 @@ static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     const nxc_connector_t *c = t->base.c;
     a->stage = S_MOVE;
-    op->status = NXC_OP_IN_PROGRESS;
+    nxc__op_progressing(op);
     if (op->kind == NXC_OP_READ) {
         a->await_bytes = op->total;
         op->busy++; /* released when the last byte arrived, or on failure */
@@ -657,7 +657,7 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
         a->nrkeys = i + 1;
     }
     a->stage = S_MOVE;
-    op->status = NXC_OP_IN_PROGRESS;
+    nxc__op_progressing(op);
     for (size_t i = 0; i < op->nsegs && a->error == NXC_OK; i++) {
         const nxc__seg_t *sg = &op->segs[i];
         ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
