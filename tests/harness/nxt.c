@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/socket.h>
@@ -44,6 +45,18 @@ static int thread_count(void);
  * (ThreadSanitizer keeps one), none of nxc's. */
 static int threads_at_start = 1;
 
+static void *no_op(void *arg) {
+    return arg;
+}
+
+/* The thread count once a runtime that starts a helper thread with the
+ * first pthread_create() (ThreadSanitizer does) has started it. */
+static int settled_thread_count(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, no_op, NULL) == 0) pthread_join(t, NULL);
+    return thread_count();
+}
+
 /* Run one test in its own process group; kill the group when done.
  * 0: passed, 1: failed, NXT_SKIP_STATUS: skipped. */
 static int run_one(const nxt_test_t *t) {
@@ -57,7 +70,7 @@ static int run_one(const nxt_test_t *t) {
     }
     if (pid == 0) {
         setpgid(0, 0);
-        threads_at_start = thread_count();
+        threads_at_start = settled_thread_count();
         t->fn();
         exit(0); /* not _exit: LeakSanitizer checks at exit */
     }
