@@ -477,7 +477,10 @@ NXC_API int nxc_op_fd(nxc_op_t *op);
  * When the call returns nxc no longer touches the op's local buffers, and a
  * passive op's buffers are no longer reachable by peers. On a terminal op it
  * changes nothing and returns NXC_OK. May block briefly (bounded) while
- * in-flight transfers drain.
+ * in-flight transfers drain. An active op hands its access back to the
+ * passive side, which stays usable for another try; one whose bytes do not
+ * stop within the 2 s drain is aborted by cutting its connection, and the
+ * passive side then sees a lost peer (its op ends NXC_ERR_PEER_FAILED).
  */
 NXC_API nxc_status_t nxc_op_cancel(nxc_op_t *op);
 

@@ -5,6 +5,7 @@
  * CMake runs it once per transport (NXT_TRANSPORT=ucx|shm|tcp). */
 #include <poll.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nxt.h"
@@ -356,6 +357,12 @@ static void test_no_progress_thread(void) {
     free(dst);
 }
 
+static uint64_t ms_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* Peer: a readable of `size` bytes; reports the op's final status. */
 static void readable_until_done(int fd, void *arg) {
     size_t size = *(size_t *)arg;
@@ -369,8 +376,10 @@ static void readable_until_done(int fd, void *arg) {
     size_t len;
     NXT_PASS(nxc_op_metadata(op, &md, &len));
     nxt_send(fd, md, len);
-    NXT_PASS(nxc_op_wait(op, 60000));
-    nxt_send_str(fd, "complete");
+    nxc_status_t st = nxc_op_wait(op, 60000);
+    char reply[256];
+    snprintf(reply, sizeof reply, "%d %s", (int)st, nxc_op_message(op));
+    nxt_send_str(fd, reply);
     nxc_op_release(op);
     nxc_connector_destroy(c);
     free(buf);
@@ -393,22 +402,40 @@ static void test_cancel_mid_transfer(void) {
     nxc_op_t *op;
     NXT_PASS(nxc_begin_read(c, md, mdlen, &d, 1, NULL, &op));
     usleep(2000);
+    uint64_t t0 = ms_now();
     NXT_PASS(nxc_op_cancel(op));
+    uint64_t took = ms_now() - t0;
     nxc_op_status_t st = nxc_op_status(op);
-    printf("  cancelled 2 ms after begin: %s (%s)\n",
+    printf("  cancelled 2 ms after begin, in %llu ms: %s (%s)\n", (unsigned long long)took,
            st == NXC_OP_CANCELLED  ? "CANCELLED"
            : st == NXC_OP_COMPLETE ? "COMPLETE"
                                    : "other",
            nxc_op_message(op));
     NXT_CHECK(st == NXC_OP_CANCELLED || st == NXC_OP_COMPLETE);
     nxc_op_release(op);
+    /* A cancel that drained hands the grant back: the same metadata reads
+     * again. One that had to abort (its bytes did not stop within the 2 s
+     * drain, as under heavy load) cuts the connection, and the owner then
+     * sees its reader lost: its readable ends PEER_FAILED (nxc.h, cancel). */
+    bool aborted = took >= 1900;
     if (st == NXC_OP_CANCELLED) {
         NXT_PASS(nxc_begin_read(c, md, mdlen, &d, 1, NULL, &op));
-        NXT_PASS(nxc_op_wait(op, 60000));
+        nxc_status_t again = nxc_op_wait(op, 60000);
+        if (!aborted || again == NXC_OK) {
+            NXT_EQ_INT(again, NXC_OK);
+            NXT_EQ_INT(nxt_verify(buf, size, 77), SIZE_MAX);
+        }
         nxc_op_release(op);
+    } else {
+        NXT_EQ_INT(nxt_verify(buf, size, 77), SIZE_MAX);
     }
-    NXT_EQ_INT(nxt_verify(buf, size, 77), SIZE_MAX);
-    free(nxt_recv(fd, NULL, 30000));
+    char *owner = nxt_recv(fd, NULL, 30000);
+    printf("  the owner's readable ended: %s\n", owner);
+    if (!aborted)
+        NXT_EQ_INT(atoi(owner), NXC_OK);
+    else
+        NXT_CHECK(atoi(owner) == NXC_OK || atoi(owner) == NXC_ERR_PEER_FAILED);
+    free(owner);
     nxt_join(pid, 30000);
     nxc_connector_destroy(c);
     free(md);
