@@ -230,6 +230,15 @@ void nxc__loop_drain(nxc_connector_t *c);
  * exit). */
 void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms);
 void *nxc__progress_thread(void *arg);
+/* A public wait begins / ends: nxc_connector_destroy() frees nothing while
+ * any is inside (c->in_wait). Call enter before touching anything else. */
+void nxc__waiter_enter(nxc_connector_t *c);
+void nxc__waiter_leave(nxc_connector_t *c);
+/* With a progress thread, lock not held: sleep on done_cond (broadcast when
+ * any op ends) until pred(arg) (read without the lock: atomics only), the
+ * connector is being destroyed, or the deadline. */
+void nxc__sleep_until_done(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,
+                           uint64_t deadline);
 /* Wait (lock held) until pred(arg) or the deadline; drives progress when
  * the connector has no thread. Returns pred(arg). */
 bool nxc__wait_locked(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,

@@ -153,32 +153,10 @@ int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
     return n;
 }
 
-/* With a progress thread: sleep on done_cond (broadcast whenever an op ends)
- * until the queue has entries, the connector is being destroyed, or the
- * deadline. */
-static void sleep_for_entries(nxc_cq_t *cq, uint64_t deadline) {
-    nxc_connector_t *c = cq->c;
-    pthread_mutex_lock(&c->done_lock);
-    while (atomic_load(&cq->count) == 0 && !c->destroying) {
-        uint64_t now = nxc__now_ns();
-        if (now >= deadline) break;
-        uint64_t until = deadline - now > 100000000u ? now + 100000000u : deadline;
-        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
-                              .tv_nsec = (long)(until % 1000000000u)};
-        pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
-    }
-    pthread_mutex_unlock(&c->done_lock);
-}
-
-/* Without a progress thread: drive progress (lock held) until entries
- * arrive or the deadline. */
-static void progress_for_entries(nxc_cq_t *cq, uint64_t deadline) {
-    nxc_connector_t *c = cq->c;
-    while (atomic_load(&cq->count) == 0 && !c->destroying) {
-        if (nxc__progress_locked(c) > 0) continue;
-        if (atomic_load(&cq->count) > 0 || nxc__now_ns() >= deadline) break;
-        nxc__sleep_locked(c, nxc__ms_until(deadline, 1000));
-    }
+/* Entries wait, or the connector is going (for nxc__wait_locked()). */
+static bool has_entries(const void *arg) {
+    const nxc_cq_t *cq = arg;
+    return atomic_load(&cq->count) > 0 || cq->c->destroying;
 }
 
 int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) {
@@ -188,24 +166,21 @@ int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) 
     nxc__err_guard_t g; /* progress may note errors that are not this call's */
     nxc__err_guard_begin(&g);
     /* As in nxc_op_wait(): destroy frees nothing while we are inside. */
-    atomic_fetch_add(&c->in_wait, 1);
+    nxc__waiter_enter(c);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
     int n = 0;
     bool destroyed = false;
     for (;;) {
-        if (c->use_thread) sleep_for_entries(cq, deadline);
+        if (c->use_thread) nxc__sleep_until_done(c, has_entries, cq, deadline);
         nxc__lock(c);
-        if (!c->use_thread) progress_for_entries(cq, deadline);
+        if (!c->use_thread) nxc__wait_locked(c, has_entries, cq, deadline);
         n = take(cq, entries, max);
         destroyed = c->destroying;
         nxc__unlock(c);
         /* another waiter may have taken what woke us: wait on */
         if (n > 0 || destroyed || nxc__now_ns() >= deadline) break;
     }
-    pthread_mutex_lock(&c->done_lock);
-    atomic_fetch_sub(&c->in_wait, 1);
-    pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
-    pthread_mutex_unlock(&c->done_lock);
+    nxc__waiter_leave(c);
     nxc__err_guard_end(&g, false);
     if (n == 0 && destroyed)
         return nxc__err(NXC_ERR_CANCELED, "cq_wait: connector destroyed while waiting");

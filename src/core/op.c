@@ -794,19 +794,8 @@ static bool wait_over(const void *arg) {
     return nxc__op_terminal(op) || op->c->destroying;
 }
 
-/* With a progress thread: sleep on done_cond until op ends or deadline. */
-static void wait_for_thread(nxc_op_t *op, uint64_t deadline) {
-    nxc_connector_t *c = op->c;
-    pthread_mutex_lock(&c->done_lock);
-    while (!nxc__op_terminal_atomic(op) && !c->destroying) {
-        uint64_t now = nxc__now_ns();
-        if (now >= deadline) break;
-        uint64_t until = deadline - now > 100000000u ? now + 100000000u : deadline;
-        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
-                              .tv_nsec = (long)(until % 1000000000u)};
-        pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
-    }
-    pthread_mutex_unlock(&c->done_lock);
+static bool ended(const void *arg) {
+    return nxc__op_terminal_atomic(arg);
 }
 
 nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
@@ -814,11 +803,11 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     nxc_connector_t *c = op->c;
     /* Counted before anything else: a concurrent nxc_connector_destroy()
      * frees neither the op nor the connector until this call has left. */
-    atomic_fetch_add(&c->in_wait, 1);
+    nxc__waiter_enter(c);
     nxc__err_guard_t g;
     nxc__err_guard_begin(&g);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
-    if (c->use_thread) wait_for_thread(op, deadline);
+    if (c->use_thread) nxc__sleep_until_done(c, ended, op, deadline);
     nxc__lock(c);
     if (!c->use_thread) {
         nxc__progress_locked(c);
@@ -832,10 +821,7 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
         snprintf(msg, sizeof msg, "connector destroyed while waiting");
     }
     nxc__unlock(c);
-    pthread_mutex_lock(&c->done_lock);
-    atomic_fetch_sub(&c->in_wait, 1);
-    pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
-    pthread_mutex_unlock(&c->done_lock);
+    nxc__waiter_leave(c);
     nxc__err_guard_end(&g, false);
     if (r == NXC_INPROGRESS) /* the one success that writes it: see nxc_last_error() */
         nxc__err(r, "op_wait: the op is still in progress after %d ms (not an error; wait again)",

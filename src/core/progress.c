@@ -131,3 +131,28 @@ bool nxc__wait_locked(nxc_connector_t *c, bool (*pred)(const void *arg), const v
     }
     return pred(arg);
 }
+
+void nxc__waiter_enter(nxc_connector_t *c) {
+    atomic_fetch_add(&c->in_wait, 1);
+}
+
+void nxc__waiter_leave(nxc_connector_t *c) {
+    pthread_mutex_lock(&c->done_lock);
+    atomic_fetch_sub(&c->in_wait, 1);
+    pthread_cond_broadcast(&c->done_cond); /* destroy may be waiting for us */
+    pthread_mutex_unlock(&c->done_lock);
+}
+
+void nxc__sleep_until_done(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,
+                           uint64_t deadline) {
+    pthread_mutex_lock(&c->done_lock);
+    while (!pred(arg) && !c->destroying) {
+        uint64_t now = nxc__now_ns();
+        if (now >= deadline) break;
+        uint64_t until = deadline - now > 100000000u ? now + 100000000u : deadline;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                              .tv_nsec = (long)(until % 1000000000u)};
+        pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
+    }
+    pthread_mutex_unlock(&c->done_lock);
+}
