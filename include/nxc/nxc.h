@@ -481,6 +481,9 @@ NXC_API int nxc_op_fd(nxc_op_t *op);
  * passive side, which stays usable for another try; one whose bytes do not
  * stop within the 2 s drain is aborted by cutting its connection, and the
  * passive side then sees a lost peer (its op ends NXC_ERR_PEER_FAILED).
+ * Once one op's drain has failed, further stops of ops on that peer cut
+ * at once until the peer sends again: cancelling or releasing all the ops
+ * of a frozen peer, one after another, costs one drain, not one each.
  */
 NXC_API nxc_status_t nxc_op_cancel(nxc_op_t *op);
 

@@ -79,6 +79,10 @@ struct stream_peer {
      * queue has been failed or a connection got through, or two attempts in
      * flight keep restarting each other for ever against a dead peer. */
     bool refused;
+    /* A stop on it had to be forced (its bytes did not drain): until it
+     * sends again, stop its next ops at once instead of waiting a drain
+     * each, so that releasing many ops of a frozen peer is not n drains. */
+    bool unresponsive;
     stream_stripe_t *queue, *queue_tail;
     /* passive side: striped transfers in flight */
     xfer_t *xfers;
@@ -1074,6 +1078,7 @@ static int conn_read(stream_conn_t *k) {
             break;
         }
         moved += (size_t)r;
+        if (k->peer) k->peer->unresponsive = false;
         k->last_rx = nxc__now_ns();
         if (k->ready && k->in == IN_HDR && k->got == 0) k->frame_start = k->last_rx;
         if (k->in == IN_DISCARD) continue;
@@ -1365,6 +1370,21 @@ nxc_status_t stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *s
     return NXC_OK;
 }
 
+/* Close the connections carrying `a`'s unfinished stripes; true if any was. */
+static bool cut_stripes(aop_t *a) {
+    bool cut = false;
+    for (unsigned i = 0; i < a->nstripes; i++) {
+        stream_stripe_t *s = &a->stripes[i];
+        /* A stripe in a copier thread cannot be interrupted; it stops at its
+         * next chunk. One on a connection goes with the connection. */
+        if (!s->done && s->conn && !s->copying) {
+            conn_close(s->conn, "aborted: the op did not stop in time");
+            cut = true;
+        }
+    }
+    return cut;
+}
+
 void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
     aop_t *a = op->tp_op;
     if (!a) return;
@@ -1375,19 +1395,14 @@ void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
         if (!a->stripes[i].done && read_arriving(T(tp), &a->stripes[i]))
             abandon_read(T(tp), a->stripes[i].conn, &a->stripes[i]);
     }
+    if (a->peer && a->peer->unresponsive) cut_stripes(a); /* it would not drain either */
     aop_settle(op);
 }
 
 void stream_force(nxc__tp_t *tp, nxc_op_t *op) {
     aop_t *a = op->tp_op;
     if (!a) return;
-    for (unsigned i = 0; i < a->nstripes; i++) {
-        stream_stripe_t *s = &a->stripes[i];
-        /* A stripe in a copier thread cannot be interrupted; it stops at its
-         * next chunk. One on a connection goes with the connection. */
-        if (!s->done && s->conn && !s->copying)
-            conn_close(s->conn, "aborted: the op did not stop in time");
-    }
+    if (cut_stripes(a) && a->peer) a->peer->unresponsive = true;
     aop_settle(op);
 }
 
