@@ -23,7 +23,12 @@
 
 #define B64_PREFIX "b64:"
 #define B64_PREFIX_LEN 4
-#define ZLIB_LEVEL 6
+/* Blobs up to this size (an op of a few descriptors) are stored in zlib's
+ * uncompressed blocks: any deflate level costs about 11 us for a few hundred
+ * bytes (hash tables reset per stream), the bulk of creating an op, to save
+ * about 200 bytes of text. Larger blobs (many descriptors) compress well. */
+#define ZLIB_STORE_MAX 2048
+#define ZLIB_LEVEL Z_BEST_SPEED
 #define HEADER_LEN 60 /* fixed part of the blob, up to and including start_time */
 
 /* ------------------------------------------------------------------------ */
@@ -242,7 +247,8 @@ static nxc_status_t pack_blob(const uint8_t *blob, size_t blob_len, char **out_p
      * of the cost of creating an op. A 4 KiB window and small hash keep the
      * stream standard zlib, readable by any inflater. */
     z_stream zs = {0};
-    int rc = deflateInit2(&zs, ZLIB_LEVEL, Z_DEFLATED, 12, 4, Z_DEFAULT_STRATEGY);
+    int level = blob_len <= ZLIB_STORE_MAX ? Z_NO_COMPRESSION : ZLIB_LEVEL;
+    int rc = deflateInit2(&zs, level, Z_DEFLATED, 12, 4, Z_DEFAULT_STRATEGY);
     if (rc != Z_OK)
         return nxc__err(rc == Z_MEM_ERROR ? NXC_ERR_NO_MEMORY : NXC_ERR_SYSTEM,
                         "metadata encode: zlib deflateInit2 failed (%d)", rc);
@@ -332,6 +338,7 @@ nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *le
     free(blob);
     if (st) return st;
 
+    size_t nixl_len = strlen(nixl);
     json_t *root = build_json(md, nixl, &st);
     free(nixl);
     if (!root) {
@@ -339,28 +346,32 @@ nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *le
             return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory building JSON");
         return st;
     }
+    /* One serialization pass into a buffer sized from what the text holds;
+     * a second only in the rare case the estimate was short. */
     const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
-    size_t n = json_dumpb(root, NULL, 0, flags);
-    if (n == 0) {
-        json_decref(root);
-        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: JSON serialization failed");
+    size_t cap = 512 + nixl_len + md->ndesc * 96;
+    char *text = NULL;
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        char *bigger = realloc(text, cap + 1);
+        if (!bigger) {
+            free(text);
+            json_decref(root);
+            return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+        }
+        text = bigger;
+        n = json_dumpb(root, text, cap, flags);
+        if (n == 0 || n <= cap || n > NXC_METADATA_MAX) break;
+        cap = n;
     }
-    if (n > NXC_METADATA_MAX) {
-        json_decref(root);
+    json_decref(root);
+    if (n == 0 || n > NXC_METADATA_MAX) {
+        free(text);
+        if (n == 0)
+            return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: JSON serialization failed");
         return nxc__err(NXC_ERR_METADATA_TOO_LARGE,
                         "metadata encode: the text would be %zu bytes; at most %u", n,
                         (unsigned)NXC_METADATA_MAX);
-    }
-    char *text = malloc(n + 1);
-    if (!text) {
-        json_decref(root);
-        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    }
-    size_t n2 = json_dumpb(root, text, n, flags);
-    json_decref(root);
-    if (n2 != n) {
-        free(text);
-        return nxc__err(NXC_ERR_SYSTEM, "metadata encode: JSON serialization changed size");
     }
     text[n] = '\0';
     *text_p = text;

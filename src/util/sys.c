@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "util/sys.h"
 
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,17 +56,53 @@ uint64_t nxc__process_start_time(void) {
     return nxc__process_start_time_of(0);
 }
 
+/* Random bytes come from a ChaCha20 keystream per thread, keyed from the
+ * kernel (libsodium's randombytes) once per thread and again in a child
+ * after fork, so that parent and child never share a stream. A kernel call
+ * per op key and secret cost three getrandom() calls per op, more than the
+ * rest of creating one. Each request takes a fresh nonce; the key is
+ * replaced after 2^32 requests. */
+typedef struct rng {
+    uint8_t key[crypto_stream_chacha20_KEYBYTES];
+    uint64_t nonce;
+    unsigned generation; /* of fork_generation when keyed */
+    bool keyed;
+} rng_t;
+
+static _Thread_local rng_t thread_rng;
+static atomic_uint fork_generation;
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_in_child(void) {
+    atomic_fetch_add(&fork_generation, 1);
+}
+
+static void install_fork_hook(void) {
+    if (sodium_init() < 0) abort(); /* only without an entropy source */
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
 void nxc__random(void *buf, size_t len) {
-    if (sodium_init() < 0) {
-        /* sodium_init only fails without an entropy source; fall back loudly
-         * to the kernel call libsodium would use anyway. */
-        abort();
+    pthread_once(&fork_hook_once, install_fork_hook);
+    rng_t *r = &thread_rng;
+    unsigned gen = atomic_load(&fork_generation);
+    if (!r->keyed || r->generation != gen || r->nonce >= (1ull << 32)) {
+        randombytes_buf(r->key, sizeof r->key);
+        r->nonce = 0;
+        r->generation = gen;
+        r->keyed = true;
     }
-    randombytes_buf(buf, len);
+    uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
+    uint64_t n = r->nonce++;
+    memcpy(nonce, &n, sizeof nonce < sizeof n ? sizeof nonce : sizeof n);
+    memset(buf, 0, len);
+    crypto_stream_chacha20_xor(buf, buf, len, nonce, r->key);
 }
 
 void nxc__uuid4(char out[37]) {
     uuid_t u;
-    uuid_generate_random(u);
+    nxc__random(u, sizeof u);
+    u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* version 4 */
+    u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     uuid_unparse_lower(u, out);
 }

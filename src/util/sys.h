@@ -14,7 +14,8 @@ void nxc__host_identity(char *buf, size_t len);
 uint64_t nxc__process_start_time(void);
 /* The same for process `pid` (0: this one); 0 when it does not exist. */
 uint64_t nxc__process_start_time_of(int pid);
-/* Cryptographically random bytes (libsodium). */
+/* Cryptographically random bytes (a per-thread ChaCha20 stream keyed from
+ * the kernel; safe across fork). */
 void nxc__random(void *buf, size_t len);
 /* A random UUID4 in its 36-character text form. */
 void nxc__uuid4(char out[37]);

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the core's pure pieces: devices, status strings,
- * scatter/gather planning and the registration cache. */
+ * scatter/gather planning, the registration cache and random bytes. */
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "core/device.h"
 #include "core/regcache.h"
 #include "core/sglist.h"
 #include "nxt.h"
+#include "util/sys.h"
 
 static void test_device_parse(void) {
     static const struct {
@@ -256,6 +261,44 @@ static void test_regcache_off(void) {
     nxc__regcache_fini(&rc);
 }
 
+/* Random bytes: never the same twice, in two threads, or in a parent and
+ * its forked child (which inherit the same per-thread stream state); UUIDs
+ * carry version 4 and the RFC 4122 variant. */
+static void *random_in_thread(void *out) {
+    nxc__random(out, 32);
+    return NULL;
+}
+
+static void test_random_fork_and_threads(void) {
+    uint8_t a[32], b[32], t[32], c[32];
+    nxc__random(a, sizeof a);
+    nxc__random(b, sizeof b);
+    NXT_CHECK(memcmp(a, b, sizeof a) != 0);
+    pthread_t th;
+    NXT_CHECK(pthread_create(&th, NULL, random_in_thread, t) == 0);
+    pthread_join(th, NULL);
+    NXT_CHECK(memcmp(t, a, sizeof t) != 0 && memcmp(t, b, sizeof t) != 0);
+    int fds[2];
+    NXT_CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    NXT_CHECK(pid >= 0);
+    if (pid == 0) {
+        uint8_t mine[32];
+        nxc__random(mine, sizeof mine);
+        _exit(write(fds[1], mine, sizeof mine) == (ssize_t)sizeof mine ? 0 : 1);
+    }
+    nxc__random(c, sizeof c);
+    uint8_t child[32];
+    NXT_CHECK(read(fds[0], child, sizeof child) == (ssize_t)sizeof child);
+    waitpid(pid, NULL, 0);
+    close(fds[0]);
+    close(fds[1]);
+    NXT_CHECK(memcmp(child, c, sizeof c) != 0); /* same stream position in both */
+    char u[37];
+    nxc__uuid4(u);
+    NXT_CHECK(strlen(u) == 36 && u[14] == '4' && strchr("89ab", u[19]) != NULL);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"device_parse", test_device_parse, 0},
     {"device_format", test_device_format, 0},
@@ -265,5 +308,6 @@ static const nxt_test_t nxt_tests[] = {
     {"sg_plan", test_sg_plan, 0},
     {"regcache", test_regcache, 0},
     {"regcache_off", test_regcache_off, 0},
+    {"random_fork_and_threads", test_random_fork_and_threads, 0},
 };
 NXT_MAIN(nxt_tests)

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Fixed per-op costs of nxc, in one process, single thread:
+ *
+ *   nxc-micro-op [ITERS [TRANSPORT]]
+ *
+ *   create   nxc_create_readable of one 4 KiB descriptor + nxc_op_metadata
+ *            (the text a peer needs), registered memory, no peer involved
+ *   release  nxc_op_release of that readable (nobody read it)
+ *   begin    nxc_begin_read of that metadata by a second connector in this
+ *            process, up to the op's completion (shm reads a reachable
+ *            readable inside the call), then its release
+ *
+ * Each is timed over ITERS (default 20000) after 1000 untimed warm-up
+ * rounds; the connectors are created once, outside the timing. TRANSPORT
+ * (default shm) is what both connectors run. Prints one JSON object per
+ * measure: {"probe":"micro-op","what","transport","iters","us"} with the
+ * mean microseconds per call. Issue 12's targets: create and begin of one
+ * descriptor at most 5 us each.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nxc/nxc.h>
+
+#define BLOCK 4096
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void check(nxc_status_t st, const char *what) {
+    if (st == NXC_OK) return;
+    fprintf(stderr, "nxc-micro-op: %s: %s (%s)\n", what, nxc_status_string(st), nxc_last_error());
+    exit(1);
+}
+
+static nxc_connector_t *connector(const char *name, const char *transport) {
+    nxc_connector_params_t p = {
+        .field_mask = NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS,
+        .name = name,
+        .transports = transport};
+    nxc_connector_t *c = NULL;
+    check(nxc_connector_create(&p, &c), "connector_create");
+    return c;
+}
+
+static void report(const char *what, const char *transport, int iters, uint64_t ns) {
+    printf("{\"probe\":\"micro-op\",\"what\":\"%s\",\"transport\":\"%s\",\"iters\":%d,"
+           "\"us\":%.3f}\n",
+           what, transport, iters, (double)ns / 1000.0 / iters);
+}
+
+/* One round: create a readable and its metadata, let `reader` (if any)
+ * read it, release both; the three spans are added to `ns`. */
+static void round_trip(nxc_connector_t *owner, nxc_connector_t *reader, nxc_desc_t *src,
+                       nxc_desc_t *dst, uint64_t ns[3]) {
+    uint64_t t0 = now_ns();
+    nxc_op_t *readable = NULL, *read = NULL;
+    const char *md = NULL;
+    size_t len = 0;
+    check(nxc_create_readable(owner, src, 1, NULL, &readable), "create_readable");
+    check(nxc_op_metadata(readable, &md, &len), "op_metadata");
+    uint64_t t1 = now_ns();
+    if (reader) {
+        check(nxc_begin_read(reader, md, len, dst, 1, NULL, &read), "begin_read");
+        check(nxc_op_wait(read, 10000), "op_wait");
+        nxc_op_release(read);
+    }
+    uint64_t t2 = now_ns();
+    if (reader) check(nxc_op_wait(readable, 10000), "op_wait (readable)");
+    uint64_t t3 = now_ns();
+    nxc_op_release(readable);
+    uint64_t t4 = now_ns();
+    ns[0] += t1 - t0;
+    ns[1] += t2 - t1;
+    ns[2] += t4 - t3;
+}
+
+int main(int argc, char **argv) {
+    int iters = argc > 1 ? atoi(argv[1]) : 20000;
+    const char *transport = argc > 2 ? argv[2] : "shm";
+    if (iters < 1) iters = 1;
+    nxc_connector_t *owner = connector("micro-owner", transport);
+    nxc_connector_t *reader = connector("micro-reader", transport);
+    static char src_buf[BLOCK], dst_buf[BLOCK];
+    memset(src_buf, 0x5a, sizeof src_buf);
+    nxc_desc_t src = {.ptr = src_buf, .size = BLOCK, .device = {NXC_DEVICE_HOST, 0}};
+    nxc_desc_t dst = {.ptr = dst_buf, .size = BLOCK, .device = {NXC_DEVICE_HOST, 0}};
+    nxc_mem_t *m1 = NULL, *m2 = NULL; /* as a server with buffer pools would */
+    check(nxc_mem_register(owner, &src, 1, NULL, &m1), "mem_register");
+    check(nxc_mem_register(reader, &dst, 1, NULL, &m2), "mem_register");
+
+    uint64_t ns[3] = {0};
+    for (int i = 0; i < 1000; i++)
+        round_trip(owner, reader, &src, &dst, ns);
+    memset(ns, 0, sizeof ns);
+    for (int i = 0; i < iters; i++) /* create and release alone */
+        round_trip(owner, NULL, &src, &dst, ns);
+    report("create", transport, iters, ns[0]);
+    report("release", transport, iters, ns[2]);
+    memset(ns, 0, sizeof ns);
+    for (int i = 0; i < iters; i++)
+        round_trip(owner, reader, &src, &dst, ns);
+    if (memcmp(src_buf, dst_buf, BLOCK) != 0) {
+        fprintf(stderr, "nxc-micro-op: the bytes read differ from the source\n");
+        return 1;
+    }
+    report("begin", transport, iters, ns[1]);
+    nxc_mem_deregister(m1);
+    nxc_mem_deregister(m2);
+    nxc_connector_destroy(reader);
+    nxc_connector_destroy(owner);
+    return 0;
+}
