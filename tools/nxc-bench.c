@@ -708,11 +708,17 @@ static void target_round(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in, bu
     if (in->bad || !tp->active || n == 0 || n > 1u << 20)
         send_error(fd, "target: malformed ROUND message");
     nxc_op_t **ops = xcalloc(n, sizeof *ops);
-    int *fds = xcalloc(n, sizeof *fds);
     uint64_t *t_done = xcalloc(n, sizeof *t_done);
     nxc_desc_t *descs = xcalloc(tp->batch, sizeof *descs);
-    nxc_op_params_t prm = {.field_mask = NXC_OP_FIELD_TIMEOUT,
-                           .timeout_ms = tp->passive_timeout_ms};
+    /* The ops' ends come through one completion queue (user_data: the op's
+     * index in the round), watched beside the socket. */
+    nxc_cq_t *cq = NULL;
+    nxc_status_t st = nxc_cq_create(c, NULL, &cq);
+    if (st != NXC_OK) send_error(fd, "target: cq_create: %s", nxc_last_error());
+    nxc_op_params_t prm = {.field_mask =
+                               NXC_OP_FIELD_TIMEOUT | NXC_OP_FIELD_CQ | NXC_OP_FIELD_USER_DATA,
+                           .timeout_ms = tp->passive_timeout_ms,
+                           .cq = cq};
     buf_clear(out);
     put_u64(out, n);
     for (uint64_t i = 0; i < n; i++) {
@@ -722,9 +728,9 @@ static void target_round(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in, bu
         if (tp->check && tp->kind == OP_READ) pat_fill(base, tp->block, tp->batch, k);
         for (uint64_t j = 0; j < tp->batch; j++)
             descs[j] = (nxc_desc_t){base + j * tp->block, tp->block, {NXC_DEVICE_HOST, 0}};
-        nxc_status_t st = tp->kind == OP_READ
-                              ? nxc_create_readable(c, descs, (size_t)tp->batch, &prm, &ops[i])
-                              : nxc_create_writable(c, descs, (size_t)tp->batch, &prm, &ops[i]);
+        prm.user_data = (void *)(uintptr_t)i;
+        st = tp->kind == OP_READ ? nxc_create_readable(c, descs, (size_t)tp->batch, &prm, &ops[i])
+                                 : nxc_create_writable(c, descs, (size_t)tp->batch, &prm, &ops[i]);
         if (st != NXC_OK)
             send_error(fd, "target: create %s: %s: %s",
                        tp->kind == OP_READ ? "readable" : "writable", nxc_status_string(st),
@@ -734,33 +740,18 @@ static void target_round(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in, bu
         st = nxc_op_metadata(ops[i], &md, &mdlen);
         if (st != NXC_OK)
             send_error(fd, "target: metadata: %s: %s", nxc_status_string(st), nxc_last_error());
-        fds[i] = nxc_op_fd(ops[i]);
-        if (fds[i] < 0) send_error(fd, "target: op fd: %s", nxc_last_error());
         put_str(out, md, mdlen);
     }
     msg_send(fd, M_MDS, out, 30000);
 
-    /* Watch the oldest pending ops (the initiator begins them in order) and
-     * the socket for ROUND_END. */
-    uint64_t pending = n, lo = 0, used = n, mismatched = 0, errors = 0;
+    uint64_t pending = n, used = n, mismatched = 0, errors = 0;
     char errtext[512] = "";
     bool ended = false;
-    uint64_t window = 64 + (tp->slots < 1024 ? tp->slots : 1024);
-    struct pollfd *pfd = xcalloc(window + 1, sizeof *pfd);
-    uint64_t *idx = xcalloc(window + 1, sizeof *idx);
+    nxc_cq_entry_t ends[256];
     /* Until ROUND_END: the passive deadline bounds the ops; after it, the
      * notifications of ops the initiator saw complete get 5 s. */
     uint64_t deadline = now_ns() + ((uint64_t)tp->passive_timeout_ms + 10000) * 1000000ull;
     while (pending > 0 || !ended) {
-        while (lo < n && !ops[lo])
-            lo++;
-        int np = 0;
-        if (!ended) pfd[np++] = (struct pollfd){fd, POLLIN, 0};
-        for (uint64_t i = lo; i < n && (uint64_t)np < window + 1; i++)
-            if (ops[i]) {
-                idx[np] = i;
-                pfd[np++] = (struct pollfd){fds[i], POLLIN, 0};
-            }
         int left = ms_left(deadline);
         if (left == 0) {
             for (uint64_t i = 0; i < n; i++)
@@ -779,38 +770,33 @@ static void target_round(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in, bu
             if (!ended) send_error(fd, "target: initiator silent past the round's deadline");
             break;
         }
-        int r = poll(pfd, (nfds_t)np, left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
+        struct pollfd pfd[2] = {{nxc_cq_fd(cq), POLLIN, 0}, {fd, POLLIN, 0}};
+        int r = poll(pfd, ended ? 1 : 2, left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
         if (r < 0 && errno != EINTR) send_error(fd, "target: poll: %s", strerror(errno));
         uint64_t t = now_ns();
-        bool sock_ready = false;
-        for (int p = 0; p < np && r > 0; p++) {
-            if (!pfd[p].revents) continue;
-            if (pfd[p].fd == fd && !ended) {
-                sock_ready = true; /* after the ops, so their times are not delayed */
-                continue;
-            }
-            uint64_t i = idx[p];
-            if (!ops[i]) continue;
-            nxc_op_status_t s = nxc_op_status(ops[i]);
-            if (s != NXC_OP_COMPLETE && s != NXC_OP_CANCELLED && s != NXC_OP_ERRORED) continue;
-            if (s == NXC_OP_COMPLETE) {
-                t_done[i] = t;
-                if (tp->check && tp->kind == OP_WRITE) {
-                    uint64_t slot = i % tp->slots;
-                    mismatched +=
-                        pat_check(tp->buf + slot * tp->opbytes, tp->block, tp->batch, first + i);
+        /* the ops first, so that their times are not delayed by the socket */
+        for (int got; (got = nxc_cq_poll(cq, ends, 256)) > 0;) {
+            for (int e = 0; e < got; e++) {
+                uint64_t i = (uintptr_t)ends[e].user_data;
+                if (ends[e].result == NXC_OK) {
+                    t_done[i] = t;
+                    if (tp->check && tp->kind == OP_WRITE) {
+                        uint64_t slot = i % tp->slots;
+                        mismatched += pat_check(tp->buf + slot * tp->opbytes, tp->block, tp->batch,
+                                                first + i);
+                    }
+                } else {
+                    errors++;
+                    if (!*errtext)
+                        snprintf(errtext, sizeof errtext, "op %" PRIu64 ": %s: %s", first + i,
+                                 nxc_status_string(ends[e].result), nxc_op_message(ops[i]));
                 }
-            } else {
-                errors++;
-                if (!*errtext)
-                    snprintf(errtext, sizeof errtext, "op %" PRIu64 ": %s: %s", first + i,
-                             nxc_status_string(nxc_op_result(ops[i])), nxc_op_message(ops[i]));
+                nxc_op_release(ops[i]);
+                ops[i] = NULL;
+                pending--;
             }
-            nxc_op_release(ops[i]);
-            ops[i] = NULL;
-            pending--;
         }
-        if (sock_ready) {
+        if (r > 0 && !ended && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             uint32_t type = msg_recv(fd, in, 10000);
             if (type != M_ROUND_END) send_error(fd, "target: expected ROUND_END");
             used = get_u64(in);
@@ -827,6 +813,7 @@ static void target_round(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in, bu
             if (d2 < deadline) deadline = d2;
         }
     }
+    nxc_cq_destroy(cq);
     buf_clear(out);
     put_u64(out, n);
     put_u64(out, mismatched);
@@ -835,10 +822,7 @@ static void target_round(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in, bu
     for (uint64_t i = 0; i < n; i++)
         put_u64(out, t_done[i]);
     msg_send(fd, M_ROUND_RES, out, 10000);
-    free(pfd);
-    free(idx);
     free(ops);
-    free(fds);
     free(t_done);
     free(descs);
 }
@@ -944,7 +928,6 @@ typedef struct ipoint {
 
 typedef struct inflight {
     nxc_op_t *op;
-    int fd;
     int slot;      /* local buffer slot */
     uint64_t k, i; /* op index in the point, index in the round */
     uint64_t t0;
@@ -1021,10 +1004,18 @@ static uint64_t run_round(int fd, nxc_connector_t *c, ipoint_t *ip, uint64_t fir
     if (b->bad) die("rendezvous: truncated metadata message");
 
     nxc_desc_t *descs = xcalloc(ip->batch, sizeof *descs);
+    /* In-flight ops by buffer slot: each op's user_data is its slot, and
+     * their ends come through one completion queue, as in a server. */
     inflight_t *fl = xcalloc((size_t)ip->conc, sizeof *fl);
+    nxc_cq_entry_t *ends = xcalloc((size_t)ip->conc, sizeof *ends);
     uint64_t *t_begin = xcalloc(n, sizeof *t_begin), *t_end = xcalloc(n, sizeof *t_end);
-    struct pollfd *pfd = xcalloc((size_t)ip->conc, sizeof *pfd);
-    nxc_op_params_t prm = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = ip->op_timeout_ms};
+    nxc_cq_t *cq = NULL;
+    nxc_status_t cst = nxc_cq_create(c, NULL, &cq);
+    if (cst != NXC_OK) nxc_die(cst, "cq_create");
+    nxc_op_params_t prm = {.field_mask =
+                               NXC_OP_FIELD_TIMEOUT | NXC_OP_FIELD_CQ | NXC_OP_FIELD_USER_DATA,
+                           .timeout_ms = ip->op_timeout_ms,
+                           .cq = cq};
     uint64_t next = 0, done = 0, use = n;
     int nfl = 0, nfree = ip->conc;
     int *free_slots = xcalloc((size_t)ip->conc, sizeof *free_slots);
@@ -1047,6 +1038,7 @@ static uint64_t run_round(int fd, nxc_connector_t *c, ipoint_t *ip, uint64_t fir
             for (uint64_t j = 0; j < ip->batch; j++)
                 descs[j] = (nxc_desc_t){base + j * ip->block, ip->block, {NXC_DEVICE_HOST, 0}};
             nxc_op_t *op;
+            prm.user_data = (void *)(intptr_t)s;
             uint64_t t0 = now_ns();
             nxc_status_t st =
                 ip->kind == OP_READ
@@ -1054,33 +1046,24 @@ static uint64_t run_round(int fd, nxc_connector_t *c, ipoint_t *ip, uint64_t fir
                     : nxc_begin_write(c, descs, (size_t)ip->batch, md[next], mdlen[next], &prm,
                                       &op);
             if (st != NXC_OK) nxc_die(st, ip->kind == OP_READ ? "begin_read" : "begin_write");
-            int ofd = nxc_op_fd(op);
-            if (ofd < 0) die("op fd: %s", nxc_last_error());
             if (next == 0) span0 = t0;
             t_begin[next] = t0;
-            fl[nfl++] = (inflight_t){op, ofd, s, k, next, t0};
+            fl[s] = (inflight_t){op, s, k, next, t0};
+            nfl++;
             next++;
         }
         if (done >= use) break;
-        for (int i = 0; i < nfl; i++)
-            pfd[i] = (struct pollfd){fl[i].fd, POLLIN, 0};
         int left = ms_left(round_deadline);
         if (left == 0) die("round did not finish before its deadline (peer hung?)");
-        int r = poll(pfd, (nfds_t)nfl, left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
-        if (r < 0 && errno != EINTR) die("poll: %s", strerror(errno));
-        if (r <= 0) continue;
+        int r = nxc_cq_wait(cq, ends, ip->conc, left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
+        if (r < 0) nxc_die((nxc_status_t)r, "cq_wait");
         uint64_t t = now_ns();
-        /* Walk backwards so that removing entry i (swap with the last) keeps
-         * the pollfd indices of the entries not yet visited. */
-        for (int i = nfl - 1; i >= 0; i--) {
-            if (!pfd[i].revents) continue;
-            inflight_t *f = &fl[i];
-            nxc_op_status_t s = nxc_op_status(f->op);
-            if (s != NXC_OP_COMPLETE && s != NXC_OP_CANCELLED && s != NXC_OP_ERRORED) continue;
-            if (s != NXC_OP_COMPLETE)
+        for (int e = 0; e < r; e++) {
+            inflight_t *f = &fl[(intptr_t)ends[e].user_data];
+            if (ends[e].result != NXC_OK)
                 die("op %" PRIu64 " (%s, %" PRIu64 " bytes): %s: %s", f->k,
                     ip->kind == OP_READ ? "read" : "write", ip->opbytes,
-                    nxc_status_string(nxc_op_result(f->op)), nxc_op_message(f->op));
+                    nxc_status_string(ends[e].result), nxc_op_message(f->op));
             if (!ip->transport) ip->transport = nxc_op_transport(f->op);
             t_end[f->i] = t;
             if (t > span1) span1 = t;
@@ -1088,14 +1071,13 @@ static uint64_t run_round(int fd, nxc_connector_t *c, ipoint_t *ip, uint64_t fir
                 ip->mismatched += pat_check(ip->buf + (uint64_t)f->slot * ip->opbytes, ip->block,
                                             ip->batch, f->k);
             nxc_op_release(f->op);
+            f->op = NULL;
             done++;
-            free_slots[nfree++] = f->slot;
-            /* swap-remove; entries below i keep their pollfd index */
-            fl[i] = fl[nfl - 1];
-            pfd[i] = pfd[nfl - 1];
             nfl--;
+            free_slots[nfree++] = f->slot;
         }
     }
+    nxc_cq_destroy(cq);
     buf_clear(b);
     put_u64(b, use);
     msg_send(fd, M_ROUND_END, b, 10000);
@@ -1123,9 +1105,9 @@ static uint64_t run_round(int fd, nxc_connector_t *c, ipoint_t *ip, uint64_t fir
     free(mdlen);
     free(descs);
     free(fl);
+    free(ends);
     free(t_begin);
     free(t_end);
-    free(pfd);
     free(free_slots);
     return use;
 }
