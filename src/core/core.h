@@ -104,6 +104,9 @@ struct nxc_connector {
     int epfd;    /* transports' event fds, wakefd and timerfd */
     int wakefd;  /* eventfd: wakes the progress thread or waiters */
     int timerfd; /* CLOCK_MONOTONIC: readable when the next deadline or timer is due */
+    /* What timerfd is set to (ns, UINT64_MAX: disarmed), so that a loop pass
+     * whose next due time did not change makes no timerfd_settime call. */
+    uint64_t timer_set;
     bool use_thread;
     bool stopping;
     /* nxc_connector_destroy() has begun (set under both locks): waits end

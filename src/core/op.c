@@ -716,8 +716,11 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
         nxc__unlock(c);
         return st;
     }
+    /* A transfer the transport finished inside post (a direct shm read)
+     * leaves the loop nothing to do: no wake-up, no thread hand-off. */
+    bool ended = nxc__op_terminal(op);
     nxc__unlock(c);
-    nxc__wake(c);
+    if (!ended) nxc__wake(c);
     *op_p = op;
     return NXC_OK;
 }

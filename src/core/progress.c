@@ -33,8 +33,9 @@ void nxc__wake(nxc_connector_t *c) {
 void nxc__loop_drain(nxc_connector_t *c) {
     uint64_t v;
     ssize_t r = read(c->wakefd, &v, sizeof v);
-    r = read(c->timerfd, &v, sizeof v);
     (void)r; /* EAGAIN: nothing to drain */
+    if (read(c->timerfd, &v, sizeof v) == (ssize_t)sizeof v)
+        c->timer_set = UINT64_MAX; /* it fired: a one-shot timer is disarmed now */
 }
 
 int nxc__progress_locked(nxc_connector_t *c) {
@@ -69,13 +70,17 @@ uint64_t nxc__next_due(nxc_connector_t *c) {
 bool nxc__loop_arm(nxc_connector_t *c) {
     if (!nxc__arm_all(c)) return false;
     uint64_t due = nxc__next_due(c);
+    if (due != UINT64_MAX && due <= nxc__now_ns()) return false; /* already due: progress first */
+    if (due == c->timer_set) return true;
     struct itimerspec its = {0}; /* all zero: disarmed */
     if (due != UINT64_MAX) {
-        if (due <= nxc__now_ns()) return false; /* already due: progress first */
         its.it_value.tv_sec = (time_t)(due / 1000000000u);
         its.it_value.tv_nsec = (long)(due % 1000000000u);
     }
-    timerfd_settime(c->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+    if (timerfd_settime(c->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        c->timer_set = due;
+    else
+        c->timer_set = UINT64_MAX - 1; /* unknown: set it again next time */
     return true;
 }
 

@@ -468,10 +468,11 @@ static void test_ended_readables_refused_after_contact(void) {
 
 /* --- writes stuck on a frozen peer ------------------------------------------------ */
 
-/* The first write (64 MiB) is still moving when its peer freezes; the
- * others (1 MiB each) wait for a grant or a connection behind it. */
+/* The first write (256 MiB: a window of about 100 ms on loopback for the
+ * freeze to land in) is still moving when its peer freezes; the others
+ * (1 MiB each) wait for a grant or a connection behind it. */
 #define STUCK_MAX 100
-#define STUCK_FIRST (64u << 20)
+#define STUCK_FIRST (256u << 20)
 #define STUCK_OTHER (1u << 20)
 static size_t stuck_total(int n) {
     return STUCK_FIRST + (size_t)(n - 1) * STUCK_OTHER;
@@ -481,8 +482,8 @@ static nxc_desc_t stuck_desc(char *base, int i) {
     return nxt_desc(base + STUCK_FIRST + (size_t)(i - 1) * STUCK_OTHER, STUCK_OTHER);
 }
 
-/* Exposes `n` writables, and freezes itself (SIGSTOP) once the first has
- * been granted: the writer's bytes then stop moving mid-transfer. */
+/* Exposes `n` writables; the writer freezes it (SIGSTOP) as soon as the
+ * first write has started, so that the bytes stop moving mid-transfer. */
 static void freezing_writables(int fd, void *arg) {
     int n = (int)(intptr_t)arg;
     nxc_connector_t *c = nxt_connector("frozen", 1);
@@ -495,10 +496,6 @@ static void freezing_writables(int fd, void *arg) {
         NXT_PASS(nxc_op_metadata(ops[i], &md, NULL));
         nxt_send_str(fd, md);
     }
-    for (uint64_t end = ms_now() + 60000;
-         nxc_op_status(ops[0]) == NXC_OP_INITIALIZED && ms_now() < end;)
-        usleep(200);
-    kill(getpid(), SIGSTOP);
     pause(); /* until killed */
 }
 
@@ -519,8 +516,12 @@ static uint64_t stop_stuck(int n, bool one_by_one) {
         NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &ops[i]));
         free(md);
     }
-    int status = 0; /* until the peer has frozen itself */
-    NXT_CHECK(waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status));
+    /* Freeze the peer the moment the first write starts: this thread does
+     * not move bytes (the progress thread does), so it reacts at once. */
+    for (uint64_t end = ms_now() + 30000;
+         nxc_op_status(ops[0]) == NXC_OP_INITIALIZED && ms_now() < end;)
+        ;
+    nxt_stop(pid);
     int stuck = 0, moving = 0; /* not ended; of those, started */
     for (int i = 0; i < n; i++) {
         nxc_op_status_t st = nxc_op_status(ops[i]);
@@ -528,9 +529,9 @@ static uint64_t stop_stuck(int n, bool one_by_one) {
         moving += st == NXC_OP_IN_PROGRESS;
     }
     /* shm writes land in a stopped process too (process_vm_writev); on the
-     * others the first write must really be caught mid-transfer. */
+     * others writes must really be caught unfinished. */
     const char *tp = nxt_transport();
-    if (!tp || strcmp(tp, "shm")) NXT_CHECK(nxc_op_status(ops[0]) == NXC_OP_IN_PROGRESS);
+    if (!tp || strcmp(tp, "shm")) NXT_CHECK(stuck > 0);
     uint64_t t0 = ms_now();
     if (one_by_one)
         for (int i = 0; i < n; i++)
