@@ -41,10 +41,10 @@ static void check(nxc_status_t st, const char *what) {
 }
 
 static nxc_connector_t *connector(const char *name, const char *transport) {
-    nxc_connector_params_t p = {
-        .field_mask = NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS,
-        .name = name,
-        .transports = transport};
+    nxc_connector_params_t p = {.field_mask =
+                                    NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS,
+                                .name = name,
+                                .transports = transport};
     nxc_connector_t *c = NULL;
     check(nxc_connector_create(&p, &c), "connector_create");
     return c;
