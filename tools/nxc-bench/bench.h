@@ -31,7 +31,7 @@ const char *fmt_size(uint64_t v, char *buf, size_t len);
 uint8_t *buf_alloc(uint64_t len);
 void boot_id(char *out, size_t len);
 nxc_connector_t *connector_make(const char *name, const char *transport);
-nxc_op_t *anchor_make(nxc_connector_t *c, uint8_t *buf, uint64_t len);
+nxc_mem_t *buffer_register(nxc_connector_t *c, uint8_t *buf, uint64_t len);
 
 /* pattern.c: the bytes --check expects of op k of a point (`batch` blocks
  * of `block` bytes from base on). */

@@ -26,7 +26,7 @@ typedef struct ipoint {
     int conc;
     uint8_t *buf; /* conc slots of opbytes */
     uint64_t buflen;
-    nxc_op_t *anchor;
+    nxc_mem_t *reg; /* the buffer's registration for the point */
     int op_timeout_ms;
     int64_t offset; /* target clock - initiator clock, ns */
     /* per timed op */
@@ -313,7 +313,7 @@ static void point_start(int fd, nxc_connector_t *c, ipoint_t *ip, buf_t *b) {
 
     ip->buflen = ip->opbytes * (uint64_t)ip->conc;
     ip->buf = buf_alloc(ip->buflen);
-    ip->anchor = cfg.prereg ? anchor_make(c, ip->buf, ip->buflen) : NULL;
+    ip->reg = cfg.prereg ? buffer_register(c, ip->buf, ip->buflen) : NULL;
     ip->lat = xcalloc((size_t)ip->iters, sizeof(double));
     ip->ntf = xcalloc((size_t)ip->iters, sizeof(double));
     ip->lag = xcalloc((size_t)ip->iters, sizeof(double));
@@ -370,7 +370,7 @@ static bool run_point(int fd, nxc_connector_t *c, int kind, uint64_t block, uint
     msg_send(fd, M_POINT_END, NULL, 10000);
     msg_expect(fd, b, M_POINT_END_OK, 30000);
     point_row(&ip, cut, row);
-    nxc_op_release(ip.anchor);
+    nxc_mem_deregister(ip.reg);
     munmap(ip.buf, ip.buflen);
     free(ip.lat);
     free(ip.ntf);

@@ -25,7 +25,7 @@ typedef struct tpoint {
     int passive_timeout_ms;
     uint8_t *buf;
     uint64_t buflen;
-    nxc_op_t *anchor; /* keeps the buffer's registration for the point */
+    nxc_mem_t *reg; /* the buffer's registration for the point */
 } tpoint_t;
 
 /* One round's passive ops, [first, first + n) of the point, and what
@@ -60,13 +60,13 @@ static void target_point(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in) {
         send_error(fd, "target: point needs %" PRIu64 " bytes, over its --max-mem", tp->opbytes);
     tp->buflen = tp->opbytes * tp->slots;
     tp->buf = buf_alloc(tp->buflen);
-    tp->anchor = prereg ? anchor_make(c, tp->buf, tp->buflen) : NULL;
+    tp->reg = prereg ? buffer_register(c, tp->buf, tp->buflen) : NULL;
     tp->active = true;
     msg_send(fd, M_POINT_OK, NULL, 10000);
 }
 
 static void target_point_end(tpoint_t *tp) {
-    nxc_op_release(tp->anchor);
+    nxc_mem_deregister(tp->reg);
     if (tp->buf) munmap(tp->buf, tp->buflen);
     *tp = (tpoint_t){0};
 }

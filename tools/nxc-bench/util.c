@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nxc-bench's small helpers: dying with a message, the clock, memory,
- * size formatting, the boot id, and making connectors and anchors.
+ * size formatting, the boot id, and making connectors and registering buffers.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -100,12 +100,12 @@ nxc_connector_t *connector_make(const char *name, const char *transport) {
     return c;
 }
 
-/* A readable over the whole buffer, kept for a point so that the buffer
- * stays registered (--no-prereg goes without). */
-nxc_op_t *anchor_make(nxc_connector_t *c, uint8_t *buf, uint64_t len) {
+/* The point's buffer registered for the whole point, as a server keeps
+ * its pools (--no-prereg goes without, and measures cold registration). */
+nxc_mem_t *buffer_register(nxc_connector_t *c, uint8_t *buf, uint64_t len) {
     nxc_desc_t d = {buf, len, {NXC_DEVICE_HOST, 0}};
-    nxc_op_t *op;
-    nxc_status_t st = nxc_create_readable(c, &d, 1, NULL, &op);
-    if (st != NXC_OK) nxc_die(st, "register buffer (anchor readable)");
-    return op;
+    nxc_mem_t *mem;
+    nxc_status_t st = nxc_mem_register(c, &d, 1, NULL, &mem);
+    if (st != NXC_OK) nxc_die(st, "register buffer");
+    return mem;
 }
