@@ -71,6 +71,18 @@ void nxc__op_progressing(nxc_op_t *op) {
         __atomic_store_n(&op->status, NXC_OP_IN_PROGRESS, __ATOMIC_RELEASE);
 }
 
+/* The count stays a plain int: every caller holds the connector lock, which
+ * is also what the core holds when it reads it (reapable()). */
+void nxc__op_io_begin(nxc_op_t *op) {
+    op->busy++;
+}
+void nxc__op_io_end(nxc_op_t *op) {
+    op->busy--;
+}
+bool nxc__op_io_pending(const nxc_op_t *op) {
+    return op->busy > 0;
+}
+
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op) {
     op->prev = NULL;
     op->next = c->ops;

@@ -13,7 +13,8 @@
  * Active-op contract: once post() succeeded, the transport owns the op's
  * progress and finishes it exactly once with nxc__op_finish(), and only when
  * nothing it started still touches the op's local buffers (so a terminal op's
- * buffers are the caller's again). op->busy counts what is still in flight.
+ * buffers are the caller's again). nxc__op_io_begin()/nxc__op_io_end() count
+ * what is still in flight.
  */
 #ifndef NXC_TRANSPORT_H
 #define NXC_TRANSPORT_H
@@ -93,7 +94,7 @@ struct nxc__transport_ops {
     /* Active: cancel() did not drain in time: abort what is in flight now
      * (may cut the connection to the peer), then finish the op. */
     void (*force)(nxc__tp_t *tp, nxc_op_t *op);
-    /* Active: free per-op state; the op is terminal and not busy. */
+    /* Active: free per-op state; the op is terminal and nothing is in flight. */
     void (*release)(nxc__tp_t *tp, nxc_op_t *op);
 
     /* Optional: register the `n` buffers of `descs` for later ops (see
@@ -107,6 +108,18 @@ struct nxc__transport_ops {
     /* One line on how this transport runs here (nxc-info). */
     void (*describe)(nxc__tp_t *tp, char *buf, size_t len);
 };
+
+/* --- core calls for transports (op.c) --------------------------------------- */
+
+/* In-flight accounting of an active op (lock held, as for every call here).
+ * A transport begins one unit for each thing it started that still touches
+ * the op's local buffers (a send, a get/put, a stripe, an awaited reply) and
+ * ends it when that thing is over. The core frees a released op only once
+ * nothing is in flight; the transport finishes the op only then. */
+void nxc__op_io_begin(nxc_op_t *op);
+void nxc__op_io_end(nxc_op_t *op);
+/* Is anything the transport started on `op` still in flight? */
+bool nxc__op_io_pending(const nxc_op_t *op);
 
 /* Registry (registry.c): transports built in, in default preference order. */
 const nxc__transport_ops_t *nxc__transport_find(const char *name, size_t len);

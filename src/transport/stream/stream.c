@@ -705,10 +705,10 @@ static void aop_settle(nxc_op_t *op) {
             if (!s->done && !s->conn) {
                 unqueue(a->peer, s);
                 s->done = true;
-                op->busy--;
+                nxc__op_io_end(op);
             }
         }
-    if (op->busy > 0) return;
+    if (nxc__op_io_pending(op)) return;
     if (a->error == NXC_OK)
         nxc__op_finish(op, NXC_OK, "%s", "");
     else
@@ -726,7 +726,7 @@ static void stripe_end(stream_tp_t *t, stream_stripe_t *s, nxc_status_t st, cons
         aop_fail(s->op, st, why);
     }
     s->done = true;
-    s->op->busy--;
+    nxc__op_io_end(s->op);
     stream_conn_t *k = s->conn;
     if (k) {
         k->stripe = NULL;
@@ -1359,7 +1359,7 @@ nxc_status_t stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *s
         else
             a->peer->queue = s;
         a->peer->queue_tail = s;
-        op->busy++;
+        nxc__op_io_begin(op);
     }
     dispatch(t, a->peer);
     return NXC_OK;

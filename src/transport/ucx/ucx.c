@@ -162,7 +162,7 @@ typedef struct ucx_aop {
 /* A send of ours in flight: the bytes must live until completion. */
 typedef struct send_ctx {
     ucx_tp_t *t;
-    nxc_op_t *op; /* counts the send in op->busy; NULL for replies */
+    nxc_op_t *op; /* counts the send as in flight on it; NULL for replies */
     size_t len;
     uint8_t buf[];
 } send_ctx_t;
@@ -439,7 +439,7 @@ static void unlist_peer(ucx_tp_t *t, ucx_peer_t *p) {
 static void send_done_cb(void *req, ucs_status_t status, void *user) {
     send_ctx_t *sc = user;
     if (sc->op) {
-        sc->op->busy--;
+        nxc__op_io_end(sc->op);
         if (status != UCS_OK && sc->op->tp_op)
             aop_fail(sc->op, NXC_ERR_PEER_FAILED, "sending to the peer failed: %s",
                      ucs_status_string(status));
@@ -470,7 +470,7 @@ static ucs_status_t ep_send(ucx_tp_t *t, ucp_ep_h ep, unsigned id, const void *a
         free(sc);
         return UCS_PTR_STATUS(r);
     }
-    if (op) op->busy++;
+    if (op) nxc__op_io_begin(op);
     return UCS_OK;
 }
 
@@ -497,7 +497,7 @@ static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool co
 
 static void data_sent_cb(void *req, ucs_status_t status, void *user) {
     data_ctx_t *dc = user;
-    dc->op->busy--;
+    nxc__op_io_end(dc->op);
     if (status != UCS_OK && dc->op->tp_op)
         aop_fail(dc->op, NXC_ERR_PEER_FAILED, "sending data to the peer failed: %s",
                  ucs_status_string(status));
@@ -507,7 +507,7 @@ static void data_sent_cb(void *req, ucs_status_t status, void *user) {
 }
 
 /* Send `len` bytes at `data` with header `hdr` (copied); the send counts in
- * op->busy until UCX no longer reads `data`. */
+ * as in flight on `op` until UCX no longer reads `data`. */
 static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *hdr,
                               size_t hdr_len, const void *data, size_t len, nxc_op_t *op) {
     if (p->failed || !p->ep)
@@ -532,7 +532,7 @@ static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const voi
         return nxc__err(NXC_ERR_PEER_FAILED, "ucx: send to peer %s: %s", p->name,
                         ucs_status_string(UCS_PTR_STATUS(r)));
     }
-    op->busy++;
+    nxc__op_io_begin(op);
     return NXC_OK;
 }
 
@@ -540,7 +540,7 @@ static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const voi
 
 static void rma_done_cb(void *req, ucs_status_t status, void *user) {
     nxc_op_t *op = user;
-    op->busy--;
+    nxc__op_io_end(op);
     if (status != UCS_OK)
         aop_fail(op, NXC_ERR_PEER_FAILED, "transfer with peer %s failed: %s",
                  ((ucx_aop_t *)op->tp_op)->peer->name, ucs_status_string(status));
@@ -555,7 +555,7 @@ static void track(nxc_op_t *op, ucs_status_ptr_t r, const char *what) {
         aop_fail(op, NXC_ERR_TRANSPORT, "%s: %s", what, ucs_status_string(UCS_PTR_STATUS(r)));
         return;
     }
-    op->busy++;
+    nxc__op_io_begin(op);
 }
 
 /* Granted, message path. A write sends each segment in chunks; a read asks
@@ -568,7 +568,7 @@ static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
     nxc__op_progressing(op);
     if (op->kind == NXC_OP_READ) {
         a->await_bytes = op->total;
-        op->busy++; /* released when the last byte arrived, or on failure */
+        nxc__op_io_begin(op); /* released when the last byte arrived, or on failure */
     }
     for (size_t i = 0; i < op->nsegs && a->error == NXC_OK; i++) {
         const nxc__seg_t *sg = &op->segs[i];
@@ -601,7 +601,7 @@ static void stop_awaiting(nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
     if (a && a->await_bytes) {
         a->await_bytes = 0;
-        op->busy--;
+        nxc__op_io_end(op);
     }
 }
 
@@ -739,7 +739,7 @@ static nxc_status_t send_grant_req(ucx_tp_t *t, nxc_op_t *op) {
 /* Move an idle active op to its next stage, or finish it. */
 static void advance(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = op->tp_op;
-    if (op->busy > 0 || nxc__op_terminal(op)) return;
+    if (nxc__op_io_pending(op) || nxc__op_terminal(op)) return;
     if (a->error == NXC_OK && a->stage == S_GRANT && !a->req_sent && a->peer->wire == WIRE_DONE &&
         send_grant_req(t, op) != NXC_OK)
         aop_fail(op, NXC_ERR_UNREACHABLE, "%s", nxc_last_error());
@@ -747,7 +747,7 @@ static void advance(ucx_tp_t *t, nxc_op_t *op) {
         if (a->grant_id && !a->peer->failed && !a->gave_up_sent) {
             a->gave_up_sent = true; /* free the passive op for another peer */
             send_done_msg(t, a->peer, a->grant_id, false, op);
-            if (op->busy > 0) return;
+            if (nxc__op_io_pending(op)) return;
         }
         nxc__op_finish(op, a->error, "%s", a->why);
         return;
@@ -755,7 +755,7 @@ static void advance(ucx_tp_t *t, nxc_op_t *op) {
     if (a->stage == S_MOVE) {
         a->stage = S_NOTIFY;
         send_done_msg(t, a->peer, a->grant_id, true, op);
-        if (op->busy > 0 || a->error != NXC_OK) return advance(t, op);
+        if (nxc__op_io_pending(op) || a->error != NXC_OK) return advance(t, op);
     }
     if (a->stage == S_NOTIFY) nxc__op_finish(op, NXC_OK, "%s", "");
 }
@@ -1006,7 +1006,7 @@ static ucs_status_t am_read_data_cb(void *arg, const void *hdr, size_t hlen, voi
     memcpy((char *)op->local[sg->local_idx].ptr + sg->local_off + h.off, data, len);
     a->await_bytes -= len;
     if (a->await_bytes == 0) {
-        op->busy--;
+        nxc__op_io_end(op);
         t->dirty = true;
     }
     return UCS_OK;
