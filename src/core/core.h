@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Connector and op internals shared by the core and the transports.
+ * Connector and op internals of the core. Transports do not include this
+ * header: what they may use is in transport/transport.h.
  *
  * One mutex per connector (c->lock) guards the connector, its ops and every
  * call into a transport. The progress thread holds it while progressing and
@@ -128,67 +129,6 @@ struct nxc_cq {
     int efd;               /* eventfd: readable while count > 0 */
 };
 
-/* --- called by transports (lock held) ------------------------------------- */
-
-/* End `op` with `result` (NXC_OK = COMPLETE, NXC_ERR_CANCELED = CANCELLED,
- * else ERRORED) exactly once; later calls are ignored. Wakes waiters. */
-void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* A peer asks to move bytes of the passive op keyed `key`. Checks, in this
- * order, that the op exists, is live and not revoked, that `secret` matches,
- * that the access `md_kind` matches (READ needs a readable), and that the
- * ranges are exactly the op's buffers, in order (a transfer moves all of
- * the op or nothing). On success records a grant held
- * by `peer` and writes its id; else NXC_ERR_REFUSED with the reason in
- * `why`. Refusals never touch memory. */
-typedef struct nxc__range {
-    uint64_t addr, len;
-} nxc__range_t;
-nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
-                             const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
-                             size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len);
-/* The same for one stripe of a transfer split over several connections:
- * the ranges must be exactly part `part` of `nparts` of the op's bytes (the
- * op's buffers in descriptor order, cut in parts of ceil(total / nparts)
- * bytes). nxc__grant_open() asks for part 0 of 1: the whole op. */
-nxc_status_t nxc__grant_open_part(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
-                                  const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
-                                  size_t nranges, unsigned part, unsigned nparts,
-                                  uint64_t *grant_id_p, char *why, size_t why_len);
-/* Hand grant `id` held by `peer` over to `to` (a striped transfer's stripe
- * finished on one connection; the transfer as a whole still holds the op,
- * and `to`'s loss fails it). false when no such grant exists. */
-bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to);
-/* The live op of `kind` on which `peer` holds grant `id`, provided
- * [addr, addr+len) lies inside its buffers; NULL otherwise. Message-path
- * transports call this for every message before touching memory. */
-nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind_t kind,
-                        uint64_t addr, uint64_t len);
-/* The peer holding grant `id` finished (complete = true: all bytes landed,
- * the op turns COMPLETE) or gave up (false). Unknown ids, or ids held by
- * another peer, are ignored and return false. */
-bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete);
-/* A peer moved the bytes of the passive op keyed `key` without a grant (a
- * transport whose passive side checks access by itself, before and after the
- * copy: shm's direct reads). Completes the op if it is live, of `kind`, and
- * `secret` matches; false otherwise. */
-bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
-                          nxc_op_kind_t kind);
-/* `peer` is gone (died, or cut off): its grants are dropped and every
- * passive op it held one on turns ERRORED (PEER_FAILED). A peer that gives
- * up cleanly returns its grant with nxc__grant_close() first. */
-void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why);
-
-/* Bytes of `op` began to move (active), or a peer was granted access
- * (passive): INITIALIZED turns IN_PROGRESS; any other state is left as it
- * is (a status never goes back). The one way transports change a status
- * short of ending the op (nxc__op_finish()). */
-void nxc__op_progressing(nxc_op_t *op);
-
-/* Wake the progress thread or a waiter (any thread, lock held or not). */
-void nxc__wake(nxc_connector_t *c);
-
 /* Take the connector lock from an API call. */
 static inline void nxc__lock(nxc_connector_t *c) {
     atomic_fetch_add(&c->waiters, 1);
@@ -201,17 +141,11 @@ static inline void nxc__unlock(nxc_connector_t *c) {
 
 /* --- core internals --------------------------------------------------------- */
 
-static inline bool nxc__op_terminal(const nxc_op_t *op) {
-    return op->status == NXC_OP_COMPLETE || op->status == NXC_OP_CANCELLED ||
-           op->status == NXC_OP_ERRORED;
-}
-/* The same, without the connector lock (the state is published last). */
+/* nxc__op_terminal() without the connector lock (the state is published
+ * last). */
 static inline bool nxc__op_terminal_atomic(const nxc_op_t *op) {
     nxc_op_status_t s = __atomic_load_n(&op->status, __ATOMIC_ACQUIRE);
     return s == NXC_OP_COMPLETE || s == NXC_OP_CANCELLED || s == NXC_OP_ERRORED;
-}
-static inline bool nxc__op_passive(const nxc_op_t *op) {
-    return op->kind == NXC_OP_READABLE || op->kind == NXC_OP_WRITABLE;
 }
 
 /* progress.c */

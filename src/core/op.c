@@ -31,6 +31,14 @@ static const char *kind_name(nxc_op_kind_t k) {
 
 /* --- state ------------------------------------------------------------------ */
 
+bool nxc__op_terminal(const nxc_op_t *op) {
+    return op->status == NXC_OP_COMPLETE || op->status == NXC_OP_CANCELLED ||
+           op->status == NXC_OP_ERRORED;
+}
+bool nxc__op_passive(const nxc_op_t *op) {
+    return op->kind == NXC_OP_READABLE || op->kind == NXC_OP_WRITABLE;
+}
+
 void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     if (nxc__op_terminal(op)) return;
     op->result = result;
@@ -159,6 +167,11 @@ static nxc_op_t *find_passive(nxc_connector_t *c, const char *key) {
     for (nxc_op_t *op = c->ops; op; op = op->next)
         if (nxc__op_passive(op) && !op->released && !strcmp(op->key, key)) return op;
     return NULL;
+}
+
+bool nxc__passive_known(nxc_connector_t *c, const char *key, const uint8_t *secret) {
+    const nxc_op_t *op = find_passive(c, key);
+    return op && sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) == 0;
 }
 
 static bool range_inside(const nxc_op_t *op, const nxc__range_t *r) {

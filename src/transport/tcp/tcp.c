@@ -144,15 +144,16 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "tcp: out of memory");
     t->s.lfd = t->s.epfd = -1;
     t->timeout_ms = (int)nxc__env_int("NXC_TCP_TIMEOUT_MS", 10000, 100, 3600000);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->tcp_port)};
-    inet_pton(AF_INET, c->tcp_address, &sa.sin_addr);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)nxc__connector_tcp_port(c))};
+    inet_pton(AF_INET, nxc__connector_tcp_address(c), &sa.sin_addr);
     int one = 1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     nxc_status_t st = NXC_OK;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 128))
-        st = nxc__err(NXC_ERR_SYSTEM, "tcp: cannot listen on %s:%d: %s", c->tcp_address,
-                      c->tcp_port, strerror(errno));
+        st = nxc__err(NXC_ERR_SYSTEM, "tcp: cannot listen on %s:%d: %s",
+                      nxc__connector_tcp_address(c), nxc__connector_tcp_port(c), strerror(errno));
     socklen_t sl = sizeof sa;
     if (st == NXC_OK && getsockname(fd, (struct sockaddr *)&sa, &sl))
         st = nxc__err(NXC_ERR_SYSTEM, "tcp: getsockname: %s", strerror(errno));
@@ -168,7 +169,7 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     }
     t->s.max_stripes = (unsigned)nxc__env_int("NXC_TCP_STREAMS", (int)tcp_flavour.max_stripes, 1,
                                               NXC_WIRE_MAX_STRIPES);
-    make_info(t, c->tcp_address, ntohs(sa.sin_port));
+    make_info(t, nxc__connector_tcp_address(c), ntohs(sa.sin_port));
     NXC_LOG_D("tcp: listening, metadata address %s", t->info);
     *tp_p = &t->s.base;
     return NXC_OK;
