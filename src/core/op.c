@@ -85,7 +85,9 @@ void nxc__op_io_begin(nxc_op_t *op) {
     op->busy++;
 }
 void nxc__op_io_end(nxc_op_t *op) {
-    op->busy--;
+    /* The last unit may be what a drain waits for (all_stopped() at
+     * destroy): wake it now rather than at its next timed poll. */
+    if (--op->busy == 0) pthread_cond_broadcast(&op->c->cond);
 }
 bool nxc__op_io_pending(const nxc_op_t *op) {
     return op->busy > 0;
@@ -366,11 +368,15 @@ void nxc__active_stop(nxc_op_t *op, nxc_status_t why) {
     nxc__op_finish(op, why, "stopped (transport did not confirm the abort)");
 }
 
-/* Every active op has ended and no peer holds access to a passive op. */
+/* Every active op has ended, and no peer holds access to a passive op nor
+ * is a transport still sending from one (ucx answers a message-path read
+ * with sends that outlive the grant): destroy cannot free such an op and
+ * would leak it. */
 static bool all_stopped(const void *arg) {
     const nxc_connector_t *c = arg;
     for (const nxc_op_t *op = c->ops; op; op = op->next)
-        if (nxc__op_passive(op) ? op->grants != NULL : !nxc__op_terminal(op)) return false;
+        if (nxc__op_passive(op) ? op->grants != NULL || op->busy > 0 : !nxc__op_terminal(op))
+            return false;
     return true;
 }
 
