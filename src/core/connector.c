@@ -39,10 +39,9 @@ static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_
             p++;
         const nxc__transport_ops_t *ops = nxc__transport_find(start, (size_t)(p - start));
         if (!ops)
-            return nxc__err(
-                NXC_ERR_INVALID_PARAM,
-                "transports \"%s\": unknown transport \"%.*s\" (built in: shm, ucx, tcp)", text,
-                (int)(p - start), start);
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "transports \"%s\": unknown transport \"%.*s\" (built in: %s)", text,
+                            (int)(p - start), start, nxc__transports_builtin_names);
         bool dup = false;
         for (size_t i = 0; i < n; i++)
             dup |= out[i] == ops;
@@ -115,8 +114,10 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
         if (!p->transports) return nxc__err(NXC_ERR_INVALID_PARAM, "transports: NULL");
         list = p->transports;
     } else {
-        list = nxc__env_text("NXC_TRANSPORTS", transports_text,
-                             "a comma-separated list of shm, ucx, tcp");
+        char accepted[96];
+        snprintf(accepted, sizeof accepted, "a comma-separated list of %s",
+                 nxc__transports_builtin_names);
+        list = nxc__env_text("NXC_TRANSPORTS", transports_text, accepted);
     }
     c->transports_chosen = list != NULL;
     if (list) return parse_transports(list, tops, ntops);

@@ -2,8 +2,9 @@
 /*
  * The transport interface (internal). A transport moves the bytes of active
  * ops and lets peers reach the memory of passive ops. Each lives in
- * src/transport/<name>/ and exports one `const nxc__transport_ops_t`, listed
- * in registry.c.
+ * src/transport/<name>/ (with a transport.cmake naming its sources) and
+ * exports one `const nxc__transport_ops_t nxc__transport_<name>`; the
+ * CMake list NXC_TRANSPORTS_BUILTIN puts it in the registry.
  *
  * This header is all a transport needs from the core (with util/ for errors,
  * logs, the environment and time, and core/regcache.h if it registers
@@ -232,13 +233,13 @@ void nxc__op_progressing(nxc_op_t *op);
 /* Wake the progress thread or a waiter (any thread, lock held or not). */
 void nxc__wake(nxc_connector_t *c);
 
-/* Registry (registry.c): transports built in, in default preference order. */
+/* Registry (registry.c, generated from registry.c.in by CMake): the
+ * transports built in, in default preference order; each folder defines
+ * `const nxc__transport_ops_t nxc__transport_<name>`. */
 const nxc__transport_ops_t *nxc__transport_find(const char *name, size_t len);
 extern const nxc__transport_ops_t *const nxc__transports_builtin[];
 extern const size_t nxc__transports_builtin_count;
-
-extern const nxc__transport_ops_t nxc__transport_ucx;
-extern const nxc__transport_ops_t nxc__transport_shm;
-extern const nxc__transport_ops_t nxc__transport_tcp;
+/* Their names, ", "-separated ("shm, ucx, tcp"), for messages. */
+extern const char nxc__transports_builtin_names[];
 
 #endif
