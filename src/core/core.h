@@ -24,11 +24,12 @@
 #include "transport/transport.h"
 
 #define NXC__MAX_TRANSPORTS 4
+#define NXC__MAX_OPTIONS 32 /* options items a connector keeps (each key once) */
 /* The field_mask bits this library defines (others are refused). */
 #define NXC__CONNECTOR_FIELDS                                                                      \
     (NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |                                   \
      NXC_CONNECTOR_FIELD_PROGRESS_THREAD | NXC_CONNECTOR_FIELD_LOG_LEVEL |                         \
-     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT)
+     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT | NXC_CONNECTOR_FIELD_OPTIONS)
 #define NXC__OP_FIELDS                                                                             \
     (NXC_OP_FIELD_TIMEOUT | NXC_OP_FIELD_NOTIFICATION_KEY | NXC_OP_FIELD_USER_DATA |               \
      NXC_OP_FIELD_CQ)
@@ -43,6 +44,12 @@ typedef struct nxc__grant {
     nxc__tp_t *tp;
     void *peer; /* the transport's handle of the peer, compared by identity */
 } nxc__grant_t;
+
+/* A transport option the user set (options.c). */
+typedef struct nxc__option_value {
+    const nxc__tp_option_t *opt;
+    char value[64];
+} nxc__option_value_t;
 
 struct nxc_op {
     nxc_connector_t *c;
@@ -94,8 +101,8 @@ struct nxc_connector {
     char name[NXC_NAME_MAX + 1];
     char transports_text[128];
     bool transports_chosen; /* the user ordered the transports (param or NXC_TRANSPORTS) */
-    char tcp_address[16];   /* dotted IPv4 */
-    int tcp_port;
+    nxc__option_value_t options[NXC__MAX_OPTIONS]; /* checked, for transports' create() */
+    size_t noptions;
     uint8_t instance[NXC__INSTANCE_LEN];
     char host[NXC__HOST_MAX + 1];
     uint32_t pid;
@@ -220,6 +227,14 @@ void nxc__cq_withdraw(nxc_op_t *op);
 bool nxc__cq_of(nxc_connector_t *c, const nxc_cq_t *cq);
 /* Connector destroy: detach and free every queue. */
 void nxc__cq_destroy_all(nxc_connector_t *c);
+
+/* options.c (connector creation) */
+/* Check and keep the items of the `options` parameter. */
+nxc_status_t nxc__options_parse(nxc_connector_t *c, const char *text);
+/* A shorthand field (tcp_address) sets option scope.key: checked alike,
+ * and refused when the options text set that key too. */
+nxc_status_t nxc__option_shorthand(nxc_connector_t *c, const char *field, const char *scope,
+                                   const char *key, const char *value);
 
 /* mem.c (lock held) */
 /* Connector destroy: drop every registration the user left. */

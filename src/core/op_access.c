@@ -57,9 +57,3 @@ const uint8_t *nxc__connector_instance(const nxc_connector_t *c) {
 const char *nxc__connector_host(const nxc_connector_t *c) {
     return c->host;
 }
-const char *nxc__connector_tcp_address(const nxc_connector_t *c) {
-    return c->tcp_address;
-}
-int nxc__connector_tcp_port(const nxc_connector_t *c) {
-    return c->tcp_port;
-}

@@ -34,6 +34,19 @@
 
 typedef struct nxc__transport_ops nxc__transport_ops_t;
 
+/* One setting a transport takes, given as "<transport>.<key>=<value>" in
+ * the connector parameter `options` (checked by the core against this
+ * table before any transport starts), else from its environment variable,
+ * else the transport's default. Read back with nxc__option_int() or
+ * nxc__option_text(). */
+typedef struct nxc__tp_option {
+    const char *key;                 /* "port" */
+    const char *env;                 /* "NXC_TCP_PORT", or NULL */
+    long long lo, hi;                /* an integer's range (valid == NULL) */
+    bool (*valid)(const char *text); /* a text's check; NULL: an integer */
+    const char *accepted;            /* what a text takes, for messages */
+} nxc__tp_option_t;
+
 /* Base of every transport instance; a transport's struct starts with it. */
 typedef struct nxc__tp {
     const nxc__transport_ops_t *ops;
@@ -113,6 +126,10 @@ struct nxc__transport_ops {
 
     /* One line on how this transport runs here (nxc-info). */
     void (*describe)(nxc__tp_t *tp, char *buf, size_t len);
+
+    /* The options this transport takes (see nxc__tp_option_t); none: NULL. */
+    const nxc__tp_option_t *options;
+    size_t noptions;
 };
 
 /* --- the core, as a transport sees it (lock held for every call) ------------- */
@@ -159,10 +176,12 @@ bool nxc__passive_known(nxc_connector_t *c, const char *key, const uint8_t *secr
 const char *nxc__connector_name(const nxc_connector_t *c);
 const uint8_t *nxc__connector_instance(const nxc_connector_t *c);
 const char *nxc__connector_host(const nxc_connector_t *c);
-/* The listener address (dotted IPv4) and port (0: any) the user chose for
- * transports that listen on IP. */
-const char *nxc__connector_tcp_address(const nxc_connector_t *c);
-int nxc__connector_tcp_port(const nxc_connector_t *c);
+/* Option `key` of transport `scope` (create() and later): the value the
+ * user gave, else its environment variable's if valid, else `def` (text:
+ * NULL). The text stays valid while the connector lives. */
+long long nxc__option_int(const nxc_connector_t *c, const char *scope, const char *key,
+                          long long def);
+const char *nxc__option_text(const nxc_connector_t *c, const char *scope, const char *key);
 
 /* In-flight accounting of an active op (lock held, as for every call here).
  * A transport begins one unit for each thing it started that still touches

@@ -373,8 +373,8 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     for (int i = 0; i < NXC__INSTANCE_LEN; i++)
         n += snprintf(t->sock_name + n, sizeof t->sock_name - (size_t)n, "%02x",
                       nxc__connector_instance(c)[i]);
-    t->inline_max = (size_t)nxc__env_int("NXC_SHM_INLINE_MAX", 1 << 20, 0, 1 << 30);
-    int want_threads = (int)nxc__env_int("NXC_SHM_THREADS", 2, 0, MAX_THREADS);
+    t->inline_max = (size_t)nxc__option_int(c, "shm", "inline_max", 1 << 20);
+    int want_threads = (int)nxc__option_int(c, "shm", "threads", 2);
 
     struct sockaddr_un sa;
     socklen_t sl = abstract_addr(&sa, t->sock_name, strlen(t->sock_name));
@@ -386,7 +386,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     if (st != NXC_OK && fd >= 0) close(fd);
     if (st == NXC_OK) {
         st = stream_init(&t->s, &shm_flavour, "shm", fd,
-                         (int)nxc__env_int("NXC_SHM_TIMEOUT_MS", 10000, 100, 3600000));
+                         (int)nxc__option_int(c, "shm", "timeout_ms", 10000));
         t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (st == NXC_OK && t->efd < 0)
             st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));
@@ -612,6 +612,13 @@ static void shm_describe(nxc__tp_t *tp, char *buf, size_t len) {
              t->sock_name, t->nthreads, t->inline_max >> 10, yama);
 }
 
+/* shm.<key> in the connector's options; NXC_SHM_<KEY> otherwise. */
+static const nxc__tp_option_t shm_options[] = {
+    {.key = "timeout_ms", .env = "NXC_SHM_TIMEOUT_MS", .lo = 100, .hi = 3600000},
+    {.key = "threads", .env = "NXC_SHM_THREADS", .lo = 0, .hi = MAX_THREADS},
+    {.key = "inline_max", .env = "NXC_SHM_INLINE_MAX", .lo = 0, .hi = 1 << 30},
+};
+
 const nxc__transport_ops_t nxc__transport_shm = {
     .size = sizeof(nxc__transport_ops_t),
     .name = "shm",
@@ -632,4 +639,6 @@ const nxc__transport_ops_t nxc__transport_shm = {
     .force = stream_force,
     .release = stream_release,
     .describe = shm_describe,
+    .options = shm_options,
+    .noptions = sizeof shm_options / sizeof shm_options[0],
 };

@@ -1525,9 +1525,28 @@ static uint32_t listen_ip(const char *bind_addr) {
     return a.s_addr;
 }
 
-/* Open the listener peers connect to (any port, on the connector's tcp
- * address) and build the connection info the metadata carries: our worker
- * address, then the listener's address (ucx_check.h). */
+/* A dotted IPv4 address (the form a listener binds to). */
+static bool ipv4_text(const char *s) {
+    struct in_addr in;
+    return inet_pton(AF_INET, s, &in) == 1;
+}
+
+/* ucx.<key> in the connector's options (no environment variable). */
+static const nxc__tp_option_t ucx_options[] = {
+    {.key = "address", .valid = ipv4_text, .accepted = "an IPv4 address in dotted form"},
+};
+
+/* ucx.address, else the tcp listener's address (tcp.address, the
+ * tcp_address shorthand or NXC_TCP_ADDRESS), which ucx always followed. */
+static const char *listen_address(const nxc_connector_t *c) {
+    const char *addr = nxc__option_text(c, "ucx", "address");
+    if (!addr) addr = nxc__option_text(c, "tcp", "address");
+    return addr ? addr : "0.0.0.0";
+}
+
+/* Open the listener peers connect to (any port, on listen_address()) and
+ * build the connection info the metadata carries: our worker address, then
+ * the listener's address (ucx_check.h). */
 static ucs_status_t listen_and_describe(ucx_tp_t *t, const char *bind_addr) {
     struct sockaddr_in sa = {.sin_family = AF_INET};
     if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) return UCS_ERR_INVALID_ADDR;
@@ -1630,7 +1649,7 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         t->addr_len = wa.address_length;
     }
     if (s == UCS_OK) s = set_am_handlers(t);
-    if (s == UCS_OK) s = listen_and_describe(t, nxc__connector_tcp_address(c));
+    if (s == UCS_OK) s = listen_and_describe(t, listen_address(c));
     if (s != UCS_OK) st = ucs_err("worker setup", s);
     if (st == NXC_OK && t->conn_len > UINT32_MAX)
         st = nxc__err(NXC_ERR_TRANSPORT, "ucx: worker address too long");
@@ -1669,4 +1688,6 @@ const nxc__transport_ops_t nxc__transport_ucx = {
     .force = ucx_force,
     .release = ucx_release,
     .describe = ucx_describe,
+    .options = ucx_options,
+    .noptions = sizeof ucx_options / sizeof ucx_options[0],
 };
