@@ -213,7 +213,8 @@ enum {
     NXC_CONNECTOR_FIELD_PROGRESS_THREAD = 1u << 2,
     NXC_CONNECTOR_FIELD_LOG_LEVEL = 1u << 3,
     NXC_CONNECTOR_FIELD_TCP_ADDRESS = 1u << 4,
-    NXC_CONNECTOR_FIELD_TCP_PORT = 1u << 5
+    NXC_CONNECTOR_FIELD_TCP_PORT = 1u << 5,
+    NXC_CONNECTOR_FIELD_OPTIONS = 1u << 6
 };
 
 #define NXC_NAME_MAX 128 /* bytes of a connector name, NUL excluded */
@@ -241,12 +242,36 @@ typedef struct nxc_connector_params {
     int progress_thread;
     /* Default: NXC_LOG_LEVEL environment variable, else NXC_LOG_WARN. */
     nxc_log_level_t log_level;
-    /* The tcp transport's listening address: an IPv4 address in dotted form.
-     * Default: NXC_TCP_ADDRESS, else "0.0.0.0" (every interface; the
-     * metadata then lists every up IPv4 address, loopback last). Copied. */
+    /* Shorthand for the option tcp.address (below): the tcp transport's
+     * listening address, an IPv4 address in dotted form. Default:
+     * NXC_TCP_ADDRESS, else "0.0.0.0" (every interface; the metadata then
+     * lists every up IPv4 address, loopback last). Copied. */
     const char *tcp_address;
-    /* Its port; 0 (default, or NXC_TCP_PORT): any free port. */
+    /* Shorthand for the option tcp.port: its port; 0 (default, or
+     * NXC_TCP_PORT): any free port. */
     int tcp_port;
+    /* Transport options, scoped by transport: comma-separated items
+     * "<transport>.<key>=<value>", e.g. "tcp.address=127.0.0.1,tcp.port=5000".
+     * Read during nxc_connector_create() only (copied; the text may go
+     * afterwards). Each one wins over its environment variable:
+     *   tcp.address     dotted IPv4 listening address (NXC_TCP_ADDRESS);
+     *                   ucx listens there too unless ucx.address is set
+     *   tcp.port        0..65535, 0: any free port (NXC_TCP_PORT)
+     *   tcp.timeout_ms  100..3600000 (NXC_TCP_TIMEOUT_MS)
+     *   tcp.streams     1..16 (NXC_TCP_STREAMS)
+     *   shm.timeout_ms  100..3600000 (NXC_SHM_TIMEOUT_MS)
+     *   shm.threads     0..8 (NXC_SHM_THREADS)
+     *   shm.inline_max  0..1073741824 (NXC_SHM_INLINE_MAX)
+     *   ucx.address     dotted IPv4 address of ucx's listener
+     * (README.md, "Configuration", says what each does.) Checked strictly,
+     * unlike the environment: NXC_ERR_INVALID_PARAM, with a message naming
+     * the item, for an item that is not <transport>.<key>=<value>, a scope
+     * that is no transport built in, a key its transport does not take, a
+     * value it does not accept, a key given twice, or a key also given by
+     * its shorthand field (tcp_address, tcp_port). An option of a transport
+     * left out by `transports` is checked, then unused. Empty items are
+     * ignored. */
+    const char *options;
 } nxc_connector_params_t;
 
 /* Create a connector. `params` may be NULL (all defaults). Errors:

@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -39,10 +38,9 @@ static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_
             p++;
         const nxc__transport_ops_t *ops = nxc__transport_find(start, (size_t)(p - start));
         if (!ops)
-            return nxc__err(
-                NXC_ERR_INVALID_PARAM,
-                "transports \"%s\": unknown transport \"%.*s\" (built in: shm, ucx, tcp)", text,
-                (int)(p - start), start);
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "transports \"%s\": unknown transport \"%.*s\" (built in: %s)", text,
+                            (int)(p - start), start, nxc__transports_builtin_names);
         bool dup = false;
         for (size_t i = 0; i < n; i++)
             dup |= out[i] == ops;
@@ -53,15 +51,32 @@ static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_
     return NXC_OK;
 }
 
-static bool ipv4_text(const char *s) {
-    struct in_addr in;
-    return inet_pton(AF_INET, s, &in) == 1;
-}
-
 static bool transports_text(const char *s) {
     const nxc__transport_ops_t *tops[NXC__MAX_TRANSPORTS];
     size_t n;
     return parse_transports(s, tops, &n) == NXC_OK;
+}
+
+/* The `options` text, then the tcp shorthand fields, each checked against
+ * the table of the transport it names. The environment is read later, by
+ * each transport, for what was not given here. */
+static nxc_status_t transport_options(nxc_connector_t *c, const nxc_connector_params_t *p,
+                                      uint64_t mask) {
+    nxc_status_t st = NXC_OK;
+    if (mask & NXC_CONNECTOR_FIELD_OPTIONS) {
+        if (!p->options) return nxc__err(NXC_ERR_INVALID_PARAM, "options: NULL");
+        st = nxc__options_parse(c, p->options);
+    }
+    if (st == NXC_OK && (mask & NXC_CONNECTOR_FIELD_TCP_ADDRESS)) {
+        if (!p->tcp_address) return nxc__err(NXC_ERR_INVALID_PARAM, "tcp_address: NULL");
+        st = nxc__option_shorthand(c, "tcp_address", "tcp", "address", p->tcp_address);
+    }
+    if (st == NXC_OK && (mask & NXC_CONNECTOR_FIELD_TCP_PORT)) {
+        char port[24];
+        snprintf(port, sizeof port, "%d", p->tcp_port);
+        st = nxc__option_shorthand(c, "tcp_port", "tcp", "port", port);
+    }
+    return st;
 }
 
 static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_t *p,
@@ -94,29 +109,17 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     }
     nxc__log_raise_level(level);
 
-    const char *addr =
-        nxc__env_text("NXC_TCP_ADDRESS", ipv4_text, "an IPv4 address in dotted form");
-    if (mask & NXC_CONNECTOR_FIELD_TCP_ADDRESS) {
-        if (!p->tcp_address) return nxc__err(NXC_ERR_INVALID_PARAM, "tcp_address: NULL");
-        addr = p->tcp_address;
-    }
-    struct in_addr in;
-    if (addr && (!*addr || inet_pton(AF_INET, addr, &in) != 1))
-        return nxc__err(NXC_ERR_INVALID_PARAM, "tcp address \"%s\" is not a dotted IPv4 address",
-                        addr);
-    snprintf(c->tcp_address, sizeof c->tcp_address, "%s", addr ? addr : "0.0.0.0");
-    c->tcp_port = (int)nxc__env_int("NXC_TCP_PORT", 0, 0, 65535);
-    if (mask & NXC_CONNECTOR_FIELD_TCP_PORT) c->tcp_port = p->tcp_port;
-    if (c->tcp_port < 0 || c->tcp_port > 65535)
-        return nxc__err(NXC_ERR_INVALID_PARAM, "tcp port %d out of range", c->tcp_port);
+    if ((st = transport_options(c, p, mask)) != NXC_OK) return st;
 
     const char *list = NULL;
     if (mask & NXC_CONNECTOR_FIELD_TRANSPORTS) {
         if (!p->transports) return nxc__err(NXC_ERR_INVALID_PARAM, "transports: NULL");
         list = p->transports;
     } else {
-        list = nxc__env_text("NXC_TRANSPORTS", transports_text,
-                             "a comma-separated list of shm, ucx, tcp");
+        char accepted[96];
+        snprintf(accepted, sizeof accepted, "a comma-separated list of %s",
+                 nxc__transports_builtin_names);
+        list = nxc__env_text("NXC_TRANSPORTS", transports_text, accepted);
     }
     c->transports_chosen = list != NULL;
     if (list) return parse_transports(list, tops, ntops);

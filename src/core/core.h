@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Connector and op internals shared by the core and the transports.
+ * Connector and op internals of the core. Transports do not include this
+ * header: what they may use is in transport/transport.h.
  *
  * One mutex per connector (c->lock) guards the connector, its ops and every
  * call into a transport. The progress thread holds it while progressing and
@@ -23,11 +24,12 @@
 #include "transport/transport.h"
 
 #define NXC__MAX_TRANSPORTS 4
+#define NXC__MAX_OPTIONS 32 /* options items a connector keeps (each key once) */
 /* The field_mask bits this library defines (others are refused). */
 #define NXC__CONNECTOR_FIELDS                                                                      \
     (NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |                                   \
      NXC_CONNECTOR_FIELD_PROGRESS_THREAD | NXC_CONNECTOR_FIELD_LOG_LEVEL |                         \
-     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT)
+     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT | NXC_CONNECTOR_FIELD_OPTIONS)
 #define NXC__OP_FIELDS                                                                             \
     (NXC_OP_FIELD_TIMEOUT | NXC_OP_FIELD_NOTIFICATION_KEY | NXC_OP_FIELD_USER_DATA |               \
      NXC_OP_FIELD_CQ)
@@ -42,6 +44,12 @@ typedef struct nxc__grant {
     nxc__tp_t *tp;
     void *peer; /* the transport's handle of the peer, compared by identity */
 } nxc__grant_t;
+
+/* A transport option the user set (options.c). */
+typedef struct nxc__option_value {
+    const nxc__tp_option_t *opt;
+    char value[64];
+} nxc__option_value_t;
 
 struct nxc_op {
     nxc_connector_t *c;
@@ -93,8 +101,8 @@ struct nxc_connector {
     char name[NXC_NAME_MAX + 1];
     char transports_text[128];
     bool transports_chosen; /* the user ordered the transports (param or NXC_TRANSPORTS) */
-    char tcp_address[16];   /* dotted IPv4 */
-    int tcp_port;
+    nxc__option_value_t options[NXC__MAX_OPTIONS]; /* checked, for transports' create() */
+    size_t noptions;
     uint8_t instance[NXC__INSTANCE_LEN];
     char host[NXC__HOST_MAX + 1];
     uint32_t pid;
@@ -131,67 +139,6 @@ struct nxc_cq {
     int efd;               /* eventfd: readable while count > 0 */
 };
 
-/* --- called by transports (lock held) ------------------------------------- */
-
-/* End `op` with `result` (NXC_OK = COMPLETE, NXC_ERR_CANCELED = CANCELLED,
- * else ERRORED) exactly once; later calls are ignored. Wakes waiters. */
-void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* A peer asks to move bytes of the passive op keyed `key`. Checks, in this
- * order, that the op exists, is live and not revoked, that `secret` matches,
- * that the access `md_kind` matches (READ needs a readable), and that the
- * ranges are exactly the op's buffers, in order (a transfer moves all of
- * the op or nothing). On success records a grant held
- * by `peer` and writes its id; else NXC_ERR_REFUSED with the reason in
- * `why`. Refusals never touch memory. */
-typedef struct nxc__range {
-    uint64_t addr, len;
-} nxc__range_t;
-nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
-                             const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
-                             size_t nranges, uint64_t *grant_id_p, char *why, size_t why_len);
-/* The same for one stripe of a transfer split over several connections:
- * the ranges must be exactly part `part` of `nparts` of the op's bytes (the
- * op's buffers in descriptor order, cut in parts of ceil(total / nparts)
- * bytes). nxc__grant_open() asks for part 0 of 1: the whole op. */
-nxc_status_t nxc__grant_open_part(nxc_connector_t *c, nxc__tp_t *tp, void *peer, const char *key,
-                                  const uint8_t *secret, int md_kind, const nxc__range_t *ranges,
-                                  size_t nranges, unsigned part, unsigned nparts,
-                                  uint64_t *grant_id_p, char *why, size_t why_len);
-/* Hand grant `id` held by `peer` over to `to` (a striped transfer's stripe
- * finished on one connection; the transfer as a whole still holds the op,
- * and `to`'s loss fails it). false when no such grant exists. */
-bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to);
-/* The live op of `kind` on which `peer` holds grant `id`, provided
- * [addr, addr+len) lies inside its buffers; NULL otherwise. Message-path
- * transports call this for every message before touching memory. */
-nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind_t kind,
-                        uint64_t addr, uint64_t len);
-/* The peer holding grant `id` finished (complete = true: all bytes landed,
- * the op turns COMPLETE) or gave up (false). Unknown ids, or ids held by
- * another peer, are ignored and return false. */
-bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete);
-/* A peer moved the bytes of the passive op keyed `key` without a grant (a
- * transport whose passive side checks access by itself, before and after the
- * copy: shm's direct reads). Completes the op if it is live, of `kind`, and
- * `secret` matches; false otherwise. */
-bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
-                          nxc_op_kind_t kind);
-/* `peer` is gone (died, or cut off): its grants are dropped and every
- * passive op it held one on turns ERRORED (PEER_FAILED). A peer that gives
- * up cleanly returns its grant with nxc__grant_close() first. */
-void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why);
-
-/* Bytes of `op` began to move (active), or a peer was granted access
- * (passive): INITIALIZED turns IN_PROGRESS; any other state is left as it
- * is (a status never goes back). The one way transports change a status
- * short of ending the op (nxc__op_finish()). */
-void nxc__op_progressing(nxc_op_t *op);
-
-/* Wake the progress thread or a waiter (any thread, lock held or not). */
-void nxc__wake(nxc_connector_t *c);
-
 /* Take the connector lock from an API call. */
 static inline void nxc__lock(nxc_connector_t *c) {
     atomic_fetch_add(&c->waiters, 1);
@@ -204,17 +151,11 @@ static inline void nxc__unlock(nxc_connector_t *c) {
 
 /* --- core internals --------------------------------------------------------- */
 
-static inline bool nxc__op_terminal(const nxc_op_t *op) {
-    return op->status == NXC_OP_COMPLETE || op->status == NXC_OP_CANCELLED ||
-           op->status == NXC_OP_ERRORED;
-}
-/* The same, without the connector lock (the state is published last). */
+/* nxc__op_terminal() without the connector lock (the state is published
+ * last). */
 static inline bool nxc__op_terminal_atomic(const nxc_op_t *op) {
     nxc_op_status_t s = __atomic_load_n(&op->status, __ATOMIC_ACQUIRE);
     return s == NXC_OP_COMPLETE || s == NXC_OP_CANCELLED || s == NXC_OP_ERRORED;
-}
-static inline bool nxc__op_passive(const nxc_op_t *op) {
-    return op->kind == NXC_OP_READABLE || op->kind == NXC_OP_WRITABLE;
 }
 
 /* progress.c */
@@ -289,6 +230,14 @@ void nxc__cq_withdraw(nxc_op_t *op);
 bool nxc__cq_of(nxc_connector_t *c, const nxc_cq_t *cq);
 /* Connector destroy: detach and free every queue. */
 void nxc__cq_destroy_all(nxc_connector_t *c);
+
+/* options.c (connector creation) */
+/* Check and keep the items of the `options` parameter. */
+nxc_status_t nxc__options_parse(nxc_connector_t *c, const char *text);
+/* A shorthand field (tcp_address) sets option scope.key: checked alike,
+ * and refused when the options text set that key too. */
+nxc_status_t nxc__option_shorthand(nxc_connector_t *c, const char *field, const char *scope,
+                                   const char *key, const char *value);
 
 /* mem.c (lock held) */
 /* Connector destroy: drop every registration the user left. */

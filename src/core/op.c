@@ -31,6 +31,14 @@ static const char *kind_name(nxc_op_kind_t k) {
 
 /* --- state ------------------------------------------------------------------ */
 
+bool nxc__op_terminal(const nxc_op_t *op) {
+    return op->status == NXC_OP_COMPLETE || op->status == NXC_OP_CANCELLED ||
+           op->status == NXC_OP_ERRORED;
+}
+bool nxc__op_passive(const nxc_op_t *op) {
+    return op->kind == NXC_OP_READABLE || op->kind == NXC_OP_WRITABLE;
+}
+
 void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     if (nxc__op_terminal(op)) return;
     op->result = result;
@@ -69,6 +77,20 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
 void nxc__op_progressing(nxc_op_t *op) {
     if (op->status == NXC_OP_INITIALIZED)
         __atomic_store_n(&op->status, NXC_OP_IN_PROGRESS, __ATOMIC_RELEASE);
+}
+
+/* The count stays a plain int: every caller holds the connector lock, which
+ * is also what the core holds when it reads it (reapable()). */
+void nxc__op_io_begin(nxc_op_t *op) {
+    op->busy++;
+}
+void nxc__op_io_end(nxc_op_t *op) {
+    /* The last unit may be what a drain waits for (all_stopped() at
+     * destroy): wake it now rather than at its next timed poll. */
+    if (--op->busy == 0) pthread_cond_broadcast(&op->c->cond);
+}
+bool nxc__op_io_pending(const nxc_op_t *op) {
+    return op->busy > 0;
 }
 
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op) {
@@ -147,6 +169,11 @@ static nxc_op_t *find_passive(nxc_connector_t *c, const char *key) {
     for (nxc_op_t *op = c->ops; op; op = op->next)
         if (nxc__op_passive(op) && !op->released && !strcmp(op->key, key)) return op;
     return NULL;
+}
+
+bool nxc__passive_known(nxc_connector_t *c, const char *key, const uint8_t *secret) {
+    const nxc_op_t *op = find_passive(c, key);
+    return op && sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) == 0;
 }
 
 static bool range_inside(const nxc_op_t *op, const nxc__range_t *r) {
@@ -341,11 +368,15 @@ void nxc__active_stop(nxc_op_t *op, nxc_status_t why) {
     nxc__op_finish(op, why, "stopped (transport did not confirm the abort)");
 }
 
-/* Every active op has ended and no peer holds access to a passive op. */
+/* Every active op has ended, and no peer holds access to a passive op nor
+ * is a transport still sending from one (ucx answers a message-path read
+ * with sends that outlive the grant): destroy cannot free such an op and
+ * would leak it. */
 static bool all_stopped(const void *arg) {
     const nxc_connector_t *c = arg;
     for (const nxc_op_t *op = c->ops; op; op = op->next)
-        if (nxc__op_passive(op) ? op->grants != NULL : !nxc__op_terminal(op)) return false;
+        if (nxc__op_passive(op) ? op->grants != NULL || op->busy > 0 : !nxc__op_terminal(op))
+            return false;
     return true;
 }
 

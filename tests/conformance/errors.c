@@ -147,10 +147,10 @@ static void test_params(void) {
     nxc_op_release(op);
 
     nxc_connector_t *c2 = (nxc_connector_t *)0x1;
-    nxc_connector_params_t unknown = {.field_mask = NXC_CONNECTOR_FIELD_NAME | (1u << 6),
+    nxc_connector_params_t unknown = {.field_mask = NXC_CONNECTOR_FIELD_NAME | (1u << 7),
                                       .name = "x"};
     NXT_FAIL(nxc_connector_create(&unknown, &c2), NXC_ERR_INVALID_PARAM);
-    says("connector params: field_mask bit 6 (0x40)");
+    says("connector params: field_mask bit 7 (0x80)");
     /* the name rule says what it is: a space is printable, but refused */
     unknown = (nxc_connector_params_t){.field_mask = NXC_CONNECTOR_FIELD_NAME, .name = "a b"};
     NXT_FAIL(nxc_connector_create(&unknown, &c2), NXC_ERR_INVALID_PARAM);

@@ -102,7 +102,7 @@ static bool hung_up(int fd) {
  * IOVS iovecs, watching `ctl` (the control connection) between calls.
  * Returns 0, an errno, or -1 when asked to stop. */
 static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t to) {
-    bool write = s->op->kind == NXC_OP_WRITE;
+    bool write = nxc__op_kind(s->op) == NXC_OP_WRITE;
     size_t i = 0;
     uint64_t base = 0; /* stripe offset of piece i */
     while (i < s->n && base + s->local[i].iov_len <= from)
@@ -371,9 +371,10 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     pthread_cond_init(&t->cv, NULL);
     int n = snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-");
     for (int i = 0; i < NXC__INSTANCE_LEN; i++)
-        n += snprintf(t->sock_name + n, sizeof t->sock_name - (size_t)n, "%02x", c->instance[i]);
-    t->inline_max = (size_t)nxc__env_int("NXC_SHM_INLINE_MAX", 1 << 20, 0, 1 << 30);
-    int want_threads = (int)nxc__env_int("NXC_SHM_THREADS", 2, 0, MAX_THREADS);
+        n += snprintf(t->sock_name + n, sizeof t->sock_name - (size_t)n, "%02x",
+                      nxc__connector_instance(c)[i]);
+    t->inline_max = (size_t)nxc__option_int(c, "shm", "inline_max", 1 << 20);
+    int want_threads = (int)nxc__option_int(c, "shm", "threads", 2);
 
     struct sockaddr_un sa;
     socklen_t sl = abstract_addr(&sa, t->sock_name, strlen(t->sock_name));
@@ -385,7 +386,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     if (st != NXC_OK && fd >= 0) close(fd);
     if (st == NXC_OK) {
         st = stream_init(&t->s, &shm_flavour, "shm", fd,
-                         (int)nxc__env_int("NXC_SHM_TIMEOUT_MS", 10000, 100, 3600000));
+                         (int)nxc__option_int(c, "shm", "timeout_ms", 10000));
         t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (st == NXC_OK && t->efd < 0)
             st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));
@@ -448,7 +449,9 @@ static nxc_status_t shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
     *state_p = NULL;
     nxc_status_t st = stream_section(&t->s, op, sec, t->sock_name);
     if (st != NXC_OK) return st;
-    if (op->kind != NXC_OP_READABLE || op->nlocal > RECORD_RANGES) return NXC_OK;
+    size_t nbufs;
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
+    if (nxc__op_kind(op) != NXC_OP_READABLE || nbufs > RECORD_RANGES) return NXC_OK;
     /* record + its key in one allocation: the key bytes must live as long */
     struct {
         record_t r;
@@ -457,11 +460,11 @@ static nxc_status_t shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
     if (!e) return NXC_OK; /* no direct reads for this op: grants still work */
     e->r.magic = RECORD_MAGIC;
     nxc__random(&e->r.tag, sizeof e->r.tag);
-    memcpy(e->r.secret, op->secret, NXC__SECRET_LEN);
-    memcpy(e->r.key, op->key, sizeof e->r.key);
-    e->r.nranges = (uint32_t)op->nlocal;
-    for (size_t i = 0; i < op->nlocal; i++)
-        e->r.ranges[i] = (nxc__range_t){(uintptr_t)op->local[i].ptr, op->local[i].size};
+    memcpy(e->r.secret, nxc__op_secret(op), NXC__SECRET_LEN);
+    memcpy(e->r.key, nxc__op_key(op), sizeof e->r.key);
+    e->r.nranges = (uint32_t)nbufs;
+    for (size_t i = 0; i < nbufs; i++)
+        e->r.ranges[i] = (nxc__range_t){(uintptr_t)bufs[i].ptr, bufs[i].size};
     __atomic_store_n(&e->r.live, 1, __ATOMIC_RELEASE);
     e->k = (record_key_t){(uintptr_t)&e->r, e->r.tag};
     sec->keys[0] = (nxc__bytes_t){(const uint8_t *)&e->k, sizeof e->k};
@@ -488,13 +491,14 @@ static void shm_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {
  * completing means the whole op was read (the planner already made the
  * local total equal the remote one). */
 static bool record_valid(const record_t *r, const record_key_t *key, const nxc_op_t *op) {
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
     if (r->magic != RECORD_MAGIC || r->tag != key->tag || r->live != 1 ||
-        r->nranges > RECORD_RANGES || r->nranges != op->md.ndesc ||
-        sodium_memcmp(r->secret, op->md.secret, NXC__SECRET_LEN) ||
-        strncmp(r->key, op->key, sizeof r->key))
+        r->nranges > RECORD_RANGES || r->nranges != md->ndesc ||
+        sodium_memcmp(r->secret, md->secret, NXC__SECRET_LEN) ||
+        strncmp(r->key, nxc__op_key(op), sizeof r->key))
         return false;
-    for (size_t i = 0; i < op->md.ndesc; i++)
-        if (op->md.descs[i].addr != r->ranges[i].addr || op->md.descs[i].size != r->ranges[i].len)
+    for (size_t i = 0; i < md->ndesc; i++)
+        if (md->descs[i].addr != r->ranges[i].addr || md->descs[i].size != r->ranges[i].len)
             return false;
     return true;
 }
@@ -507,28 +511,33 @@ static bool read_record(pid_t pid, const record_key_t *key, record_t *r) {
 /* Read op's bytes directly; false: take the grant path instead (which also
  * gives the passive side's reason if access is refused). */
 static bool direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec) {
-    if (op->kind != NXC_OP_READ || op->total > t->inline_max || op->nsegs > IOVS ||
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
+    size_t nsegs, nbufs;
+    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
+    uint64_t total = nxc__op_total(op);
+    if (nxc__op_kind(op) != NXC_OP_READ || total > t->inline_max || nsegs > IOVS ||
         sec->keys[0].len != sizeof(record_key_t))
         return false;
     /* the process our connection to this connector was vetted against, never
      * the pid the metadata claims */
-    pid_t pid = stream_peer_pid(&t->s, op->md.instance);
+    pid_t pid = stream_peer_pid(&t->s, md->instance);
     if (pid <= 0) return false;
     record_key_t key;
     memcpy(&key, sec->keys[0].data, sizeof key);
     record_t r;
     if (!read_record(pid, &key, &r) || !record_valid(&r, &key, op)) return false;
     struct iovec l[IOVS], rv[IOVS];
-    for (size_t i = 0; i < op->nsegs; i++) {
-        const nxc__seg_t *g = &op->segs[i];
-        l[i] = (struct iovec){(uint8_t *)op->local[g->local_idx].ptr + g->local_off, g->len};
-        rv[i] = (struct iovec){
-            (void *)(uintptr_t)(op->md.descs[g->remote_idx].addr + g->remote_off), g->len};
+    for (size_t i = 0; i < nsegs; i++) {
+        const nxc__seg_t *g = &segs[i];
+        l[i] = (struct iovec){(uint8_t *)bufs[g->local_idx].ptr + g->local_off, g->len};
+        rv[i] = (struct iovec){(void *)(uintptr_t)(md->descs[g->remote_idx].addr + g->remote_off),
+                               g->len};
     }
-    ssize_t got = process_vm_readv(pid, l, op->nsegs, rv, op->nsegs, 0);
-    if (got != (ssize_t)op->total || !read_record(pid, &key, &r) || !record_valid(&r, &key, op))
+    ssize_t got = process_vm_readv(pid, l, nsegs, rv, nsegs, 0);
+    if (got != (ssize_t)total || !read_record(pid, &key, &r) || !record_valid(&r, &key, op))
         return false;
-    if (!stream_send_read_done(&t->s, op->md.instance, op->key, op->md.secret)) return false;
+    if (!stream_send_read_done(&t->s, md->instance, nxc__op_key(op), md->secret)) return false;
     nxc__op_progressing(op);
     nxc__op_finish(op, NXC_OK, "%s", "");
     return true;
@@ -542,7 +551,7 @@ static nxc_status_t shm_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
 static nxc_status_t shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
                                   const nxc__md_section_t *sec, char *why, size_t len) {
     nxc_connector_t *c = tp->c;
-    if (strcmp(md->host, c->host) != 0) {
+    if (strcmp(md->host, nxc__connector_host(c)) != 0) {
         snprintf(why, len, "the peer is on another host (%.60s)", md->host);
         return NXC_ERR_NO_TRANSPORT;
     }
@@ -603,6 +612,13 @@ static void shm_describe(nxc__tp_t *tp, char *buf, size_t len) {
              t->sock_name, t->nthreads, t->inline_max >> 10, yama);
 }
 
+/* shm.<key> in the connector's options; NXC_SHM_<KEY> otherwise. */
+static const nxc__tp_option_t shm_options[] = {
+    {.key = "timeout_ms", .env = "NXC_SHM_TIMEOUT_MS", .lo = 100, .hi = 3600000},
+    {.key = "threads", .env = "NXC_SHM_THREADS", .lo = 0, .hi = MAX_THREADS},
+    {.key = "inline_max", .env = "NXC_SHM_INLINE_MAX", .lo = 0, .hi = 1 << 30},
+};
+
 const nxc__transport_ops_t nxc__transport_shm = {
     .size = sizeof(nxc__transport_ops_t),
     .name = "shm",
@@ -623,4 +639,6 @@ const nxc__transport_ops_t nxc__transport_shm = {
     .force = stream_force,
     .release = stream_release,
     .describe = shm_describe,
+    .options = shm_options,
+    .noptions = sizeof shm_options / sizeof shm_options[0],
 };

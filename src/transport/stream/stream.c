@@ -481,7 +481,7 @@ static void on_hello(stream_conn_t *k) {
         conn_close(k, "protocol: bad HELLO (version %u)", h.version);
         return;
     }
-    if (memcmp(h.want, t->base.c->instance, NXC__INSTANCE_LEN)) {
+    if (memcmp(h.want, nxc__connector_instance(t->base.c), NXC__INSTANCE_LEN)) {
         conn_close(k, "HELLO for another connector");
         return;
     }
@@ -497,7 +497,7 @@ static void on_hello(stream_conn_t *k) {
     }
     k->ready = true;
     nxc_wire_hello_ok_t ok;
-    memcpy(ok.instance, t->base.c->instance, NXC__INSTANCE_LEN);
+    memcpy(ok.instance, nxc__connector_instance(t->base.c), NXC__INSTANCE_LEN);
     send_frame(k, NXC_WIRE_HELLO_OK, 0, &ok, sizeof ok, NULL, 0, NULL, 0, NULL, 0);
 }
 
@@ -679,7 +679,7 @@ static void passive_dispatch(stream_conn_t *k) {
 /* --- active side ----------------------------------------------------------------------- */
 
 static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *why) {
-    aop_t *a = op->tp_op;
+    aop_t *a = nxc__op_tp_state(op);
     if (a->error != NXC_OK) return;
     a->error = st;
     snprintf(a->why, sizeof a->why, "%s", why);
@@ -701,7 +701,7 @@ static void unqueue(stream_peer_t *p, stream_stripe_t *s) {
 
 /* Finish the op once nothing of it is in flight. */
 static void aop_settle(nxc_op_t *op) {
-    aop_t *a = op->tp_op;
+    aop_t *a = nxc__op_tp_state(op);
     if (!a || nxc__op_terminal(op)) return;
     if (a->error != NXC_OK)
         for (unsigned i = 0; i < a->nstripes; i++) {
@@ -709,10 +709,10 @@ static void aop_settle(nxc_op_t *op) {
             if (!s->done && !s->conn) {
                 unqueue(a->peer, s);
                 s->done = true;
-                op->busy--;
+                nxc__op_io_end(op);
             }
         }
-    if (op->busy > 0) return;
+    if (nxc__op_io_pending(op)) return;
     if (a->error == NXC_OK)
         nxc__op_finish(op, NXC_OK, "%s", "");
     else
@@ -730,7 +730,7 @@ static void stripe_end(stream_tp_t *t, stream_stripe_t *s, nxc_status_t st, cons
         aop_fail(s->op, st, why);
     }
     s->done = true;
-    s->op->busy--;
+    nxc__op_io_end(s->op);
     stream_conn_t *k = s->conn;
     if (k) {
         k->stripe = NULL;
@@ -746,8 +746,8 @@ static void stripe_end(stream_tp_t *t, stream_stripe_t *s, nxc_status_t st, cons
  * The connection closes once the passive side hangs up (or DISCARD_MS). */
 static void abandon_read(stream_tp_t *t, stream_conn_t *k, stream_stripe_t *s) {
     nxc_wire_grant_t g = {.grant = s->grant};
-    send_frame(k, NXC_WIRE_CANCEL, ((aop_t *)s->op->tp_op)->xfer, &g, sizeof g, NULL, 0, NULL, 0,
-               NULL, 0);
+    send_frame(k, NXC_WIRE_CANCEL, ((aop_t *)nxc__op_tp_state(s->op))->xfer, &g, sizeof g, NULL, 0,
+               NULL, 0, NULL, 0);
     free(k->piov);
     k->piov = NULL;
     k->in = IN_DISCARD;
@@ -758,22 +758,22 @@ static void abandon_read(stream_tp_t *t, stream_conn_t *k, stream_stripe_t *s) {
 
 /* Is `s` a tcp read stripe receiving its payload? */
 static bool read_arriving(const stream_tp_t *t, const stream_stripe_t *s) {
-    return t->fl->inline_data && s->op->kind == NXC_OP_READ && s->conn && s->grant &&
+    return t->fl->inline_data && nxc__op_kind(s->op) == NXC_OP_READ && s->conn && s->grant &&
            s->conn->in == IN_PAYLOAD && s->conn->stripe == s;
 }
 
 static void send_req(stream_conn_t *k, stream_stripe_t *s) {
     stream_tp_t *t = k->t;
     nxc_op_t *op = s->op;
-    aop_t *a = op->tp_op;
-    bool write = op->kind == NXC_OP_WRITE;
+    aop_t *a = nxc__op_tp_state(op);
+    bool write = nxc__op_kind(op) == NXC_OP_WRITE;
     nxc_wire_req_t q = {.md_kind = write ? NXC__MD_KIND_WRITE : NXC__MD_KIND_READ,
                         .inline_data = t->fl->inline_data,
                         .stripe = (uint8_t)s->idx,
                         .nstripes = (uint8_t)a->nstripes,
-                        .key_len = (uint16_t)strlen(op->key),
+                        .key_len = (uint16_t)strlen(nxc__op_key(op)),
                         .nranges = (uint32_t)s->n};
-    memcpy(q.secret, op->md.secret, sizeof q.secret);
+    memcpy(q.secret, nxc__op_peer_md(op)->secret, sizeof q.secret);
     struct iovec *payload = NULL;
     if (t->fl->inline_data && write) {
         payload = malloc(s->n * sizeof *payload);
@@ -786,7 +786,7 @@ static void send_req(stream_conn_t *k, stream_stripe_t *s) {
     k->stripe = s;
     s->conn = k;
     if (payload) nxc__op_progressing(op);
-    send_frame(k, NXC_WIRE_REQ, a->xfer, &q, sizeof q, op->key, q.key_len, s->remote,
+    send_frame(k, NXC_WIRE_REQ, a->xfer, &q, sizeof q, nxc__op_key(op), q.key_len, s->remote,
                s->n * sizeof *s->remote, payload, payload ? s->n : 0);
     conn_flush(k);
 }
@@ -891,11 +891,11 @@ static void conn_connected(stream_conn_t *k) {
     k->connecting = false;
     t->fl->tune(t, k->fd);
     nxc_connector_t *c = t->base.c;
-    size_t nl = strlen(c->name);
+    size_t nl = strlen(nxc__connector_name(c));
     nxc_wire_hello_t h = {.version = NXC_WIRE_VERSION, .name_len = (uint16_t)nl};
-    memcpy(h.instance, c->instance, NXC__INSTANCE_LEN);
+    memcpy(h.instance, nxc__connector_instance(c), NXC__INSTANCE_LEN);
     memcpy(h.want, k->peer->instance, NXC__INSTANCE_LEN);
-    send_frame(k, NXC_WIRE_HELLO, 0, &h, sizeof h, c->name, nl, NULL, 0, NULL, 0);
+    send_frame(k, NXC_WIRE_HELLO, 0, &h, sizeof h, nxc__connector_name(c), nl, NULL, 0, NULL, 0);
     conn_flush(k);
 }
 
@@ -928,11 +928,11 @@ static void active_dispatch(stream_conn_t *k) {
         return;
     }
     stream_stripe_t *s = k->stripe;
-    if (!s || k->hdr.xfer != ((aop_t *)s->op->tp_op)->xfer) {
+    if (!s || k->hdr.xfer != ((aop_t *)nxc__op_tp_state(s->op))->xfer) {
         conn_close(k, "protocol: reply to no request in flight");
         return;
     }
-    bool write = s->op->kind == NXC_OP_WRITE;
+    bool write = nxc__op_kind(s->op) == NXC_OP_WRITE;
     switch (k->hdr.type) {
     case NXC_WIRE_REFUSED: {
         nxc_wire_refused_t r;
@@ -961,8 +961,8 @@ static void active_dispatch(stream_conn_t *k) {
         nxc__op_progressing(s->op);
         if (ack) {
             stripe_end(t, s, NXC_OK, "%s", "");
-        } else if (t->fl->inline_data) {                    /* read: the bytes follow */
-            if (((aop_t *)s->op->tp_op)->error != NXC_OK) { /* cancelled meanwhile */
+        } else if (t->fl->inline_data) {                               /* read: the bytes follow */
+            if (((aop_t *)nxc__op_tp_state(s->op))->error != NXC_OK) { /* cancelled meanwhile */
                 k->in = IN_PAYLOAD;
                 abandon_read(t, k, s);
                 return;
@@ -997,10 +997,10 @@ void stream_copy_done(stream_tp_t *t, stream_stripe_t *s, nxc_status_t result, c
     s->copying = false;
     if (k && !k->dead) {
         /* A cancelled op does not complete its peer, even if its bytes moved. */
-        bool complete = result == NXC_OK && ((aop_t *)s->op->tp_op)->error == NXC_OK;
+        bool complete = result == NXC_OK && ((aop_t *)nxc__op_tp_state(s->op))->error == NXC_OK;
         nxc_wire_done_t d = {.grant = s->grant, .complete = complete};
-        send_frame(k, NXC_WIRE_DONE, ((aop_t *)s->op->tp_op)->xfer, &d, sizeof d, NULL, 0, NULL, 0,
-                   NULL, 0);
+        send_frame(k, NXC_WIRE_DONE, ((aop_t *)nxc__op_tp_state(s->op))->xfer, &d, sizeof d, NULL,
+                   0, NULL, 0, NULL, 0);
         conn_flush(k);
     } else if (result == NXC_OK) {
         result = NXC_ERR_PEER_FAILED;
@@ -1267,7 +1267,9 @@ void stream_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {}
 
 nxc_status_t stream_section(stream_tp_t *t, nxc_op_t *op, nxc__md_section_t *sec,
                             const char *conn) {
-    sec->keys = calloc(op->nlocal, sizeof *sec->keys);
+    size_t nbufs;
+    nxc__op_local(op, &nbufs);
+    sec->keys = calloc(nbufs, sizeof *sec->keys);
     if (!sec->keys) return nxc__err(NXC_ERR_NO_MEMORY, "%s: out of memory", t->name);
     snprintf(sec->name, sizeof sec->name, "%s", t->name);
     sec->conn = (nxc__bytes_t){(const uint8_t *)conn, (uint32_t)strlen(conn)};
@@ -1285,9 +1287,13 @@ void stream_drop_peer(nxc__tp_t *tp, void *grant_peer) {
             conn_close(k, "access revoked while the peer was still moving bytes");
 }
 
-/* Cut op->segs into stripes of about equal bytes. */
+/* Cut the op's segments into stripes of about equal bytes. */
 static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
-    uint64_t total = op->total;
+    uint64_t total = nxc__op_total(op);
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
+    size_t nsegs, nbufs;
+    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
     unsigned ns = 1;
     if (t->max_stripes > 1 && total >= 2 * t->fl->stripe_min) {
         uint64_t want = total / t->fl->stripe_min;
@@ -1304,20 +1310,20 @@ static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
         s->op = op;
         s->idx = i;
         /* at most nsegs - si pieces, +1 for a split at the start */
-        size_t cap = op->nsegs - si + 1;
+        size_t cap = nsegs - si + 1;
         s->remote = malloc(cap * sizeof *s->remote);
         s->local = malloc(cap * sizeof *s->local);
         if (!s->remote || !s->local)
             return nxc__err(NXC_ERR_NO_MEMORY, "%s: out of memory", t->name);
         uint64_t want = i + 1 == ns ? UINT64_MAX : per;
-        while (si < op->nsegs && s->bytes < want) {
-            const nxc__seg_t *g = &op->segs[si];
+        while (si < nsegs && s->bytes < want) {
+            const nxc__seg_t *g = &segs[si];
             uint64_t len = g->len - seg_off;
             if (len > want - s->bytes) len = want - s->bytes;
             s->remote[s->n] =
-                (nxc_wire_range_t){op->md.descs[g->remote_idx].addr + g->remote_off + seg_off, len};
+                (nxc_wire_range_t){md->descs[g->remote_idx].addr + g->remote_off + seg_off, len};
             s->local[s->n] = (struct iovec){
-                (uint8_t *)op->local[g->local_idx].ptr + g->local_off + seg_off, (size_t)len};
+                (uint8_t *)bufs[g->local_idx].ptr + g->local_off + seg_off, (size_t)len};
             s->n++;
             s->bytes += len;
             seg_off += len;
@@ -1343,12 +1349,14 @@ static void aop_free(stream_tp_t *t, aop_t *a) {
 
 nxc_status_t stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
     stream_tp_t *t = T(tp);
-    if (strlen(op->key) > NXC_KEY_MAX || op->nsegs == 0)
+    size_t nsegs;
+    nxc__op_segs(op, &nsegs);
+    if (strlen(nxc__op_key(op)) > NXC_KEY_MAX || nsegs == 0)
         return nxc__err(NXC_ERR_INVALID_PARAM, "%s: nothing to move", t->name);
     aop_t *a = calloc(1, sizeof *a);
     if (!a) return nxc__err(NXC_ERR_NO_MEMORY, "%s: out of memory", t->name);
-    a->peer = peer_get(t, op->md.instance, op->md.name);
-    nxc_status_t st = a->peer ? peer_learn(a->peer, &op->md, sec)
+    a->peer = peer_get(t, nxc__op_peer_md(op)->instance, nxc__op_peer_md(op)->name);
+    nxc_status_t st = a->peer ? peer_learn(a->peer, nxc__op_peer_md(op), sec)
                               : nxc__err(NXC_ERR_NO_MEMORY, "%s: out of memory", t->name);
     if (st == NXC_OK) st = make_stripes(t, op, a);
     if (st != NXC_OK) {
@@ -1356,7 +1364,7 @@ nxc_status_t stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *s
         return st;
     }
     a->xfer = ++t->next_xfer;
-    op->tp_op = a;
+    nxc__op_set_tp_state(op, a);
     for (unsigned i = 0; i < a->nstripes; i++) {
         stream_stripe_t *s = &a->stripes[i];
         if (a->peer->queue_tail)
@@ -1364,7 +1372,7 @@ nxc_status_t stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *s
         else
             a->peer->queue = s;
         a->peer->queue_tail = s;
-        op->busy++;
+        nxc__op_io_begin(op);
     }
     dispatch(t, a->peer);
     return NXC_OK;
@@ -1386,7 +1394,7 @@ static bool cut_stripes(aop_t *a) {
 }
 
 void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
-    aop_t *a = op->tp_op;
+    aop_t *a = nxc__op_tp_state(op);
     if (!a) return;
     aop_fail(op, why, why == NXC_ERR_TIMED_OUT ? "the op's deadline passed" : "cancelled");
     for (unsigned i = 0; i < a->nstripes; i++) {
@@ -1400,15 +1408,15 @@ void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
 }
 
 void stream_force(nxc__tp_t *tp, nxc_op_t *op) {
-    aop_t *a = op->tp_op;
+    aop_t *a = nxc__op_tp_state(op);
     if (!a) return;
     if (cut_stripes(a) && a->peer) a->peer->unresponsive = true;
     aop_settle(op);
 }
 
 void stream_release(nxc__tp_t *tp, nxc_op_t *op) {
-    aop_free(T(tp), op->tp_op);
-    op->tp_op = NULL;
+    aop_free(T(tp), nxc__op_tp_state(op));
+    nxc__op_set_tp_state(op, NULL);
 }
 
 /* --- lifecycle ----------------------------------------------------------------------------- */

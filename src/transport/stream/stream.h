@@ -22,8 +22,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "core/core.h"
 #include "transport/stream/wire.h"
+#include "transport/transport.h"
 
 typedef struct stream_tp stream_tp_t;
 typedef struct stream_conn stream_conn_t;

@@ -139,20 +139,40 @@ static void make_info(tcp_tp_t *t, const char *bind_addr, int port) {
     snprintf(out + used, INFO_MAX - used, ":%d", port);
 }
 
+/* A dotted IPv4 address (the form a listener binds to). */
+static bool ipv4_text(const char *s) {
+    struct in_addr in;
+    return inet_pton(AF_INET, s, &in) == 1;
+}
+
+/* tcp.<key> in the connector's options; NXC_TCP_<KEY> otherwise. */
+static const nxc__tp_option_t tcp_options[] = {
+    {.key = "address",
+     .env = "NXC_TCP_ADDRESS",
+     .valid = ipv4_text,
+     .accepted = "an IPv4 address in dotted form"},
+    {.key = "port", .env = "NXC_TCP_PORT", .lo = 0, .hi = 65535},
+    {.key = "timeout_ms", .env = "NXC_TCP_TIMEOUT_MS", .lo = 100, .hi = 3600000},
+    {.key = "streams", .env = "NXC_TCP_STREAMS", .lo = 1, .hi = NXC_WIRE_MAX_STRIPES},
+};
+
 static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     tcp_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "tcp: out of memory");
     t->s.lfd = t->s.epfd = -1;
-    t->timeout_ms = (int)nxc__env_int("NXC_TCP_TIMEOUT_MS", 10000, 100, 3600000);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->tcp_port)};
-    inet_pton(AF_INET, c->tcp_address, &sa.sin_addr);
+    t->timeout_ms = (int)nxc__option_int(c, "tcp", "timeout_ms", 10000);
+    const char *addr = nxc__option_text(c, "tcp", "address");
+    if (!addr) addr = "0.0.0.0"; /* every interface */
+    int port = (int)nxc__option_int(c, "tcp", "port", 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, addr, &sa.sin_addr);
     int one = 1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     nxc_status_t st = NXC_OK;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 128))
-        st = nxc__err(NXC_ERR_SYSTEM, "tcp: cannot listen on %s:%d: %s", c->tcp_address,
-                      c->tcp_port, strerror(errno));
+        st = nxc__err(NXC_ERR_SYSTEM, "tcp: cannot listen on %s:%d: %s", addr, port,
+                      strerror(errno));
     socklen_t sl = sizeof sa;
     if (st == NXC_OK && getsockname(fd, (struct sockaddr *)&sa, &sl))
         st = nxc__err(NXC_ERR_SYSTEM, "tcp: getsockname: %s", strerror(errno));
@@ -166,9 +186,8 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         stream_destroy(&t->s.base);
         return st;
     }
-    t->s.max_stripes = (unsigned)nxc__env_int("NXC_TCP_STREAMS", (int)tcp_flavour.max_stripes, 1,
-                                              NXC_WIRE_MAX_STRIPES);
-    make_info(t, c->tcp_address, ntohs(sa.sin_port));
+    t->s.max_stripes = (unsigned)nxc__option_int(c, "tcp", "streams", tcp_flavour.max_stripes);
+    make_info(t, addr, ntohs(sa.sin_port));
     NXC_LOG_D("tcp: listening, metadata address %s", t->info);
     *tp_p = &t->s.base;
     return NXC_OK;
@@ -218,4 +237,6 @@ const nxc__transport_ops_t nxc__transport_tcp = {
     .force = stream_force,
     .release = stream_release,
     .describe = tcp_describe,
+    .options = tcp_options,
+    .noptions = sizeof tcp_options / sizeof tcp_options[0],
 };

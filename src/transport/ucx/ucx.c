@@ -43,8 +43,8 @@
 #include <ucp/api/ucp.h>
 #include <ucs/config/global_opts.h>
 
-#include "core/core.h"
 #include "core/regcache.h"
+#include "transport/transport.h"
 #include "transport/ucx/ucx_check.h"
 #include "transport/ucx/ucx_wire.h"
 #include "util/env.h"
@@ -162,7 +162,7 @@ typedef struct ucx_aop {
 /* A send of ours in flight: the bytes must live until completion. */
 typedef struct send_ctx {
     ucx_tp_t *t;
-    nxc_op_t *op; /* counts the send in op->busy; NULL for replies */
+    nxc_op_t *op; /* counts the send as in flight on it; NULL for replies */
     size_t len;
     uint8_t buf[];
 } send_ctx_t;
@@ -191,7 +191,7 @@ static nxc_status_t ucs_err(const char *what, ucs_status_t s) {
 static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *fmt, ...) {
-    ucx_aop_t *a = op->tp_op;
+    ucx_aop_t *a = nxc__op_tp_state(op);
     if (a->error != NXC_OK) return;
     a->error = st;
     va_list ap;
@@ -413,8 +413,8 @@ static void accept_conn_reqs(ucx_tp_t *t) {
         free(q);
         ucs_status_t s = ucp_ep_create(t->worker, &ep, &p->ep);
         if (s != UCS_OK) {
-            NXC_LOG_I("ucx: connector %s could not accept a connection: %s", t->base.c->name,
-                      ucs_status_string(s));
+            NXC_LOG_I("ucx: connector %s could not accept a connection: %s",
+                      nxc__connector_name(t->base.c), ucs_status_string(s));
             free(p);
             continue;
         }
@@ -439,8 +439,8 @@ static void unlist_peer(ucx_tp_t *t, ucx_peer_t *p) {
 static void send_done_cb(void *req, ucs_status_t status, void *user) {
     send_ctx_t *sc = user;
     if (sc->op) {
-        sc->op->busy--;
-        if (status != UCS_OK && sc->op->tp_op)
+        nxc__op_io_end(sc->op);
+        if (status != UCS_OK && nxc__op_tp_state(sc->op))
             aop_fail(sc->op, NXC_ERR_PEER_FAILED, "sending to the peer failed: %s",
                      ucs_status_string(status));
     }
@@ -470,7 +470,7 @@ static ucs_status_t ep_send(ucx_tp_t *t, ucp_ep_h ep, unsigned id, const void *a
         free(sc);
         return UCS_PTR_STATUS(r);
     }
-    if (op) op->busy++;
+    if (op) nxc__op_io_begin(op);
     return UCS_OK;
 }
 
@@ -490,15 +490,15 @@ static nxc_status_t am_send(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void 
 static void send_done_msg(ucx_tp_t *t, ucx_peer_t *p, uint64_t grant_id, bool complete,
                           nxc_op_t *op) {
     msg_done_t m = {.magic = MSG_MAGIC, .complete = complete, .grant_id = grant_id};
-    memcpy(m.instance, t->base.c->instance, NXC__INSTANCE_LEN);
+    memcpy(m.instance, nxc__connector_instance(t->base.c), NXC__INSTANCE_LEN);
     if (am_send(t, p, AM_DONE, &m, sizeof m, NULL, 0, op, UCP_AM_SEND_FLAG_REPLY) != NXC_OK && op)
         aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
 }
 
 static void data_sent_cb(void *req, ucs_status_t status, void *user) {
     data_ctx_t *dc = user;
-    dc->op->busy--;
-    if (status != UCS_OK && dc->op->tp_op)
+    nxc__op_io_end(dc->op);
+    if (status != UCS_OK && nxc__op_tp_state(dc->op))
         aop_fail(dc->op, NXC_ERR_PEER_FAILED, "sending data to the peer failed: %s",
                  ucs_status_string(status));
     dc->t->dirty = true;
@@ -507,7 +507,7 @@ static void data_sent_cb(void *req, ucs_status_t status, void *user) {
 }
 
 /* Send `len` bytes at `data` with header `hdr` (copied); the send counts in
- * op->busy until UCX no longer reads `data`. */
+ * as in flight on `op` until UCX no longer reads `data`. */
 static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const void *hdr,
                               size_t hdr_len, const void *data, size_t len, nxc_op_t *op) {
     if (p->failed || !p->ep)
@@ -532,7 +532,7 @@ static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const voi
         return nxc__err(NXC_ERR_PEER_FAILED, "ucx: send to peer %s: %s", p->name,
                         ucs_status_string(UCS_PTR_STATUS(r)));
     }
-    op->busy++;
+    nxc__op_io_begin(op);
     return NXC_OK;
 }
 
@@ -540,11 +540,11 @@ static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const voi
 
 static void rma_done_cb(void *req, ucs_status_t status, void *user) {
     nxc_op_t *op = user;
-    op->busy--;
+    nxc__op_io_end(op);
     if (status != UCS_OK)
         aop_fail(op, NXC_ERR_PEER_FAILED, "transfer with peer %s failed: %s",
-                 ((ucx_aop_t *)op->tp_op)->peer->name, ucs_status_string(status));
-    T(op->tp)->dirty = true;
+                 ((ucx_aop_t *)nxc__op_tp_state(op))->peer->name, ucs_status_string(status));
+    T(nxc__op_tp(op))->dirty = true;
     ucp_request_free(req);
 }
 
@@ -555,33 +555,36 @@ static void track(nxc_op_t *op, ucs_status_ptr_t r, const char *what) {
         aop_fail(op, NXC_ERR_TRANSPORT, "%s: %s", what, ucs_status_string(UCS_PTR_STATUS(r)));
         return;
     }
-    op->busy++;
+    nxc__op_io_begin(op);
 }
 
 /* Granted, message path. A write sends each segment in chunks; a read asks
  * for each segment and waits for its bytes. The passive side checks every
  * message against the grant before touching memory. */
 static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
-    ucx_aop_t *a = op->tp_op;
+    ucx_aop_t *a = nxc__op_tp_state(op);
     const nxc_connector_t *c = t->base.c;
+    size_t nsegs, nbufs;
+    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
     a->stage = S_MOVE;
     nxc__op_progressing(op);
-    if (op->kind == NXC_OP_READ) {
-        a->await_bytes = op->total;
-        op->busy++; /* released when the last byte arrived, or on failure */
+    if (nxc__op_kind(op) == NXC_OP_READ) {
+        a->await_bytes = nxc__op_total(op);
+        nxc__op_io_begin(op); /* released when the last byte arrived, or on failure */
     }
-    for (size_t i = 0; i < op->nsegs && a->error == NXC_OK; i++) {
-        const nxc__seg_t *sg = &op->segs[i];
-        uint64_t remote = op->md.descs[sg->remote_idx].addr + sg->remote_off;
-        char *local = (char *)op->local[sg->local_idx].ptr + sg->local_off;
+    for (size_t i = 0; i < nsegs && a->error == NXC_OK; i++) {
+        const nxc__seg_t *sg = &segs[i];
+        uint64_t remote = nxc__op_peer_md(op)->descs[sg->remote_idx].addr + sg->remote_off;
+        char *local = (char *)bufs[sg->local_idx].ptr + sg->local_off;
         msg_range_t h = {.magic = MSG_MAGIC,
                          .seg = (uint32_t)i,
                          .grant_id = a->grant_id,
                          .req_id = a->req_id,
                          .addr = remote,
                          .len = sg->len};
-        memcpy(h.instance, c->instance, NXC__INSTANCE_LEN);
-        if (op->kind == NXC_OP_READ) {
+        memcpy(h.instance, nxc__connector_instance(c), NXC__INSTANCE_LEN);
+        if (nxc__op_kind(op) == NXC_OP_READ) {
             if (am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL,
                         UCP_AM_SEND_FLAG_REPLY) != NXC_OK)
                 aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
@@ -598,10 +601,10 @@ static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
 
 /* Stop waiting for a message-path read's bytes (failure or cancel). */
 static void stop_awaiting(nxc_op_t *op) {
-    ucx_aop_t *a = op->tp_op;
+    ucx_aop_t *a = nxc__op_tp_state(op);
     if (a && a->await_bytes) {
         a->await_bytes = 0;
-        op->busy--;
+        nxc__op_io_end(op);
     }
 }
 
@@ -617,10 +620,11 @@ static void stop_awaiting(nxc_op_t *op) {
 static nxc_status_t check_rkeys(const nxc_op_t *op, const nxc__md_section_t *sec,
                                 const nxc__ucx_addr_info_t *info) {
     char why[160];
-    for (size_t i = 0; i < op->md.ndesc; i++) {
+    for (size_t i = 0; i < nxc__op_peer_md(op)->ndesc; i++) {
         const nxc__bytes_t *k = &sec->keys[i];
-        unsigned mem_type = op->md.descs[i].device.kind == NXC_DEVICE_CUDA ? UCS_MEMORY_TYPE_CUDA
-                                                                           : UCS_MEMORY_TYPE_HOST;
+        unsigned mem_type = nxc__op_peer_md(op)->descs[i].device.kind == NXC_DEVICE_CUDA
+                                ? UCS_MEMORY_TYPE_CUDA
+                                : UCS_MEMORY_TYPE_HOST;
         if (k->len == 0)
             return nxc__err(NXC_ERR_METADATA_MALFORMED,
                             "ucx: descriptor %zu has no ucx key (the get/put path needs one)", i);
@@ -645,12 +649,16 @@ static ucs_status_t unpack_rkey(ucp_ep_h ep, const nxc__bytes_t *k, ucp_rkey_h *
  * get/put per segment, then a flush that completes once every byte reached
  * its target. */
 static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
-    ucx_aop_t *a = op->tp_op;
+    ucx_aop_t *a = nxc__op_tp_state(op);
     if (!t->use_rma) return start_moving_am(t, op);
-    const nxc__md_section_t *sec = nxc__md_section(&op->md, "ucx");
-    a->rkeys = calloc(op->md.ndesc, sizeof *a->rkeys);
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
+    size_t nsegs, nbufs;
+    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
+    const nxc__md_section_t *sec = nxc__md_section(md, "ucx");
+    a->rkeys = calloc(md->ndesc, sizeof *a->rkeys);
     if (!a->rkeys) return aop_fail(op, NXC_ERR_NO_MEMORY, "out of memory");
-    for (size_t i = 0; i < op->md.ndesc; i++) {
+    for (size_t i = 0; i < md->ndesc; i++) {
         ucs_status_t s = unpack_rkey(a->peer->ep, &sec->keys[i], &a->rkeys[i]);
         if (s != UCS_OK)
             return aop_fail(op, NXC_ERR_TRANSPORT, "ucp_ep_rkey_unpack: %s", ucs_status_string(s));
@@ -658,18 +666,18 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
     }
     a->stage = S_MOVE;
     nxc__op_progressing(op);
-    for (size_t i = 0; i < op->nsegs && a->error == NXC_OK; i++) {
-        const nxc__seg_t *sg = &op->segs[i];
+    for (size_t i = 0; i < nsegs && a->error == NXC_OK; i++) {
+        const nxc__seg_t *sg = &segs[i];
         ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
                                                   UCP_OP_ATTR_FIELD_USER_DATA |
                                                   UCP_OP_ATTR_FIELD_MEMH,
                                   .cb.send = rma_done_cb,
                                   .user_data = op,
                                   .memh = a->lregs[sg->local_idx]->handle};
-        char *local = (char *)op->local[sg->local_idx].ptr + sg->local_off;
-        uint64_t remote = op->md.descs[sg->remote_idx].addr + sg->remote_off;
+        char *local = (char *)bufs[sg->local_idx].ptr + sg->local_off;
+        uint64_t remote = md->descs[sg->remote_idx].addr + sg->remote_off;
         ucp_rkey_h rkey = a->rkeys[sg->remote_idx];
-        if (op->kind == NXC_OP_READ)
+        if (nxc__op_kind(op) == NXC_OP_READ)
             track(op, ucp_get_nbx(a->peer->ep, local, sg->len, remote, rkey, &rp), "ucp_get_nbx");
         else
             track(op, ucp_put_nbx(a->peer->ep, local, sg->len, remote, rkey, &rp), "ucp_put_nbx");
@@ -705,16 +713,16 @@ static void start_wire_up(ucx_tp_t *t, ucx_peer_t *p) {
 
 /* GRANT_REQ: fixed part, then key, our name, the ranges. */
 static nxc_status_t send_grant_req(ucx_tp_t *t, nxc_op_t *op) {
-    ucx_aop_t *a = op->tp_op;
-    const nxc__metadata_t *md = &op->md;
+    ucx_aop_t *a = nxc__op_tp_state(op);
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
     const nxc_connector_t *c = t->base.c;
-    size_t klen = strlen(op->key), nlen = strlen(c->name);
+    size_t klen = strlen(nxc__op_key(op)), nlen = strlen(nxc__connector_name(c));
     size_t vlen = klen + nlen + md->ndesc * sizeof(nxc__range_t);
     uint8_t *var = malloc(vlen);
     if (!var) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     uint8_t *w = var;
-    memcpy(w, op->key, klen), w += klen;
-    memcpy(w, c->name, nlen), w += nlen;
+    memcpy(w, nxc__op_key(op), klen), w += klen;
+    memcpy(w, nxc__connector_name(c), nlen), w += nlen;
     for (size_t i = 0; i < md->ndesc; i++, w += sizeof(nxc__range_t))
         memcpy(w, &(nxc__range_t){md->descs[i].addr, md->descs[i].size}, sizeof(nxc__range_t));
     msg_grant_req_t m = {.magic = MSG_MAGIC,
@@ -724,7 +732,7 @@ static nxc_status_t send_grant_req(ucx_tp_t *t, nxc_op_t *op) {
                          .nranges = (uint32_t)md->ndesc,
                          .name_len = (uint16_t)nlen,
                          .req_id = a->req_id};
-    memcpy(m.instance, c->instance, NXC__INSTANCE_LEN);
+    memcpy(m.instance, nxc__connector_instance(c), NXC__INSTANCE_LEN);
     memcpy(m.want, md->instance, NXC__INSTANCE_LEN);
     memcpy(m.secret, md->secret, NXC__SECRET_LEN);
     /* Not counted as in flight: it carries no user memory, so a cancel need
@@ -738,8 +746,8 @@ static nxc_status_t send_grant_req(ucx_tp_t *t, nxc_op_t *op) {
 
 /* Move an idle active op to its next stage, or finish it. */
 static void advance(ucx_tp_t *t, nxc_op_t *op) {
-    ucx_aop_t *a = op->tp_op;
-    if (op->busy > 0 || nxc__op_terminal(op)) return;
+    ucx_aop_t *a = nxc__op_tp_state(op);
+    if (nxc__op_io_pending(op) || nxc__op_terminal(op)) return;
     if (a->error == NXC_OK && a->stage == S_GRANT && !a->req_sent && a->peer->wire == WIRE_DONE &&
         send_grant_req(t, op) != NXC_OK)
         aop_fail(op, NXC_ERR_UNREACHABLE, "%s", nxc_last_error());
@@ -747,7 +755,7 @@ static void advance(ucx_tp_t *t, nxc_op_t *op) {
         if (a->grant_id && !a->peer->failed && !a->gave_up_sent) {
             a->gave_up_sent = true; /* free the passive op for another peer */
             send_done_msg(t, a->peer, a->grant_id, false, op);
-            if (op->busy > 0) return;
+            if (nxc__op_io_pending(op)) return;
         }
         nxc__op_finish(op, a->error, "%s", a->why);
         return;
@@ -755,14 +763,14 @@ static void advance(ucx_tp_t *t, nxc_op_t *op) {
     if (a->stage == S_MOVE) {
         a->stage = S_NOTIFY;
         send_done_msg(t, a->peer, a->grant_id, true, op);
-        if (op->busy > 0 || a->error != NXC_OK) return advance(t, op);
+        if (nxc__op_io_pending(op) || a->error != NXC_OK) return advance(t, op);
     }
     if (a->stage == S_NOTIFY) nxc__op_finish(op, NXC_OK, "%s", "");
 }
 
 static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
     ucx_tp_t *t = T(tp);
-    const nxc__metadata_t *md = &op->md;
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
     /* Checked even when an endpoint to this peer is cached: the same text
      * must get the same answer. */
     char why[160];
@@ -772,12 +780,13 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
                         "ucx: the peer's connection info is malformed: %s", why);
     ucx_aop_t *a = calloc(1, sizeof *a);
     if (!a) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
-    op->tp_op = a;
-    a->lregs = calloc(op->nlocal, sizeof *a->lregs);
+    nxc__op_set_tp_state(op, a);
+    size_t nbufs;
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
+    a->lregs = calloc(nbufs, sizeof *a->lregs);
     if (!a->lregs) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
-    for (size_t i = 0; t->use_rma && i < op->nlocal; i++) {
-        nxc_status_t st =
-            nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size, &a->lregs[i]);
+    for (size_t i = 0; t->use_rma && i < nbufs; i++) {
+        nxc_status_t st = nxc__regcache_get(&t->rc, bufs[i].ptr, bufs[i].size, &a->lregs[i]);
         if (st != NXC_OK) return st;
     }
     nxc_status_t st = get_peer(t, md->instance, md->name, sec->conn.data, sec->conn.len, &a->peer);
@@ -794,7 +803,7 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
 
 static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
     ucx_tp_t *t = T(tp);
-    ucx_aop_t *a = op->tp_op;
+    ucx_aop_t *a = nxc__op_tp_state(op);
     stop_awaiting(op); /* late bytes are dropped by the receive check */
     aop_fail(op, why, "%s", why == NXC_ERR_TIMED_OUT ? "the op's deadline passed" : "cancelled");
     /* A read hands its grant back at once, even with a get still in flight
@@ -802,7 +811,8 @@ static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
      * endpoint is cut, the owner must not take that for a dead reader and
      * fail its readable. A write waits until nothing is in flight (its
      * memory must not change after the grant is back). */
-    if (op->kind == NXC_OP_READ && a && a->grant_id && !a->peer->failed && !a->gave_up_sent) {
+    if (nxc__op_kind(op) == NXC_OP_READ && a && a->grant_id && !a->peer->failed &&
+        !a->gave_up_sent) {
         a->gave_up_sent = true;
         send_done_msg(t, a->peer, a->grant_id, false, op);
     }
@@ -810,7 +820,7 @@ static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
 }
 
 static void ucx_force(nxc__tp_t *tp, nxc_op_t *op) {
-    ucx_aop_t *a = op->tp_op;
+    ucx_aop_t *a = nxc__op_tp_state(op);
     ucx_tp_t *t = T(tp);
     stop_awaiting(op);
     if (!a->peer->failed) {
@@ -824,16 +834,18 @@ static void ucx_force(nxc__tp_t *tp, nxc_op_t *op) {
 
 static void ucx_release(nxc__tp_t *tp, nxc_op_t *op) {
     ucx_tp_t *t = T(tp);
-    ucx_aop_t *a = op->tp_op;
+    ucx_aop_t *a = nxc__op_tp_state(op);
     for (size_t i = 0; i < a->nrkeys; i++)
         ucp_rkey_destroy(a->rkeys[i]);
     free(a->rkeys);
-    for (size_t i = 0; a->lregs && i < op->nlocal; i++)
+    size_t nbufs;
+    nxc__op_local(op, &nbufs);
+    for (size_t i = 0; a->lregs && i < nbufs; i++)
         nxc__regcache_put(&t->rc, a->lregs[i]);
     free(a->lregs);
     if (a->peer) peer_unref(a->peer);
     free(a);
-    op->tp_op = NULL;
+    nxc__op_set_tp_state(op, NULL);
 }
 
 /* --- passive ops ------------------------------------------------------------------------ */
@@ -846,17 +858,18 @@ typedef struct exposed {
 static nxc_status_t ucx_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
                                void **state_p) {
     ucx_tp_t *t = T(tp);
-    exposed_t *e = calloc(1, sizeof *e + op->nlocal * sizeof(nxc__reg_t *));
-    sec->keys = calloc(op->nlocal, sizeof *sec->keys);
+    size_t nbufs;
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
+    exposed_t *e = calloc(1, sizeof *e + nbufs * sizeof(nxc__reg_t *));
+    sec->keys = calloc(nbufs, sizeof *sec->keys);
     if (!e || !sec->keys) {
         free(e);
         free(sec->keys);
         sec->keys = NULL;
         return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     }
-    for (size_t i = 0; i < op->nlocal; i++) {
-        nxc_status_t st =
-            nxc__regcache_get(&t->rc, op->local[i].ptr, op->local[i].size, &e->regs[i]);
+    for (size_t i = 0; i < nbufs; i++) {
+        nxc_status_t st = nxc__regcache_get(&t->rc, bufs[i].ptr, bufs[i].size, &e->regs[i]);
         if (st != NXC_OK) {
             for (size_t j = 0; j < e->n; j++)
                 nxc__regcache_put(&t->rc, e->regs[j]);
@@ -933,9 +946,8 @@ static void ucx_drop_peer(nxc__tp_t *tp, void *grant_peer) {
 /* --- received messages ----------------------------------------------------------------- */
 
 static nxc_op_t *find_aop(ucx_tp_t *t, uint64_t req_id) {
-    for (nxc_op_t *op = t->base.c->ops; op; op = op->next)
-        if (op->tp == &t->base && op->tp_op && ((ucx_aop_t *)op->tp_op)->req_id == req_id)
-            return op;
+    for (nxc_op_t *op = nxc__tp_next_op(&t->base, NULL); op; op = nxc__tp_next_op(&t->base, op))
+        if (((ucx_aop_t *)nxc__op_tp_state(op))->req_id == req_id) return op;
     return NULL;
 }
 
@@ -997,16 +1009,20 @@ static ucs_status_t am_read_data_cb(void *arg, const void *hdr, size_t hlen, voi
     if (hlen != sizeof h || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) return UCS_OK;
     memcpy(&h, hdr, sizeof h);
     nxc_op_t *op = h.magic == MSG_MAGIC ? find_aop(t, h.req_id) : NULL;
-    ucx_aop_t *a = op ? op->tp_op : NULL;
-    if (!a || t->use_rma || a->stage != S_MOVE || a->error != NXC_OK || !a->await_bytes ||
-        h.seg >= op->nsegs || h.off > op->segs[h.seg].len || len > op->segs[h.seg].len - h.off ||
+    ucx_aop_t *a = op ? nxc__op_tp_state(op) : NULL;
+    if (!a || t->use_rma || a->stage != S_MOVE || a->error != NXC_OK || !a->await_bytes)
+        return UCS_OK; /* late or cancelled: drop */
+    size_t nsegs, nbufs;
+    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
+    if (h.seg >= nsegs || h.off > segs[h.seg].len || len > segs[h.seg].len - h.off ||
         len > a->await_bytes)
-        return UCS_OK; /* late, cancelled or bogus: drop */
-    const nxc__seg_t *sg = &op->segs[h.seg];
-    memcpy((char *)op->local[sg->local_idx].ptr + sg->local_off + h.off, data, len);
+        return UCS_OK; /* bogus: drop */
+    const nxc__seg_t *sg = &segs[h.seg];
+    memcpy((char *)bufs[sg->local_idx].ptr + sg->local_off + h.off, data, len);
     a->await_bytes -= len;
     if (a->await_bytes == 0) {
-        op->busy--;
+        nxc__op_io_end(op);
         t->dirty = true;
     }
     return UCS_OK;
@@ -1042,20 +1058,17 @@ static bool parse_grant_req(const uint8_t *d, size_t len, grant_req_t *q) {
 /* Is there a live passive op with this key and secret? A pre-check, so that
  * a stranger's request goes no further; nxc__grant_open() still decides. */
 static bool authentic(ucx_tp_t *t, const char *key, const uint8_t *secret) {
-    for (nxc_op_t *op = t->base.c->ops; op; op = op->next)
-        if (nxc__op_passive(op) && !op->released && !strcmp(op->key, key))
-            return sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) == 0;
-    return false;
+    return nxc__passive_known(t->base.c, key, secret);
 }
 
 /* Refuse a grant request on the endpoint it came on (the requester sends
  * with UCP_AM_SEND_FLAG_REPLY), so that answering uses nothing it wrote. */
 static void refuse_on_reply_ep(ucx_tp_t *t, const ucp_am_recv_param_t *param, uint64_t req_id,
                                nxc_status_t st, const char *why) {
-    NXC_LOG_I("ucx: connector %s refused a grant request: %s", t->base.c->name, why);
+    NXC_LOG_I("ucx: connector %s refused a grant request: %s", nxc__connector_name(t->base.c), why);
     if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || !param->reply_ep) return;
     msg_grant_rep_t rep = {.magic = MSG_MAGIC, .status = st, .req_id = req_id};
-    memcpy(rep.instance, t->base.c->instance, NXC__INSTANCE_LEN);
+    memcpy(rep.instance, nxc__connector_instance(t->base.c), NXC__INSTANCE_LEN);
     ep_send(t, param->reply_ep, AM_GRANT_REP, &rep, sizeof rep, why, strlen(why), NULL, 0);
 }
 
@@ -1079,11 +1092,11 @@ static ucs_status_t am_grant_req_cb(void *arg, const void *h, size_t hl, void *d
     }
     char why[NXC_NAME_MAX + 160];
     ucx_peer_t *p = NULL;
-    if (memcmp(q.m.want, c->instance, NXC__INSTANCE_LEN)) {
+    if (memcmp(q.m.want, nxc__connector_instance(c), NXC__INSTANCE_LEN)) {
         snprintf(why, sizeof why,
                  "the worker at its address belongs to another connector (%s); the one the "
                  "metadata names is gone",
-                 c->name);
+                 nxc__connector_name(c));
         refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_UNREACHABLE, why);
     } else if (!authentic(t, q.key, q.m.secret)) {
         refuse_on_reply_ep(t, param, q.m.req_id, NXC_ERR_REFUSED,
@@ -1123,7 +1136,7 @@ static void on_grant_req(ucx_tp_t *t, ucp_ep_h from, const uint8_t *d, size_t le
     if (!ranges) return;
     memcpy(ranges, q.ranges, q.m.nranges * sizeof *ranges);
     msg_grant_rep_t rep = {.magic = MSG_MAGIC, .req_id = q.m.req_id};
-    memcpy(rep.instance, t->base.c->instance, NXC__INSTANCE_LEN);
+    memcpy(rep.instance, nxc__connector_instance(t->base.c), NXC__INSTANCE_LEN);
     char why[160] = "";
     rep.status = nxc__grant_open(t->base.c, &t->base, peer, q.key, q.m.secret, q.m.md_kind, ranges,
                                  q.m.nranges, &rep.grant_id, why, sizeof why);
@@ -1146,7 +1159,7 @@ static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
     memcpy(why, d + sizeof m, len - sizeof m);
     why[len - sizeof m] = '\0';
     nxc_op_t *op = find_aop(t, m.req_id);
-    ucx_aop_t *a = op ? op->tp_op : NULL;
+    ucx_aop_t *a = op ? nxc__op_tp_state(op) : NULL;
     if (!a || nxc__op_terminal(op) || a->stage != S_GRANT) {
         /* The op is gone (cancelled): hand a grant straight back. */
         ucx_peer_t *p = find_peer(t, m.instance);
@@ -1157,7 +1170,8 @@ static void on_grant_rep(ucx_tp_t *t, const uint8_t *d, size_t len) {
         /* The metadata's worker address now belongs to another connector:
          * the one it names is gone, as tcp and shm report it too. */
         if (m.status == NXC_OK) send_done_msg(t, a->peer, m.grant_id, false, NULL);
-        aop_fail(op, NXC_ERR_UNREACHABLE, "could not reach connector %s: %s", op->md.name,
+        aop_fail(op, NXC_ERR_UNREACHABLE, "could not reach connector %s: %s",
+                 nxc__op_peer_md(op)->name,
                  why[0] ? why : "the worker at its address answers as another connector");
     } else if (m.status != NXC_OK) {
         aop_fail(op, rep_status(m.status), "peer %s refused the transfer: %s", a->peer->name, why);
@@ -1229,9 +1243,10 @@ static void process_failures(ucx_tp_t *t) {
         char why[NXC_NAME_MAX + 96];
         snprintf(why, sizeof why, "peer %s disconnected (%s)", p->name,
                  ucs_status_string(p->status));
-        for (nxc_op_t *op = t->base.c->ops; op; op = op->next) {
-            ucx_aop_t *a = op->tp == &t->base ? op->tp_op : NULL;
-            if (!a || a->peer != p) continue;
+        for (nxc_op_t *op = nxc__tp_next_op(&t->base, NULL); op;
+             op = nxc__tp_next_op(&t->base, op)) {
+            ucx_aop_t *a = nxc__op_tp_state(op);
+            if (a->peer != p) continue;
             /* as on tcp and shm: a peer lost before it could be asked is
              * unreachable; once our request went out on a connected
              * endpoint, it may have granted and begun: it failed */
@@ -1262,8 +1277,8 @@ static int ucx_progress(nxc__tp_t *tp) {
     if (t->dirty) {
         t->dirty = false;
         process_failures(t);
-        for (nxc_op_t *op = tp->c->ops; op; op = op->next)
-            if (op->tp == tp && op->tp_op) advance(t, op);
+        for (nxc_op_t *op = nxc__tp_next_op(tp, NULL); op; op = nxc__tp_next_op(tp, op))
+            advance(t, op);
         n++;
     }
     return n;
@@ -1510,9 +1525,28 @@ static uint32_t listen_ip(const char *bind_addr) {
     return a.s_addr;
 }
 
-/* Open the listener peers connect to (any port, on the connector's tcp
- * address) and build the connection info the metadata carries: our worker
- * address, then the listener's address (ucx_check.h). */
+/* A dotted IPv4 address (the form a listener binds to). */
+static bool ipv4_text(const char *s) {
+    struct in_addr in;
+    return inet_pton(AF_INET, s, &in) == 1;
+}
+
+/* ucx.<key> in the connector's options (no environment variable). */
+static const nxc__tp_option_t ucx_options[] = {
+    {.key = "address", .valid = ipv4_text, .accepted = "an IPv4 address in dotted form"},
+};
+
+/* ucx.address, else the tcp listener's address (tcp.address, the
+ * tcp_address shorthand or NXC_TCP_ADDRESS), which ucx always followed. */
+static const char *listen_address(const nxc_connector_t *c) {
+    const char *addr = nxc__option_text(c, "ucx", "address");
+    if (!addr) addr = nxc__option_text(c, "tcp", "address");
+    return addr ? addr : "0.0.0.0";
+}
+
+/* Open the listener peers connect to (any port, on listen_address()) and
+ * build the connection info the metadata carries: our worker address, then
+ * the listener's address (ucx_check.h). */
 static ucs_status_t listen_and_describe(ucx_tp_t *t, const char *bind_addr) {
     struct sockaddr_in sa = {.sin_family = AF_INET};
     if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) return UCS_ERR_INVALID_ADDR;
@@ -1592,7 +1626,7 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     warn_version_once();
     ucp_params_t pp = {.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME,
                        .features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP,
-                       .name = c->name};
+                       .name = nxc__connector_name(c)};
     s = ucp_init(&pp, cfg, &t->ctx);
     ucp_config_release(cfg);
     if (s != UCS_OK) {
@@ -1615,7 +1649,7 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         t->addr_len = wa.address_length;
     }
     if (s == UCS_OK) s = set_am_handlers(t);
-    if (s == UCS_OK) s = listen_and_describe(t, c->tcp_address);
+    if (s == UCS_OK) s = listen_and_describe(t, listen_address(c));
     if (s != UCS_OK) st = ucs_err("worker setup", s);
     if (st == NXC_OK && t->conn_len > UINT32_MAX)
         st = nxc__err(NXC_ERR_TRANSPORT, "ucx: worker address too long");
@@ -1654,4 +1688,6 @@ const nxc__transport_ops_t nxc__transport_ucx = {
     .force = ucx_force,
     .release = ucx_release,
     .describe = ucx_describe,
+    .options = ucx_options,
+    .noptions = sizeof ucx_options / sizeof ucx_options[0],
 };
