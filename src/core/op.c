@@ -794,6 +794,10 @@ nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *len_p) {
 nxc_op_status_t nxc_op_status(nxc_op_t *op) {
     if (!op) return NXC_OP_UNINITIALIZED;
     nxc_connector_t *c = op->c;
+    /* With a progress thread the state is published by release stores
+     * (nxc__op_finish, nxc__op_progressing): read it without the lock, so
+     * that polling never queues behind a progress pass moving megabytes. */
+    if (c->use_thread) return __atomic_load_n(&op->status, __ATOMIC_ACQUIRE);
     nxc__err_guard_t g;
     nxc__err_guard_begin(&g);
     nxc__lock(c);
