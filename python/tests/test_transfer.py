@@ -15,19 +15,6 @@ import nxc.nixl_connect as connect
 import peers
 from peers import WAIT, MyRequest, arecv, dump_json, peer
 
-TRANSPORTS = ["shm", "tcp", "ucx"]
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request, monkeypatch):
-    monkeypatch.setenv("NXC_TRANSPORTS", request.param)  # this process and spawned children
-    try:
-        connect.Connector().close()
-    except connect.NotSupportedError as e:
-        pytest.skip(f"{request.param} cannot start here: {e}")
-    return request.param
-
-
 def test_read_flow(transport):
     """Owner: readable from a torch tensor, metadata in a pydantic model's
     JSON through a pipe; the peer reads into its own tensor; both complete."""
