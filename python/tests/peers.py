@@ -170,7 +170,7 @@ def owner_with_deadline(conn):
 # leaves its `with` early; ("prepare", size) makes the buffers of the next
 # ("peer_read" | "peer_write", text) ahead, which reads or writes
 # pattern(size) against the parent's metadata text and answers (status,
-# error name, pattern verified); ("readables", n, size) makes n readables over one
+# error name, pattern verified; status "n/a" when begin raised); ("readables", n, size) makes n readables over one
 # buffer and answers their texts, ("wait_all", seconds) waits for them all,
 # releases them and answers how many completed; ("stats",) answers (open
 # fds, RSS bytes); ("exit",) ends.
@@ -233,13 +233,16 @@ async def _served(conn):
             if ready is None or ready[0].numel() != size:
                 expect = pattern(size)
                 ready = torch.zeros(size, dtype=torch.uint8), expect.clone()
-            if what == "peer_read":
-                buf = ready[0]
-                active = await c.begin_read(md, connect.Descriptor(buf), timeout=60)
-            else:
-                buf = ready[1]
-                active = await c.begin_write(connect.Descriptor(buf), md, timeout=60)
+            buf = ready[0] if what == "peer_read" else ready[1]
             ready = None
+            try:
+                if what == "peer_read":
+                    active = await c.begin_read(md, connect.Descriptor(buf), timeout=60)
+                else:
+                    active = await c.begin_write(connect.Descriptor(buf), md, timeout=60)
+            except connect.NxcError as e:  # refused at begin
+                conn.send(("n/a", e.status_name, False))
+                continue
             err = None
             with active:
                 try:
