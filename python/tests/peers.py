@@ -19,6 +19,9 @@ import nxc.nixl_connect as connect
 
 CTX = multiprocessing.get_context("spawn")
 WAIT = 20.0  # seconds: bound on every wait in the tests
+# seconds: bound on waiting for a child's answer; its first answer includes
+# starting an interpreter and importing torch, slow on a loaded CI machine
+ANSWER = 60.0
 
 
 class MyRequest(pydantic.BaseModel):
@@ -38,13 +41,13 @@ def parse_json(cls, text):
     return cls.model_validate_json(text) if hasattr(cls, "model_validate_json") else cls.parse_raw(text)
 
 
-def recv(conn, timeout=WAIT):
+def recv(conn, timeout=ANSWER):
     if not conn.poll(timeout):
         raise TimeoutError(f"no message from the peer within {timeout} s")
     return conn.recv()
 
 
-async def arecv(conn, timeout=WAIT):
+async def arecv(conn, timeout=ANSWER):
     """Receive without blocking the event loop."""
     return await asyncio.get_running_loop().run_in_executor(None, recv, conn, timeout)
 
