@@ -86,6 +86,13 @@ class OperationStatus(_StrEnumMixin, enum.IntEnum):
 
 
 _TERMINAL = (OperationStatus.COMPLETE, OperationStatus.CANCELLED, OperationStatus.ERRORED)
+_TERMINAL_INTS = frozenset(int(s) for s in _TERMINAL)
+
+
+def _expire(fut):
+    """wait_for_completion()'s timeout: end that one wait, not the op."""
+    if not fut.done():
+        fut.set_exception(asyncio.TimeoutError())
 
 
 # --------------------------------------------------------------------------- Device
@@ -388,7 +395,7 @@ class _Operation:
         self._op = handle  # nxc_op_t*, None once released
         self._key = key
         self._descs = descs  # keeps the memory alive until release
-        self._future = None
+        self._waiters = []  # one future per wait_for_completion() in progress
         self._last_status = OperationStatus.INITIALIZED
         self._result = None
         self._message = ""
@@ -425,25 +432,40 @@ class _Operation:
             raise self._error()
         return None
 
+    def _raw_status(self):
+        return lib.nxc_op_status(self._op) if self._op is not None else int(self._last_status)
+
     def _on_end(self):
-        fut = self._future
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     async def wait_for_completion(self, timeout=None):
         """Wait until the op ends: returns when COMPLETE (or CANCELLED),
         raises NxcError when it ERRORED, TimeoutError (asyncio's) when
         `timeout` seconds pass first (the op goes on). Never blocks the loop."""
         loop = self._connector._attach(asyncio.get_running_loop())
-        if self.status not in _TERMINAL:
-            if self._future is None or self._future.done() or self._future.get_loop() is not loop:
-                self._future = loop.create_future()
-            fut = self._future
-            # An entry drained before the future existed is caught by the
-            # status check; drain now in case the fd fired while we were away.
-            self._connector._drain()
-            if self.status not in _TERMINAL:
-                await asyncio.wait_for(asyncio.shield(fut), timeout)
+        if self._raw_status() not in _TERMINAL_INTS:
+            # One future per wait, woken by the completion queue's entry
+            # (Connector._drain) or by release(), and a timer of our own for
+            # the timeout: the task resumes one loop iteration after the
+            # fd fires (asyncio.wait_for and shield would add three).
+            fut = loop.create_future()
+            self._waiters.append(fut)
+            timer = None
+            try:
+                # An entry drained before the future existed is caught by
+                # the status check; drain now in case the fd fired while we
+                # were away.
+                self._connector._drain()
+                if self._raw_status() not in _TERMINAL_INTS:
+                    if timeout is not None:
+                        timer = loop.call_later(timeout, _expire, fut)
+                    await fut
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._waiters.remove(fut)
         return self._finish()
 
     def cancel(self):

@@ -19,6 +19,9 @@ import nxc.nixl_connect as connect
 
 CTX = multiprocessing.get_context("spawn")
 WAIT = 20.0  # seconds: bound on every wait in the tests
+# seconds: bound on waiting for a child's answer; its first answer includes
+# starting an interpreter and importing torch, slow on a loaded CI machine
+ANSWER = 60.0
 
 
 class MyRequest(pydantic.BaseModel):
@@ -38,13 +41,13 @@ def parse_json(cls, text):
     return cls.model_validate_json(text) if hasattr(cls, "model_validate_json") else cls.parse_raw(text)
 
 
-def recv(conn, timeout=WAIT):
+def recv(conn, timeout=ANSWER):
     if not conn.poll(timeout):
         raise TimeoutError(f"no message from the peer within {timeout} s")
     return conn.recv()
 
 
-async def arecv(conn, timeout=WAIT):
+async def arecv(conn, timeout=ANSWER):
     """Receive without blocking the event loop."""
     return await asyncio.get_running_loop().run_in_executor(None, recv, conn, timeout)
 
@@ -158,3 +161,129 @@ async def _owner_with_deadline(conn):
 
 def owner_with_deadline(conn):
     _outcome(_owner_with_deadline, conn)
+
+
+# ---------------------------------------------------------------- a served owner
+#
+# One child that owns memory on the parent's command, so that a test can
+# drive several steps against one peer: ("readable" | "writable", size[,
+# timeout]) makes a passive op over a fresh buffer (a readable's holds
+# pattern(size)) and answers its metadata text; ("wait", seconds) waits for
+# it and answers (status, error name, pattern verified); ("release",)
+# leaves its `with` early; ("prepare", size) makes the buffers of the next
+# ("peer_read" | "peer_write", text) ahead, which reads or writes
+# pattern(size) against the parent's metadata text and answers (status,
+# error name, pattern verified; status "n/a" when begin raised); ("readables", n, size) makes n readables over one
+# buffer and answers their texts, ("wait_all", seconds) waits for them all,
+# releases them and answers how many completed; ("stats",) answers (open
+# fds, RSS bytes); ("exit",) ends.
+
+
+def pattern(size):
+    """size bytes of a position-dependent pattern (a torch uint8 tensor)."""
+    import torch
+
+    n = (size + 3) // 4
+    return torch.arange(n, dtype=torch.int32).mul_(2654435761 & 0x7FFFFFFF).view(torch.uint8)[:size]
+
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _served(conn):
+    import torch
+
+    torch.set_num_threads(1)  # no OpenMP workers spinning beside the transfer
+    c = connect.Connector()
+    op = buf = expect = ready = None
+    many = []
+    while True:
+        cmd = await arecv(conn, 120)
+        what = cmd[0]
+        if what in ("readable", "writable"):
+            size = cmd[1]
+            timeout = cmd[2] if len(cmd) > 2 else None
+            if what == "readable":
+                buf = expect = pattern(size).clone()
+                op = await c.create_readable(connect.Descriptor(buf), timeout=timeout)
+            else:
+                buf, expect = torch.zeros(size, dtype=torch.uint8), pattern(size)
+                op = await c.create_writable(connect.Descriptor(buf), timeout=timeout)
+            conn.send(op.metadata().model_dump_json())
+        elif what == "wait":
+            err = None
+            try:
+                await op.wait_for_completion(timeout=cmd[1])
+            except connect.NxcError as e:
+                err = e.status_name
+            except asyncio.TimeoutError:
+                err = "wait timed out"
+            conn.send((str(op.status), err, bool(torch.equal(buf, expect))))
+        elif what == "prepare":
+            size = cmd[1]
+            expect = pattern(size)
+            ready = torch.zeros(size, dtype=torch.uint8), expect.clone()
+            conn.send("prepared")
+        elif what in ("peer_read", "peer_write"):
+            md = connect.RdmaMetadata.model_validate_json(cmd[1])
+            size = sum(d.size for d in md.descriptors)
+            if ready is None or ready[0].numel() != size:
+                expect = pattern(size)
+                ready = torch.zeros(size, dtype=torch.uint8), expect.clone()
+            buf = ready[0] if what == "peer_read" else ready[1]
+            ready = None
+            try:
+                if what == "peer_read":
+                    active = await c.begin_read(md, connect.Descriptor(buf), timeout=60)
+                else:
+                    active = await c.begin_write(connect.Descriptor(buf), md, timeout=60)
+            except connect.NxcError as e:  # refused at begin
+                conn.send(("n/a", e.status_name, False))
+                continue
+            err = None
+            with active:
+                try:
+                    await active.wait_for_completion(timeout=60)
+                except connect.NxcError as e:
+                    err = e.status_name
+            conn.send((str(active.status), err, bool(torch.equal(buf, expect))))
+        elif what == "release":
+            op.release()
+            conn.send(str(op.status))
+        elif what == "readables":
+            n, size = cmd[1], cmd[2]
+            buf = pattern(size).clone()
+            d = connect.Descriptor(buf)
+            many = [await c.create_readable(d) for _ in range(n)]
+            conn.send([r.metadata().model_dump_json() for r in many])
+        elif what == "wait_all":
+            done = 0
+            for r in many:
+                with r:
+                    try:
+                        await r.wait_for_completion(timeout=cmd[1])
+                    except (connect.NxcError, asyncio.TimeoutError):
+                        pass
+                    done += r.status == connect.OperationStatus.COMPLETE
+            many = []
+            conn.send(done)
+        elif what == "stats":
+            import gc
+
+            gc.collect()
+            conn.send((fds(), rss()))
+        elif what == "exit":
+            if op is not None:
+                op.release()
+            c.close()
+            return "bye"
+
+
+def served(conn):
+    _outcome(_served, conn)

@@ -15,19 +15,6 @@ import nxc.nixl_connect as connect
 import peers
 from peers import WAIT, MyRequest, arecv, dump_json, peer
 
-TRANSPORTS = ["shm", "tcp", "ucx"]
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request, monkeypatch):
-    monkeypatch.setenv("NXC_TRANSPORTS", request.param)  # this process and spawned children
-    try:
-        connect.Connector().close()
-    except connect.NotSupportedError as e:
-        pytest.skip(f"{request.param} cannot start here: {e}")
-    return request.param
-
-
 def test_read_flow(transport):
     """Owner: readable from a torch tensor, metadata in a pydantic model's
     JSON through a pipe; the peer reads into its own tensor; both complete."""
@@ -93,7 +80,9 @@ def test_dead_peer_raises(transport):
                 await op.wait_for_completion(timeout=WAIT)
         assert info.value.retryable, info.value
         assert isinstance(info.value, RuntimeError)
-        assert time.monotonic() - t0 < WAIT
+        # docs/threads-and-ownership.md: a killed process is noticed within
+        # tens of milliseconds on one host; 5 s leaves room for a loaded CI
+        assert time.monotonic() - t0 < 5
         connector.close()
 
     asyncio.run(main())
@@ -125,3 +114,271 @@ def test_killed_reader_passive_deadline(transport):
         assert elapsed < 3 + 2.5 + 2, reply
 
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------- errors, two processes
+#
+# The parent drives a served owner (peers.served) step by step; every test
+# ends with a transfer that works, so that an error is seen to leave the
+# connection and the peer's ops usable.
+
+BIG = 256 << 20  # long enough that a cancel or a short wait lands mid-transfer
+
+
+async def ask(conn, *cmd):
+    conn.send(cmd)
+    return await arecv(conn)
+
+
+async def read_ok(connector, conn, size=4096):
+    """A fresh readable of the peer, read in full: both sides complete."""
+    md = await ask(conn, "readable", size)
+    dst = torch.zeros(size, dtype=torch.uint8)
+    with await connector.begin_read(md, connect.Descriptor(dst), timeout=WAIT) as op:
+        await op.wait_for_completion(timeout=WAIT)
+        assert op.status == connect.OperationStatus.COMPLETE
+    assert torch.equal(dst, peers.pattern(size))
+    assert await ask(conn, "wait", WAIT) == ("DONE", None, True)
+
+
+def two_process(body):
+    """Run body(connector, conn, proc) against a served owner."""
+
+    async def main():
+        connector = connect.Connector()
+        try:
+            with peer(peers.served) as (conn, proc):
+                await body(connector, conn, proc)
+                if proc.is_alive():
+                    conn.send(("exit",))
+                    assert (await arecv(conn))[0] == "ok"
+        finally:
+            connector.close()
+
+    asyncio.run(main())
+
+
+def test_wrong_pairing(transport):
+    """READ pairs with READABLE and WRITE with WRITABLE: anything else is
+    refused at begin (NXC_ERR_WRONG_OPERATION, a RuntimeError) and the
+    peer's op is untouched."""
+
+    async def body(c, conn, proc):
+        buf = connect.Descriptor(bytearray(4096))
+        md = await ask(conn, "writable", 4096)
+        with pytest.raises(RuntimeError) as info:
+            await c.begin_read(md, buf)
+        assert info.value.status_name == "NXC_ERR_WRONG_OPERATION"
+        assert await ask(conn, "release") == "STOP"
+        md = await ask(conn, "readable", 4096)
+        with pytest.raises(RuntimeError) as info:
+            await c.begin_write(buf, md)
+        assert info.value.status_name == "NXC_ERR_WRONG_OPERATION"
+        # the readable is still there: a read of it works
+        dst = torch.zeros(4096, dtype=torch.uint8)
+        with await c.begin_read(md, connect.Descriptor(dst), timeout=WAIT) as op:
+            await op.wait_for_completion(timeout=WAIT)
+        assert torch.equal(dst, peers.pattern(4096))
+        assert await ask(conn, "wait", WAIT) == ("DONE", None, True)
+
+    two_process(body)
+
+
+def test_size_mismatch_two_processes(transport):
+    """Local and remote totals must be equal: refused at begin, nothing
+    moved, the peer's op still usable."""
+
+    async def body(c, conn, proc):
+        md = await ask(conn, "readable", 4096)
+        for n in (4095, 4097):
+            dst = bytearray(b"\xee" * n)
+            with pytest.raises(connect.NxcError) as info:
+                await c.begin_read(md, connect.Descriptor(dst))
+            assert info.value.status_name == "NXC_ERR_SIZE_MISMATCH"
+            assert dst == b"\xee" * n
+        assert await ask(conn, "release") == "STOP"
+        md = await ask(conn, "writable", 4096)
+        with pytest.raises(connect.NxcError) as info:
+            await c.begin_write(connect.Descriptor(b"x" * 4000), md)
+        assert info.value.status_name == "NXC_ERR_SIZE_MISMATCH"
+        src = peers.pattern(4096).clone()
+        with await c.begin_write(connect.Descriptor(src), md, timeout=WAIT) as op:
+            await op.wait_for_completion(timeout=WAIT)
+        assert await ask(conn, "wait", WAIT) == ("DONE", None, True)
+
+    two_process(body)
+
+
+def test_released_metadata_two_processes(transport):
+    """Metadata of an op the peer released (or whose deadline passed) is
+    refused: the begin or the wait raises NXC_ERR_REFUSED and the local
+    buffer is never written."""
+
+    async def body(c, conn, proc):
+        for kind in ("readable", "writable"):
+            md = await ask(conn, kind, 4096)
+            assert await ask(conn, "release") == "STOP"
+            dst = bytearray(b"\xee" * 4096)
+            with pytest.raises(connect.NxcError) as info:
+                if kind == "readable":
+                    op = await c.begin_read(md, connect.Descriptor(dst), timeout=WAIT)
+                else:
+                    op = await c.begin_write(connect.Descriptor(dst), md, timeout=WAIT)
+                with op:
+                    await op.wait_for_completion(timeout=WAIT)
+            assert info.value.status_name == "NXC_ERR_REFUSED", info.value
+            assert dst == b"\xee" * 4096
+        # a passive deadline that passed: the owner's wait raises, the metadata is refused
+        md = await ask(conn, "readable", 4096, 0.2)
+        assert await ask(conn, "wait", WAIT) == ("ERR", "NXC_ERR_TIMED_OUT", True)
+        with pytest.raises(connect.NxcError) as info:
+            with await c.begin_read(md, connect.Descriptor(bytearray(4096)), timeout=WAIT) as op:
+                await op.wait_for_completion(timeout=WAIT)
+        assert info.value.status_name == "NXC_ERR_REFUSED", info.value
+        await read_ok(c, conn)
+
+    two_process(body)
+
+
+def stop(pid):
+    """SIGSTOP pid and wait until every thread of it has stopped."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        states = []
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                pass
+        if states and all(s in "tT" for s in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop")
+
+
+def test_timeouts_two_processes(transport):
+    """wait_for_completion(timeout=) bounds one wait (asyncio's
+    TimeoutError) and the op goes on to complete; an op's own deadline
+    (timeout= at begin) ends it NXC_ERR_TIMED_OUT, here a write to a peer
+    that was stopped (SIGSTOP) and never answers."""
+
+    async def body(c, conn, proc):
+        md = await ask(conn, "readable", BIG)
+        dst = torch.zeros(BIG, dtype=torch.uint8)
+        with await c.begin_read(md, connect.Descriptor(dst), timeout=120) as op:
+            with pytest.raises(asyncio.TimeoutError):
+                await op.wait_for_completion(timeout=0.001)
+            assert op.status not in (connect.OperationStatus.CANCELLED, connect.OperationStatus.ERRORED)
+            await op.wait_for_completion(timeout=120)
+            assert op.status == connect.OperationStatus.COMPLETE
+        assert torch.equal(dst, peers.pattern(BIG))
+        del dst
+        assert await ask(conn, "wait", WAIT) == ("DONE", None, True)
+
+        # a write, because a shm read of a small readable needs nothing from
+        # its owner's process (docs/transports.md) and would complete
+        md = await ask(conn, "writable", 4096)
+        stop(proc.pid)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(connect.NxcTimeoutError) as info:
+                with await c.begin_write(connect.Descriptor(bytes(4096)), md, timeout=1.0) as op:
+                    await op.wait_for_completion(timeout=WAIT)
+            elapsed = time.monotonic() - t0
+            assert info.value.status == -43 and isinstance(info.value, RuntimeError)
+            assert 0.9 < elapsed < 1.0 + 5, elapsed
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+
+    two_process(body)
+
+
+def test_cancel_two_processes(transport):
+    """cancel() mid-transfer ends the read CANCELLED (its wait returns, as
+    in the reference) and cancelling again changes nothing; the owner's
+    readable then serves another reader; a cancelled passive op's waiter
+    returns and its metadata is refused; the peers go on working."""
+
+    async def body(c, conn, proc):
+        md = await ask(conn, "readable", BIG)
+        dst = torch.zeros(BIG, dtype=torch.uint8)
+        op = await c.begin_read(md, connect.Descriptor(dst), timeout=120)
+        op.cancel()
+        await op.wait_for_completion(timeout=WAIT)
+        assert op.status == connect.OperationStatus.CANCELLED
+        op.cancel()
+        assert op.status == connect.OperationStatus.CANCELLED
+        with pytest.raises(RuntimeError):
+            op.results()
+        op.release()
+        del dst
+        # The owner's readable serves another reader (a reader that cancels
+        # hands its access back), or, if the cancel had to abort a transfer
+        # in flight, ended PEER_FAILED (nxc.h). On tcp its status may stay
+        # IN_PROGRESS until the next reader comes.
+        status, err, _ = await ask(conn, "wait", 0.2)
+        if status == "ERR":
+            assert err == "NXC_ERR_PEER_FAILED", err
+        else:
+            assert (status, err) in (("INIT", "wait timed out"), ("PROC", "wait timed out"))
+            dst = torch.zeros(BIG, dtype=torch.uint8)
+            with await c.begin_read(md, connect.Descriptor(dst), timeout=120) as again:
+                await again.wait_for_completion(timeout=120)
+            assert torch.equal(dst, peers.pattern(BIG))
+            del dst
+            assert await ask(conn, "wait", 120) == ("DONE", None, True)
+        assert await ask(conn, "release") in ("DONE", "ERR")
+        await read_ok(c, conn)
+
+        # passive: cancel the writable while a task waits on it
+        src = torch.zeros(4096, dtype=torch.uint8)
+        w = await c.create_writable(connect.Descriptor(src))
+        waiter = asyncio.ensure_future(w.wait_for_completion(timeout=WAIT))
+        await asyncio.sleep(0.01)
+        w.cancel()
+        await asyncio.wait_for(waiter, WAIT)
+        assert w.status == connect.OperationStatus.CANCELLED
+        status, err, _ = await ask(conn, "peer_write", w.metadata().model_dump_json())
+        assert err == "NXC_ERR_REFUSED", (status, err)
+        assert torch.equal(src, torch.zeros(4096, dtype=torch.uint8))
+        w.release()
+        await read_ok(c, conn)
+
+    two_process(body)
+
+
+class _Leave(Exception):
+    pass
+
+
+def test_leave_with_early_two_processes(transport):
+    """Leaving a `with` (or `async with`) block early releases the op: a
+    read in flight is cancelled, a readable's metadata is refused from then
+    on; the next transfer works."""
+
+    async def body(c, conn, proc):
+        md = await ask(conn, "readable", BIG)
+        dst = torch.zeros(BIG, dtype=torch.uint8)
+        with pytest.raises(_Leave):
+            with await c.begin_read(md, connect.Descriptor(dst), timeout=120) as op:
+                assert op.status in (connect.OperationStatus.INITIALIZED,
+                                     connect.OperationStatus.IN_PROGRESS)
+                raise _Leave()
+        assert op.status == connect.OperationStatus.CANCELLED
+        del dst
+        assert await ask(conn, "release") in ("STOP", "ERR")
+        await read_ok(c, conn)
+
+        src = peers.pattern(4096).clone()
+        with pytest.raises(_Leave):
+            async with await c.create_readable(connect.Descriptor(src)) as r:
+                text = r.metadata().model_dump_json()
+                raise _Leave()
+        assert r.status == connect.OperationStatus.CANCELLED
+        status, err, _ = await ask(conn, "peer_read", text)
+        assert err == "NXC_ERR_REFUSED", (status, err)
+        await read_ok(c, conn)
+
+    two_process(body)
