@@ -78,6 +78,7 @@ class ConnectorParams(ctypes.Structure):
         ("log_level", ctypes.c_int),
         ("tcp_address", ctypes.c_char_p),
         ("tcp_port", ctypes.c_int),
+        ("options", ctypes.c_char_p),  # NXC_CONNECTOR_FIELD_OPTIONS (1 << 6)
     ]
 
 
