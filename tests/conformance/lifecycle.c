@@ -270,7 +270,7 @@ static void test_cancel_passive(void) {
 /* Releasing an active op in flight cancels it; destroying a connector with
  * live ops releases them. */
 static void test_release_in_flight(void) {
-    pair_t s = pair(64 << 20, 0, NULL);
+    pair_t s = pair(nxt_size(64u << 20, 8u << 20), 0, NULL);
     nxc_desc_t d = nxt_desc(s.dst, s.size);
     nxc_op_t *op, *op2;
     NXT_PASS(nxc_begin_read(s.c, s.md, 0, &d, 1, NULL, &op));
@@ -288,7 +288,10 @@ static void test_release_in_flight(void) {
 
 /* --- peers killed mid-transfer --------------------------------------------------- */
 
-#define BIG (768u << 20)
+/* 768 MiB; scaled (nxt_size) no lower than 64 MiB, which still takes
+ * seconds to move in the slow builds that scale it: the kill or the stop
+ * finds it under way. */
+#define BIG nxt_size(768u << 20, 64u << 20)
 
 /* The passive peer kills itself the moment a reader holds a grant, so the
  * transfer is in flight whatever the machine's load. */
@@ -468,7 +471,9 @@ static void test_ended_readables_refused_after_contact(void) {
 
 /* --- destroy with writes stuck on a frozen peer ------------------------------------ */
 
-#define STUCK_SIZE (64u << 20)
+/* No lower than 32 MiB when scaled: more than tcp's socket buffers hold,
+ * so a tcp write to the frozen peer stays stuck. */
+#define STUCK_SIZE nxt_size(64u << 20, 32u << 20)
 
 /* Exposes `n` writables, and freezes itself (SIGSTOP) once every one has
  * been granted: the writer's bytes then stop moving mid-transfer. */
@@ -543,7 +548,9 @@ static void test_destroy_with_stuck_writes(void) {
  * INITIALIZED.
  * Never CANCELLED, never a hang. One connector serves every
  * round, and its descriptors must not grow. NXT_STORM_ROUNDS: default 20. */
-#define STORM_SIZE (32u << 20)
+/* Scaled (nxt_size) no lower than 8 MiB: in the slow builds that scale it,
+ * most rounds are still moving when the kill comes 0-60 ms in. */
+#define STORM_SIZE nxt_size(32u << 20, 8u << 20)
 #define STORM_BOUND_MS 15000
 
 enum storm_role { PEER_READABLE, PEER_WRITABLE, PEER_READER, PEER_WRITER };
