@@ -7,9 +7,10 @@
 #   scripts/test.sh asan       only the sanitizer build
 #   scripts/test.sh tsan       the ThreadSanitizer build (CI runs it after the
 #                              two above): the conformance suites on every
-#                              transport, the fan-in/fan-out tests and the
-#                              unit tests and examples, two at a time; any
-#                              ThreadSanitizer report fails the run
+#                              transport, the fan-in/fan-out, security and
+#                              selection tests, the unit tests and the
+#                              examples, two at a time; any ThreadSanitizer
+#                              report fails the run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
@@ -24,8 +25,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # fail the process that found it. tests/tsan.supp names the reports of UCX's
 # own code that are not nxc's to fix (never an nxc frame). The harness
 # scales the big transfers of a TSan build down by itself (nxt_size in
-# tests/harness/nxt.h). About 4 minutes on the 2-core machine.
-tsan_tests='^(conformance_.*|test_fan_.*|test_core|test_metadata|test_env|example_.*)$'
+# tests/harness/nxt.h). About 3 minutes on the 2-core machine, 6 beside two
+# busy loops.
+tsan_tests='^(conformance_.*|test_fan_.*|test_.*_security|test_selection|test_core|test_metadata|test_env|example_.*)$'
 run_tsan() {
   local start logs status=0 reports
   start=$(date +%s)
