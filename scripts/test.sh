@@ -22,8 +22,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # ThreadSanitizer, hence UCX_MEM_EVENTS=no. Every process writes its report,
 # if any, to a file in a temporary directory (so a peer process whose exit
 # status no test looks at is caught too); halt_on_error and exitcode make the
-# report fail the process that found it. tests/tsan.supp names the reports of UCX's
-# own code that are not nxc's to fix (never an nxc frame). The harness
+# report fail the process that found it. tests/tsan.supp names the reports of
+# UCX's own code that are not nxc's to fix (never an nxc frame). The harness
 # scales the big transfers of a TSan build down by itself (nxt_size in
 # tests/harness/nxt.h). 3 to 4 minutes on the 2-core machine, 5 to 6.5 beside
 # two busy loops.
