@@ -4,6 +4,8 @@
 # warnings as errors.
 #   scripts/build.sh release   -> build/release (RelWithDebInfo, gcc)
 #   scripts/build.sh asan      -> build/asan    (Debug, ASan + UBSan, gcc)
+#   scripts/build.sh tsan      -> build/tsan    (RelWithDebInfo, ThreadSanitizer, gcc;
+#                                                run it with UCX_MEM_EVENTS=no)
 #   scripts/build.sh clang     -> build/clang   (RelWithDebInfo, clang and the
 #                                                libFuzzer target: setup.sh --dev)
 set -euo pipefail
@@ -13,11 +15,12 @@ setup=(scripts/setup.sh)
 case "$flavour" in
   release) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
   asan) args=(-DCMAKE_BUILD_TYPE=Debug -DNXC_SANITIZE=ON) ;;
+  tsan) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DNXC_TSAN=ON) ;;
   clang)
     args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DNXC_FUZZ=ON)
     setup+=(--dev)
     ;;
-  *) echo "build: unknown flavour '$flavour' (release|asan|clang)" >&2; exit 2 ;;
+  *) echo "build: unknown flavour '$flavour' (release|asan|tsan|clang)" >&2; exit 2 ;;
 esac
 "${setup[@]}"
 cmake -S . -B "build/$flavour" -DNXC_WERROR=ON "${args[@]}" >/dev/null

@@ -145,14 +145,16 @@ static void test_many_segments_read(void) {
 static void test_many_segments_write(void) {
     transfer(1, 3 * NXC_DESCS_MAX, 3, NXC_DESCS_MAX, 0);
 }
+/* The large sizes scale in slow builds (nxt_size), no lower than 16 MiB:
+ * tcp still stripes them (8 MiB or more). */
 static void test_large(void) {
-    transfer(0, 64u << 20, 2, 3, 0);
+    transfer(0, nxt_size(64u << 20, 16u << 20), 2, 3, 0);
 }
 static void test_read_256m(void) {
-    transfer(0, 256u << 20, 1, 1, 0);
+    transfer(0, nxt_size(256u << 20, 16u << 20), 1, 1, 0);
 }
 static void test_write_256m(void) {
-    transfer(1, 256u << 20, 3, 1, 0);
+    transfer(1, nxt_size(256u << 20, 16u << 20), 3, 1, 0);
 }
 
 /* A connector reading and writing its own memory (loopback). */
@@ -389,7 +391,9 @@ static void readable_until_done(int fd, void *arg) {
  * if it won the race), the passive op stays usable, and a second read of
  * the same metadata moves every byte. */
 static void test_cancel_mid_transfer(void) {
-    size_t size = 256u << 20;
+    /* scaled (nxt_size) no lower than 32 MiB, which a slow build that
+     * scales it takes far longer than 2 ms to move */
+    size_t size = nxt_size(256u << 20, 32u << 20);
     nxt_chan_t ch;
     nxt_chan_init(&ch);
     pid_t pid = nxt_spawn(&ch, readable_until_done, &size);

@@ -270,7 +270,7 @@ static void test_cancel_passive(void) {
 /* Releasing an active op in flight cancels it; destroying a connector with
  * live ops releases them. */
 static void test_release_in_flight(void) {
-    pair_t s = pair(64 << 20, 0, NULL);
+    pair_t s = pair(nxt_size(64u << 20, 8u << 20), 0, NULL);
     nxc_desc_t d = nxt_desc(s.dst, s.size);
     nxc_op_t *op, *op2;
     NXT_PASS(nxc_begin_read(s.c, s.md, 0, &d, 1, NULL, &op));
@@ -288,7 +288,10 @@ static void test_release_in_flight(void) {
 
 /* --- peers killed mid-transfer --------------------------------------------------- */
 
-#define BIG (768u << 20)
+/* 768 MiB; scaled (nxt_size) no lower than 64 MiB, which still takes
+ * seconds to move in the slow builds that scale it: the kill or the stop
+ * finds it under way. */
+#define BIG nxt_size(768u << 20, 64u << 20)
 
 /* The passive peer kills itself the moment a reader holds a grant, so the
  * transfer is in flight whatever the machine's load. */
@@ -469,10 +472,11 @@ static void test_ended_readables_refused_after_contact(void) {
 /* --- writes stuck on a frozen peer ------------------------------------------------ */
 
 /* The first write (256 MiB: a window of about 100 ms on loopback for the
- * freeze to land in) is still moving when its peer freezes; the others
- * (1 MiB each) wait for a grant or a connection behind it. */
+ * freeze to land in; 32 MiB when scaled, which a sanitized build moves no
+ * faster) is still moving when its peer freezes; the others (1 MiB each)
+ * wait for a grant or a connection behind it. */
 #define STUCK_MAX 100
-#define STUCK_FIRST (256u << 20)
+#define STUCK_FIRST nxt_size(256u << 20, 32u << 20)
 #define STUCK_OTHER (1u << 20)
 static size_t stuck_total(int n) {
     return STUCK_FIRST + (size_t)(n - 1) * STUCK_OTHER;
@@ -584,7 +588,9 @@ static void test_release_stuck_writes(void) {
  * INITIALIZED.
  * Never CANCELLED, never a hang. One connector serves every
  * round, and its descriptors must not grow. NXT_STORM_ROUNDS: default 20. */
-#define STORM_SIZE (32u << 20)
+/* Scaled (nxt_size) no lower than 8 MiB: in the slow builds that scale it,
+ * most rounds are still moving when the kill comes 0-60 ms in. */
+#define STORM_SIZE nxt_size(32u << 20, 8u << 20)
 #define STORM_BOUND_MS 15000
 
 enum storm_role { PEER_READABLE, PEER_WRITABLE, PEER_READER, PEER_WRITER };

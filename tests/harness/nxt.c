@@ -12,6 +12,16 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A ThreadSanitizer build (gcc defines __SANITIZE_THREAD__, clang has the
+ * feature). */
+#if defined(__SANITIZE_THREAD__)
+#define NXT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NXT_TSAN 1
+#endif
+#endif
+
 static uint64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -115,6 +125,16 @@ int nxt_run(const nxt_test_t *tests, size_t n, int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
     int failed = 0, skipped = 0, ran = 0;
+#ifdef NXT_TSAN
+    /* setenv() here comes too late (tried: the tests still crash) */
+    const char *mem_events = getenv("UCX_MEM_EVENTS");
+    if (!mem_events || strcmp(mem_events, "no"))
+        printf("warning: without UCX_MEM_EVENTS=no, UCX's memory hooks crash a "
+               "ThreadSanitizer build (scripts/test.sh tsan sets it)\n");
+#endif
+    if (nxt_size_scale() != 1)
+        printf("size scale %u: big transfers and long cases shrunk %u times (nxt_size)\n",
+               nxt_size_scale(), nxt_size_scale());
     for (size_t i = 0; i < n; i++) {
         if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
         ran++;
@@ -298,6 +318,26 @@ void *nxt_alloc(size_t len) {
         nxt_failf(__FILE__, __LINE__, "out of memory (%zu bytes)", len);
     memset(p, 0, len);
     return p;
+}
+
+unsigned nxt_size_scale(void) {
+    const char *e = getenv("NXT_SIZE_SCALE");
+    if (e && *e) {
+        char *end;
+        unsigned long v = strtoul(e, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= 1024) return (unsigned)v;
+    }
+#ifdef NXT_TSAN
+    return 8;
+#else
+    return 1;
+#endif
+}
+
+size_t nxt_size(size_t full, size_t min) {
+    size_t s = full / nxt_size_scale();
+    if (s < min) s = min;
+    return s < full ? s : full;
 }
 
 nxc_desc_t nxt_desc(void *ptr, size_t size) {

@@ -132,6 +132,19 @@ void nxt_fill(void *buf, size_t len, uint64_t seed);
 size_t nxt_verify(const void *buf, size_t len, uint64_t seed);
 /* An aligned, zeroed buffer (fails the test on ENOMEM). */
 void *nxt_alloc(size_t len);
+/* A test's big quantity scaled for a slow build: `full` divided by the
+ * size scale, never below `min` (nor above `full`). For the bytes of big
+ * transfers, and the op counts of cases built to be long, in builds whose
+ * every byte copied and every lock taken costs many times what it costs in
+ * a normal build. The scale is NXT_SIZE_SCALE when that is set to 1..1024;
+ * otherwise 8 in a ThreadSanitizer build (detected at compile time) and 1
+ * in any other build, whose sizes stay as written. Only the amount shrinks,
+ * never what a case checks: a case that needs a transfer still under way
+ * when something happens to it (a kill, a cancel, a freeze) keeps `min`
+ * large enough for that. */
+size_t nxt_size(size_t full, size_t min);
+/* The divisor nxt_size() uses. */
+unsigned nxt_size_scale(void);
 /* A host descriptor. */
 nxc_desc_t nxt_desc(void *ptr, size_t size);
 /* Connector with the given transports (NULL: default) and progress thread. */
