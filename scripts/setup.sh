@@ -21,6 +21,7 @@ packages=(
   libsodium-dev                      # base64, random keys, constant-time compare
   zlib1g-dev                         # metadata compression
   uuid-dev                           # notification keys (UUID4)
+  uthash-dev                         # the core's indexes of live ops and grants
 )
 if ((dev)); then
   packages+=(

@@ -186,6 +186,7 @@ static nxc_status_t connector_create(const nxc_connector_params_t *params,
     if (!c) return nxc__err(NXC_ERR_NO_MEMORY, "connector: out of memory");
     c->epfd = c->wakefd = c->timerfd = -1;
     c->timer_set = UINT64_MAX;
+    c->deadline_floor = UINT64_MAX;
     pthread_mutex_init(&c->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

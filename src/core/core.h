@@ -22,6 +22,7 @@
 #include "core/sglist.h"
 #include "nxc/nxc.h"
 #include "transport/transport.h"
+#include "util/hash.h"
 
 #define NXC__MAX_TRANSPORTS 4
 #define NXC__MAX_OPTIONS 32 /* options items a connector keeps (each key once) */
@@ -43,6 +44,8 @@ typedef struct nxc__grant {
     uint64_t id;
     nxc__tp_t *tp;
     void *peer; /* the transport's handle of the peer, compared by identity */
+    nxc_op_t *op;
+    UT_hash_handle by_id; /* in c->grants_by_id */
 } nxc__grant_t;
 
 /* A transport option the user set (options.c). */
@@ -59,6 +62,10 @@ struct nxc_op {
     nxc_status_t result; /* NXC_INPROGRESS until terminal */
     char message[256];
     char key[NXC_KEY_MAX + 1];
+    /* In c->passive_by_key while the op is passive and not released (keys
+     * are unique among those); `indexed` says whether it is. */
+    UT_hash_handle by_key;
+    bool indexed;
     uint8_t secret[NXC__SECRET_LEN];
     nxc_desc_t *local;
     size_t nlocal;
@@ -128,6 +135,14 @@ struct nxc_connector {
     nxc_mem_t *mems;     /* every registration not yet dropped */
     size_t released_ops; /* released by the user, not yet freed */
     uint64_t next_grant_id;
+    /* Indexes (uthash) so that a peer's request finds its op, and a grant
+     * id its grant, without a walk of every op: a server has thousands. */
+    nxc_op_t *passive_by_key;
+    nxc__grant_t *grants_by_id;
+    /* No live op's deadline comes before this (exact after each walk of
+     * nxc__check_deadlines, lowered when an op is linked): loop passes and
+     * timer arming need no walk of every op until it is reached. */
+    uint64_t deadline_floor;
 };
 
 /* A completion queue: the ended ops whose entries were not taken yet. */

@@ -98,6 +98,7 @@ void nxc__op_link(nxc_connector_t *c, nxc_op_t *op) {
     op->next = c->ops;
     if (c->ops) c->ops->prev = op;
     c->ops = op;
+    if (op->deadline < c->deadline_floor) c->deadline_floor = op->deadline;
 }
 
 static void unexpose_all(nxc_op_t *op) {
@@ -108,6 +109,32 @@ static void unexpose_all(nxc_op_t *op) {
     }
 }
 
+/* --- indexes ---------------------------------------------------------------- */
+
+/* Add `op` to the connector's key index; false when out of memory. */
+static bool index_passive(nxc_op_t *op) {
+    nxc_connector_t *c = op->c;
+    nxc_op_t *found = NULL;
+    HASH_ADD(by_key, c->passive_by_key, key, strlen(op->key), op);
+    HASH_FIND(by_key, c->passive_by_key, op->key, strlen(op->key), found);
+    op->indexed = found == op; /* uthash leaves it out if its table failed */
+    return op->indexed;
+}
+
+static void unindex_passive(nxc_op_t *op) {
+    if (!op->indexed) return;
+    HASH_DELETE(by_key, op->c->passive_by_key, op);
+    op->indexed = false;
+}
+
+/* Add `g` to the connector's grant index; false when out of memory. */
+static bool index_grant(nxc_connector_t *c, nxc__grant_t *g) {
+    nxc__grant_t *found = NULL;
+    HASH_ADD(by_id, c->grants_by_id, id, sizeof g->id, g);
+    HASH_FIND(by_id, c->grants_by_id, &g->id, sizeof g->id, found);
+    return found == g;
+}
+
 void nxc__op_free_locked(nxc_op_t *op) {
     nxc_connector_t *c = op->c;
     if (op->released) c->released_ops--;
@@ -116,9 +143,11 @@ void nxc__op_free_locked(nxc_op_t *op) {
     else if (c->ops == op)
         c->ops = op->next;
     if (op->next) op->next->prev = op->prev;
+    unindex_passive(op);
     while (op->grants) {
         nxc__grant_t *g = op->grants;
         op->grants = g->next;
+        HASH_DELETE(by_id, c->grants_by_id, g);
         free(g);
     }
     unexpose_all(op);
@@ -150,6 +179,7 @@ void nxc__reap(nxc_connector_t *c) {
 void nxc__op_mark_released(nxc_op_t *op) {
     if (op->released) return;
     op->released = true;
+    unindex_passive(op); /* its key is free for a new op, and peers no longer find it */
     op->c->released_ops++;
     nxc__cq_withdraw(op); /* a released op's entry never comes out */
 }
@@ -166,9 +196,15 @@ static bool is_terminal(const void *arg) {
 }
 
 static nxc_op_t *find_passive(nxc_connector_t *c, const char *key) {
-    for (nxc_op_t *op = c->ops; op; op = op->next)
-        if (nxc__op_passive(op) && !op->released && !strcmp(op->key, key)) return op;
-    return NULL;
+    nxc_op_t *op = NULL;
+    HASH_FIND(by_key, c->passive_by_key, key, strlen(key), op);
+    return op;
+}
+
+static nxc__grant_t *find_grant(nxc_connector_t *c, void *peer, uint64_t id) {
+    nxc__grant_t *g = NULL;
+    HASH_FIND(by_id, c->grants_by_id, &id, sizeof id, g);
+    return g && g->peer == peer ? g : NULL;
 }
 
 bool nxc__passive_known(nxc_connector_t *c, const char *key, const uint8_t *secret) {
@@ -250,6 +286,12 @@ nxc_status_t nxc__grant_open_part(nxc_connector_t *c, nxc__tp_t *tp, void *peer,
     g->id = c->next_grant_id++;
     g->tp = tp;
     g->peer = peer;
+    g->op = op;
+    if (!index_grant(c, g)) {
+        free(g);
+        snprintf(why, why_len, "out of memory");
+        return NXC_ERR_NO_MEMORY;
+    }
     g->next = op->grants;
     op->grants = g;
     nxc__op_progressing(op);
@@ -267,13 +309,11 @@ nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, cons
 
 nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind_t kind,
                         uint64_t addr, uint64_t len) {
-    for (nxc_op_t *op = c->ops; op; op = op->next) {
-        if (op->kind != kind || op->revoked || nxc__op_terminal(op)) continue;
-        for (nxc__grant_t *g = op->grants; g; g = g->next)
-            if (g->id == id && g->peer == peer)
-                return range_inside(op, &(nxc__range_t){addr, len}) ? op : NULL;
-    }
-    return NULL;
+    nxc__grant_t *g = find_grant(c, peer, id);
+    if (!g) return NULL;
+    nxc_op_t *op = g->op;
+    if (op->kind != kind || op->revoked || nxc__op_terminal(op)) return NULL;
+    return range_inside(op, &(nxc__range_t){addr, len}) ? op : NULL;
 }
 
 /* Unlink the grant matching (peer, id) or, with id 0, the first held by peer. */
@@ -282,6 +322,7 @@ static bool take_grant(nxc_op_t *op, void *peer, uint64_t id) {
         nxc__grant_t *g = *pg;
         if (g->peer == peer && (id == 0 || g->id == id)) {
             *pg = g->next;
+            HASH_DELETE(by_id, op->c->grants_by_id, g);
             free(g);
             /* The status stays IN_PROGRESS: it never goes back, and a peer
              * that gave up may have moved part of the bytes. */
@@ -293,24 +334,18 @@ static bool take_grant(nxc_op_t *op, void *peer, uint64_t id) {
 }
 
 bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete) {
-    for (nxc_op_t *op = c->ops; op; op = op->next) {
-        if (!nxc__op_passive(op) || !take_grant(op, peer, id)) continue;
-        if (complete) nxc__op_finish(op, NXC_OK, "%s", "");
-        return true;
-    }
-    return false;
+    nxc__grant_t *g = find_grant(c, peer, id);
+    if (!g) return false;
+    nxc_op_t *op = g->op;
+    take_grant(op, peer, id);
+    if (complete) nxc__op_finish(op, NXC_OK, "%s", "");
+    return true;
 }
 
 bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to) {
-    for (nxc_op_t *op = c->ops; op; op = op->next) {
-        if (!nxc__op_passive(op)) continue;
-        for (nxc__grant_t *g = op->grants; g; g = g->next)
-            if (g->peer == peer && g->id == id) {
-                g->peer = to;
-                return true;
-            }
-    }
-    return false;
+    nxc__grant_t *g = find_grant(c, peer, id);
+    if (g) g->peer = to;
+    return g != NULL;
 }
 
 bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
@@ -415,8 +450,14 @@ void nxc__stop_all(nxc_connector_t *c) {
 
 void nxc__check_deadlines(nxc_connector_t *c) {
     uint64_t now = nxc__now_ns();
+    if (now < c->deadline_floor) return; /* nothing can be due yet */
+    uint64_t next = UINT64_MAX;
     for (nxc_op_t *op = c->ops; op; op = op->next) {
-        if (nxc__op_terminal(op) || op->deadline > now) continue;
+        if (nxc__op_terminal(op)) continue;
+        if (op->deadline > now) {
+            if (op->deadline < next) next = op->deadline;
+            continue;
+        }
         if (nxc__op_passive(op)) {
             op->deadline = UINT64_MAX;
             nxc__op_finish(op, NXC_ERR_TIMED_OUT, "no peer completed the op before its deadline");
@@ -431,7 +472,9 @@ void nxc__check_deadlines(nxc_connector_t *c) {
             else
                 op->tp->ops->force(op->tp, op);
         }
+        if (!nxc__op_terminal(op) && op->deadline < next) next = op->deadline;
     }
+    c->deadline_floor = next;
 }
 
 /* --- creation ----------------------------------------------------------------- */
@@ -572,6 +615,8 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
     }
     nxc__op_link(c, op);
     if (st == NXC_OK) st = passive_metadata(op);
+    if (st == NXC_OK && !index_passive(op))
+        st = nxc__err(NXC_ERR_NO_MEMORY, "create_%s: out of memory", kind_name(kind));
     if (st != NXC_OK) {
         nxc__op_free_locked(op);
         nxc__unlock(c);

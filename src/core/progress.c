@@ -54,9 +54,8 @@ bool nxc__arm_all(nxc_connector_t *c) {
 }
 
 uint64_t nxc__next_due(nxc_connector_t *c) {
-    uint64_t first = UINT64_MAX;
-    for (nxc_op_t *op = c->ops; op; op = op->next)
-        if (!nxc__op_terminal(op) && op->deadline < first) first = op->deadline;
+    /* A lower bound: when it passes, nxc__check_deadlines() makes it exact. */
+    uint64_t first = c->deadline_floor;
     for (size_t i = 0; i < c->ntps; i++) {
         const nxc__transport_ops_t *o = c->tps[i]->ops;
         if (o->next_timer) {

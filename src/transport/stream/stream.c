@@ -803,8 +803,10 @@ static void dispatch(stream_tp_t *t, stream_peer_t *p) {
         s->next = NULL;
         send_req(k, s);
     }
-    unsigned waiting = 0;
-    for (stream_stripe_t *s = p->queue; s; s = s->next)
+    /* Stripes still waiting, counted only as far as the loop below can use
+     * (a peer's queue may hold thousands). */
+    unsigned waiting = 0, enough = p->connecting + t->fl->max_conns + 1;
+    for (stream_stripe_t *s = p->queue; s && waiting < enough; s = s->next)
         waiting++;
     while (waiting > p->connecting && p->nconns < t->fl->max_conns && !p->refused) {
         unsigned before = p->nconns;

@@ -49,6 +49,7 @@
 #include "transport/ucx/ucx_wire.h"
 #include "util/env.h"
 #include "util/error.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -136,6 +137,9 @@ struct ucx_tp {
      * only inside worker progress, which an armed, idle worker never gets. */
     uint64_t last_progress;
     uint64_t next_req_id;
+    /* Active ops by request id: replies name it, and a walk of every op
+     * per message made thousands of ops in flight quadratic. */
+    struct ucx_aop *aops_by_req;
     /* Move bytes with get/put (true: UCX has a hardware RMA transport here)
      * or with active messages (false: UCX would only emulate RMA). */
     bool use_rma;
@@ -146,7 +150,10 @@ enum stage { S_GRANT, S_MOVE, S_NOTIFY };
 
 typedef struct ucx_aop {
     ucx_peer_t *peer;
+    nxc_op_t *op;
     uint64_t req_id;
+    UT_hash_handle by_req; /* in t->aops_by_req once req_id is set */
+    bool indexed;
     uint64_t grant_id; /* 0 until granted */
     enum stage stage;
     ucp_rkey_h *rkeys;
@@ -768,6 +775,15 @@ static void advance(ucx_tp_t *t, nxc_op_t *op) {
     if (a->stage == S_NOTIFY) nxc__op_finish(op, NXC_OK, "%s", "");
 }
 
+/* Add `a` to the request-id index; false when out of memory. */
+static bool index_aop(ucx_tp_t *t, ucx_aop_t *a) {
+    ucx_aop_t *found = NULL;
+    HASH_ADD(by_req, t->aops_by_req, req_id, sizeof a->req_id, a);
+    HASH_FIND(by_req, t->aops_by_req, &a->req_id, sizeof a->req_id, found);
+    a->indexed = found == a; /* uthash leaves it out if its table failed */
+    return a->indexed;
+}
+
 static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
     ucx_tp_t *t = T(tp);
     const nxc__metadata_t *md = nxc__op_peer_md(op);
@@ -794,6 +810,8 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
     a->peer->refs++;
     if (t->use_rma && (st = check_rkeys(op, sec, &info)) != NXC_OK) return st;
     a->req_id = ++t->next_req_id;
+    a->op = op;
+    if (!index_aop(t, a)) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     a->stage = S_GRANT;
     start_wire_up(t, a->peer);
     if (a->peer->wire != WIRE_DONE) return NXC_OK; /* advance() sends it */
@@ -844,6 +862,7 @@ static void ucx_release(nxc__tp_t *tp, nxc_op_t *op) {
         nxc__regcache_put(&t->rc, a->lregs[i]);
     free(a->lregs);
     if (a->peer) peer_unref(a->peer);
+    if (a->indexed) HASH_DELETE(by_req, t->aops_by_req, a);
     free(a);
     nxc__op_set_tp_state(op, NULL);
 }
@@ -946,9 +965,9 @@ static void ucx_drop_peer(nxc__tp_t *tp, void *grant_peer) {
 /* --- received messages ----------------------------------------------------------------- */
 
 static nxc_op_t *find_aop(ucx_tp_t *t, uint64_t req_id) {
-    for (nxc_op_t *op = nxc__tp_next_op(&t->base, NULL); op; op = nxc__tp_next_op(&t->base, op))
-        if (((ucx_aop_t *)nxc__op_tp_state(op))->req_id == req_id) return op;
-    return NULL;
+    ucx_aop_t *a = NULL;
+    HASH_FIND(by_req, t->aops_by_req, &req_id, sizeof req_id, a);
+    return a ? a->op : NULL;
 }
 
 /* Queue a received message; it is handled after ucp_worker_progress returns,
