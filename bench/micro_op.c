@@ -2,7 +2,7 @@
 /*
  * Fixed per-op costs of nxc, in one process, single thread:
  *
- *   nxc-micro-op [ITERS [TRANSPORT]]
+ *   nxc-micro-op [ITERS [TRANSPORT [NDESC]]]
  *
  *   create   nxc_create_readable of one 4 KiB descriptor + nxc_op_metadata
  *            (the text a peer needs), registered memory, no peer involved
@@ -13,8 +13,10 @@
  *
  * Each is timed over ITERS (default 20000) after 1000 untimed warm-up
  * rounds; the connectors are created once, outside the timing. TRANSPORT
- * (default shm) is what both connectors run. Prints one JSON object per
- * measure: {"probe":"micro-op","what","transport","iters","us"} with the
+ * (default shm) is what both connectors run. NDESC (default 1) splits the
+ * op into that many 4 KiB descriptors, side by side in one buffer (issue
+ * 12's "1024 descriptors at the speed of one"). Prints one JSON object per
+ * measure: {"probe":"micro-op","what","transport","ndesc","iters","us"} with the
  * mean microseconds per call. Issue 12's targets: create and begin of one
  * descriptor at most 5 us each.
  */
@@ -50,25 +52,25 @@ static nxc_connector_t *connector(const char *name, const char *transport) {
     return c;
 }
 
-static void report(const char *what, const char *transport, int iters, uint64_t ns) {
-    printf("{\"probe\":\"micro-op\",\"what\":\"%s\",\"transport\":\"%s\",\"iters\":%d,"
-           "\"us\":%.3f}\n",
-           what, transport, iters, (double)ns / 1000.0 / iters);
+static void report(const char *what, const char *transport, int ndesc, int iters, uint64_t ns) {
+    printf("{\"probe\":\"micro-op\",\"what\":\"%s\",\"transport\":\"%s\",\"ndesc\":%d,"
+           "\"iters\":%d,\"us\":%.3f}\n",
+           what, transport, ndesc, iters, (double)ns / 1000.0 / iters);
 }
 
 /* One round: create a readable and its metadata, let `reader` (if any)
  * read it, release both; the three spans are added to `ns`. */
 static void round_trip(nxc_connector_t *owner, nxc_connector_t *reader, nxc_desc_t *src,
-                       nxc_desc_t *dst, uint64_t ns[3]) {
+                       nxc_desc_t *dst, size_t ndesc, uint64_t ns[3]) {
     uint64_t t0 = now_ns();
     nxc_op_t *readable = NULL, *read = NULL;
     const char *md = NULL;
     size_t len = 0;
-    check(nxc_create_readable(owner, src, 1, NULL, &readable), "create_readable");
+    check(nxc_create_readable(owner, src, ndesc, NULL, &readable), "create_readable");
     check(nxc_op_metadata(readable, &md, &len), "op_metadata");
     uint64_t t1 = now_ns();
     if (reader) {
-        check(nxc_begin_read(reader, md, len, dst, 1, NULL, &read), "begin_read");
+        check(nxc_begin_read(reader, md, len, dst, ndesc, NULL, &read), "begin_read");
         check(nxc_op_wait(read, 10000), "op_wait");
         nxc_op_release(read);
     }
@@ -85,36 +87,59 @@ static void round_trip(nxc_connector_t *owner, nxc_connector_t *reader, nxc_desc
 int main(int argc, char **argv) {
     int iters = argc > 1 ? atoi(argv[1]) : 20000;
     const char *transport = argc > 2 ? argv[2] : "shm";
+    int ndesc = argc > 3 ? atoi(argv[3]) : 1;
     if (iters < 1) iters = 1;
+    if (ndesc < 1 || ndesc > 4096) {
+        fprintf(stderr, "nxc-micro-op: NDESC must be 1..4096\n");
+        return 2;
+    }
     nxc_connector_t *owner = connector("micro-owner", transport);
     nxc_connector_t *reader = connector("micro-reader", transport);
-    static char src_buf[BLOCK], dst_buf[BLOCK];
-    memset(src_buf, 0x5a, sizeof src_buf);
-    nxc_desc_t src = {.ptr = src_buf, .size = BLOCK, .device = {NXC_DEVICE_HOST, 0}};
-    nxc_desc_t dst = {.ptr = dst_buf, .size = BLOCK, .device = {NXC_DEVICE_HOST, 0}};
-    nxc_mem_t *m1 = NULL, *m2 = NULL; /* as a server with buffer pools would */
-    check(nxc_mem_register(owner, &src, 1, NULL, &m1), "mem_register");
-    check(nxc_mem_register(reader, &dst, 1, NULL, &m2), "mem_register");
+    size_t bytes = (size_t)BLOCK * (size_t)ndesc;
+    char *src_buf = aligned_alloc(BLOCK, bytes), *dst_buf = aligned_alloc(BLOCK, bytes);
+    nxc_desc_t *src = calloc((size_t)ndesc, sizeof *src), *dst = calloc((size_t)ndesc, sizeof *dst);
+    if (!src_buf || !dst_buf || !src || !dst) {
+        fprintf(stderr, "nxc-micro-op: out of memory\n");
+        return 1;
+    }
+    memset(src_buf, 0x5a, bytes);
+    memset(dst_buf, 0, bytes);
+    for (int i = 0; i < ndesc; i++) {
+        src[i] = (nxc_desc_t){src_buf + (size_t)i * BLOCK, BLOCK, {NXC_DEVICE_HOST, 0}};
+        dst[i] = (nxc_desc_t){dst_buf + (size_t)i * BLOCK, BLOCK, {NXC_DEVICE_HOST, 0}};
+    }
+    /* as a server with buffer pools would: the whole buffers, registered once */
+    nxc_desc_t src_all = {src_buf, bytes, {NXC_DEVICE_HOST, 0}};
+    nxc_desc_t dst_all = {dst_buf, bytes, {NXC_DEVICE_HOST, 0}};
+    nxc_mem_t *m1 = NULL, *m2 = NULL;
+    check(nxc_mem_register(owner, &src_all, 1, NULL, &m1), "mem_register");
+    check(nxc_mem_register(reader, &dst_all, 1, NULL, &m2), "mem_register");
 
+    size_t n = (size_t)ndesc;
     uint64_t ns[3] = {0};
-    for (int i = 0; i < 1000; i++)
-        round_trip(owner, reader, &src, &dst, ns);
+    int warmup = iters < 1000 ? iters : 1000;
+    for (int i = 0; i < warmup; i++)
+        round_trip(owner, reader, src, dst, n, ns);
     memset(ns, 0, sizeof ns);
     for (int i = 0; i < iters; i++) /* create and release alone */
-        round_trip(owner, NULL, &src, &dst, ns);
-    report("create", transport, iters, ns[0]);
-    report("release", transport, iters, ns[2]);
+        round_trip(owner, NULL, src, dst, n, ns);
+    report("create", transport, ndesc, iters, ns[0]);
+    report("release", transport, ndesc, iters, ns[2]);
     memset(ns, 0, sizeof ns);
     for (int i = 0; i < iters; i++)
-        round_trip(owner, reader, &src, &dst, ns);
-    if (memcmp(src_buf, dst_buf, BLOCK) != 0) {
+        round_trip(owner, reader, src, dst, n, ns);
+    if (memcmp(src_buf, dst_buf, bytes) != 0) {
         fprintf(stderr, "nxc-micro-op: the bytes read differ from the source\n");
         return 1;
     }
-    report("begin", transport, iters, ns[1]);
+    report("begin", transport, ndesc, iters, ns[1]);
     nxc_mem_deregister(m1);
     nxc_mem_deregister(m2);
     nxc_connector_destroy(reader);
     nxc_connector_destroy(owner);
+    free(src);
+    free(dst);
+    free(src_buf);
+    free(dst_buf);
     return 0;
 }

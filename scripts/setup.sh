@@ -17,7 +17,8 @@ esac
 packages=(
   build-essential cmake pkg-config   # toolchain
   libucx-dev                         # UCX transport
-  libjansson-dev                     # metadata JSON
+  libyajl-dev                        # metadata JSON
+  libjansson-dev                     # the tests' own JSON (a second parser checks the first)
   libsodium-dev                      # base64, random keys, constant-time compare
   zlib1g-dev                         # metadata compression
   uuid-dev                           # notification keys (UUID4)

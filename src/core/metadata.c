@@ -12,7 +12,8 @@
  */
 #include "core/metadata.h"
 
-#include <jansson.h>
+#include "core/metadata_json.h"
+
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,7 @@ static nxc_status_t lib_init(void) {
     return NXC_OK;
 }
 
-static bool printable(const char *s, size_t n) {
+bool nxc__md_printable(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return false;
     return true;
@@ -54,20 +55,6 @@ static bool transport_name_ok(const char *s, size_t n) {
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
     }
     return true;
-}
-
-static const char *json_type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "an unknown JSON value";
 }
 
 static uint16_t get_le16(const uint8_t *p) {
@@ -119,7 +106,7 @@ static nxc_status_t check_text_field(const char *what, const char *s, size_t max
         return nxc__err(NXC_ERR_INVALID_PARAM,
                         "metadata encode: %s is longer than %zu bytes or not NUL-terminated", what,
                         max);
-    if (!printable(s, n))
+    if (!nxc__md_printable(s, n))
         return nxc__err(NXC_ERR_INVALID_PARAM,
                         "metadata encode: %s holds a byte that is not printable ASCII", what);
     *len_p = n;
@@ -282,46 +269,6 @@ static nxc_status_t pack_blob(const uint8_t *blob, size_t blob_len, char **out_p
     return NXC_OK;
 }
 
-/* Build the JSON document; NULL on allocation failure (or bad device, which
- * encode_check cannot see: reported through *st_p). */
-static json_t *build_json(const nxc__metadata_t *md, const char *nixl, nxc_status_t *st_p) {
-    json_t *root = json_object();
-    json_t *arr = json_array();
-    *st_p = NXC_ERR_NO_MEMORY;
-    if (!root || !arr || json_object_set_new(root, "descriptors", arr)) {
-        json_decref(root);
-        if (!root) json_decref(arr);
-        return NULL;
-    }
-    for (size_t i = 0; i < md->ndesc; i++) {
-        const nxc__rdesc_t *d = &md->descs[i];
-        char dev[NXC_DEVICE_TEXT_MAX];
-        if (nxc_device_format(d->device, dev, sizeof dev) != NXC_OK) {
-            *st_p = nxc__err(NXC_ERR_INVALID_PARAM,
-                             "metadata encode: descriptor %zu: device kind %d id %d is invalid", i,
-                             (int)d->device.kind, d->device.id);
-            json_decref(root);
-            return NULL;
-        }
-        json_t *o = json_object();
-        if (!o || json_array_append_new(arr, o) ||
-            json_object_set_new(o, "device", json_string(dev)) ||
-            json_object_set_new(o, "ptr", json_integer((json_int_t)d->addr)) ||
-            json_object_set_new(o, "size", json_integer((json_int_t)d->size))) {
-            json_decref(root);
-            return NULL;
-        }
-    }
-    if (json_object_set_new(root, "nixl_metadata", json_string(nixl)) ||
-        json_object_set_new(root, "notification_key", json_string(md->notification_key)) ||
-        json_object_set_new(root, "operation_kind", json_integer(md->operation_kind))) {
-        json_decref(root);
-        return NULL;
-    }
-    *st_p = NXC_OK;
-    return root;
-}
-
 nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *len_p) {
     if (!md || !text_p) return nxc__err(NXC_ERR_INVALID_PARAM, "metadata encode: NULL argument");
     nxc_status_t st = lib_init();
@@ -338,124 +285,9 @@ nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *le
     free(blob);
     if (st) return st;
 
-    size_t nixl_len = strlen(nixl);
-    json_t *root = build_json(md, nixl, &st);
+    st = nxc__md_json_encode(md, nixl, strlen(nixl), text_p, len_p);
     free(nixl);
-    if (!root) {
-        if (st == NXC_ERR_NO_MEMORY)
-            return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory building JSON");
-        return st;
-    }
-    /* One serialization pass into a buffer sized from what the text holds;
-     * a second only in the rare case the estimate was short. */
-    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
-    size_t cap = 512 + nixl_len + md->ndesc * 96;
-    char *text = NULL;
-    size_t n = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        char *bigger = realloc(text, cap + 1);
-        if (!bigger) {
-            free(text);
-            json_decref(root);
-            return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-        }
-        text = bigger;
-        n = json_dumpb(root, text, cap, flags);
-        if (n == 0 || n <= cap || n > NXC_METADATA_MAX) break;
-        cap = n;
-    }
-    json_decref(root);
-    if (n == 0 || n > NXC_METADATA_MAX) {
-        free(text);
-        if (n == 0)
-            return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: JSON serialization failed");
-        return nxc__err(NXC_ERR_METADATA_TOO_LARGE,
-                        "metadata encode: the text would be %zu bytes; at most %u", n,
-                        (unsigned)NXC_METADATA_MAX);
-    }
-    text[n] = '\0';
-    *text_p = text;
-    if (len_p) *len_p = n;
-    return NXC_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Decoder: JSON level                                                       */
-/* ------------------------------------------------------------------------ */
-
-static nxc_status_t malformed_field_type(const char *field, const json_t *v, const char *want) {
-    return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"%s\" must be %s, got %s", field, want,
-                    json_type_name(v));
-}
-
-static nxc_status_t get_field(const json_t *root, const char *field, json_type type,
-                              const char *want, const json_t **out) {
-    const json_t *v = json_object_get(root, field);
-    if (!v)
-        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: required field \"%s\" is missing",
-                        field);
-    if (json_typeof(v) != type) return malformed_field_type(field, v, want);
-    *out = v;
-    return NXC_OK;
-}
-
-/* A descriptor's "ptr" or "size": an integer in 1..2^63-1. */
-static nxc_status_t desc_uint(const json_t *o, size_t i, const char *field, uint64_t *out) {
-    const json_t *v = json_object_get(o, field);
-    if (!v)
-        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: descriptor %zu: \"%s\" is missing",
-                        i, field);
-    if (!json_is_integer(v))
-        return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                        "metadata: descriptor %zu: \"%s\" must be an integer, got %s", i, field,
-                        json_type_name(v));
-    json_int_t x = json_integer_value(v);
-    if (x <= 0)
-        return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                        "metadata: descriptor %zu: \"%s\" is %lld; it must be > 0", i, field,
-                        (long long)x);
-    *out = (uint64_t)x;
-    return NXC_OK;
-}
-
-static nxc_status_t decode_descs(const json_t *arr, nxc__metadata_t *m) {
-    size_t n = json_array_size(arr);
-    if (n == 0) return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"descriptors\" is empty");
-    if (n > NXC__MD_MAX_DESCS)
-        return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                        "metadata: \"descriptors\" has %zu entries; at most %d", n,
-                        NXC__MD_MAX_DESCS);
-    m->descs = calloc(n, sizeof *m->descs);
-    if (!m->descs) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
-    m->ndesc = n;
-    for (size_t i = 0; i < n; i++) {
-        const json_t *o = json_array_get(arr, i);
-        nxc__rdesc_t *d = &m->descs[i];
-        if (!json_is_object(o))
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: descriptor %zu must be an object, got %s", i,
-                            json_type_name(o));
-        const json_t *dev = json_object_get(o, "device");
-        if (!dev)
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: descriptor %zu: \"device\" is missing", i);
-        if (!json_is_string(dev))
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: descriptor %zu: \"device\" must be a string, got %s", i,
-                            json_type_name(dev));
-        nxc_status_t st = nxc_device_parse(json_string_value(dev), &d->device);
-        if (st) {
-            char why[256];
-            snprintf(why, sizeof why, "%s", nxc_last_error());
-            return nxc__err(st, "metadata: descriptor %zu: %s", i, why);
-        }
-        if ((st = desc_uint(o, i, "ptr", &d->addr))) return st;
-        if ((st = desc_uint(o, i, "size", &d->size))) return st;
-        if (d->addr + d->size < d->addr)
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: descriptor %zu: ptr + size overflows 64 bits", i);
-    }
-    return NXC_OK;
+    return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -619,7 +451,7 @@ static nxc_status_t rd_text16(reader_t *r, const char *what, size_t max, char *d
         return nxc__err(NXC_ERR_METADATA_MALFORMED,
                         "metadata: blob %s length is %zu; expected 1..%zu", what, n, max);
     if ((st = rd_need(r, n, what))) return st;
-    if (!printable((const char *)r->p + r->off, n))
+    if (!nxc__md_printable((const char *)r->p + r->off, n))
         return nxc__err(NXC_ERR_METADATA_MALFORMED,
                         "metadata: blob %s holds a byte that is not printable ASCII", what);
     memcpy(dst, r->p + r->off, n);
@@ -628,11 +460,10 @@ static nxc_status_t rd_text16(reader_t *r, const char *what, size_t max, char *d
     return NXC_OK;
 }
 
-static nxc_status_t decode_blob(nxc__metadata_t *m) {
-    reader_t rd = {m->blob_, m->blob_len_, 0}, *r = &rd;
-    const uint8_t *p = m->blob_;
+/* The fixed header: magic, version, flags, total length, kind, identity. */
+static nxc_status_t decode_header(nxc__metadata_t *m, reader_t *r) {
+    const uint8_t *p = r->p;
     nxc_status_t st;
-
     if (r->len < 4 || memcmp(p, NXC__BLOB_MAGIC, 4))
         return nxc__err(NXC_ERR_METADATA_MALFORMED,
                         "metadata: not nxc metadata (the blob does not start with \"%s\")",
@@ -671,7 +502,12 @@ static nxc_status_t decode_blob(nxc__metadata_t *m) {
     m->pid = get_le32(p + 48);
     m->start_time = get_le64(p + 52);
     r->off = HEADER_LEN;
+    return NXC_OK;
+}
 
+/* name, host and the notification key (which must be the JSON's). */
+static nxc_status_t decode_texts(nxc__metadata_t *m, reader_t *r) {
+    nxc_status_t st;
     if ((st = rd_text16(r, "name", NXC_NAME_MAX, m->name))) return st;
     if ((st = rd_text16(r, "host", NXC__HOST_MAX, m->host))) return st;
     char key[NXC_KEY_MAX + 1];
@@ -681,6 +517,60 @@ static nxc_status_t decode_blob(nxc__metadata_t *m) {
                         "metadata: blob notification_key \"%s\" differs from the JSON "
                         "notification_key \"%s\"",
                         key, m->notification_key);
+    return NXC_OK;
+}
+
+/* Section s: its name (unique), conn and one key per descriptor. */
+static nxc_status_t decode_section(nxc__metadata_t *m, reader_t *r, size_t s) {
+    const uint8_t *p = r->p;
+    nxc__md_section_t *sec = &m->sections[s];
+    nxc_status_t st;
+    if ((st = rd_need(r, 1, "section name length"))) return st;
+    size_t n = p[r->off++];
+    if ((st = rd_need(r, n, "section name"))) return st;
+    if (!transport_name_ok((const char *)p + r->off, n))
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob section %zu: name must be 1..%d bytes of [a-z0-9_]", s,
+                        NXC__TRANSPORT_NAME_MAX);
+    memcpy(sec->name, p + r->off, n);
+    sec->name[n] = '\0';
+    r->off += n;
+    for (size_t t = 0; t < s; t++)
+        if (!strcmp(m->sections[t].name, sec->name))
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: blob sections %zu and %zu are both named \"%s\"", t, s,
+                            sec->name);
+    if ((st = rd_need(r, 4, "section conn length"))) return st;
+    uint32_t clen = get_le32(p + r->off);
+    r->off += 4;
+    if (rd_left(r) < clen)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob section \"%s\": conn length %u exceeds the %zu bytes "
+                        "left",
+                        sec->name, (unsigned)clen, rd_left(r));
+    sec->conn = (nxc__bytes_t){p + r->off, clen};
+    r->off += clen;
+    sec->keys = m->keys_ + s * m->ndesc;
+    for (size_t j = 0; j < m->ndesc; j++) {
+        if ((st = rd_need(r, 2, "key length"))) return st;
+        uint32_t klen = get_le16(p + r->off);
+        r->off += 2;
+        if (rd_left(r) < klen)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: blob section \"%s\": key %zu length %u exceeds the %zu "
+                            "bytes left",
+                            sec->name, j, (unsigned)klen, rd_left(r));
+        sec->keys[j] = (nxc__bytes_t){p + r->off, klen};
+        r->off += klen;
+    }
+    m->nsections = s + 1;
+    return NXC_OK;
+}
+
+/* The descriptor and section counts, then every section. */
+static nxc_status_t decode_sections(nxc__metadata_t *m, reader_t *r) {
+    const uint8_t *p = r->p;
+    nxc_status_t st;
     if ((st = rd_need(r, 5, "ndesc and nsections"))) return st;
     uint32_t ndesc = get_le32(p + r->off);
     if (ndesc != m->ndesc)
@@ -704,54 +594,20 @@ static nxc_status_t decode_blob(nxc__metadata_t *m) {
         m->keys_ = calloc(nsec * ndesc, sizeof *m->keys_);
         if (!m->keys_) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
     }
-    for (size_t s = 0; s < nsec; s++) {
-        nxc__md_section_t *sec = &m->sections[s];
-        if ((st = rd_need(r, 1, "section name length"))) return st;
-        size_t n = p[r->off++];
-        if ((st = rd_need(r, n, "section name"))) return st;
-        if (!transport_name_ok((const char *)p + r->off, n))
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: blob section %zu: name must be 1..%d bytes of [a-z0-9_]", s,
-                            NXC__TRANSPORT_NAME_MAX);
-        memcpy(sec->name, p + r->off, n);
-        sec->name[n] = '\0';
-        r->off += n;
-        for (size_t t = 0; t < s; t++)
-            if (!strcmp(m->sections[t].name, sec->name))
-                return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                                "metadata: blob sections %zu and %zu are both named \"%s\"", t, s,
-                                sec->name);
-        if ((st = rd_need(r, 4, "section conn length"))) return st;
-        uint32_t clen = get_le32(p + r->off);
-        r->off += 4;
-        if (rd_left(r) < clen)
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: blob section \"%s\": conn length %u exceeds the %zu bytes "
-                            "left",
-                            sec->name, (unsigned)clen, rd_left(r));
-        sec->conn.data = p + r->off;
-        sec->conn.len = clen;
-        r->off += clen;
-        sec->keys = m->keys_ + s * ndesc;
-        for (size_t j = 0; j < ndesc; j++) {
-            if ((st = rd_need(r, 2, "key length"))) return st;
-            uint32_t klen = get_le16(p + r->off);
-            r->off += 2;
-            if (rd_left(r) < klen)
-                return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                                "metadata: blob section \"%s\": key %zu length %u exceeds the %zu "
-                                "bytes left",
-                                sec->name, j, (unsigned)klen, rd_left(r));
-            sec->keys[j].data = p + r->off;
-            sec->keys[j].len = klen;
-            r->off += klen;
-        }
-        m->nsections = s + 1;
-    }
-    if (r->off != r->len)
+    for (size_t s = 0; s < nsec; s++)
+        if ((st = decode_section(m, r, s))) return st;
+    return NXC_OK;
+}
+
+static nxc_status_t decode_blob(nxc__metadata_t *m) {
+    reader_t r = {m->blob_, m->blob_len_, 0};
+    nxc_status_t st;
+    if ((st = decode_header(m, &r)) || (st = decode_texts(m, &r)) || (st = decode_sections(m, &r)))
+        return st;
+    if (r.off != r.len)
         return nxc__err(NXC_ERR_METADATA_MALFORMED,
                         "metadata: blob has %zu trailing bytes after the last section",
-                        r->len - r->off);
+                        r.len - r.off);
     return NXC_OK;
 }
 
@@ -759,59 +615,19 @@ static nxc_status_t decode_blob(nxc__metadata_t *m) {
 /* Decoder: entry point                                                      */
 /* ------------------------------------------------------------------------ */
 
-static nxc_status_t decode_json(const char *text, size_t len, nxc__metadata_t *m) {
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                        "metadata: not valid JSON (line %d, column %d): %s", jerr.line, jerr.column,
-                        jerr.text);
-    nxc_status_t st;
-    const json_t *descs, *nixl, *key, *kind;
+/* The JSON fields, then the blob inside nixl_metadata. */
+static nxc_status_t decode_text(const char *text, size_t len, nxc__metadata_t *m) {
+    char *nixl = NULL;
+    size_t nixl_len = 0;
     uint8_t *z = NULL;
     size_t zlen = 0;
-    if (!json_is_object(root)) {
-        st = nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: the JSON is %s, not an object",
-                      json_type_name(root));
-        goto out;
-    }
-    if ((st = get_field(root, "descriptors", JSON_ARRAY, "an array", &descs))) goto out;
-    if ((st = get_field(root, "nixl_metadata", JSON_STRING, "a string", &nixl))) goto out;
-    if ((st = get_field(root, "notification_key", JSON_STRING, "a string", &key))) goto out;
-    if ((st = get_field(root, "operation_kind", JSON_INTEGER, "an integer", &kind))) goto out;
-
-    json_int_t k = json_integer_value(kind);
-    if (k != NXC__MD_KIND_READ && k != NXC__MD_KIND_WRITE) {
-        st = nxc__err(NXC_ERR_METADATA_MALFORMED,
-                      "metadata: \"operation_kind\" is %lld; expected 1 (read) or 2 (write)",
-                      (long long)k);
-        goto out;
-    }
-    m->operation_kind = (int)k;
-
-    size_t klen = json_string_length(key);
-    const char *ks = json_string_value(key);
-    if (klen < 1 || klen > NXC_KEY_MAX) {
-        st = nxc__err(NXC_ERR_METADATA_MALFORMED,
-                      "metadata: \"notification_key\" is %zu bytes; expected 1..%d", klen,
-                      NXC_KEY_MAX);
-        goto out;
-    }
-    if (!printable(ks, klen)) {
-        st = nxc__err(NXC_ERR_METADATA_MALFORMED,
-                      "metadata: \"notification_key\" holds a byte that is not printable ASCII");
-        goto out;
-    }
-    memcpy(m->notification_key, ks, klen);
-    m->notification_key[klen] = '\0';
-
-    if ((st = decode_descs(descs, m))) goto out;
-
-    if ((st = unwrap_text(json_string_value(nixl), json_string_length(nixl), &z, &zlen))) goto out;
+    nxc_status_t st = nxc__md_json_decode(text, len, m, &nixl, &nixl_len);
+    if (st) return st;
+    st = unwrap_text(nixl, nixl_len, &z, &zlen);
+    free(nixl);
+    if (st) return st;
     st = inflate_bounded(z, zlen, &m->blob_, &m->blob_len_);
     free(z);
-out:
-    json_decref(root);
     return st;
 }
 
@@ -828,7 +644,7 @@ nxc_status_t nxc__md_decode(const char *text, size_t len, nxc__metadata_t *md) {
 
     nxc__metadata_t m;
     memset(&m, 0, sizeof m);
-    if ((st = decode_json(text, len, &m)) || (st = decode_blob(&m))) {
+    if ((st = decode_text(text, len, &m)) || (st = decode_blob(&m))) {
         nxc__md_free(&m);
         return st;
     }

@@ -506,6 +506,111 @@ static void test_unknown_keys_ignored(void) {
     NXT_PASS(dec_json(root));
 }
 
+/* A valid text with `fragment` (one or more "key":value members) put first
+ * in the top-level object, decoded; `len` 0 means strlen(fragment). */
+static nxc_status_t dec_with_member(const char *fragment, size_t len) {
+    json_t *root = valid_json();
+    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    size_t n = strlen(text), f = len ? len : strlen(fragment);
+    char *buf = malloc(n + f + 2);
+    buf[0] = '{';
+    memcpy(buf + 1, fragment, f);
+    buf[1 + f] = ',';
+    memcpy(buf + 2 + f, text + 1, n - 1);
+    nxc_status_t st = dec(buf, n + f + 1);
+    free(buf);
+    free(text);
+    return st;
+}
+
+/* The rules a tree parser used to give and the event parser keeps itself:
+ * no key twice in one object at any depth, no \u0000, strict UTF-8,
+ * bounded nesting, one value only. */
+static void test_json_rules(void) {
+    /* duplicates: in an unknown object, in a descriptor, unknown keys too */
+    NXT_FAIL(dec_with_member("\"x\":{\"a\":1,\"b\":2,\"a\":3}", 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "twice"));
+    NXT_FAIL(dec_with_member("\"x\":[{\"a\":1},{\"a\":1,\"a\":1}]", 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with_member("\"x\":1,\"x\":2", 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with_member("\"descriptors\":[]", 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "twice"));
+    /* the same key in different objects is fine */
+    NXT_PASS(dec_with_member("\"x\":{\"a\":1,\"y\":{\"a\":1}},\"y\":[{\"a\":1},{\"a\":1}]", 0));
+    json_t *root = valid_json();
+    char *t = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    char *at = strstr(t, "\"size\":");
+    NXT_CHECK(at);
+    char *dup = malloc(strlen(t) + 16);
+    sprintf(dup, "%.*s\"ptr\":8,%s", (int)(at - t), t, at);
+    NXT_FAIL(dec_str(dup), NXC_ERR_METADATA_MALFORMED);
+    sprintf(dup, "%.*s\"q\":8,\"q\":8,%s", (int)(at - t), t, at);
+    NXT_FAIL(dec_str(dup), NXC_ERR_METADATA_MALFORMED);
+    free(dup);
+    free(t);
+
+    /* \u0000 in a value or a key, even of an unknown field */
+    NXT_FAIL(dec_with_member("\"x\":\"a\\u0000b\"", 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "u0000"));
+    NXT_FAIL(dec_with_member("\"a\\u0000\":1", 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with_member("\"x\":\"a\0b\"", 8), NXC_ERR_METADATA_MALFORMED);
+
+    /* UTF-8: overlong, surrogate, above U+10FFFF, stray and cut sequences */
+    const char *bad_utf8[] = {"\"x\":\"\xc0\x80\"",     "\"x\":\"\xe0\x80\xaf\"",
+                              "\"x\":\"\xed\xa0\x80\"", "\"x\":\"\xf4\x90\x80\x80\"",
+                              "\"x\":\"\x80\"",         "\"x\":\"\xe2\x82\"",
+                              "\"\xc3\x28\":1",         "\"x\":\"\xf8\x88\x80\x80\x80\""};
+    for (size_t i = 0; i < sizeof bad_utf8 / sizeof *bad_utf8; i++)
+        NXT_FAIL(dec_with_member(bad_utf8[i], 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_PASS(dec_with_member("\"x\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \\u00e9\"", 0));
+
+    /* nesting: the top object plus 2047 arrays is the deepest accepted */
+    for (int depth = 2047; depth <= 2048; depth++) {
+        char *deep = malloc((size_t)depth * 2 + 16);
+        size_t n = (size_t)sprintf(deep, "\"x\":");
+        memset(deep + n, '[', (size_t)depth);
+        memset(deep + n + depth, ']', (size_t)depth);
+        deep[n + 2 * (size_t)depth] = '\0';
+        nxc_status_t st = dec_with_member(deep, 0);
+        if (depth == 2047)
+            NXT_PASS(st);
+        else
+            NXT_FAIL(st, NXC_ERR_METADATA_MALFORMED);
+        free(deep);
+    }
+
+    /* one value only, no comments, and a top-level value that is not an object */
+    NXT_FAIL(dec_str("5"), NXC_ERR_METADATA_MALFORMED);
+    NXT_CHECK(strstr(nxc_last_error(), "not an object"));
+    NXT_FAIL(dec_str("\"x\""), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with_member("/* c */\"x\":1", 0), NXC_ERR_METADATA_MALFORMED);
+    root = valid_json();
+    t = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    size_t n = strlen(t);
+    char *two = malloc(n + 8);
+    sprintf(two, "%s x", t);
+    NXT_FAIL(dec_str(two), NXC_ERR_METADATA_MALFORMED);
+    sprintf(two, " \n%s\t ", t); /* surrounding whitespace is fine */
+    NXT_PASS(dec_str(two));
+    free(two);
+    free(t);
+}
+
+/* Values of every JSON type under unknown keys, at the top and in a
+ * descriptor, are skipped. */
+static void test_unknown_values_of_every_type(void) {
+    NXT_PASS(dec_with_member("\"a\":null,\"b\":true,\"c\":-1.5e3,\"d\":\"s\",\"e\":[1,[2],{}],"
+                             "\"f\":{\"descriptors\":5,\"ptr\":\"x\"},\"g\":-9223372036854775808",
+                             0));
+    /* a real that overflows is refused (as a too-large integer is); one that
+     * rounds to 0 is a value */
+    NXT_FAIL(dec_with_member("\"x\":1e400", 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_FAIL(dec_with_member("\"x\":-9223372036854775809", 0), NXC_ERR_METADATA_MALFORMED);
+    NXT_PASS(dec_with_member("\"x\":1e-400", 0));
+}
+
 static void test_section_lookup(void) {
     fixture_t f;
     fixture_init(&f, 2, 3, NXC__MD_KIND_READ);
@@ -1219,6 +1324,8 @@ static const nxt_test_t nxt_tests[] = {
     {"json_shape", test_json_shape, 0},
     {"hex_legacy", test_hex_legacy, 0},
     {"unknown_keys_ignored", test_unknown_keys_ignored, 0},
+    {"unknown_values_of_every_type", test_unknown_values_of_every_type, 0},
+    {"json_rules", test_json_rules, 0},
     {"section_lookup", test_section_lookup, 0},
     {"handbuilt_valid", test_handbuilt_valid, 0},
     {"encode_invalid", test_encode_invalid, 0},

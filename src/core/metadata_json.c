@@ -1,0 +1,608 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The JSON layer of the metadata text, on yajl (Debian's libyajl2).
+ *
+ * Why yajl's event parser and not a document tree: parsing is on every
+ * nxc_begin_read/write, and a tree costs an allocation per value and a
+ * second walk. jansson took 13 us for the 0.9 KB text of one descriptor
+ * and 1.3 ms for the 52 KB of 1024; yajl's events, written straight into
+ * nxc__metadata_t, take about a tenth of that.
+ *
+ * The price is that the rules a tree parser gave for free are kept here:
+ * no key twice in one object at any depth (known keys by a bit per object,
+ * other keys in a table keyed by object), no \u0000 in a string or key,
+ * nesting bounded at JSON_MAX_DEPTH, strict UTF-8 (yajl checks only the
+ * byte patterns, so overlong forms and surrogates are refused here). Field
+ * checks run after the whole text parsed, in the order of docs/metadata.md,
+ * so a text with several faults reports the same one whatever its layout.
+ */
+#include "core/metadata_json.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
+
+#include "core/device.h"
+#include "util/error.h"
+
+/* Keys of unknown fields go into a table whose hash is keyed per process,
+ * so a text cannot be built to make all of them collide. */
+static uint8_t g_hash_key[crypto_shorthash_KEYBYTES];
+#define HASH_FUNCTION(keyptr, keylen, hashv)                                                       \
+    do {                                                                                           \
+        uint8_t h_[crypto_shorthash_BYTES];                                                        \
+        crypto_shorthash(h_, (const unsigned char *)(keyptr), (keylen), g_hash_key);               \
+        memcpy(&(hashv), h_, sizeof(hashv));                                                       \
+    } while (0)
+#include "util/hash.h"
+
+static void hash_key_init(void) {
+    randombytes_buf(g_hash_key, sizeof g_hash_key);
+}
+
+#define JSON_MAX_DEPTH 2048 /* nesting levels, as jansson bounded them */
+
+enum { TOP_DESCRIPTORS, TOP_NIXL, TOP_KEY, TOP_KIND, TOP_FIELDS };
+enum { DESC_DEVICE, DESC_PTR, DESC_SIZE, DESC_FIELDS };
+static const char *const top_names[TOP_FIELDS] = {"descriptors", "nixl_metadata",
+                                                  "notification_key", "operation_kind"};
+static const char *const desc_names[DESC_FIELDS] = {"device", "ptr", "size"};
+
+typedef enum {
+    JT_ABSENT,
+    JT_OBJECT,
+    JT_ARRAY,
+    JT_STRING,
+    JT_INTEGER,
+    JT_REAL,
+    JT_BOOLEAN,
+    JT_NULL
+} jtype_t;
+
+/* What a container is to the decoder; everything else is only checked. */
+typedef enum { ROLE_OTHER, ROLE_ROOT, ROLE_DESCS, ROLE_DESC } role_t;
+
+typedef struct frame {
+    uint8_t role;
+    uint8_t seen; /* known keys met so far (objects), a bit per field */
+    uint32_t serial;
+} frame_t;
+
+/* An unknown key of one object: 4 bytes of the object's serial, then the key. */
+typedef struct unknown_key {
+    UT_hash_handle hh;
+    size_t len;
+    uint8_t bytes[];
+} unknown_key_t;
+
+/* The descriptor being read: what its fields were, checked at its end. */
+typedef struct desc_state {
+    jtype_t type[DESC_FIELDS];
+    long long value[DESC_FIELDS]; /* ptr and size */
+    nxc_device_t device;
+    nxc_status_t device_st;
+    char device_why[200];
+} desc_state_t;
+
+typedef struct parse {
+    nxc__metadata_t *m;
+    int depth;
+    uint32_t serials;
+    int field; /* of the innermost object: the known field whose value comes next, or -1 */
+    frame_t stack[JSON_MAX_DEPTH];
+    jtype_t root_type;
+    jtype_t top_type[TOP_FIELDS];
+    long long kind;
+    size_t key_len;
+    bool key_printable;
+    char *nixl;
+    size_t nixl_len;
+    size_t ndescs, cap; /* elements of "descriptors"; room in m->descs */
+    desc_state_t desc;
+    nxc_status_t desc_st; /* the first descriptor's fault, reported after the fields above */
+    char desc_why[256];
+    unknown_key_t *unknown;
+    nxc_status_t stop_st; /* why a callback stopped the parse (message already set) */
+} parse_t;
+
+static const char *jtype_name(jtype_t t) {
+    switch (t) {
+    case JT_OBJECT: return "an object";
+    case JT_ARRAY: return "an array";
+    case JT_STRING: return "a string";
+    case JT_INTEGER: return "an integer";
+    case JT_REAL: return "a real number";
+    case JT_BOOLEAN: return "a boolean";
+    case JT_NULL: return "null";
+    case JT_ABSENT: break;
+    }
+    return "nothing";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rules of the text itself                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, at most
+ * U+10FFFF. yajl checks only that the bytes follow the lead/continuation
+ * pattern. */
+static bool utf8_valid(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                     : c >= 0xe0 && c <= 0xef ? 3
+                     : c >= 0xf0 && c <= 0xf4 ? 4
+                                              : 0;
+        if (len == 0 || n - i < len) return false;
+        unsigned c1 = s[i + 1];
+        unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+        unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        if (c1 < lo || c1 > hi) return false;
+        for (size_t k = 2; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80) return false;
+        i += len;
+    }
+    return true;
+}
+
+static int stop(parse_t *p, nxc_status_t st) {
+    p->stop_st = st;
+    return 0; /* yajl: cancel the parse */
+}
+
+/* A string value or key: no \u0000, valid UTF-8. */
+static int check_string(parse_t *p, const unsigned char *s, size_t n, const char *what) {
+    if (memchr(s, '\0', n))
+        return stop(
+            p, nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: a JSON %s holds \\u0000", what));
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= 0x80) {
+            if (utf8_valid(s + i, n - i)) break;
+            return stop(p, nxc__err(NXC_ERR_METADATA_MALFORMED,
+                                    "metadata: a JSON %s is not valid UTF-8", what));
+        }
+    return 1;
+}
+
+/* Remember an unknown key of the innermost object; false if it was there. */
+static int note_unknown_key(parse_t *p, const unsigned char *key, size_t n) {
+    unknown_key_t *k = malloc(sizeof *k + 4 + n);
+    if (!k) return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
+    k->len = 4 + n;
+    memcpy(k->bytes, &p->stack[p->depth - 1].serial, 4);
+    memcpy(k->bytes + 4, key, n);
+    unknown_key_t *old = NULL;
+    HASH_FIND(hh, p->unknown, k->bytes, k->len, old);
+    if (old) {
+        free(k);
+        return stop(p, nxc__err(NXC_ERR_METADATA_MALFORMED,
+                                "metadata: an object holds the key \"%.*s\" twice",
+                                (int)(n > 64 ? 64 : n), key));
+    }
+    HASH_ADD_KEYPTR(hh, p->unknown, k->bytes, k->len, k);
+    HASH_FIND(hh, p->unknown, k->bytes, k->len, old);
+    if (!old) { /* uthash could not grow its table (HASH_NONFATAL_OOM) */
+        free(k);
+        return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
+    }
+    return 1;
+}
+
+static void free_unknown(parse_t *p) {
+    unknown_key_t *k, *tmp;
+    HASH_ITER(hh, p->unknown, k, tmp) {
+        HASH_DEL(p->unknown, k);
+        free(k);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Where a value goes                                                        */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { SLOT_NONE, SLOT_TOP, SLOT_DESC_ELEMENT, SLOT_DESC_FIELD } slot_t;
+
+static void desc_fault(parse_t *p, nxc_status_t st, const char *fmt, ...) {
+    if (p->desc_st != NXC_OK) return; /* the first descriptor's fault is the one told */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->desc_why, sizeof p->desc_why, fmt, ap);
+    va_end(ap);
+    p->desc_st = st;
+}
+
+/* Record the type of a value starting now and say where it belongs. */
+static slot_t place(parse_t *p, jtype_t t) {
+    if (p->depth == 0) {
+        p->root_type = t;
+        return SLOT_NONE;
+    }
+    frame_t *f = &p->stack[p->depth - 1];
+    switch ((role_t)f->role) {
+    case ROLE_ROOT:
+        if (p->field < 0) return SLOT_NONE;
+        p->top_type[p->field] = t;
+        return SLOT_TOP;
+    case ROLE_DESCS:
+        if (t != JT_OBJECT && p->ndescs < NXC__MD_MAX_DESCS)
+            desc_fault(p, NXC_ERR_METADATA_MALFORMED,
+                       "metadata: descriptor %zu must be an object, got %s", p->ndescs,
+                       jtype_name(t));
+        p->ndescs++;
+        return SLOT_DESC_ELEMENT;
+    case ROLE_DESC:
+        if (p->field < 0) return SLOT_NONE;
+        p->desc.type[p->field] = t;
+        return SLOT_DESC_FIELD;
+    case ROLE_OTHER: break;
+    }
+    return SLOT_NONE;
+}
+
+/* The fields of the descriptor that just ended, in the order the text
+ * format lists them. */
+static void check_desc(parse_t *p, size_t i) {
+    const desc_state_t *d = &p->desc;
+    if (d->type[DESC_DEVICE] == JT_ABSENT)
+        return desc_fault(p, NXC_ERR_METADATA_MALFORMED,
+                          "metadata: descriptor %zu: \"device\" is missing", i);
+    if (d->type[DESC_DEVICE] != JT_STRING)
+        return desc_fault(p, NXC_ERR_METADATA_MALFORMED,
+                          "metadata: descriptor %zu: \"device\" must be a string, got %s", i,
+                          jtype_name(d->type[DESC_DEVICE]));
+    if (d->device_st != NXC_OK)
+        return desc_fault(p, d->device_st, "metadata: descriptor %zu: %s", i, d->device_why);
+    for (int f = DESC_PTR; f <= DESC_SIZE; f++) {
+        if (d->type[f] == JT_ABSENT)
+            return desc_fault(p, NXC_ERR_METADATA_MALFORMED,
+                              "metadata: descriptor %zu: \"%s\" is missing", i, desc_names[f]);
+        if (d->type[f] != JT_INTEGER)
+            return desc_fault(p, NXC_ERR_METADATA_MALFORMED,
+                              "metadata: descriptor %zu: \"%s\" must be an integer, got %s", i,
+                              desc_names[f], jtype_name(d->type[f]));
+        if (d->value[f] <= 0)
+            return desc_fault(p, NXC_ERR_METADATA_MALFORMED,
+                              "metadata: descriptor %zu: \"%s\" is %lld; it must be > 0", i,
+                              desc_names[f], d->value[f]);
+    }
+    /* both are at most 2^63 - 1, so the sum fits; kept for the format's rule */
+    if ((uint64_t)d->value[DESC_PTR] + (uint64_t)d->value[DESC_SIZE] < (uint64_t)d->value[DESC_PTR])
+        desc_fault(p, NXC_ERR_METADATA_MALFORMED,
+                   "metadata: descriptor %zu: ptr + size overflows 64 bits", i);
+}
+
+/* Keep the descriptor that just ended (index i) in m->descs. */
+static int store_desc(parse_t *p, size_t i) {
+    if (i >= NXC__MD_MAX_DESCS || p->desc_st != NXC_OK) return 1; /* refused at the end */
+    while (i >= p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 4;
+        nxc__rdesc_t *d = realloc(p->m->descs, cap * sizeof *d);
+        if (!d) return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
+        p->m->descs = d;
+        p->cap = cap;
+    }
+    p->m->descs[i] = (nxc__rdesc_t){.addr = (uint64_t)p->desc.value[DESC_PTR],
+                                    .size = (uint64_t)p->desc.value[DESC_SIZE],
+                                    .device = p->desc.device};
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* yajl's events                                                             */
+/* ------------------------------------------------------------------------ */
+
+static int on_null(void *ctx) {
+    place(ctx, JT_NULL);
+    return 1;
+}
+
+static int on_boolean(void *ctx, int b) {
+    place(ctx, JT_BOOLEAN);
+    return 1;
+}
+
+/* A number as yajl lexed it (JSON grammar already checked). An integer is
+ * one with no fraction or exponent, and must fit in 64 signed bits; a real
+ * must not overflow to infinity (it may round to 0). yajl's own integer
+ * conversion refuses -2^63, which is in range, hence the text. */
+static int on_number(void *ctx, const char *s, size_t n) {
+    parse_t *p = ctx;
+    bool integer = !memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n);
+    char small[64], *text = n < sizeof small ? small : malloc(n + 1);
+    if (!text) return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
+    memcpy(text, s, n);
+    text[n] = '\0';
+    errno = 0;
+    long long v = 0;
+    bool range;
+    if (integer) {
+        v = strtoll(text, NULL, 10);
+        range = errno != ERANGE;
+    } else {
+        double d = strtod(text, NULL);
+        range = !(errno == ERANGE && d != 0);
+    }
+    if (text != small) free(text);
+    if (!range)
+        return stop(p, nxc__err(NXC_ERR_METADATA_MALFORMED,
+                                "metadata: the number %.*s%s is out of range",
+                                (int)(n > 40 ? 40 : n), s, n > 40 ? "..." : ""));
+    slot_t slot = place(p, integer ? JT_INTEGER : JT_REAL);
+    if (integer && slot == SLOT_TOP && p->field == TOP_KIND) p->kind = v;
+    if (integer && slot == SLOT_DESC_FIELD) p->desc.value[p->field] = v;
+    return 1;
+}
+
+static void parse_device(parse_t *p, const unsigned char *s, size_t n) {
+    char text[64];
+    if (n >= sizeof text) { /* no device name is this long: say so without copying it */
+        p->desc.device_st = NXC_ERR_INVALID_DEVICE;
+        snprintf(p->desc.device_why, sizeof p->desc.device_why,
+                 "device text of %zu bytes is not a device", n);
+        return;
+    }
+    memcpy(text, s, n);
+    text[n] = '\0';
+    p->desc.device_st = nxc_device_parse(text, &p->desc.device);
+    if (p->desc.device_st != NXC_OK)
+        snprintf(p->desc.device_why, sizeof p->desc.device_why, "%s", nxc_last_error());
+}
+
+static int keep_nixl(parse_t *p, const unsigned char *s, size_t n) {
+    p->nixl = malloc(n ? n : 1);
+    if (!p->nixl) return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
+    memcpy(p->nixl, s, n);
+    p->nixl_len = n;
+    return 1;
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t n) {
+    parse_t *p = ctx;
+    if (!check_string(p, s, n, "string")) return 0;
+    slot_t slot = place(p, JT_STRING);
+    if (slot == SLOT_DESC_FIELD && p->field == DESC_DEVICE) parse_device(p, s, n);
+    if (slot != SLOT_TOP) return 1;
+    if (p->field == TOP_NIXL) return keep_nixl(p, s, n);
+    if (p->field == TOP_KEY) {
+        p->key_len = n;
+        p->key_printable = nxc__md_printable((const char *)s, n);
+        if (n <= NXC_KEY_MAX) {
+            memcpy(p->m->notification_key, s, n);
+            p->m->notification_key[n] = '\0';
+        }
+    }
+    return 1;
+}
+
+static int push(parse_t *p, role_t role) {
+    if (p->depth == JSON_MAX_DEPTH)
+        return stop(p, nxc__err(NXC_ERR_METADATA_MALFORMED,
+                                "metadata: the JSON nests deeper than %d levels", JSON_MAX_DEPTH));
+    p->stack[p->depth++] = (frame_t){.role = (uint8_t)role, .serial = p->serials++};
+    p->field = -1;
+    return 1;
+}
+
+static int on_start_map(void *ctx) {
+    parse_t *p = ctx;
+    bool top = p->depth == 0;
+    slot_t s = place(p, JT_OBJECT);
+    if (s == SLOT_DESC_ELEMENT) memset(&p->desc, 0, sizeof p->desc);
+    return push(p, top ? ROLE_ROOT : s == SLOT_DESC_ELEMENT ? ROLE_DESC : ROLE_OTHER);
+}
+
+static int on_start_array(void *ctx) {
+    parse_t *p = ctx;
+    slot_t s = place(p, JT_ARRAY);
+    bool descs = s == SLOT_TOP && p->field == TOP_DESCRIPTORS;
+    return push(p, descs ? ROLE_DESCS : ROLE_OTHER);
+}
+
+static int field_index(const char *const *names, int count, const unsigned char *key, size_t n) {
+    for (int i = 0; i < count; i++)
+        if (strlen(names[i]) == n && !memcmp(names[i], key, n)) return i;
+    return -1;
+}
+
+static int on_map_key(void *ctx, const unsigned char *key, size_t n) {
+    parse_t *p = ctx;
+    if (!check_string(p, key, n, "key")) return 0;
+    frame_t *f = &p->stack[p->depth - 1];
+    p->field = f->role == ROLE_ROOT   ? field_index(top_names, TOP_FIELDS, key, n)
+               : f->role == ROLE_DESC ? field_index(desc_names, DESC_FIELDS, key, n)
+                                      : -1;
+    if (p->field < 0) return note_unknown_key(p, key, n);
+    if (f->seen & (1u << p->field))
+        return stop(p, nxc__err(NXC_ERR_METADATA_MALFORMED,
+                                "metadata: an object holds the key \"%.*s\" twice", (int)n, key));
+    f->seen |= (uint8_t)(1u << p->field);
+    return 1;
+}
+
+static int on_end_map(void *ctx) {
+    parse_t *p = ctx;
+    bool desc = p->stack[p->depth - 1].role == ROLE_DESC;
+    p->depth--;
+    if (!desc) return 1;
+    check_desc(p, p->ndescs - 1);
+    return store_desc(p, p->ndescs - 1);
+}
+
+static int on_end_array(void *ctx) {
+    ((parse_t *)ctx)->depth--;
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_map_key,
+    .yajl_end_map = on_end_map,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end_array,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Decoding                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static nxc_status_t run_parser(parse_t *p, const char *text, size_t len) {
+    yajl_handle h = yajl_alloc(&callbacks, NULL, p);
+    if (!h) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    const unsigned char *u = (const unsigned char *)text;
+    yajl_status ys = yajl_parse(h, u, len);
+    if (ys == yajl_status_ok) ys = yajl_complete_parse(h);
+    nxc_status_t st = NXC_OK;
+    if (ys == yajl_status_client_canceled)
+        st = p->stop_st;
+    else if (ys != yajl_status_ok) {
+        size_t at = yajl_get_bytes_consumed(h);
+        unsigned char *why = yajl_get_error(h, 0, u, len);
+        st = nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: not valid JSON (near byte %zu): %s",
+                      at, why ? (const char *)why : "parse error");
+        if (why) yajl_free_error(h, why);
+    }
+    yajl_free(h);
+    return st;
+}
+
+/* The checks of docs/metadata.md §3.2, once the whole text parsed. */
+static nxc_status_t check_fields(const parse_t *p, nxc__metadata_t *m) {
+    static const jtype_t want[TOP_FIELDS] = {JT_ARRAY, JT_STRING, JT_STRING, JT_INTEGER};
+    if (p->root_type != JT_OBJECT)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: the JSON is %s, not an object",
+                        jtype_name(p->root_type));
+    for (int f = 0; f < TOP_FIELDS; f++) {
+        if (p->top_type[f] == JT_ABSENT)
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: required field \"%s\" is missing", top_names[f]);
+        if (p->top_type[f] != want[f])
+            return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"%s\" must be %s, got %s",
+                            top_names[f], jtype_name(want[f]), jtype_name(p->top_type[f]));
+    }
+    if (p->kind != NXC__MD_KIND_READ && p->kind != NXC__MD_KIND_WRITE)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: \"operation_kind\" is %lld; expected 1 (read) or 2 (write)",
+                        p->kind);
+    m->operation_kind = (int)p->kind;
+    if (p->key_len < 1 || p->key_len > NXC_KEY_MAX)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: \"notification_key\" is %zu bytes; expected 1..%d", p->key_len,
+                        NXC_KEY_MAX);
+    if (!p->key_printable)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: \"notification_key\" holds a byte that is not printable ASCII");
+    if (p->ndescs == 0)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"descriptors\" is empty");
+    if (p->ndescs > NXC__MD_MAX_DESCS)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: \"descriptors\" has %zu entries; at most %d", p->ndescs,
+                        NXC__MD_MAX_DESCS);
+    if (p->desc_st != NXC_OK) return nxc__err(p->desc_st, "%s", p->desc_why);
+    m->ndesc = p->ndescs;
+    return NXC_OK;
+}
+
+nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m, char **nixl_p,
+                                 size_t *nixl_len_p) {
+    if (sodium_init() < 0)
+        return nxc__err(NXC_ERR_SYSTEM, "metadata: libsodium failed to initialize");
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, hash_key_init);
+    parse_t *p = calloc(1, sizeof *p);
+    if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    p->m = m;
+    p->field = -1;
+    nxc_status_t st = run_parser(p, text, len);
+    if (st == NXC_OK) st = check_fields(p, m);
+    free_unknown(p);
+    if (st == NXC_OK) {
+        *nixl_p = p->nixl;
+        *nixl_len_p = p->nixl_len;
+    } else
+        free(p->nixl);
+    free(p);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoding                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static bool gen_key(yajl_gen g, const char *key) {
+    return yajl_gen_string(g, (const unsigned char *)key, strlen(key)) == yajl_gen_status_ok;
+}
+
+static nxc_status_t gen_descs(yajl_gen g, const nxc__metadata_t *md) {
+    bool ok = yajl_gen_array_open(g) == yajl_gen_status_ok;
+    char dev[NXC_DEVICE_TEXT_MAX];
+    for (size_t i = 0; ok && i < md->ndesc; i++) {
+        const nxc__rdesc_t *d = &md->descs[i];
+        /* the descriptors of an op are nearly always on one device: format once */
+        bool same = i > 0 && d->device.kind == d[-1].device.kind && d->device.id == d[-1].device.id;
+        if (!same && nxc_device_format(d->device, dev, sizeof dev) != NXC_OK)
+            return nxc__err(NXC_ERR_INVALID_PARAM,
+                            "metadata encode: descriptor %zu: device kind %d id %d is invalid", i,
+                            (int)d->device.kind, d->device.id);
+        ok = yajl_gen_map_open(g) == yajl_gen_status_ok && gen_key(g, "device") &&
+             gen_key(g, dev) && gen_key(g, "ptr") &&
+             yajl_gen_integer(g, (long long)d->addr) == yajl_gen_status_ok && gen_key(g, "size") &&
+             yajl_gen_integer(g, (long long)d->size) == yajl_gen_status_ok &&
+             yajl_gen_map_close(g) == yajl_gen_status_ok;
+    }
+    ok = ok && yajl_gen_array_close(g) == yajl_gen_status_ok;
+    return ok ? NXC_OK : nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+}
+
+static nxc_status_t gen_text(yajl_gen g, const nxc__metadata_t *md, const char *nixl,
+                             size_t nixl_len) {
+    nxc_status_t st;
+    if (yajl_gen_map_open(g) != yajl_gen_status_ok || !gen_key(g, "descriptors"))
+        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    if ((st = gen_descs(g, md))) return st;
+    bool ok = gen_key(g, "nixl_metadata") &&
+              yajl_gen_string(g, (const unsigned char *)nixl, nixl_len) == yajl_gen_status_ok &&
+              gen_key(g, "notification_key") && gen_key(g, md->notification_key) &&
+              gen_key(g, "operation_kind") &&
+              yajl_gen_integer(g, md->operation_kind) == yajl_gen_status_ok &&
+              yajl_gen_map_close(g) == yajl_gen_status_ok;
+    return ok ? NXC_OK : nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+}
+
+nxc_status_t nxc__md_json_encode(const nxc__metadata_t *md, const char *nixl, size_t nixl_len,
+                                 char **text_p, size_t *len_p) {
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (!g) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    nxc_status_t st = gen_text(g, md, nixl, nixl_len);
+    const unsigned char *buf = NULL;
+    size_t n = 0;
+    if (st == NXC_OK) yajl_gen_get_buf(g, &buf, &n);
+    if (st == NXC_OK && n > NXC_METADATA_MAX)
+        st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
+                      "metadata encode: the text would be %zu bytes; at most %u", n,
+                      (unsigned)NXC_METADATA_MAX);
+    char *text = st == NXC_OK ? malloc(n + 1) : NULL;
+    if (st == NXC_OK && !text) st = nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    if (st == NXC_OK) {
+        memcpy(text, buf, n);
+        text[n] = '\0';
+        *text_p = text;
+        if (len_p) *len_p = n;
+    }
+    yajl_gen_free(g);
+    return st;
+}
