@@ -9,7 +9,12 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "core/connector.h"
+#include "core/cq.h"
+#include "core/mem.h"
+#include "core/op.h"
+#include "core/options.h"
+#include "core/progress.h"
 #include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -187,6 +192,7 @@ static nxc_status_t connector_create(const nxc_connector_params_t *params,
     c->epfd = c->wakefd = c->timerfd = -1;
     c->timer_set = UINT64_MAX;
     c->deadline_floor = UINT64_MAX;
+    c->after_pass = nxc__ops_after_pass;
     pthread_mutex_init(&c->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -342,4 +348,16 @@ int nxc_connector_fd(nxc_connector_t *c) {
         return -1;
     }
     return c->epfd;
+}
+
+/* --- what transports read (transport/transport.h) ---------------------------- */
+
+const char *nxc__connector_name(const nxc_connector_t *c) {
+    return c->name;
+}
+const uint8_t *nxc__connector_instance(const nxc_connector_t *c) {
+    return c->instance;
+}
+const char *nxc__connector_host(const nxc_connector_t *c) {
+    return c->host;
 }

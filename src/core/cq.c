@@ -12,7 +12,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "core/connector.h"
+#include "core/cq.h"
+#include "core/op.h"
+#include "core/progress.h"
 #include "util/error.h"
 #include "util/time.h"
 

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/connector.h"
 #include "core/device.h"
+#include "core/mem.h"
+#include "core/select.h"
 #include "util/error.h"
 
 struct nxc_mem {

@@ -11,7 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/connector.h"
+#include "core/options.h"
 #include "util/env.h"
 #include "util/error.h"
 

@@ -12,12 +12,13 @@
  * an idle connector's fd stays quiet (see nxc_connector_arm() in nxc.h).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "core/progress.h"
 #include "util/time.h"
 
 /* Longest sleep of the progress thread: a safety net only, every timer is
@@ -42,8 +43,7 @@ int nxc__progress_locked(nxc_connector_t *c) {
     int work = 0;
     for (size_t i = 0; i < c->ntps; i++)
         work += c->tps[i]->ops->progress(c->tps[i]);
-    nxc__check_deadlines(c);
-    nxc__reap(c);
+    c->after_pass(c); /* the ops' deadlines and reaping */
     return work;
 }
 
