@@ -41,20 +41,20 @@ void nxc__passive_unindex(nxc_op_t *op) {
     op->indexed = false;
 }
 
-/* Add `g` to the connector's grant index; false when out of memory. */
-static bool index_grant(nxc_connector_t *c, nxc__grant_t *g) {
+/* Add `grant` to the connector's grant index; false when out of memory. */
+static bool index_grant(nxc_connector_t *c, nxc__grant_t *grant) {
     nxc__grant_t *found = NULL;
-    HASH_ADD(by_id, c->grants_by_id, id, sizeof g->id, g);
-    HASH_FIND(by_id, c->grants_by_id, &g->id, sizeof g->id, found);
-    return found == g;
+    HASH_ADD(by_id, c->grants_by_id, id, sizeof grant->id, grant);
+    HASH_FIND(by_id, c->grants_by_id, &grant->id, sizeof grant->id, found);
+    return found == grant;
 }
 
 void nxc__grants_free(nxc_op_t *op) {
     while (op->grants) {
-        nxc__grant_t *g = op->grants;
-        op->grants = g->next;
-        HASH_DELETE(by_id, op->c->grants_by_id, g);
-        free(g);
+        nxc__grant_t *grant = op->grants;
+        op->grants = grant->next;
+        HASH_DELETE(by_id, op->c->grants_by_id, grant);
+        free(grant);
     }
 }
 
@@ -66,9 +66,9 @@ static bool no_grants(const void *arg) {
 }
 
 static nxc__grant_t *find_grant(nxc_connector_t *c, void *peer, uint64_t id) {
-    nxc__grant_t *g = NULL;
-    HASH_FIND(by_id, c->grants_by_id, &id, sizeof id, g);
-    return g && g->peer == peer ? g : NULL;
+    nxc__grant_t *grant = NULL;
+    HASH_FIND(by_id, c->grants_by_id, &id, sizeof id, grant);
+    return grant && grant->peer == peer ? grant : NULL;
 }
 
 bool nxc__passive_known(nxc_connector_t *c, const char *key, const uint8_t *secret) {
@@ -76,10 +76,12 @@ bool nxc__passive_known(nxc_connector_t *c, const char *key, const uint8_t *secr
     return op && sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) == 0;
 }
 
-static bool range_inside(const nxc_op_t *op, const nxc__range_t *r) {
+static bool range_inside(const nxc_op_t *op, const nxc__range_t *range) {
     for (size_t i = 0; i < op->nlocal; i++) {
-        uint64_t s = (uintptr_t)op->local[i].ptr, e = s + op->local[i].size;
-        if (r->len && r->addr >= s && r->addr <= e && r->len <= e - r->addr) return true;
+        uint64_t start = (uintptr_t)op->local[i].ptr, end = start + op->local[i].size;
+        if (range->len && range->addr >= start && range->addr <= end &&
+            range->len <= end - range->addr)
+            return true;
     }
     return false;
 }
@@ -97,22 +99,23 @@ static const char *cover_check(const nxc_op_t *op, const nxc__range_t *ranges, s
     uint64_t from = (uint64_t)part * per;
     if (from >= op->total) return "the stripe lies past the op's end";
     uint64_t left = op->total - from < per ? op->total - from : per;
-    size_t d = 0;
-    uint64_t off = from; /* into descriptor d */
-    while (off >= op->local[d].size)
-        off -= op->local[d++].size;
+    size_t desc = 0;
+    uint64_t off = from; /* into descriptor `desc` */
+    while (off >= op->local[desc].size)
+        off -= op->local[desc++].size;
     for (size_t i = 0; i < nranges; i++) {
-        const nxc__range_t *r = &ranges[i];
+        const nxc__range_t *range = &ranges[i];
         if (left == 0) return "the ranges go past the op's bytes";
-        uint64_t room = op->local[d].size - off;
-        if (r->addr != (uintptr_t)op->local[d].ptr + off || r->len == 0 || r->len > room ||
-            r->len > left)
-            return range_inside(op, r) ? "the ranges are not the op's buffers, whole and in order"
-                                       : "a range lies outside the op's buffers";
-        left -= r->len;
-        off += r->len;
-        if (off == op->local[d].size && d + 1 < op->nlocal) {
-            d++;
+        uint64_t room = op->local[desc].size - off;
+        if (range->addr != (uintptr_t)op->local[desc].ptr + off || range->len == 0 ||
+            range->len > room || range->len > left)
+            return range_inside(op, range)
+                       ? "the ranges are not the op's buffers, whole and in order"
+                       : "a range lies outside the op's buffers";
+        left -= range->len;
+        off += range->len;
+        if (off == op->local[desc].size && desc + 1 < op->nlocal) {
+            desc++;
             off = 0;
         }
     }
@@ -142,25 +145,25 @@ nxc_status_t nxc__grant_open_part(nxc_connector_t *c, nxc__tp_t *tp, void *peer,
         NXC_LOG_I("connector %s: refused access to op %.64s: %s", c->name, key, reason);
         return NXC_ERR_REFUSED;
     }
-    nxc__grant_t *g = calloc(1, sizeof *g);
-    if (!g) {
+    nxc__grant_t *grant = calloc(1, sizeof *grant);
+    if (!grant) {
         snprintf(why, why_len, "out of memory");
         return NXC_ERR_NO_MEMORY;
     }
-    g->id = c->next_grant_id++;
-    g->tp = tp;
-    g->peer = peer;
-    g->op = op;
-    if (!index_grant(c, g)) {
-        free(g);
+    grant->id = c->next_grant_id++;
+    grant->tp = tp;
+    grant->peer = peer;
+    grant->op = op;
+    if (!index_grant(c, grant)) {
+        free(grant);
         snprintf(why, why_len, "out of memory");
         return NXC_ERR_NO_MEMORY;
     }
-    g->next = op->grants;
-    op->grants = g;
+    grant->next = op->grants;
+    op->grants = grant;
     nxc__op_progressing(op);
     op->used = tp->ops;
-    *grant_id_p = g->id;
+    *grant_id_p = grant->id;
     return NXC_OK;
 }
 
@@ -173,21 +176,21 @@ nxc_status_t nxc__grant_open(nxc_connector_t *c, nxc__tp_t *tp, void *peer, cons
 
 nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind_t kind,
                         uint64_t addr, uint64_t len) {
-    nxc__grant_t *g = find_grant(c, peer, id);
-    if (!g) return NULL;
-    nxc_op_t *op = g->op;
+    nxc__grant_t *grant = find_grant(c, peer, id);
+    if (!grant) return NULL;
+    nxc_op_t *op = grant->op;
     if (op->kind != kind || op->revoked || nxc__op_terminal(op)) return NULL;
     return range_inside(op, &(nxc__range_t){addr, len}) ? op : NULL;
 }
 
 /* Unlink the grant matching (peer, id) or, with id 0, the first held by peer. */
 static bool take_grant(nxc_op_t *op, void *peer, uint64_t id) {
-    for (nxc__grant_t **pg = &op->grants; *pg; pg = &(*pg)->next) {
-        nxc__grant_t *g = *pg;
-        if (g->peer == peer && (id == 0 || g->id == id)) {
-            *pg = g->next;
-            HASH_DELETE(by_id, op->c->grants_by_id, g);
-            free(g);
+    for (nxc__grant_t **link = &op->grants; *link; link = &(*link)->next) {
+        nxc__grant_t *grant = *link;
+        if (grant->peer == peer && (id == 0 || grant->id == id)) {
+            *link = grant->next;
+            HASH_DELETE(by_id, op->c->grants_by_id, grant);
+            free(grant);
             /* The status stays IN_PROGRESS: it never goes back, and a peer
              * that gave up may have moved part of the bytes. */
             pthread_cond_broadcast(&op->c->cond);
@@ -198,18 +201,18 @@ static bool take_grant(nxc_op_t *op, void *peer, uint64_t id) {
 }
 
 bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete) {
-    nxc__grant_t *g = find_grant(c, peer, id);
-    if (!g) return false;
-    nxc_op_t *op = g->op;
+    nxc__grant_t *grant = find_grant(c, peer, id);
+    if (!grant) return false;
+    nxc_op_t *op = grant->op;
     take_grant(op, peer, id);
     if (complete) nxc__op_finish(op, NXC_OK, "%s", "");
     return true;
 }
 
 bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to) {
-    nxc__grant_t *g = find_grant(c, peer, id);
-    if (g) g->peer = to;
-    return g != NULL;
+    nxc__grant_t *grant = find_grant(c, peer, id);
+    if (grant) grant->peer = to;
+    return grant != NULL;
 }
 
 bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
@@ -243,11 +246,11 @@ void nxc__passive_revoke(nxc_op_t *op, bool may_block) {
     if (op->grants && may_block)
         nxc__wait_locked(c, no_grants, op, nxc__deadline_after_ms(NXC__DRAIN_MS));
     while (op->grants) {
-        nxc__grant_t *g = op->grants;
+        nxc__grant_t *grant = op->grants;
         NXC_LOG_W("connector %s: op %s revoked while a peer still holds access; cutting it off",
                   c->name, op->key);
-        g->tp->ops->drop_peer(g->tp, g->peer); /* reports nxc__peer_lost */
-        take_grant(op, g->peer, 0);
+        grant->tp->ops->drop_peer(grant->tp, grant->peer); /* reports nxc__peer_lost */
+        take_grant(op, grant->peer, 0);
     }
     nxc__op_unexpose_all(op);
 }

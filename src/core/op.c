@@ -65,8 +65,8 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     nxc__cq_push(op);
     if (op->efd >= 0) {
         uint64_t one = 1;
-        ssize_t r = write(op->efd, &one, sizeof one);
-        (void)r;
+        ssize_t written = write(op->efd, &one, sizeof one);
+        (void)written;
     }
     pthread_cond_broadcast(&op->c->cond);
     pthread_mutex_lock(&op->c->done_lock);
@@ -275,22 +275,22 @@ nxc_op_status_t nxc_op_status(nxc_op_t *op) {
      * (nxc__op_finish, nxc__op_progressing): read it without the lock, so
      * that polling never queues behind a progress pass moving megabytes. */
     if (c->use_thread) return __atomic_load_n(&op->status, __ATOMIC_ACQUIRE);
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
     nxc__lock(c);
     if (!c->use_thread) nxc__progress_locked(c);
-    nxc_op_status_t s = op->status;
+    nxc_op_status_t status = op->status;
     nxc__unlock(c);
-    nxc__err_guard_end(&g, false);
-    return s;
+    nxc__err_guard_end(&guard, false);
+    return status;
 }
 
 nxc_status_t nxc_op_result(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_result: NULL op");
     nxc__lock(op->c);
-    nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
+    nxc_status_t result = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
     nxc__unlock(op->c);
-    return r;
+    return result;
 }
 
 const char *nxc_op_message(nxc_op_t *op) {
@@ -319,8 +319,8 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
     /* Counted before anything else: a concurrent nxc_connector_destroy()
      * frees neither the op nor the connector until this call has left. */
     nxc__waiter_enter(c);
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
     if (c->use_thread) nxc__sleep_until_done(c, ended, op, deadline);
     nxc__lock(c);
@@ -328,22 +328,23 @@ nxc_status_t nxc_op_wait(nxc_op_t *op, int timeout_ms) {
         nxc__progress_locked(c);
         nxc__wait_locked(c, wait_over, op, deadline);
     }
-    nxc_status_t r = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
+    nxc_status_t result = nxc__op_terminal(op) ? op->result : NXC_INPROGRESS;
     char msg[sizeof op->message];
     strcpy(msg, op->message);
-    if (r == NXC_INPROGRESS && c->destroying) {
-        r = NXC_ERR_CANCELED;
+    if (result == NXC_INPROGRESS && c->destroying) {
+        result = NXC_ERR_CANCELED;
         snprintf(msg, sizeof msg, "connector destroyed while waiting");
     }
     nxc__unlock(c);
     nxc__waiter_leave(c);
-    nxc__err_guard_end(&g, false);
-    if (r == NXC_INPROGRESS) /* the one success that writes it: see nxc_last_error() */
-        nxc__err(r, "op_wait: the op is still in progress after %d ms (not an error; wait again)",
+    nxc__err_guard_end(&guard, false);
+    if (result == NXC_INPROGRESS) /* the one success that writes it: see nxc_last_error() */
+        nxc__err(result,
+                 "op_wait: the op is still in progress after %d ms (not an error; wait again)",
                  timeout_ms);
-    else if (r != NXC_OK)
-        nxc__err(r, "%s", msg);
-    return r;
+    else if (result != NXC_OK)
+        nxc__err(result, "%s", msg);
+    return result;
 }
 
 int nxc_op_fd(nxc_op_t *op) {
@@ -358,8 +359,8 @@ int nxc_op_fd(nxc_op_t *op) {
             nxc__err(NXC_ERR_SYSTEM, "op_fd: eventfd: %s", strerror(errno));
         } else if (nxc__op_terminal(op)) {
             uint64_t one = 1;
-            ssize_t r = write(op->efd, &one, sizeof one);
-            (void)r;
+            ssize_t written = write(op->efd, &one, sizeof one);
+            (void)written;
         }
     }
     int fd = op->efd;
@@ -379,20 +380,20 @@ static void stop_locked(nxc_op_t *op, const char *why) {
 
 nxc_status_t nxc_op_cancel(nxc_op_t *op) {
     if (!op) return nxc__err(NXC_ERR_INVALID_PARAM, "op_cancel: NULL op");
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
     nxc__lock(op->c);
     if (!nxc__op_terminal(op)) stop_locked(op, "cancelled by the application");
     nxc__unlock(op->c);
-    nxc__err_guard_end(&g, false);
+    nxc__err_guard_end(&guard, false);
     return NXC_OK;
 }
 
 void nxc_op_release(nxc_op_t *op) {
     if (!op) return;
     nxc_connector_t *c = op->c;
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
     nxc__lock(c);
     if (!nxc__op_terminal(op))
         stop_locked(op, "released by the application");
@@ -401,7 +402,7 @@ void nxc_op_release(nxc_op_t *op) {
     nxc__op_mark_released(op);
     if (reapable(op) && !c->destroying) nxc__op_free_locked(op); /* else the loop reaps it */
     nxc__unlock(c);
-    nxc__err_guard_end(&g, false);
+    nxc__err_guard_end(&guard, false);
 }
 
 nxc_op_kind_t nxc_op_kind(const nxc_op_t *op) {

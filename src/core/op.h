@@ -69,8 +69,8 @@ struct nxc_op {
 /* nxc__op_terminal() without the connector lock (the state is published
  * last). */
 static inline bool nxc__op_terminal_atomic(const nxc_op_t *op) {
-    nxc_op_status_t s = __atomic_load_n(&op->status, __ATOMIC_ACQUIRE);
-    return s == NXC_OP_COMPLETE || s == NXC_OP_CANCELLED || s == NXC_OP_ERRORED;
+    nxc_op_status_t status = __atomic_load_n(&op->status, __ATOMIC_ACQUIRE);
+    return status == NXC_OP_COMPLETE || status == NXC_OP_CANCELLED || status == NXC_OP_ERRORED;
 }
 
 /* "readable", "writable", "read" or "write", for messages. */

@@ -19,34 +19,36 @@
 #include "util/sys.h"
 #include "util/time.h"
 
-static bool printable_key(const char *s) {
-    size_t n = strnlen(s, NXC_KEY_MAX + 1);
+static bool printable_key(const char *key) {
+    size_t n = strnlen(key, NXC_KEY_MAX + 1);
     if (n == 0 || n > NXC_KEY_MAX) return false;
     for (size_t i = 0; i < n; i++)
-        if (s[i] < 0x21 || s[i] > 0x7e) return false;
+        if (key[i] < 0x21 || key[i] > 0x7e) return false;
     return true;
 }
 
-static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *p, bool passive) {
-    uint64_t m = p ? p->field_mask : 0;
-    nxc_status_t st = nxc__check_field_mask("op params", m, NXC__OP_FIELDS);
+static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *params,
+                                    bool passive) {
+    uint64_t mask = params ? params->field_mask : 0;
+    nxc_status_t st = nxc__check_field_mask("op params", mask, NXC__OP_FIELDS);
     if (st != NXC_OK) return st;
-    if (m & NXC_OP_FIELD_CQ) {
+    if (mask & NXC_OP_FIELD_CQ) {
         nxc__lock(c);
-        bool ours = p->cq && nxc__cq_of(c, p->cq);
+        bool ours = params->cq && nxc__cq_of(c, params->cq);
         nxc__unlock(c);
         if (!ours)
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "op cq is NULL, destroyed, or belongs to another connector");
     }
-    if ((m & NXC_OP_FIELD_TIMEOUT) && p->timeout_ms <= 0)
-        return nxc__err(NXC_ERR_INVALID_PARAM, "op timeout_ms must be > 0 (got %d)", p->timeout_ms);
-    if (m & NXC_OP_FIELD_NOTIFICATION_KEY) {
+    if ((mask & NXC_OP_FIELD_TIMEOUT) && params->timeout_ms <= 0)
+        return nxc__err(NXC_ERR_INVALID_PARAM, "op timeout_ms must be > 0 (got %d)",
+                        params->timeout_ms);
+    if (mask & NXC_OP_FIELD_NOTIFICATION_KEY) {
         if (!passive)
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "notification_key is set by the passive side; active ops take it "
                             "from the metadata");
-        if (!p->notification_key || !printable_key(p->notification_key))
+        if (!params->notification_key || !printable_key(params->notification_key))
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "notification_key must be 1..%d bytes, each a visible ASCII "
                             "character (0x21..0x7e: no space or control character)",
@@ -56,7 +58,7 @@ static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *p
 }
 
 static nxc_op_t *op_new(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
-                        size_t count, size_t total, const nxc_op_params_t *p) {
+                        size_t count, size_t total, const nxc_op_params_t *params) {
     nxc_op_t *op = calloc(1, sizeof *op);
     if (!op) return NULL;
     op->local = malloc(count * sizeof *descs);
@@ -72,10 +74,11 @@ static nxc_op_t *op_new(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t
     op->efd = -1;
     op->status = NXC_OP_INITIALIZED;
     op->result = NXC_INPROGRESS;
-    uint64_t m = p ? p->field_mask : 0;
-    op->deadline = (m & NXC_OP_FIELD_TIMEOUT) ? nxc__deadline_after_ms(p->timeout_ms) : UINT64_MAX;
-    if (m & NXC_OP_FIELD_USER_DATA) op->user_data = p->user_data;
-    if (m & NXC_OP_FIELD_CQ) op->cq = p->cq;
+    uint64_t mask = params ? params->field_mask : 0;
+    op->deadline =
+        (mask & NXC_OP_FIELD_TIMEOUT) ? nxc__deadline_after_ms(params->timeout_ms) : UINT64_MAX;
+    if (mask & NXC_OP_FIELD_USER_DATA) op->user_data = params->user_data;
+    if (mask & NXC_OP_FIELD_CQ) op->cq = params->cq;
     return op;
 }
 
@@ -114,23 +117,23 @@ static nxc_status_t passive_metadata(nxc_op_t *op) {
 }
 
 static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
-                                   size_t count, const nxc_op_params_t *p, nxc_op_t **op_p) {
+                                   size_t count, const nxc_op_params_t *params, nxc_op_t **op_p) {
     size_t total;
     if (!c || !op_p)
         return nxc__err(NXC_ERR_INVALID_PARAM, "create_%s: NULL connector or out-param",
                         nxc__op_kind_name(kind));
     nxc_status_t st = nxc__descs_check("local", descs, count, &total);
-    if (st == NXC_OK) st = check_op_params(c, p, true);
+    if (st == NXC_OK) st = check_op_params(c, params, true);
     if (st == NXC_OK) st = nxc__check_device(c, descs[0].device, "local");
     if (st != NXC_OK) return st;
 
-    nxc_op_t *op = op_new(c, kind, descs, count, total, p);
+    nxc_op_t *op = op_new(c, kind, descs, count, total, params);
     if (!op)
         return nxc__err(NXC_ERR_NO_MEMORY, "create_%s: out of memory", nxc__op_kind_name(kind));
     nxc__random(op->secret, sizeof op->secret);
     nxc__lock(c);
-    if (p && (p->field_mask & NXC_OP_FIELD_NOTIFICATION_KEY)) {
-        strcpy(op->key, p->notification_key);
+    if (params && (params->field_mask & NXC_OP_FIELD_NOTIFICATION_KEY)) {
+        strcpy(op->key, params->notification_key);
         if (nxc__passive_find(c, op->key))
             st = nxc__err(NXC_ERR_INVALID_STATE,
                           "notification_key \"%s\" is already used by a live op of this "
@@ -155,22 +158,22 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
 }
 
 static nxc_status_t create_guarded(nxc_connector_t *c, nxc_op_kind_t kind, const nxc_desc_t *descs,
-                                   size_t count, const nxc_op_params_t *p, nxc_op_t **op_p) {
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
-    nxc_status_t st = create_passive(c, kind, descs, count, p, op_p);
-    nxc__err_guard_end(&g, st != NXC_OK);
+                                   size_t count, const nxc_op_params_t *params, nxc_op_t **op_p) {
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
+    nxc_status_t st = create_passive(c, kind, descs, count, params, op_p);
+    nxc__err_guard_end(&guard, st != NXC_OK);
     return st;
 }
 
 nxc_status_t nxc_create_readable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
-                                 const nxc_op_params_t *p, nxc_op_t **op_p) {
-    return create_guarded(c, NXC_OP_READABLE, descs, count, p, op_p);
+                                 const nxc_op_params_t *params, nxc_op_t **op_p) {
+    return create_guarded(c, NXC_OP_READABLE, descs, count, params, op_p);
 }
 
 nxc_status_t nxc_create_writable(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
-                                 const nxc_op_params_t *p, nxc_op_t **op_p) {
-    return create_guarded(c, NXC_OP_WRITABLE, descs, count, p, op_p);
+                                 const nxc_op_params_t *params, nxc_op_t **op_p) {
+    return create_guarded(c, NXC_OP_WRITABLE, descs, count, params, op_p);
 }
 
 /* Everything about an active op that needs no lock: descriptors, metadata,
@@ -214,15 +217,15 @@ static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char 
 
 static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,
                                  size_t md_len, const nxc_desc_t *local, size_t count,
-                                 const nxc_op_params_t *p, nxc_op_t **op_p) {
+                                 const nxc_op_params_t *params, nxc_op_t **op_p) {
     size_t total;
     if (!c || !op_p || !md_text)
         return nxc__err(NXC_ERR_INVALID_PARAM, "begin_%s: NULL connector, metadata or out-param",
                         nxc__op_kind_name(kind));
     nxc_status_t st = nxc__descs_check("local", local, count, &total);
-    if (st == NXC_OK) st = check_op_params(c, p, false);
+    if (st == NXC_OK) st = check_op_params(c, params, false);
     if (st != NXC_OK) return st;
-    nxc_op_t *op = op_new(c, kind, local, count, total, p);
+    nxc_op_t *op = op_new(c, kind, local, count, total, params);
     if (!op) return nxc__err(NXC_ERR_NO_MEMORY, "begin_%s: out of memory", nxc__op_kind_name(kind));
     st = prepare_active(c, op, md_text, md_len);
     if (st != NXC_OK) {
@@ -259,22 +262,22 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
 
 static nxc_status_t begin_guarded(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,
                                   size_t md_len, const nxc_desc_t *local, size_t count,
-                                  const nxc_op_params_t *p, nxc_op_t **op_p) {
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
-    nxc_status_t st = begin_active(c, kind, md_text, md_len, local, count, p, op_p);
-    nxc__err_guard_end(&g, st != NXC_OK);
+                                  const nxc_op_params_t *params, nxc_op_t **op_p) {
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
+    nxc_status_t st = begin_active(c, kind, md_text, md_len, local, count, params, op_p);
+    nxc__err_guard_end(&guard, st != NXC_OK);
     return st;
 }
 
 nxc_status_t nxc_begin_read(nxc_connector_t *c, const char *metadata, size_t metadata_len,
-                            const nxc_desc_t *local, size_t count, const nxc_op_params_t *p,
+                            const nxc_desc_t *local, size_t count, const nxc_op_params_t *params,
                             nxc_op_t **op_p) {
-    return begin_guarded(c, NXC_OP_READ, metadata, metadata_len, local, count, p, op_p);
+    return begin_guarded(c, NXC_OP_READ, metadata, metadata_len, local, count, params, op_p);
 }
 
 nxc_status_t nxc_begin_write(nxc_connector_t *c, const nxc_desc_t *local, size_t count,
-                             const char *metadata, size_t metadata_len, const nxc_op_params_t *p,
-                             nxc_op_t **op_p) {
-    return begin_guarded(c, NXC_OP_WRITE, metadata, metadata_len, local, count, p, op_p);
+                             const char *metadata, size_t metadata_len,
+                             const nxc_op_params_t *params, nxc_op_t **op_p) {
+    return begin_guarded(c, NXC_OP_WRITE, metadata, metadata_len, local, count, params, op_p);
 }

@@ -27,15 +27,15 @@
 
 void nxc__wake(nxc_connector_t *c) {
     uint64_t one = 1;
-    ssize_t r = write(c->wakefd, &one, sizeof one);
-    (void)r; /* EAGAIN: the counter is already non-zero, which is enough */
+    ssize_t written = write(c->wakefd, &one, sizeof one);
+    (void)written; /* EAGAIN: the counter is already non-zero, which is enough */
 }
 
 void nxc__loop_drain(nxc_connector_t *c) {
-    uint64_t v;
-    ssize_t r = read(c->wakefd, &v, sizeof v);
-    (void)r; /* EAGAIN: nothing to drain */
-    if (read(c->timerfd, &v, sizeof v) == (ssize_t)sizeof v)
+    uint64_t count;
+    ssize_t got = read(c->wakefd, &count, sizeof count);
+    (void)got; /* EAGAIN: nothing to drain */
+    if (read(c->timerfd, &count, sizeof count) == (ssize_t)sizeof count)
         c->timer_set = UINT64_MAX; /* it fired: a one-shot timer is disarmed now */
 }
 
@@ -57,10 +57,10 @@ uint64_t nxc__next_due(nxc_connector_t *c) {
     /* A lower bound: when it passes, nxc__check_deadlines() makes it exact. */
     uint64_t first = c->deadline_floor;
     for (size_t i = 0; i < c->ntps; i++) {
-        const nxc__transport_ops_t *o = c->tps[i]->ops;
-        if (o->next_timer) {
-            uint64_t t = o->next_timer(c->tps[i]);
-            if (t < first) first = t;
+        const nxc__transport_ops_t *ops = c->tps[i]->ops;
+        if (ops->next_timer) {
+            uint64_t timer = ops->next_timer(c->tps[i]);
+            if (timer < first) first = timer;
         }
     }
     return first;

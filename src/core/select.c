@@ -17,10 +17,10 @@ static bool device_supported(nxc_connector_t *c, nxc_device_kind_t kind) {
     return false;
 }
 
-nxc_status_t nxc__check_device(nxc_connector_t *c, nxc_device_t d, const char *what) {
-    if (device_supported(c, d.kind)) return NXC_OK;
+nxc_status_t nxc__check_device(nxc_connector_t *c, nxc_device_t device, const char *what) {
+    if (device_supported(c, device.kind)) return NXC_OK;
     char text[NXC_DEVICE_TEXT_MAX];
-    nxc_device_format(d, text, sizeof text);
+    nxc_device_format(device, text, sizeof text);
     return nxc__err(NXC_ERR_NOT_SUPPORTED,
                     "%s memory on %s: no transport of this connector (%s) can move it", what, text,
                     c->transports_text);
@@ -73,27 +73,28 @@ typedef struct reasons {
 } reasons_t;
 
 static void add_reason(void *arg, const nxc__tp_t *tp, bool chosen, const char *why) {
-    reasons_t *r = arg;
-    if (chosen || r->used >= sizeof r->text) return;
-    r->used += (size_t)snprintf(r->text + r->used, sizeof r->text - r->used, "%s%s: %s",
-                                r->used ? "; " : "", tp->ops->name, why);
+    reasons_t *reasons = arg;
+    if (chosen || reasons->used >= sizeof reasons->text) return;
+    reasons->used +=
+        (size_t)snprintf(reasons->text + reasons->used, sizeof reasons->text - reasons->used,
+                         "%s%s: %s", reasons->used ? "; " : "", tp->ops->name, why);
 }
 
 /* The first transport, in this connector's order, that the peer offers and
  * that can reach it. */
 nxc_status_t nxc__select_op_transport(nxc_connector_t *c, nxc_op_t *op,
                                       const nxc__md_section_t **sec_p) {
-    reasons_t r = {"", 0};
+    reasons_t reasons = {"", 0};
     nxc_status_t fail = NXC_ERR_NO_TRANSPORT;
-    op->tp = nxc__select_transport(c, &op->md, op->local[0].device.kind, sec_p, add_reason, &r,
-                                   false, &fail);
+    op->tp = nxc__select_transport(c, &op->md, op->local[0].device.kind, sec_p, add_reason,
+                                   &reasons, false, &fail);
     if (op->tp) {
         NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, nxc__op_kind_name(op->kind),
                   op->md.name, op->tp->ops->name);
         return NXC_OK;
     }
     if (fail == NXC_ERR_UNREACHABLE)
-        return nxc__err(fail, "cannot reach peer \"%s\" (%s)", op->md.name, r.text);
+        return nxc__err(fail, "cannot reach peer \"%s\" (%s)", op->md.name, reasons.text);
     return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md.name,
-                    r.used ? r.text : "this connector has none");
+                    reasons.used ? reasons.text : "this connector has none");
 }
