@@ -18,7 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/connector.h"
+#include "core/select.h"
 #include "nxc/nxc_version.h"
 #include "transport/transport.h"
 #include "util/sys.h"
@@ -182,7 +183,7 @@ static int explain(nxc_connector_t *c, const char *text, size_t len, bool probe)
     verdicts_t v = {0};
     const nxc__md_section_t *sec = NULL;
     nxc__lock(c);
-    nxc__pick(c, &md, NXC_DEVICE_HOST, &sec, print_verdict, &v, true, NULL);
+    nxc__select_transport(c, &md, NXC_DEVICE_HOST, &sec, print_verdict, &v, true, NULL);
     nxc__unlock(c);
     int rc = v.chosen ? 0 : 1;
     if (!v.chosen)

@@ -9,7 +9,12 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "core/connector.h"
+#include "core/cq.h"
+#include "core/mem.h"
+#include "core/op.h"
+#include "core/options.h"
+#include "core/progress.h"
 #include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -28,19 +33,19 @@ static bool printable(const char *s, size_t max) {
 static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_t **out,
                                      size_t *n_p) {
     size_t n = 0;
-    const char *p = text;
-    while (*p) {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        if (!*p) break;
-        const char *start = p;
-        while (*p && *p != ',' && !isspace((unsigned char)*p))
-            p++;
-        const nxc__transport_ops_t *ops = nxc__transport_find(start, (size_t)(p - start));
+    const char *at = text;
+    while (*at) {
+        while (*at == ',' || isspace((unsigned char)*at))
+            at++;
+        if (!*at) break;
+        const char *start = at;
+        while (*at && *at != ',' && !isspace((unsigned char)*at))
+            at++;
+        const nxc__transport_ops_t *ops = nxc__transport_find(start, (size_t)(at - start));
         if (!ops)
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "transports \"%s\": unknown transport \"%.*s\" (built in: %s)", text,
-                            (int)(p - start), start, nxc__transports_builtin_names);
+                            (int)(at - start), start, nxc__transports_builtin_names);
         bool dup = false;
         for (size_t i = 0; i < n; i++)
             dup |= out[i] == ops;
@@ -51,10 +56,10 @@ static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_
     return NXC_OK;
 }
 
-static bool transports_text(const char *s) {
+static bool transports_text(const char *text) {
     const nxc__transport_ops_t *tops[NXC__MAX_TRANSPORTS];
     size_t n;
-    return parse_transports(s, tops, &n) == NXC_OK;
+    return parse_transports(text, tops, &n) == NXC_OK;
 }
 
 /* The `options` text, then the tcp shorthand fields, each checked against
@@ -187,6 +192,7 @@ static nxc_status_t connector_create(const nxc_connector_params_t *params,
     c->epfd = c->wakefd = c->timerfd = -1;
     c->timer_set = UINT64_MAX;
     c->deadline_floor = UINT64_MAX;
+    c->after_pass = nxc__ops_after_pass;
     pthread_mutex_init(&c->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -238,10 +244,10 @@ fail:
 
 nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
                                   nxc_connector_t **connector_p) {
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
     nxc_status_t st = connector_create(params, connector_p);
-    nxc__err_guard_end(&g, st != NXC_OK);
+    nxc__err_guard_end(&guard, st != NXC_OK);
     return st;
 }
 
@@ -263,8 +269,8 @@ static void wait_for_waiters(nxc_connector_t *c) {
 
 void nxc_connector_destroy(nxc_connector_t *c) {
     if (!c) return;
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
     nxc__lock(c);
     pthread_mutex_lock(&c->done_lock);
     c->destroying = true;
@@ -294,7 +300,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     nxc__unlock(c);
     NXC_LOG_I("connector %s destroyed", c->name);
     destroy_connector(c);
-    nxc__err_guard_end(&g, false);
+    nxc__err_guard_end(&guard, false);
 }
 
 const char *nxc_connector_name(const nxc_connector_t *c) {
@@ -307,24 +313,24 @@ const char *nxc_connector_transports(const nxc_connector_t *c) {
 
 int nxc_connector_progress(nxc_connector_t *c) {
     if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_progress: NULL connector");
-    nxc__err_guard_t g;
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard;
+    nxc__err_guard_begin(&guard);
     nxc__lock(c);
     nxc__loop_drain(c); /* what woke the fd is handled by this pass */
     int n = nxc__progress_locked(c);
     /* Idle: arm so that nxc_connector_fd() reports what comes next. */
     if (n == 0 && !nxc__loop_arm(c)) n = 1;
     nxc__unlock(c);
-    nxc__err_guard_end(&g, n < 0);
+    nxc__err_guard_end(&guard, n < 0);
     return n;
 }
 
 int nxc_connector_arm(nxc_connector_t *c) {
     if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_arm: NULL connector");
     nxc__lock(c);
-    int r = nxc__loop_arm(c) ? NXC_OK : NXC_INPROGRESS;
+    int result = nxc__loop_arm(c) ? NXC_OK : NXC_INPROGRESS;
     nxc__unlock(c);
-    return r;
+    return result;
 }
 
 int nxc_connector_timeout(nxc_connector_t *c) {
@@ -342,4 +348,16 @@ int nxc_connector_fd(nxc_connector_t *c) {
         return -1;
     }
     return c->epfd;
+}
+
+/* --- what transports read (transport/transport.h) ---------------------------- */
+
+const char *nxc__connector_name(const nxc_connector_t *c) {
+    return c->name;
+}
+const uint8_t *nxc__connector_instance(const nxc_connector_t *c) {
+    return c->instance;
+}
+const char *nxc__connector_host(const nxc_connector_t *c) {
+    return c->host;
 }

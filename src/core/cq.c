@@ -12,20 +12,23 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "core/connector.h"
+#include "core/cq.h"
+#include "core/op.h"
+#include "core/progress.h"
 #include "util/error.h"
 #include "util/time.h"
 
 static void efd_set(int efd) {
     uint64_t one = 1;
-    ssize_t r = write(efd, &one, sizeof one);
-    (void)r; /* EAGAIN: already readable */
+    ssize_t written = write(efd, &one, sizeof one);
+    (void)written; /* EAGAIN: already readable */
 }
 
 static void efd_clear(int efd) {
-    uint64_t v;
-    ssize_t r = read(efd, &v, sizeof v);
-    (void)r; /* EAGAIN: already clear */
+    uint64_t count;
+    ssize_t got = read(efd, &count, sizeof count);
+    (void)got; /* EAGAIN: already clear */
 }
 
 static void unlink_entry(nxc_cq_t *cq, nxc_op_t *op) {
@@ -61,8 +64,8 @@ void nxc__cq_withdraw(nxc_op_t *op) {
 }
 
 bool nxc__cq_of(nxc_connector_t *c, const nxc_cq_t *cq) {
-    for (nxc_cq_t *q = c->cqs; q; q = q->next)
-        if (q == cq) return true;
+    for (nxc_cq_t *queue = c->cqs; queue; queue = queue->next)
+        if (queue == cq) return true;
     return false;
 }
 
@@ -117,9 +120,9 @@ void nxc_cq_destroy(nxc_cq_t *cq) {
     if (!cq) return;
     nxc_connector_t *c = cq->c;
     nxc__lock(c);
-    for (nxc_cq_t **pq = &c->cqs; *pq; pq = &(*pq)->next)
-        if (*pq == cq) {
-            *pq = cq->next;
+    for (nxc_cq_t **link = &c->cqs; *link; link = &(*link)->next)
+        if (*link == cq) {
+            *link = cq->next;
             break;
         }
     detach_ops(cq);
@@ -143,13 +146,13 @@ int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
     if (!cq || !entries || max <= 0)
         return nxc__err(NXC_ERR_INVALID_PARAM, "cq_poll: NULL queue or entries, or max <= 0");
     nxc_connector_t *c = cq->c;
-    nxc__err_guard_t g; /* progress may note errors that are not this call's */
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard; /* progress may note errors that are not this call's */
+    nxc__err_guard_begin(&guard);
     nxc__lock(c);
     if (!c->use_thread) nxc__progress_locked(c);
     int n = take(cq, entries, max);
     nxc__unlock(c);
-    nxc__err_guard_end(&g, false);
+    nxc__err_guard_end(&guard, false);
     return n;
 }
 
@@ -163,8 +166,8 @@ int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) 
     if (!cq || !entries || max <= 0)
         return nxc__err(NXC_ERR_INVALID_PARAM, "cq_wait: NULL queue or entries, or max <= 0");
     nxc_connector_t *c = cq->c;
-    nxc__err_guard_t g; /* progress may note errors that are not this call's */
-    nxc__err_guard_begin(&g);
+    nxc__err_guard_t guard; /* progress may note errors that are not this call's */
+    nxc__err_guard_begin(&guard);
     /* As in nxc_op_wait(): destroy frees nothing while we are inside. */
     nxc__waiter_enter(c);
     uint64_t deadline = nxc__deadline_after_ms(timeout_ms);
@@ -181,7 +184,7 @@ int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) 
         if (n > 0 || destroyed || nxc__now_ns() >= deadline) break;
     }
     nxc__waiter_leave(c);
-    nxc__err_guard_end(&g, false);
+    nxc__err_guard_end(&guard, false);
     if (n == 0 && destroyed)
         return nxc__err(NXC_ERR_CANCELED, "cq_wait: connector destroyed while waiting");
     return n;

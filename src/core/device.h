@@ -7,7 +7,7 @@
 
 #include "nxc/nxc.h"
 
-bool nxc__device_valid(nxc_device_t d);
+bool nxc__device_valid(nxc_device_t device);
 
 /* Check a caller's list: non-empty, no NULL ptr or zero size, one valid
  * device for all. `what` names the list in messages ("local"). Writes the

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/connector.h"
 #include "core/device.h"
+#include "core/mem.h"
+#include "core/select.h"
 #include "util/error.h"
 
 struct nxc_mem {
@@ -20,25 +22,25 @@ struct nxc_mem {
 };
 
 /* Drop the transports' holds (lock held). */
-static void release_holds(nxc_mem_t *m) {
-    nxc_connector_t *c = m->c;
+static void release_holds(nxc_mem_t *mem) {
+    nxc_connector_t *c = mem->c;
     for (size_t i = 0; i < c->ntps; i++)
-        if (m->state[i]) c->tps[i]->ops->mem_deregister(c->tps[i], m->state[i]);
+        if (mem->state[i]) c->tps[i]->ops->mem_deregister(c->tps[i], mem->state[i]);
 }
 
 static nxc_status_t register_locked(nxc_connector_t *c, const nxc_desc_t *descs, size_t count,
-                                    nxc_mem_t *m) {
+                                    nxc_mem_t *mem) {
     for (size_t i = 0; i < c->ntps; i++) {
-        const nxc__transport_ops_t *o = c->tps[i]->ops;
-        if (!o->mem_register || !o->supports_device(c->tps[i], descs[0].device.kind)) continue;
-        nxc_status_t st = o->mem_register(c->tps[i], descs, count, &m->state[i]);
+        const nxc__transport_ops_t *ops = c->tps[i]->ops;
+        if (!ops->mem_register || !ops->supports_device(c->tps[i], descs[0].device.kind)) continue;
+        nxc_status_t st = ops->mem_register(c->tps[i], descs, count, &mem->state[i]);
         if (st != NXC_OK) {
-            release_holds(m);
+            release_holds(mem);
             return st;
         }
     }
-    m->next = c->mems;
-    c->mems = m;
+    mem->next = c->mems;
+    c->mems = mem;
     return NXC_OK;
 }
 
@@ -53,53 +55,53 @@ nxc_status_t nxc_mem_register(nxc_connector_t *c, const nxc_desc_t *descs, size_
     if (st == NXC_OK) st = nxc__descs_check("registered", descs, count, &total);
     if (st == NXC_OK) st = nxc__check_device(c, descs[0].device, "registered");
     if (st != NXC_OK) return st;
-    nxc_mem_t *m = calloc(1, sizeof *m);
-    if (!m) return nxc__err(NXC_ERR_NO_MEMORY, "mem_register: out of memory");
-    m->c = c;
+    nxc_mem_t *mem = calloc(1, sizeof *mem);
+    if (!mem) return nxc__err(NXC_ERR_NO_MEMORY, "mem_register: out of memory");
+    mem->c = c;
     nxc__lock(c);
-    st = register_locked(c, descs, count, m);
+    st = register_locked(c, descs, count, mem);
     nxc__unlock(c);
     if (st != NXC_OK) {
-        free(m);
+        free(mem);
         return st;
     }
-    *mem_p = m;
+    *mem_p = mem;
     return NXC_OK;
 }
 
-static void unlink_mem(nxc_mem_t *m) {
-    for (nxc_mem_t **pm = &m->c->mems; *pm; pm = &(*pm)->next)
-        if (*pm == m) {
-            *pm = m->next;
+static void unlink_mem(nxc_mem_t *mem) {
+    for (nxc_mem_t **link = &mem->c->mems; *link; link = &(*link)->next)
+        if (*link == mem) {
+            *link = mem->next;
             return;
         }
 }
 
-void nxc_mem_deregister(nxc_mem_t *m) {
-    if (!m) return;
-    nxc_connector_t *c = m->c;
+void nxc_mem_deregister(nxc_mem_t *mem) {
+    if (!mem) return;
+    nxc_connector_t *c = mem->c;
     nxc__lock(c);
-    unlink_mem(m);
-    release_holds(m);
+    unlink_mem(mem);
+    release_holds(mem);
     nxc__unlock(c);
-    free(m);
+    free(mem);
 }
 
 void nxc__mem_drop_all(nxc_connector_t *c) {
     while (c->mems) {
-        nxc_mem_t *m = c->mems;
-        c->mems = m->next;
-        release_holds(m);
-        free(m);
+        nxc_mem_t *mem = c->mems;
+        c->mems = mem->next;
+        release_holds(mem);
+        free(mem);
     }
 }
 
 void nxc__reg_stats(nxc_connector_t *c, uint64_t *made, uint64_t *reused) {
     *made = *reused = 0;
     for (size_t i = 0; i < c->ntps; i++) {
-        uint64_t m = 0, r = 0;
-        if (c->tps[i]->ops->reg_stats) c->tps[i]->ops->reg_stats(c->tps[i], &m, &r);
-        *made += m;
-        *reused += r;
+        uint64_t tp_made = 0, tp_reused = 0;
+        if (c->tps[i]->ops->reg_stats) c->tps[i]->ops->reg_stats(c->tps[i], &tp_made, &tp_reused);
+        *made += tp_made;
+        *reused += tp_reused;
     }
 }

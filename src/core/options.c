@@ -11,7 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/connector.h"
+#include "core/options.h"
 #include "util/env.h"
 #include "util/error.h"
 
@@ -32,29 +33,29 @@ static void list_keys(const nxc__transport_ops_t *ops, char *buf, size_t len) {
     if (ops->noptions == 0) snprintf(buf, len, "none");
 }
 
-static bool value_ok(const nxc__tp_option_t *o, const char *v) {
+static bool value_ok(const nxc__tp_option_t *opt, const char *text) {
     long long n;
-    return o->valid ? o->valid(v) : nxc__env_parse_int(v, o->lo, o->hi, &n);
+    return opt->valid ? opt->valid(text) : nxc__env_parse_int(text, opt->lo, opt->hi, &n);
 }
 
-/* What the user gave option `o`; NULL: nothing. */
-static const nxc__option_value_t *given(const nxc_connector_t *c, const nxc__tp_option_t *o) {
+/* What the user gave option `opt`; NULL: nothing. */
+static const nxc__option_value_t *given(const nxc_connector_t *c, const nxc__tp_option_t *opt) {
     for (size_t i = 0; i < c->noptions; i++)
-        if (c->options[i].opt == o) return &c->options[i];
+        if (c->options[i].opt == opt) return &c->options[i];
     return NULL;
 }
 
-/* Copy `value` into v (the size of a kept value) if `o` accepts it. */
-static nxc_status_t check_value(const nxc__tp_option_t *o, const char *value, size_t vlen, char *v,
-                                size_t vsize, const char *where, const char *shown) {
-    bool fits = vlen < vsize;
-    snprintf(v, vsize, "%.*s", (int)vlen, value);
-    if (fits && value_ok(o, v)) return NXC_OK;
+/* Copy `value` into `out` (the size of a kept value) if `opt` accepts it. */
+static nxc_status_t check_value(const nxc__tp_option_t *opt, const char *value, size_t vlen,
+                                char *out, size_t out_size, const char *where, const char *shown) {
+    bool fits = vlen < out_size;
+    snprintf(out, out_size, "%.*s", (int)vlen, value);
+    if (fits && value_ok(opt, out)) return NXC_OK;
     char accepted[96];
-    if (o->valid)
-        snprintf(accepted, sizeof accepted, "%s", o->accepted);
+    if (opt->valid)
+        snprintf(accepted, sizeof accepted, "%s", opt->accepted);
     else
-        snprintf(accepted, sizeof accepted, "an integer in %lld..%lld", o->lo, o->hi);
+        snprintf(accepted, sizeof accepted, "an integer in %lld..%lld", opt->lo, opt->hi);
     return nxc__err(NXC_ERR_INVALID_PARAM, "%s: bad value in \"%s\": expected %s", where, shown,
                     accepted);
 }
@@ -70,22 +71,22 @@ static nxc_status_t set_one(nxc_connector_t *c, const char *scope, size_t slen, 
         return nxc__err(NXC_ERR_INVALID_PARAM,
                         "%s: unknown scope \"%.*s\" in \"%s\" (transports built in: %s)", where,
                         (int)slen, scope, shown, nxc__transports_builtin_names);
-    const nxc__tp_option_t *o = option_of(ops, key, klen);
-    if (!o) {
+    const nxc__tp_option_t *opt = option_of(ops, key, klen);
+    if (!opt) {
         char keys[160];
         list_keys(ops, keys, sizeof keys);
         return nxc__err(NXC_ERR_INVALID_PARAM, "%s: unknown key \"%.*s\" in \"%s\" (%s keys: %s)",
                         where, (int)klen, key, shown, ops->name, keys);
     }
-    if (given(c, o))
+    if (given(c, opt))
         return nxc__err(NXC_ERR_INVALID_PARAM, "%s: %s.%s is set twice (\"%s\")", where, ops->name,
-                        o->key, shown);
+                        opt->key, shown);
     if (c->noptions == NXC__MAX_OPTIONS)
         return nxc__err(NXC_ERR_INVALID_PARAM, "%s: more than %d items", where, NXC__MAX_OPTIONS);
     nxc__option_value_t *kept = &c->options[c->noptions];
-    nxc_status_t st = check_value(o, value, vlen, kept->value, sizeof kept->value, where, shown);
+    nxc_status_t st = check_value(opt, value, vlen, kept->value, sizeof kept->value, where, shown);
     if (st != NXC_OK) return st;
-    kept->opt = o;
+    kept->opt = opt;
     c->noptions++;
     return NXC_OK;
 }
@@ -105,15 +106,15 @@ static nxc_status_t parse_item(nxc_connector_t *c, const char *item, size_t len)
 }
 
 nxc_status_t nxc__options_parse(nxc_connector_t *c, const char *text) {
-    const char *p = text;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *at = text;
+    while (*at) {
+        const char *end = strchr(at, ',');
+        size_t len = end ? (size_t)(end - at) : strlen(at);
         if (len > 0) { /* "a=1,,b=2" and a trailing comma are tolerated */
-            nxc_status_t st = parse_item(c, p, len);
+            nxc_status_t st = parse_item(c, at, len);
             if (st != NXC_OK) return st;
         }
-        p += len + (end != NULL);
+        at += len + (end != NULL);
     }
     return NXC_OK;
 }
@@ -121,8 +122,8 @@ nxc_status_t nxc__options_parse(nxc_connector_t *c, const char *text) {
 nxc_status_t nxc__option_shorthand(nxc_connector_t *c, const char *field, const char *scope,
                                    const char *key, const char *value) {
     const nxc__transport_ops_t *ops = nxc__transport_find(scope, strlen(scope));
-    const nxc__tp_option_t *o = ops ? option_of(ops, key, strlen(key)) : NULL;
-    if (o && given(c, o))
+    const nxc__tp_option_t *opt = ops ? option_of(ops, key, strlen(key)) : NULL;
+    if (opt && given(c, opt))
         return nxc__err(NXC_ERR_INVALID_PARAM, "%s and option %s.%s are both set", field, scope,
                         key);
     return set_one(c, scope, strlen(scope), key, strlen(key), value, strlen(value), field, value);
@@ -132,25 +133,25 @@ nxc_status_t nxc__option_shorthand(nxc_connector_t *c, const char *field, const 
 static const nxc__tp_option_t *lookup(const nxc_connector_t *c, const char *scope, const char *key,
                                       const char **value_p) {
     const nxc__transport_ops_t *ops = nxc__transport_find(scope, strlen(scope));
-    const nxc__tp_option_t *o = ops ? option_of(ops, key, strlen(key)) : NULL;
-    const nxc__option_value_t *v = o ? given(c, o) : NULL;
-    *value_p = v ? v->value : NULL;
-    return o;
+    const nxc__tp_option_t *opt = ops ? option_of(ops, key, strlen(key)) : NULL;
+    const nxc__option_value_t *set = opt ? given(c, opt) : NULL;
+    *value_p = set ? set->value : NULL;
+    return opt;
 }
 
 long long nxc__option_int(const nxc_connector_t *c, const char *scope, const char *key,
                           long long def) {
-    const char *v;
-    const nxc__tp_option_t *o = lookup(c, scope, key, &v);
+    const char *value;
+    const nxc__tp_option_t *opt = lookup(c, scope, key, &value);
     long long n;
-    if (!o) return def;
-    if (v && nxc__env_parse_int(v, o->lo, o->hi, &n)) return n;
-    return o->env ? nxc__env_int(o->env, def, o->lo, o->hi) : def;
+    if (!opt) return def;
+    if (value && nxc__env_parse_int(value, opt->lo, opt->hi, &n)) return n;
+    return opt->env ? nxc__env_int(opt->env, def, opt->lo, opt->hi) : def;
 }
 
 const char *nxc__option_text(const nxc_connector_t *c, const char *scope, const char *key) {
-    const char *v;
-    const nxc__tp_option_t *o = lookup(c, scope, key, &v);
-    if (!o || v) return v;
-    return o->env ? nxc__env_text(o->env, o->valid, o->accepted) : NULL;
+    const char *value;
+    const nxc__tp_option_t *opt = lookup(c, scope, key, &value);
+    if (!opt || value) return value;
+    return opt->env ? nxc__env_text(opt->env, opt->valid, opt->accepted) : NULL;
 }

@@ -12,12 +12,13 @@
  * an idle connector's fd stays quiet (see nxc_connector_arm() in nxc.h).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "core/progress.h"
 #include "util/time.h"
 
 /* Longest sleep of the progress thread: a safety net only, every timer is
@@ -26,15 +27,15 @@
 
 void nxc__wake(nxc_connector_t *c) {
     uint64_t one = 1;
-    ssize_t r = write(c->wakefd, &one, sizeof one);
-    (void)r; /* EAGAIN: the counter is already non-zero, which is enough */
+    ssize_t written = write(c->wakefd, &one, sizeof one);
+    (void)written; /* EAGAIN: the counter is already non-zero, which is enough */
 }
 
 void nxc__loop_drain(nxc_connector_t *c) {
-    uint64_t v;
-    ssize_t r = read(c->wakefd, &v, sizeof v);
-    (void)r; /* EAGAIN: nothing to drain */
-    if (read(c->timerfd, &v, sizeof v) == (ssize_t)sizeof v)
+    uint64_t count;
+    ssize_t got = read(c->wakefd, &count, sizeof count);
+    (void)got; /* EAGAIN: nothing to drain */
+    if (read(c->timerfd, &count, sizeof count) == (ssize_t)sizeof count)
         c->timer_set = UINT64_MAX; /* it fired: a one-shot timer is disarmed now */
 }
 
@@ -42,8 +43,7 @@ int nxc__progress_locked(nxc_connector_t *c) {
     int work = 0;
     for (size_t i = 0; i < c->ntps; i++)
         work += c->tps[i]->ops->progress(c->tps[i]);
-    nxc__check_deadlines(c);
-    nxc__reap(c);
+    c->after_pass(c); /* the ops' deadlines and reaping */
     return work;
 }
 
@@ -57,10 +57,10 @@ uint64_t nxc__next_due(nxc_connector_t *c) {
     /* A lower bound: when it passes, nxc__check_deadlines() makes it exact. */
     uint64_t first = c->deadline_floor;
     for (size_t i = 0; i < c->ntps; i++) {
-        const nxc__transport_ops_t *o = c->tps[i]->ops;
-        if (o->next_timer) {
-            uint64_t t = o->next_timer(c->tps[i]);
-            if (t < first) first = t;
+        const nxc__transport_ops_t *ops = c->tps[i]->ops;
+        if (ops->next_timer) {
+            uint64_t timer = ops->next_timer(c->tps[i]);
+            if (timer < first) first = timer;
         }
     }
     return first;

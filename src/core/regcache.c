@@ -17,27 +17,27 @@ size_t nxc__regcache_env_max_idle(void) {
     return (size_t)nxc__env_int("NXC_REGCACHE", 256, 0, 1 << 20);
 }
 
-static void unlink_reg(nxc__regcache_t *rc, nxc__reg_t *r) {
-    if (r->prev)
-        r->prev->next = r->next;
+static void unlink_reg(nxc__regcache_t *rc, nxc__reg_t *reg) {
+    if (reg->prev)
+        reg->prev->next = reg->next;
     else
-        rc->head = r->next;
-    if (r->next) r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+        rc->head = reg->next;
+    if (reg->next) reg->next->prev = reg->prev;
+    reg->prev = reg->next = NULL;
 }
 
-static void push_front(nxc__regcache_t *rc, nxc__reg_t *r) {
-    r->prev = NULL;
-    r->next = rc->head;
-    if (rc->head) rc->head->prev = r;
-    rc->head = r;
+static void push_front(nxc__regcache_t *rc, nxc__reg_t *reg) {
+    reg->prev = NULL;
+    reg->next = rc->head;
+    if (rc->head) rc->head->prev = reg;
+    rc->head = reg;
 }
 
-static void destroy_reg(nxc__regcache_t *rc, nxc__reg_t *r) {
-    unlink_reg(rc, r);
-    rc->ops->dereg(rc->ctx, r);
+static void destroy_reg(nxc__regcache_t *rc, nxc__reg_t *reg) {
+    unlink_reg(rc, reg);
+    rc->ops->dereg(rc->ctx, reg);
     rc->count--;
-    free(r);
+    free(reg);
 }
 
 /* Drop least recently used idle entries beyond max_idle. */
@@ -45,44 +45,44 @@ static void trim(nxc__regcache_t *rc) {
     nxc__reg_t *tail = rc->head;
     while (tail && tail->next)
         tail = tail->next;
-    for (nxc__reg_t *r = tail; r && rc->idle > rc->max_idle;) {
-        nxc__reg_t *prev = r->prev;
-        if (r->refs == 0) {
-            destroy_reg(rc, r);
+    for (nxc__reg_t *reg = tail; reg && rc->idle > rc->max_idle;) {
+        nxc__reg_t *prev = reg->prev;
+        if (reg->refs == 0) {
+            destroy_reg(rc, reg);
             rc->idle--;
         }
-        r = prev;
+        reg = prev;
     }
 }
 
 nxc_status_t nxc__regcache_get(nxc__regcache_t *rc, const void *ptr, size_t len,
                                nxc__reg_t **reg_p) {
     uintptr_t start = (uintptr_t)ptr, end = start + len;
-    for (nxc__reg_t *r = rc->head; r; r = r->next) {
-        if (r->start <= start && end <= r->end) {
-            if (r->refs++ == 0) rc->idle--;
-            unlink_reg(rc, r);
-            push_front(rc, r);
+    for (nxc__reg_t *reg = rc->head; reg; reg = reg->next) {
+        if (reg->start <= start && end <= reg->end) {
+            if (reg->refs++ == 0) rc->idle--;
+            unlink_reg(rc, reg);
+            push_front(rc, reg);
             rc->hits++;
-            *reg_p = r;
+            *reg_p = reg;
             return NXC_OK;
         }
     }
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    nxc__reg_t *r = calloc(1, sizeof *r);
-    if (!r) return nxc__err(NXC_ERR_NO_MEMORY, "registration: out of memory");
-    r->start = start & ~(page - 1);
-    r->end = (end + page - 1) & ~(page - 1);
-    nxc_status_t st = rc->ops->reg(rc->ctx, r);
+    nxc__reg_t *reg = calloc(1, sizeof *reg);
+    if (!reg) return nxc__err(NXC_ERR_NO_MEMORY, "registration: out of memory");
+    reg->start = start & ~(page - 1);
+    reg->end = (end + page - 1) & ~(page - 1);
+    nxc_status_t st = rc->ops->reg(rc->ctx, reg);
     if (st != NXC_OK) {
-        free(r);
+        free(reg);
         return st;
     }
-    r->refs = 1;
-    push_front(rc, r);
+    reg->refs = 1;
+    push_front(rc, reg);
     rc->count++;
     rc->misses++;
-    *reg_p = r;
+    *reg_p = reg;
     return NXC_OK;
 }
 

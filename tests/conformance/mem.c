@@ -2,7 +2,8 @@
 /* Explicit registration: ops over registered pools never register again,
  * deregistering memory a live op uses is deferred until it ends, bad
  * arguments are refused, and registrations left at destroy go with it. */
-#include "core/core.h"
+#include "core/mem.h"
+#include "core/connector.h"
 #include "nxt.h"
 
 #define POOL (8u << 20)

@@ -27,9 +27,9 @@
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
-#include "core/core.h"
 #include "core/metadata.h"
 #include "nxt.h"
+#include "transport/transport.h"
 #include "transport/ucx/ucx_wire.h"
 
 #define SIZE (64u << 10) /* the exposed buffer */
