@@ -78,7 +78,7 @@ typedef struct shm_tp {
     int efd; /* copier -> progress: groups are done */
 } shm_tp_t;
 
-static shm_tp_t *SHM(stream_tp_t *t) {
+static shm_tp_t *shm_of(stream_tp_t *t) {
     return (shm_tp_t *)t;
 }
 
@@ -211,7 +211,7 @@ static void *copier(void *arg) {
 
 /* Progress side: report finished groups (connector lock held). */
 static void on_copies_done(stream_tp_t *st) {
-    shm_tp_t *t = SHM(st);
+    shm_tp_t *t = shm_of(st);
     uint64_t v;
     ssize_t r = read(t->efd, &v, sizeof v);
     (void)r;
@@ -223,8 +223,8 @@ static void on_copies_done(stream_tp_t *st) {
         group_t *next = g->next;
         int err = atomic_load(&g->failed);
         char buf[160];
-        stream_copy_done(st, g->s, copy_status(g->s, err),
-                         err ? copy_error(g->s, err, buf, sizeof buf) : "");
+        nxc__stream_copy_done(st, g->s, copy_status(g->s, err),
+                              err ? copy_error(g->s, err, buf, sizeof buf) : "");
         close(g->ctl);
         free(g);
         g = next;
@@ -233,7 +233,7 @@ static void on_copies_done(stream_tp_t *st) {
 
 static bool shm_copy(stream_tp_t *st, stream_stripe_t *s, nxc_status_t *result, char *why,
                      size_t len) {
-    shm_tp_t *t = SHM(st);
+    shm_tp_t *t = shm_of(st);
     if (s->bytes <= t->inline_max || t->nthreads == 0) {
         int err = copy_range(s, s->ctl_fd, 0, s->bytes);
         *result = copy_status(s, err);
@@ -324,7 +324,7 @@ static bool shm_vet(stream_tp_t *t, int fd, const nxc__metadata_t *md, pid_t *pi
 }
 
 static void shm_flavour_destroy(stream_tp_t *st) {
-    shm_tp_t *t = SHM(st);
+    shm_tp_t *t = shm_of(st);
     pthread_mutex_lock(&t->mu);
     t->quit = true;
     pthread_cond_broadcast(&t->cv);
@@ -385,12 +385,12 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
                       strerror(errno));
     if (st != NXC_OK && fd >= 0) close(fd);
     if (st == NXC_OK) {
-        st = stream_init(&t->s, &shm_flavour, "shm", fd,
-                         (int)nxc__option_int(c, "shm", "timeout_ms", 10000));
+        st = nxc__stream_init(&t->s, &shm_flavour, "shm", fd,
+                              (int)nxc__option_int(c, "shm", "timeout_ms", 10000));
         t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (st == NXC_OK && t->efd < 0)
             st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));
-        if (st == NXC_OK) st = stream_watch(&t->s, t->efd, on_copies_done);
+        if (st == NXC_OK) st = nxc__stream_watch(&t->s, t->efd, on_copies_done);
         for (int i = 0; st == NXC_OK && i < want_threads; i++) {
             int e = pthread_create(&t->threads[i], NULL, copier, t);
             if (e)
@@ -401,7 +401,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     }
     if (st != NXC_OK) {
         if (t->s.fl)
-            stream_destroy(&t->s.base);
+            nxc__stream_destroy(&t->s.base);
         else {
             shm_flavour_destroy(&t->s);
             free(t);
@@ -447,7 +447,7 @@ static nxc_status_t shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *s
                                void **state_p) {
     shm_tp_t *t = (shm_tp_t *)tp;
     *state_p = NULL;
-    nxc_status_t st = stream_section(&t->s, op, sec, t->sock_name);
+    nxc_status_t st = nxc__stream_section(&t->s, op, sec, t->sock_name);
     if (st != NXC_OK) return st;
     size_t nbufs;
     const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
@@ -521,7 +521,7 @@ static bool direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec)
         return false;
     /* the process our connection to this connector was vetted against, never
      * the pid the metadata claims */
-    pid_t pid = stream_peer_pid(&t->s, md->instance);
+    pid_t pid = nxc__stream_peer_pid(&t->s, md->instance);
     if (pid <= 0) return false;
     record_key_t key;
     memcpy(&key, sec->keys[0].data, sizeof key);
@@ -537,15 +537,14 @@ static bool direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec)
     ssize_t got = process_vm_readv(pid, l, nsegs, rv, nsegs, 0);
     if (got != (ssize_t)total || !read_record(pid, &key, &r) || !record_valid(&r, &key, op))
         return false;
-    if (!stream_send_read_done(&t->s, md->instance, nxc__op_key(op), md->secret)) return false;
-    nxc__op_progressing(op);
+    if (!nxc__stream_send_read_done(&t->s, md->instance, nxc__op_key(op), md->secret)) return false;
     nxc__op_finish(op, NXC_OK, "%s", "");
     return true;
 }
 
 static nxc_status_t shm_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
     if (direct_read((shm_tp_t *)tp, op, sec)) return NXC_OK;
-    return stream_post(tp, op, sec);
+    return nxc__stream_post(tp, op, sec);
 }
 
 static nxc_status_t shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
@@ -557,7 +556,7 @@ static nxc_status_t shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
     }
     /* A live connection vouches for the peer: the checks below passed when it
      * was made, and it closes when the peer dies. */
-    if (stream_peer_connected((stream_tp_t *)tp, md->instance)) return NXC_OK;
+    if (nxc__stream_peer_connected((stream_tp_t *)tp, md->instance)) return NXC_OK;
     /* The same dead peer is UNREACHABLE on every transport: tcp and ucx
      * find it so when they connect; shm finds it here, before trying. */
     if (md->pid == 0 || nxc__process_start_time_of((int)md->pid) != md->start_time) {
@@ -620,24 +619,23 @@ static const nxc__tp_option_t shm_options[] = {
 };
 
 const nxc__transport_ops_t nxc__transport_shm = {
-    .size = sizeof(nxc__transport_ops_t),
     .name = "shm",
     .create = shm_create,
-    .destroy = stream_destroy,
-    .event_fd = stream_event_fd,
-    .progress = stream_progress,
-    .arm = stream_arm,
-    .next_timer = stream_next_timer,
-    .supports_device = stream_supports_device,
+    .destroy = nxc__stream_destroy,
+    .event_fd = nxc__stream_event_fd,
+    .progress = nxc__stream_progress,
+    .arm = nxc__stream_arm,
+    .next_timer = nxc__stream_next_timer,
+    .supports_device = nxc__stream_supports_device,
     .expose = shm_expose,
     .retire = shm_retire,
     .unexpose = shm_unexpose,
-    .drop_peer = stream_drop_peer,
+    .drop_peer = nxc__stream_drop_peer,
     .reachable = shm_reachable,
     .post = shm_post,
-    .cancel = stream_cancel,
-    .force = stream_force,
-    .release = stream_release,
+    .cancel = nxc__stream_cancel,
+    .force = nxc__stream_force,
+    .release = nxc__stream_release,
     .describe = shm_describe,
     .options = shm_options,
     .noptions = sizeof shm_options / sizeof shm_options[0],

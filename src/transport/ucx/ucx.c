@@ -1686,7 +1686,6 @@ static nxc_status_t ucx_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
 }
 
 const nxc__transport_ops_t nxc__transport_ucx = {
-    .size = sizeof(nxc__transport_ops_t),
     .name = "ucx",
     .create = ucx_create,
     .destroy = ucx_destroy,
