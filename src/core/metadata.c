@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "util/error.h"
+#include "util/text.h"
 
 #define B64_PREFIX "b64:"
 #define B64_PREFIX_LEN 4
@@ -42,9 +43,7 @@ static nxc_status_t lib_init(void) {
 }
 
 static bool printable(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return false;
-    return true;
+    return nxc__printable(s, n);
 }
 
 static bool transport_name_ok(const char *s, size_t n) {

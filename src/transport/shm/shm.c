@@ -39,11 +39,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "transport/segment.h"
 #include "transport/stream/stream.h"
 #include "util/env.h"
 #include "util/error.h"
+#include "util/eventfd.h"
+#include "util/iov.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/sys.h"
+#include "util/text.h"
 
 #define CHUNK (4u << 20) /* bytes per copier system call at most */
 #define IOVS 1024        /* iovecs per call (IOV_MAX) */
@@ -60,7 +65,7 @@ typedef struct group {
 
 typedef struct job {
     struct job *next;
-    group_t *g;
+    group_t *group;
     uint64_t from, to; /* byte range of the stripe */
 } job_t;
 
@@ -103,11 +108,9 @@ static bool hung_up(int fd) {
  * Returns 0, an errno, or -1 when asked to stop. */
 static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t to) {
     bool write = nxc__op_kind(s->op) == NXC_OP_WRITE;
-    size_t i = 0;
-    uint64_t base = 0; /* stripe offset of piece i */
-    while (i < s->n && base + s->local[i].iov_len <= from)
-        base += s->local[i++].iov_len;
-    uint64_t off = from - base; /* into piece i */
+    size_t i = 0;     /* the piece `from` is in */
+    uint64_t off = 0; /* and how far into it */
+    nxc__iov_seek(s->local, s->n, &i, &off, from);
     while (from < to) {
         if (atomic_load(&s->stop) != NXC_OK) return -1;
         if (hung_up(ctl)) return ECONNRESET;
@@ -133,18 +136,7 @@ static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t
         if (got == 0) return EFAULT;
         /* advance by what moved (a partial call moves a prefix) */
         from += (uint64_t)got;
-        uint64_t left = (uint64_t)got;
-        while (left) {
-            uint64_t rest = s->local[i].iov_len - off;
-            if (left < rest) {
-                off += left;
-                left = 0;
-            } else {
-                left -= rest;
-                i++;
-                off = 0;
-            }
-        }
+        nxc__iov_seek(s->local, s->n, &i, &off, (uint64_t)got);
     }
     return 0;
 }
@@ -174,14 +166,12 @@ static const char *copy_error(const stream_stripe_t *s, int err, char *buf, size
     return buf;
 }
 
-static void group_finish(shm_tp_t *t, group_t *g) {
+static void group_finish(shm_tp_t *t, group_t *group) {
     pthread_mutex_lock(&t->mu);
-    g->next = t->done;
-    t->done = g;
+    group->next = t->done;
+    t->done = group;
     pthread_mutex_unlock(&t->mu);
-    uint64_t one = 1;
-    ssize_t w = write(t->efd, &one, sizeof one);
-    (void)w;
+    nxc__eventfd_ring(t->efd);
 }
 
 static void *copier(void *arg) {
@@ -191,18 +181,17 @@ static void *copier(void *arg) {
         while (!t->jobs && !t->quit)
             pthread_cond_wait(&t->cv, &t->mu);
         if (!t->jobs) break;
-        job_t *j = t->jobs;
-        t->jobs = j->next;
-        if (!t->jobs) t->jobs_tail = NULL;
+        job_t *j;
+        NXC__QUEUE_POP(t->jobs, t->jobs_tail, j);
         pthread_mutex_unlock(&t->mu);
-        int err = copy_range(j->g->s, j->g->ctl, j->from, j->to);
+        int err = copy_range(j->group->s, j->group->ctl, j->from, j->to);
         if (err) {
             int none = 0;
-            atomic_compare_exchange_strong(&j->g->failed, &none, err);
+            atomic_compare_exchange_strong(&j->group->failed, &none, err);
         }
-        group_t *g = j->g;
+        group_t *group = j->group;
         free(j);
-        if (atomic_fetch_sub(&g->left, 1) == 1) group_finish(t, g);
+        if (atomic_fetch_sub(&group->left, 1) == 1) group_finish(t, group);
         pthread_mutex_lock(&t->mu);
     }
     pthread_mutex_unlock(&t->mu);
@@ -210,30 +199,28 @@ static void *copier(void *arg) {
 }
 
 /* Progress side: report finished groups (connector lock held). */
-static void on_copies_done(stream_tp_t *st) {
-    shm_tp_t *t = shm_of(st);
-    uint64_t v;
-    ssize_t r = read(t->efd, &v, sizeof v);
-    (void)r;
+static void on_copies_done(stream_tp_t *stream) {
+    shm_tp_t *t = shm_of(stream);
+    nxc__eventfd_drain(t->efd);
     pthread_mutex_lock(&t->mu);
-    group_t *g = t->done;
+    group_t *group = t->done;
     t->done = NULL;
     pthread_mutex_unlock(&t->mu);
-    while (g) {
-        group_t *next = g->next;
-        int err = atomic_load(&g->failed);
+    while (group) {
+        group_t *next = group->next;
+        int err = atomic_load(&group->failed);
         char buf[160];
-        nxc__stream_copy_done(st, g->s, copy_status(g->s, err),
-                              err ? copy_error(g->s, err, buf, sizeof buf) : "");
-        close(g->ctl);
-        free(g);
-        g = next;
+        nxc__stream_copy_done(stream, group->s, copy_status(group->s, err),
+                              err ? copy_error(group->s, err, buf, sizeof buf) : "");
+        close(group->ctl);
+        free(group);
+        group = next;
     }
 }
 
-static bool shm_copy(stream_tp_t *st, stream_stripe_t *s, nxc_status_t *result, char *why,
+static bool shm_copy(stream_tp_t *stream, stream_stripe_t *s, nxc_status_t *result, char *why,
                      size_t len) {
-    shm_tp_t *t = shm_of(st);
+    shm_tp_t *t = shm_of(stream);
     if (s->bytes <= t->inline_max || t->nthreads == 0) {
         int err = copy_range(s, s->ctl_fd, 0, s->bytes);
         *result = copy_status(s, err);
@@ -244,33 +231,29 @@ static bool shm_copy(stream_tp_t *st, stream_stripe_t *s, nxc_status_t *result, 
     uint64_t njobs = s->bytes / (t->inline_max ? t->inline_max : 1);
     if (njobs > (uint64_t)t->nthreads) njobs = (uint64_t)t->nthreads;
     if (njobs == 0) njobs = 1;
-    group_t *g = calloc(1, sizeof *g);
+    group_t *group = calloc(1, sizeof *group);
     job_t *jobs[MAX_THREADS] = {0};
-    bool ok = g != NULL && (g->ctl = fcntl(s->ctl_fd, F_DUPFD_CLOEXEC, 0)) >= 0;
+    bool ok = group != NULL && (group->ctl = fcntl(s->ctl_fd, F_DUPFD_CLOEXEC, 0)) >= 0;
     for (uint64_t i = 0; ok && i < njobs; i++)
         ok = (jobs[i] = calloc(1, sizeof(job_t))) != NULL;
     if (!ok) {
-        if (g && g->ctl > 0) close(g->ctl);
-        free(g);
+        if (group && group->ctl > 0) close(group->ctl);
+        free(group);
         for (uint64_t i = 0; i < njobs; i++)
             free(jobs[i]);
         *result = NXC_ERR_NO_MEMORY;
         snprintf(why, len, "shm: out of memory");
         return true;
     }
-    g->s = s;
-    atomic_store(&g->left, (int)njobs);
+    group->s = s;
+    atomic_store(&group->left, (int)njobs);
     uint64_t per = (s->bytes + njobs - 1) / njobs;
     pthread_mutex_lock(&t->mu);
     for (uint64_t i = 0; i < njobs; i++) {
-        jobs[i]->g = g;
+        jobs[i]->group = group;
         jobs[i]->from = i * per;
         jobs[i]->to = (i + 1) * per < s->bytes ? (i + 1) * per : s->bytes;
-        if (t->jobs_tail)
-            t->jobs_tail->next = jobs[i];
-        else
-            t->jobs = jobs[i];
-        t->jobs_tail = jobs[i];
+        NXC__QUEUE_APPEND(t->jobs, t->jobs_tail, jobs[i]);
     }
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
@@ -323,8 +306,8 @@ static bool shm_vet(stream_tp_t *t, int fd, const nxc__metadata_t *md, pid_t *pi
     return true;
 }
 
-static void shm_flavour_destroy(stream_tp_t *st) {
-    shm_tp_t *t = shm_of(st);
+static void shm_flavour_destroy(stream_tp_t *stream) {
+    shm_tp_t *t = shm_of(stream);
     pthread_mutex_lock(&t->mu);
     t->quit = true;
     pthread_cond_broadcast(&t->cv);
@@ -334,9 +317,9 @@ static void shm_flavour_destroy(stream_tp_t *st) {
     t->nthreads = 0;
     if (t->efd >= 0) close(t->efd);
     while (t->done) { /* nothing is in flight at destroy; belt and braces */
-        group_t *g = t->done;
-        t->done = g->next;
-        free(g);
+        group_t *group = t->done;
+        t->done = group->next;
+        free(group);
     }
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
@@ -369,10 +352,9 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     t->s.lfd = t->s.epfd = t->efd = -1;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
-    int n = snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-");
-    for (int i = 0; i < NXC__INSTANCE_LEN; i++)
-        n += snprintf(t->sock_name + n, sizeof t->sock_name - (size_t)n, "%02x",
-                      nxc__connector_instance(c)[i]);
+    char instance[2 * NXC__INSTANCE_LEN + 1];
+    nxc__hex(instance, nxc__connector_instance(c), NXC__INSTANCE_LEN);
+    snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-%s", instance);
     t->inline_max = (size_t)nxc__option_int(c, "shm", "inline_max", 1 << 20);
     int want_threads = (int)nxc__option_int(c, "shm", "threads", 2);
 
@@ -529,10 +511,9 @@ static bool direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec)
     if (!read_record(pid, &key, &r) || !record_valid(&r, &key, op)) return false;
     struct iovec l[IOVS], rv[IOVS];
     for (size_t i = 0; i < nsegs; i++) {
-        const nxc__seg_t *g = &segs[i];
-        l[i] = (struct iovec){(uint8_t *)bufs[g->local_idx].ptr + g->local_off, g->len};
-        rv[i] = (struct iovec){(void *)(uintptr_t)(md->descs[g->remote_idx].addr + g->remote_off),
-                               g->len};
+        const nxc__seg_t *seg = &segs[i];
+        l[i] = (struct iovec){nxc__seg_local(seg, bufs, 0), seg->len};
+        rv[i] = (struct iovec){(void *)(uintptr_t)nxc__seg_remote(seg, md, 0), seg->len};
     }
     ssize_t got = process_vm_readv(pid, l, nsegs, rv, nsegs, 0);
     if (got != (ssize_t)total || !read_record(pid, &key, &r) || !record_valid(&r, &key, op))
@@ -621,21 +602,12 @@ static const nxc__tp_option_t shm_options[] = {
 const nxc__transport_ops_t nxc__transport_shm = {
     .name = "shm",
     .create = shm_create,
-    .destroy = nxc__stream_destroy,
-    .event_fd = nxc__stream_event_fd,
-    .progress = nxc__stream_progress,
-    .arm = nxc__stream_arm,
-    .next_timer = nxc__stream_next_timer,
-    .supports_device = nxc__stream_supports_device,
+    NXC__STREAM_OPS,
     .expose = shm_expose,
     .retire = shm_retire,
     .unexpose = shm_unexpose,
-    .drop_peer = nxc__stream_drop_peer,
     .reachable = shm_reachable,
     .post = shm_post,
-    .cancel = nxc__stream_cancel,
-    .force = nxc__stream_force,
-    .release = nxc__stream_release,
     .describe = shm_describe,
     .options = shm_options,
     .noptions = sizeof shm_options / sizeof shm_options[0],

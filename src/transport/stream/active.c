@@ -17,8 +17,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "transport/segment.h"
 #include "transport/stream/stream_internal.h"
 #include "util/error.h"
+#include "util/list.h"
 
 /* --- stripes ----------------------------------------------------------------------------- */
 
@@ -29,20 +31,6 @@ static void aop_fail(nxc_op_t *op, nxc_status_t st, const char *why) {
     snprintf(a->why, sizeof a->why, "%s", why);
 }
 
-static void unqueue(stream_peer_t *p, stream_stripe_t *s) {
-    stream_stripe_t *prev = NULL;
-    for (stream_stripe_t *q = p->queue; q; prev = q, q = q->next) {
-        if (q != s) continue;
-        if (prev)
-            prev->next = q->next;
-        else
-            p->queue = q->next;
-        if (p->queue_tail == q) p->queue_tail = prev;
-        q->next = NULL;
-        return;
-    }
-}
-
 /* Finish the op once nothing of it is in flight. */
 static void aop_settle(nxc_op_t *op) {
     aop_t *a = nxc__op_tp_state(op);
@@ -51,7 +39,7 @@ static void aop_settle(nxc_op_t *op) {
         for (unsigned i = 0; i < a->nstripes; i++) {
             stream_stripe_t *s = &a->stripes[i];
             if (!s->done && !s->conn) {
-                unqueue(a->peer, s);
+                NXC__QUEUE_UNLINK(stream_stripe_t, a->peer->queue, a->peer->queue_tail, s);
                 s->done = true;
                 nxc__op_io_end(op);
             }
@@ -144,10 +132,8 @@ void nxc__stream_dispatch(stream_tp_t *t, stream_peer_t *p) {
         if (conn->dead || conn->inbound || conn->peer != p || !conn->ready || conn->stripe ||
             conn->closing)
             continue;
-        stream_stripe_t *s = p->queue;
-        p->queue = s->next;
-        if (!p->queue) p->queue_tail = NULL;
-        s->next = NULL;
+        stream_stripe_t *s;
+        NXC__QUEUE_POP(p->queue, p->queue_tail, s);
         send_req(conn, s);
     }
     /* Stripes still waiting, counted only as far as the loop below can use
@@ -169,10 +155,8 @@ void nxc__stream_peer_unreachable(stream_tp_t *t, stream_peer_t *p, const char *
     if (p->connecting > 0 || nxc__stream_ready_conn(t, p)) return;
     p->refused = false;
     while (p->queue) {
-        stream_stripe_t *s = p->queue;
-        p->queue = s->next;
-        s->next = NULL;
-        if (!p->queue) p->queue_tail = NULL;
+        stream_stripe_t *s;
+        NXC__QUEUE_POP(p->queue, p->queue_tail, s);
         nxc__stream_stripe_end(t, s, NXC_ERR_UNREACHABLE, "cannot connect to peer %s: %s", p->name,
                                why);
     }
@@ -397,10 +381,8 @@ static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
             const nxc__seg_t *seg = &segs[si];
             uint64_t len = seg->len - seg_off;
             if (len > want - s->bytes) len = want - s->bytes;
-            s->remote[s->n] = (nxc__wire_range_t){
-                md->descs[seg->remote_idx].addr + seg->remote_off + seg_off, len};
-            s->local[s->n] = (struct iovec){
-                (uint8_t *)bufs[seg->local_idx].ptr + seg->local_off + seg_off, (size_t)len};
+            s->remote[s->n] = (nxc__wire_range_t){nxc__seg_remote(seg, md, seg_off), len};
+            s->local[s->n] = (struct iovec){nxc__seg_local(seg, bufs, seg_off), (size_t)len};
             s->n++;
             s->bytes += len;
             seg_off += len;
@@ -443,12 +425,7 @@ nxc_status_t nxc__stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section
     a->xfer = ++t->next_xfer;
     nxc__op_set_tp_state(op, a);
     for (unsigned i = 0; i < a->nstripes; i++) {
-        stream_stripe_t *s = &a->stripes[i];
-        if (a->peer->queue_tail)
-            a->peer->queue_tail->next = s;
-        else
-            a->peer->queue = s;
-        a->peer->queue_tail = s;
+        NXC__QUEUE_APPEND(a->peer->queue, a->peer->queue_tail, &a->stripes[i]);
         nxc__op_io_begin(op);
     }
     nxc__stream_dispatch(t, a->peer);

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "transport/stream/stream_internal.h"
+#include "util/iov.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -37,12 +39,11 @@ static void conn_events(stream_conn_t *conn, uint32_t ev) {
 
 static void out_free_all(stream_conn_t *conn) {
     while (conn->out) {
-        out_t *o = conn->out;
-        conn->out = o->next;
+        out_t *o;
+        NXC__QUEUE_POP(conn->out, conn->out_tail, o);
         free(o->iov);
         free(o);
     }
-    conn->out_tail = NULL;
 }
 
 /* Close a connection now; the core hears of it at the end of the pass. */
@@ -160,11 +161,7 @@ bool nxc__stream_send_frame(stream_conn_t *conn, uint8_t type, uint64_t xfer, co
     if (l2) memcpy(p + l1, b2, l2);
     if (l3) memcpy(p + l1 + l2, b3, l3);
     *o = (out_t){.len = sizeof h + body, .iov = iov, .niov = niov};
-    if (conn->out_tail)
-        conn->out_tail->next = o;
-    else
-        conn->out = o;
-    conn->out_tail = o;
+    NXC__QUEUE_APPEND(conn->out, conn->out_tail, o);
     return true;
 }
 
@@ -179,8 +176,7 @@ int nxc__stream_conn_flush(stream_conn_t *conn) {
         for (size_t i = o->idx; i < o->niov && n < IOV_BATCH; i++)
             v[n++] = o->iov[i];
         if (n == 0) {
-            conn->out = o->next;
-            if (!conn->out) conn->out_tail = NULL;
+            NXC__QUEUE_POP(conn->out, conn->out_tail, o);
             free(o->iov);
             free(o);
             continue;
@@ -198,14 +194,7 @@ int nxc__stream_conn_flush(stream_conn_t *conn) {
         size_t h = o->len - o->off < left ? o->len - o->off : left;
         o->off += h;
         left -= h;
-        while (left && o->idx < o->niov) {
-            struct iovec *iv = &o->iov[o->idx];
-            size_t m = iv->iov_len < left ? iv->iov_len : left;
-            iv->iov_base = (uint8_t *)iv->iov_base + m;
-            iv->iov_len -= m;
-            left -= m;
-            if (iv->iov_len == 0) o->idx++;
-        }
+        o->idx = nxc__iov_consume(o->iov, o->niov, o->idx, left);
     }
     if (conn->dead) return 1;
     if (!conn->out && conn->closing) {
@@ -288,18 +277,8 @@ static int conn_read(stream_conn_t *conn) {
         if (conn->ready && conn->in == IN_HDR && conn->got == 0) conn->frame_start = conn->last_rx;
         if (conn->in == IN_DISCARD) continue;
         if (conn->in == IN_PAYLOAD) {
-            size_t left = (size_t)r;
-            conn->pleft -= left;
-            while (left) {
-                struct iovec *iv = &conn->piov[conn->pi];
-                size_t m = iv->iov_len < left ? iv->iov_len : left;
-                iv->iov_base = (uint8_t *)iv->iov_base + m;
-                iv->iov_len -= m;
-                left -= m;
-                if (iv->iov_len == 0) conn->pi++;
-            }
-            while (conn->pi < conn->pn && conn->piov[conn->pi].iov_len == 0)
-                conn->pi++;
+            conn->pleft -= (size_t)r;
+            conn->pi = nxc__iov_consume(conn->piov, conn->pn, conn->pi, (size_t)r);
             if (conn->pleft == 0) payload_done(conn);
             continue;
         }
@@ -327,11 +306,11 @@ static int conn_read(stream_conn_t *conn) {
     return moved > 0;
 }
 
-/* Is a frame half-received (or the greeting missing) for too long? */
-/* Too slow: a handshake or a header+body must complete within the timeout
- * (from their start, so a byte now and then does not keep one open); a
- * payload, which may be large, must not pause for that long. Returns what
- * stalled, or NULL. */
+/* Is a frame half-received (or the greeting missing) for too long? Too
+ * slow: a handshake or a header+body must complete within the timeout (from
+ * their start, so a byte now and then does not keep one open); a payload,
+ * which may be large, must not pause for that long. Returns what stalled, or
+ * NULL. */
 static const char *conn_stalled(const stream_conn_t *conn, uint64_t now) {
     uint64_t limit = (uint64_t)conn->t->timeout_ms * 1000000u;
     if (!conn->ready && now - conn->frame_start > limit) return "handshake unfinished";

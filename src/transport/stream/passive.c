@@ -15,6 +15,7 @@
 
 #include "transport/stream/stream_internal.h"
 #include "util/error.h"
+#include "util/text.h"
 
 #define MAX_XFERS 4096 /* striped transfers in flight per peer */
 
@@ -86,6 +87,12 @@ void nxc__stream_peer_gone(stream_tp_t *t, stream_peer_t *p, const char *why) {
 
 /* --- frames ----------------------------------------------------------------------------- */
 
+/* Copy `len` bytes of the frame's body, from `at` on, out as a text. */
+static void body_text(const stream_conn_t *conn, size_t at, size_t len, char *out) {
+    memcpy(out, conn->body + at, len);
+    out[len] = '\0';
+}
+
 static void refuse(stream_conn_t *conn, uint64_t xfer, nxc_status_t st, const char *why) {
     nxc__wire_refused_t r = {.status = st};
     nxc__stream_send_frame(conn, NXC__WIRE_REFUSED, xfer, &r, sizeof r, why, strlen(why), NULL, 0,
@@ -112,10 +119,9 @@ static void on_hello(stream_conn_t *conn) {
         return;
     }
     char name[NXC_NAME_MAX + 1];
-    memcpy(name, conn->body + sizeof h, h.name_len);
-    name[h.name_len] = '\0';
+    body_text(conn, sizeof h, h.name_len, name);
     for (char *p = name; *p; p++) /* it goes into logs and messages */
-        if (*p < 0x20 || *p > 0x7e) *p = '?';
+        if (*p != ' ' && !nxc__visible((unsigned char)*p)) *p = '?';
     conn->peer = nxc__stream_peer_get(t, h.instance, name);
     if (!conn->peer) {
         nxc__stream_conn_close(conn, "out of memory");
@@ -127,32 +133,39 @@ static void on_hello(stream_conn_t *conn) {
     nxc__stream_send_frame(conn, NXC__WIRE_HELLO_OK, 0, &ok, sizeof ok, NULL, 0, NULL, 0, NULL, 0);
 }
 
+/* Take a REQ apart: its fixed part into `q`, its key into `key`. false (the
+ * connection closed) when it is malformed; its ranges are then in the body
+ * right after the key. */
+static bool req_parse(stream_conn_t *conn, nxc__wire_req_t *q, char *key) {
+    if (conn->hdr.body_len < sizeof *q) {
+        nxc__stream_conn_close(conn, "protocol: short REQ");
+        return false;
+    }
+    memcpy(q, conn->body, sizeof *q);
+    if (q->key_len == 0 || q->key_len > NXC_KEY_MAX || q->nranges == 0 ||
+        q->nranges > NXC__WIRE_MAX_RANGES || q->nstripes == 0 ||
+        q->nstripes > NXC__WIRE_MAX_STRIPES || q->stripe >= q->nstripes ||
+        (q->md_kind != NXC__MD_KIND_READ && q->md_kind != NXC__MD_KIND_WRITE) ||
+        q->inline_data != (conn->t->fl->inline_data ? 1 : 0) ||
+        conn->hdr.body_len !=
+            sizeof *q + q->key_len + (uint64_t)q->nranges * sizeof(nxc__wire_range_t)) {
+        nxc__stream_conn_close(conn, "protocol: malformed REQ");
+        return false;
+    }
+    body_text(conn, sizeof *q, q->key_len, key);
+    if (strlen(key) != q->key_len) {
+        nxc__stream_conn_close(conn, "protocol: NUL in key");
+        return false;
+    }
+    return true;
+}
+
 static void on_req(stream_conn_t *conn) {
     stream_tp_t *t = conn->t;
     nxc__wire_req_t q;
     uint64_t xfer = conn->hdr.xfer;
-    if (conn->hdr.body_len < sizeof q) {
-        nxc__stream_conn_close(conn, "protocol: short REQ");
-        return;
-    }
-    memcpy(&q, conn->body, sizeof q);
-    if (q.key_len == 0 || q.key_len > NXC_KEY_MAX || q.nranges == 0 ||
-        q.nranges > NXC__WIRE_MAX_RANGES || q.nstripes == 0 || q.nstripes > NXC__WIRE_MAX_STRIPES ||
-        q.stripe >= q.nstripes ||
-        (q.md_kind != NXC__MD_KIND_READ && q.md_kind != NXC__MD_KIND_WRITE) ||
-        q.inline_data != (t->fl->inline_data ? 1 : 0) ||
-        conn->hdr.body_len !=
-            sizeof q + q.key_len + (uint64_t)q.nranges * sizeof(nxc__wire_range_t)) {
-        nxc__stream_conn_close(conn, "protocol: malformed REQ");
-        return;
-    }
     char key[NXC_KEY_MAX + 1];
-    memcpy(key, conn->body + sizeof q, q.key_len);
-    key[q.key_len] = '\0';
-    if (strlen(key) != q.key_len) {
-        nxc__stream_conn_close(conn, "protocol: NUL in key");
-        return;
-    }
+    if (!req_parse(conn, &q, key)) return;
     nxc__range_t *r = malloc(q.nranges * sizeof *r);
     struct iovec *iov = malloc(q.nranges * sizeof *iov);
     if (!r || !iov) {
@@ -280,8 +293,7 @@ static void on_read_done(stream_conn_t *conn) {
         return;
     }
     char key[NXC_KEY_MAX + 1];
-    memcpy(key, conn->body + sizeof r, r.key_len);
-    key[r.key_len] = '\0';
+    body_text(conn, sizeof r, r.key_len, key);
     /* false: the op ended meanwhile (the reader's own check then failed) */
     nxc__complete_direct(conn->t->base.c, &conn->t->base, key, r.secret, NXC_OP_READABLE);
 }

@@ -14,6 +14,7 @@
 
 #include "transport/stream/stream_internal.h"
 #include "util/error.h"
+#include "util/list.h"
 #include "util/time.h"
 
 /* --- peers -------------------------------------------------------------------------- */
@@ -39,16 +40,16 @@ stream_peer_t *nxc__stream_peer_get(stream_tp_t *t, const uint8_t *instance, con
     return p;
 }
 
-void nxc__stream_peer_unref(stream_tp_t *t, stream_peer_t *p) {
-    if (!p || --p->refs > 0) return;
-    for (stream_peer_t **pp = &t->peers; *pp; pp = &(*pp)->next)
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
+static void peer_free(stream_peer_t *p) {
     free(p->conn_info);
     free(p->xfers);
     free(p);
+}
+
+void nxc__stream_peer_unref(stream_tp_t *t, stream_peer_t *p) {
+    if (!p || --p->refs > 0) return;
+    NXC__LIST_UNLINK(stream_peer_t, t->peers, p);
+    peer_free(p);
 }
 
 /* Remember how to reach the peer of `md` (active side). */
@@ -169,9 +170,7 @@ void nxc__stream_destroy(nxc__tp_t *tp) {
     while (t->peers) {
         stream_peer_t *p = t->peers;
         t->peers = p->next;
-        free(p->conn_info);
-        free(p->xfers);
-        free(p);
+        peer_free(p);
     }
     free(t);
 }

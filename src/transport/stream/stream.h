@@ -134,4 +134,14 @@ void nxc__stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
 void nxc__stream_force(nxc__tp_t *tp, nxc_op_t *op);
 void nxc__stream_release(nxc__tp_t *tp, nxc_op_t *op);
 
+/* The entries of a flavour's ops table that are the engine's as they are;
+ * the flavour adds create, expose, reachable, post and describe (and shm
+ * retire and unexpose). */
+#define NXC__STREAM_OPS                                                                            \
+    .destroy = nxc__stream_destroy, .event_fd = nxc__stream_event_fd,                              \
+    .progress = nxc__stream_progress, .arm = nxc__stream_arm,                                      \
+    .next_timer = nxc__stream_next_timer, .supports_device = nxc__stream_supports_device,          \
+    .drop_peer = nxc__stream_drop_peer, .cancel = nxc__stream_cancel, .force = nxc__stream_force,  \
+    .release = nxc__stream_release
+
 #endif

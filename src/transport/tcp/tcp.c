@@ -32,6 +32,7 @@
 #include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/text.h"
 
 #define INFO_MAX 512
 
@@ -133,17 +134,11 @@ static void make_info(tcp_tp_t *t, const char *bind_addr, int port) {
     snprintf(out + used, INFO_MAX - used, ":%d", port);
 }
 
-/* A dotted IPv4 address (the form a listener binds to). */
-static bool ipv4_text(const char *s) {
-    struct in_addr in;
-    return inet_pton(AF_INET, s, &in) == 1;
-}
-
 /* tcp.<key> in the connector's options; NXC_TCP_<KEY> otherwise. */
 static const nxc__tp_option_t tcp_options[] = {
     {.key = "address",
      .env = "NXC_TCP_ADDRESS",
-     .valid = ipv4_text,
+     .valid = nxc__ipv4_text,
      .accepted = "an IPv4 address in dotted form"},
     {.key = "port", .env = "NXC_TCP_PORT", .lo = 0, .hi = 65535},
     {.key = "timeout_ms", .env = "NXC_TCP_TIMEOUT_MS", .lo = 100, .hi = 3600000},
@@ -215,21 +210,12 @@ static void tcp_describe(nxc__tp_t *tp, char *buf, size_t len) {
 const nxc__transport_ops_t nxc__transport_tcp = {
     .name = "tcp",
     .create = tcp_create,
-    .destroy = nxc__stream_destroy,
-    .event_fd = nxc__stream_event_fd,
-    .progress = nxc__stream_progress,
-    .arm = nxc__stream_arm,
-    .next_timer = nxc__stream_next_timer,
-    .supports_device = nxc__stream_supports_device,
+    NXC__STREAM_OPS,
     .expose = tcp_expose,
     /* no unexpose: tcp_expose() keeps no per-op state, and the core calls
      * unexpose only for the state expose() left */
-    .drop_peer = nxc__stream_drop_peer,
     .reachable = tcp_reachable,
     .post = nxc__stream_post,
-    .cancel = nxc__stream_cancel,
-    .force = nxc__stream_force,
-    .release = nxc__stream_release,
     .describe = tcp_describe,
     .options = tcp_options,
     .noptions = sizeof tcp_options / sizeof tcp_options[0],

@@ -44,13 +44,16 @@
 #include <ucs/config/global_opts.h>
 
 #include "core/regcache.h"
+#include "transport/segment.h"
 #include "transport/transport.h"
 #include "transport/ucx/ucx_check.h"
 #include "transport/ucx/ucx_wire.h"
 #include "util/env.h"
 #include "util/error.h"
 #include "util/hash.h"
+#include "util/list.h"
 #include "util/log.h"
+#include "util/text.h"
 #include "util/time.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -185,7 +188,7 @@ typedef struct data_ctx {
     } hdr;
 } data_ctx_t;
 
-static ucx_tp_t *T(nxc__tp_t *tp) {
+static ucx_tp_t *ucx_of(nxc__tp_t *tp) {
     return (ucx_tp_t *)tp;
 }
 
@@ -431,14 +434,11 @@ static void accept_conn_reqs(ucx_tp_t *t) {
     }
 }
 
+/* Forget `p`, which is on the list (its callers walk t->peers). */
 static void unlist_peer(ucx_tp_t *t, ucx_peer_t *p) {
-    for (ucx_peer_t **pp = &t->peers; *pp; pp = &(*pp)->next)
-        if (*pp == p) {
-            *pp = p->next;
-            if (!p->bound) t->accepted--;
-            peer_unref(p);
-            return;
-        }
+    NXC__LIST_UNLINK(ucx_peer_t, t->peers, p);
+    if (!p->bound) t->accepted--;
+    peer_unref(p);
 }
 
 /* --- sending ------------------------------------------------------------------------ */
@@ -551,7 +551,7 @@ static void rma_done_cb(void *req, ucs_status_t status, void *user) {
     if (status != UCS_OK)
         aop_fail(op, NXC_ERR_PEER_FAILED, "transfer with peer %s failed: %s",
                  ((ucx_aop_t *)nxc__op_tp_state(op))->peer->name, ucs_status_string(status));
-    T(nxc__op_tp(op))->dirty = true;
+    ucx_of(nxc__op_tp(op))->dirty = true;
     ucp_request_free(req);
 }
 
@@ -582,8 +582,8 @@ static void start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
     }
     for (size_t i = 0; i < nsegs && a->error == NXC_OK; i++) {
         const nxc__seg_t *sg = &segs[i];
-        uint64_t remote = nxc__op_peer_md(op)->descs[sg->remote_idx].addr + sg->remote_off;
-        char *local = (char *)bufs[sg->local_idx].ptr + sg->local_off;
+        uint64_t remote = nxc__seg_remote(sg, nxc__op_peer_md(op), 0);
+        char *local = nxc__seg_local(sg, bufs, 0);
         msg_range_t h = {.magic = MSG_MAGIC,
                          .seg = (uint32_t)i,
                          .grant_id = a->grant_id,
@@ -628,14 +628,14 @@ static nxc_status_t check_rkeys(const nxc_op_t *op, const nxc__md_section_t *sec
                                 const nxc__ucx_addr_info_t *info) {
     char why[160];
     for (size_t i = 0; i < nxc__op_peer_md(op)->ndesc; i++) {
-        const nxc__bytes_t *k = &sec->keys[i];
+        const nxc__bytes_t *key = &sec->keys[i];
         unsigned mem_type = nxc__op_peer_md(op)->descs[i].device.kind == NXC_DEVICE_CUDA
                                 ? UCS_MEMORY_TYPE_CUDA
                                 : UCS_MEMORY_TYPE_HOST;
-        if (k->len == 0)
+        if (key->len == 0)
             return nxc__err(NXC_ERR_METADATA_MALFORMED,
                             "ucx: descriptor %zu has no ucx key (the get/put path needs one)", i);
-        if (!nxc__ucx_rkey_check(k->data, k->len, info, mem_type, why, sizeof why))
+        if (!nxc__ucx_rkey_check(key->data, key->len, info, mem_type, why, sizeof why))
             return nxc__err(NXC_ERR_METADATA_MALFORMED,
                             "ucx: descriptor %zu: malformed ucx key: %s", i, why);
     }
@@ -643,10 +643,10 @@ static nxc_status_t check_rkeys(const nxc_op_t *op, const nxc__md_section_t *sec
 }
 
 /* Unpack a checked key from a zero-padded copy (see connect_peer()). */
-static ucs_status_t unpack_rkey(ucp_ep_h ep, const nxc__bytes_t *k, ucp_rkey_h *rkey_p) {
-    uint8_t *copy = calloc(1, (size_t)k->len + NXC__UCX_PAD);
+static ucs_status_t unpack_rkey(ucp_ep_h ep, const nxc__bytes_t *key, ucp_rkey_h *rkey_p) {
+    uint8_t *copy = calloc(1, (size_t)key->len + NXC__UCX_PAD);
     if (!copy) return UCS_ERR_NO_MEMORY;
-    memcpy(copy, k->data, k->len);
+    memcpy(copy, key->data, key->len);
     ucs_status_t s = ucp_ep_rkey_unpack(ep, copy, rkey_p);
     free(copy);
     return s;
@@ -681,8 +681,8 @@ static void start_moving(ucx_tp_t *t, nxc_op_t *op) {
                                   .cb.send = rma_done_cb,
                                   .user_data = op,
                                   .memh = a->lregs[sg->local_idx]->handle};
-        char *local = (char *)bufs[sg->local_idx].ptr + sg->local_off;
-        uint64_t remote = md->descs[sg->remote_idx].addr + sg->remote_off;
+        char *local = nxc__seg_local(sg, bufs, 0);
+        uint64_t remote = nxc__seg_remote(sg, md, 0);
         ucp_rkey_h rkey = a->rkeys[sg->remote_idx];
         if (nxc__op_kind(op) == NXC_OP_READ)
             track(op, ucp_get_nbx(a->peer->ep, local, sg->len, remote, rkey, &rp), "ucp_get_nbx");
@@ -785,7 +785,7 @@ static bool index_aop(ucx_tp_t *t, ucx_aop_t *a) {
 }
 
 static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     const nxc__metadata_t *md = nxc__op_peer_md(op);
     /* Checked even when an endpoint to this peer is cached: the same text
      * must get the same answer. */
@@ -820,7 +820,7 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
 }
 
 static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     ucx_aop_t *a = nxc__op_tp_state(op);
     stop_awaiting(op); /* late bytes are dropped by the receive check */
     aop_fail(op, why, "%s", why == NXC_ERR_TIMED_OUT ? "the op's deadline passed" : "cancelled");
@@ -839,7 +839,7 @@ static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
 
 static void ucx_force(nxc__tp_t *tp, nxc_op_t *op) {
     ucx_aop_t *a = nxc__op_tp_state(op);
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     stop_awaiting(op);
     if (!a->peer->failed) {
         a->peer->failed = true;
@@ -851,7 +851,7 @@ static void ucx_force(nxc__tp_t *tp, nxc_op_t *op) {
 }
 
 static void ucx_release(nxc__tp_t *tp, nxc_op_t *op) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     ucx_aop_t *a = nxc__op_tp_state(op);
     for (size_t i = 0; i < a->nrkeys; i++)
         ucp_rkey_destroy(a->rkeys[i]);
@@ -876,7 +876,7 @@ typedef struct exposed {
 
 static nxc_status_t ucx_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
                                void **state_p) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     size_t nbufs;
     const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
     exposed_t *e = calloc(1, sizeof *e + nbufs * sizeof(nxc__reg_t *));
@@ -915,7 +915,7 @@ typedef struct pinned {
 
 static nxc_status_t ucx_mem_register(nxc__tp_t *tp, const nxc_desc_t *descs, size_t n,
                                      void **state_p) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     pinned_t *p = calloc(1, sizeof *p + n * sizeof p->regs[0]);
     if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -935,24 +935,24 @@ static nxc_status_t ucx_mem_register(nxc__tp_t *tp, const nxc_desc_t *descs, siz
 static void ucx_mem_deregister(nxc__tp_t *tp, void *state) {
     pinned_t *p = state;
     for (size_t i = 0; i < p->n; i++)
-        nxc__regcache_put(&T(tp)->rc, p->regs[i]);
+        nxc__regcache_put(&ucx_of(tp)->rc, p->regs[i]);
     free(p);
 }
 
 static void ucx_reg_stats(nxc__tp_t *tp, uint64_t *made, uint64_t *reused) {
-    *made = T(tp)->rc.misses;
-    *reused = T(tp)->rc.hits;
+    *made = ucx_of(tp)->rc.misses;
+    *reused = ucx_of(tp)->rc.hits;
 }
 
 static void ucx_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {
     exposed_t *e = state;
     for (size_t i = 0; i < e->n; i++)
-        nxc__regcache_put(&T(tp)->rc, e->regs[i]);
+        nxc__regcache_put(&ucx_of(tp)->rc, e->regs[i]);
     free(e);
 }
 
 static void ucx_drop_peer(nxc__tp_t *tp, void *grant_peer) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     ucx_peer_t *p = grant_peer;
     if (!p->failed) {
         p->failed = true;
@@ -978,16 +978,11 @@ static ucs_status_t enqueue(ucx_tp_t *t, unsigned id, const void *data, size_t l
     if (length > (8u << 20)) return UCS_OK;
     inbox_msg_t *m = malloc(sizeof *m + length);
     if (!m) return UCS_OK;
-    m->next = NULL;
     m->from = reply_ep(param);
     m->id = id;
     m->len = length;
     memcpy(m->data, data, length);
-    if (t->inbox_tail)
-        t->inbox_tail->next = m;
-    else
-        t->inbox = m;
-    t->inbox_tail = m;
+    NXC__QUEUE_APPEND(t->inbox, t->inbox_tail, m);
     return UCS_OK;
 }
 
@@ -1038,7 +1033,7 @@ static ucs_status_t am_read_data_cb(void *arg, const void *hdr, size_t hlen, voi
         len > a->await_bytes)
         return UCS_OK; /* bogus: drop */
     const nxc__seg_t *sg = &segs[h.seg];
-    memcpy((char *)bufs[sg->local_idx].ptr + sg->local_off + h.off, data, len);
+    memcpy(nxc__seg_local(sg, bufs, h.off), data, len);
     a->await_bytes -= len;
     if (a->await_bytes == 0) {
         nxc__op_io_end(op);
@@ -1236,9 +1231,8 @@ static void on_read_req(ucx_tp_t *t, ucp_ep_h from, const uint8_t *d, size_t len
 static int process_inbox(ucx_tp_t *t) {
     int n = 0;
     while (t->inbox) {
-        inbox_msg_t *m = t->inbox;
-        t->inbox = m->next;
-        if (!t->inbox) t->inbox_tail = NULL;
+        inbox_msg_t *m;
+        NXC__QUEUE_POP(t->inbox, t->inbox_tail, m);
         if (m->id == AM_GRANT_REQ)
             on_grant_req(t, m->from, m->data, m->len);
         else if (m->id == AM_GRANT_REP)
@@ -1283,7 +1277,7 @@ static void process_failures(ucx_tp_t *t) {
 }
 
 static int ucx_progress(nxc__tp_t *tp) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     int n = 0;
     t->last_progress = nxc__now_ns();
     for (int i = 0; i < 1000 && ucp_worker_progress(t->worker); i++)
@@ -1306,22 +1300,22 @@ static int ucx_progress(nxc__tp_t *tp) {
 /* With peers, progress at least once per keepalive interval (see
  * last_progress). */
 static uint64_t ucx_next_timer(nxc__tp_t *tp) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     return t->peers ? t->last_progress + KEEPALIVE_NS : UINT64_MAX;
 }
 
 static bool ucx_arm(nxc__tp_t *tp) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     if (t->inbox || t->dirty || t->conn_reqs) return false;
     return ucp_worker_arm(t->worker) != UCS_ERR_BUSY;
 }
 
 static int ucx_event_fd(nxc__tp_t *tp) {
-    return T(tp)->efd;
+    return ucx_of(tp)->efd;
 }
 
 static bool ucx_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind) {
-    return kind == NXC_DEVICE_HOST || (kind == NXC_DEVICE_CUDA && T(tp)->cuda);
+    return kind == NXC_DEVICE_HOST || (kind == NXC_DEVICE_CUDA && ucx_of(tp)->cuda);
 }
 
 static nxc_status_t ucx_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
@@ -1364,7 +1358,7 @@ static bool want_rma(ucx_tp_t *t) {
 }
 
 static void ucx_describe(nxc__tp_t *tp, char *buf, size_t len) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     unsigned maj, min, rel;
     ucp_get_version(&maj, &min, &rel);
     snprintf(buf, len, "UCX %u.%u.%u; data path %s; resources: %s", maj, min, rel,
@@ -1456,7 +1450,7 @@ static void quiesce(ucx_tp_t *t) {
 }
 
 static void ucx_destroy(nxc__tp_t *tp) {
-    ucx_tp_t *t = T(tp);
+    ucx_tp_t *t = ucx_of(tp);
     t->closing = true; /* conn_req_cb() rejects from here on */
     while (t->conn_reqs) {
         conn_req_t *q = t->conn_reqs;
@@ -1480,8 +1474,8 @@ static void ucx_destroy(nxc__tp_t *tp) {
         ucp_worker_destroy(t->worker);
     }
     while (t->inbox) {
-        inbox_msg_t *m = t->inbox;
-        t->inbox = m->next;
+        inbox_msg_t *m;
+        NXC__QUEUE_POP(t->inbox, t->inbox_tail, m);
         free(m);
     }
     if (t->ctx) ucp_cleanup(t->ctx);
@@ -1544,15 +1538,9 @@ static uint32_t listen_ip(const char *bind_addr) {
     return a.s_addr;
 }
 
-/* A dotted IPv4 address (the form a listener binds to). */
-static bool ipv4_text(const char *s) {
-    struct in_addr in;
-    return inet_pton(AF_INET, s, &in) == 1;
-}
-
 /* ucx.<key> in the connector's options (no environment variable). */
 static const nxc__tp_option_t ucx_options[] = {
-    {.key = "address", .valid = ipv4_text, .accepted = "an IPv4 address in dotted form"},
+    {.key = "address", .valid = nxc__ipv4_text, .accepted = "an IPv4 address in dotted form"},
 };
 
 /* ucx.address, else the tcp listener's address (tcp.address, the
