@@ -19,14 +19,12 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/sys.h"
+#include "util/text.h"
 #include "util/time.h"
 
 static bool printable(const char *s, size_t max) {
     size_t n = strlen(s);
-    if (n == 0 || n > max) return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < 0x21 || s[i] > 0x7e) return false;
-    return true;
+    return n > 0 && n <= max && nxc__printable(s, n);
 }
 
 /* Parse "ucx,tcp" into transport ops, in order, without duplicates. */
@@ -98,12 +96,7 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
                             NXC_NAME_MAX);
         strcpy(c->name, p->name);
     } else {
-        static const char hex[] = "0123456789abcdef";
-        for (int i = 0; i < 16; i++) {
-            c->name[2 * i] = hex[c->instance[i] >> 4];
-            c->name[2 * i + 1] = hex[c->instance[i] & 15];
-        }
-        c->name[32] = '\0';
+        nxc__hex(c->name, c->instance, NXC__INSTANCE_LEN);
     }
     c->use_thread = (mask & NXC_CONNECTOR_FIELD_PROGRESS_THREAD) ? p->progress_thread != 0 : true;
     nxc_log_level_t level = nxc__log_env_level();

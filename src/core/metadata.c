@@ -21,6 +21,7 @@
 #include <zlib.h>
 
 #include "util/error.h"
+#include "util/text.h"
 
 #define B64_PREFIX "b64:"
 #define B64_PREFIX_LEN 4
@@ -40,12 +41,6 @@ static nxc_status_t lib_init(void) {
     if (sodium_init() < 0)
         return nxc__err(NXC_ERR_SYSTEM, "metadata: libsodium failed to initialize");
     return NXC_OK;
-}
-
-bool nxc__md_printable(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return false;
-    return true;
 }
 
 static bool transport_name_ok(const char *s, size_t n) {
@@ -106,7 +101,7 @@ static nxc_status_t check_text_field(const char *what, const char *s, size_t max
         return nxc__err(NXC_ERR_INVALID_PARAM,
                         "metadata encode: %s is longer than %zu bytes or not NUL-terminated", what,
                         max);
-    if (!nxc__md_printable(s, n))
+    if (!nxc__printable(s, n))
         return nxc__err(NXC_ERR_INVALID_PARAM,
                         "metadata encode: %s holds a byte that is not printable ASCII", what);
     *len_p = n;
@@ -451,7 +446,7 @@ static nxc_status_t rd_text16(reader_t *r, const char *what, size_t max, char *d
         return nxc__err(NXC_ERR_METADATA_MALFORMED,
                         "metadata: blob %s length is %zu; expected 1..%zu", what, n, max);
     if ((st = rd_need(r, n, what))) return st;
-    if (!nxc__md_printable((const char *)r->p + r->off, n))
+    if (!nxc__printable((const char *)r->p + r->off, n))
         return nxc__err(NXC_ERR_METADATA_MALFORMED,
                         "metadata: blob %s holds a byte that is not printable ASCII", what);
     memcpy(dst, r->p + r->off, n);

@@ -99,9 +99,6 @@ nxc_status_t nxc__md_decode(const char *text, size_t len, nxc__metadata_t *md);
 
 void nxc__md_free(nxc__metadata_t *md);
 
-/* Are all n bytes of s printable ASCII other than space (0x21..0x7e)? */
-bool nxc__md_printable(const char *s, size_t n);
-
 /* The section named `name`, or NULL. */
 const nxc__md_section_t *nxc__md_section(const nxc__metadata_t *md, const char *name);
 

@@ -31,6 +31,7 @@
 
 #include "core/device.h"
 #include "util/error.h"
+#include "util/text.h"
 
 /* Keys of unknown fields go into a table whose hash is keyed per process,
  * so a text cannot be built to make all of them collide. */
@@ -376,7 +377,7 @@ static int on_string(void *ctx, const unsigned char *s, size_t n) {
     if (p->field == TOP_NIXL) return keep_nixl(p, s, n);
     if (p->field == TOP_KEY) {
         p->key_len = n;
-        p->key_printable = nxc__md_printable((const char *)s, n);
+        p->key_printable = nxc__printable((const char *)s, n);
         if (n <= NXC_KEY_MAX) {
             memcpy(p->m->notification_key, s, n);
             p->m->notification_key[n] = '\0';
@@ -519,8 +520,7 @@ static nxc_status_t check_fields(const parse_t *p, nxc__metadata_t *m) {
 
 nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m, char **nixl_p,
                                  size_t *nixl_len_p) {
-    if (sodium_init() < 0)
-        return nxc__err(NXC_ERR_SYSTEM, "metadata: libsodium failed to initialize");
+    /* libsodium is started by nxc__md_decode, the only caller */
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, hash_key_init);
     parse_t *p = calloc(1, sizeof *p);

@@ -57,7 +57,6 @@ typedef struct nxc__tp {
 } nxc__tp_t;
 
 struct nxc__transport_ops {
-    size_t size; /* sizeof(nxc__transport_ops_t) when built, so the table can grow */
     const char *name;
 
     /* Start the transport for connector `c`. NXC_ERR_NOT_SUPPORTED when it

@@ -8,11 +8,18 @@
 static _Thread_local char last_error[512];
 static _Thread_local nxc__err_guard_t *guards; /* innermost first */
 
-nxc_status_t nxc__err(nxc_status_t status, const char *fmt, ...) {
-    for (nxc__err_guard_t *g = guards; g && !g->saved; g = g->prev) {
-        memcpy(g->text, last_error, sizeof g->text);
-        g->saved = true;
+/* Every guard from `guard` outwards that saved nothing yet keeps `text` to
+ * put back (the nearest saved one already holds an older text, and so do
+ * those outside it). */
+static void save_for(nxc__err_guard_t *guard, const char *text) {
+    for (; guard && !guard->saved; guard = guard->prev) {
+        memcpy(guard->text, text, sizeof guard->text);
+        guard->saved = true;
     }
+}
+
+nxc_status_t nxc__err(nxc_status_t status, const char *fmt, ...) {
+    save_for(guards, last_error);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
@@ -30,23 +37,20 @@ nxc_status_t nxc__check_field_mask(const char *what, uint64_t mask, uint64_t kno
                     nxc_version());
 }
 
-void nxc__err_guard_begin(nxc__err_guard_t *g) {
-    g->saved = false;
-    g->prev = guards;
-    guards = g;
+void nxc__err_guard_begin(nxc__err_guard_t *guard) {
+    guard->saved = false;
+    guard->prev = guards;
+    guards = guard;
 }
 
-void nxc__err_guard_end(nxc__err_guard_t *g, bool failed) {
-    guards = g->prev;
-    if (!g->saved) return;
+void nxc__err_guard_end(nxc__err_guard_t *guard, bool failed) {
+    guards = guard->prev;
+    if (!guard->saved) return;
     if (failed) {
         /* an outer guard must still be able to restore what it saw */
-        for (nxc__err_guard_t *o = guards; o && !o->saved; o = o->prev) {
-            memcpy(o->text, g->text, sizeof o->text);
-            o->saved = true;
-        }
+        save_for(guards, guard->text);
     } else {
-        memcpy(last_error, g->text, sizeof last_error);
+        memcpy(last_error, guard->text, sizeof last_error);
     }
 }
 

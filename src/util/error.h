@@ -28,8 +28,8 @@ typedef struct nxc__err_guard {
     bool saved;
     char text[512];
 } nxc__err_guard_t;
-void nxc__err_guard_begin(nxc__err_guard_t *g);
+void nxc__err_guard_begin(nxc__err_guard_t *guard);
 /* `failed`: the public call reports a failure (its message stays). */
-void nxc__err_guard_end(nxc__err_guard_t *g, bool failed);
+void nxc__err_guard_end(nxc__err_guard_t *guard, bool failed);
 
 #endif

@@ -78,7 +78,9 @@ static void after_fork_in_child(void) {
 }
 
 static void install_fork_hook(void) {
-    if (sodium_init() < 0) abort(); /* only without an entropy source */
+    /* sodium_init() fails only without an entropy source: with nothing safe
+     * to key the streams from, stop rather than hand out guessable bytes. */
+    if (sodium_init() < 0) abort();
     pthread_atfork(NULL, NULL, after_fork_in_child);
 }
 

@@ -287,8 +287,8 @@ static bool recv_exact(int fd, void *buf, size_t len, int timeout_ms) {
 
 /* Frame = header + body parts. Returns the bytes written into out. */
 static size_t frame(uint8_t *out, uint8_t type, uint64_t xfer, const void *body, size_t len) {
-    nxc_wire_hdr_t h = {
-        .magic = NXC_WIRE_MAGIC, .type = type, .body_len = (uint32_t)len, .xfer = xfer};
+    nxc__wire_hdr_t h = {
+        .magic = NXC__WIRE_MAGIC, .type = type, .body_len = (uint32_t)len, .xfer = xfer};
     memcpy(out, &h, sizeof h);
     if (len) memcpy(out + sizeof h, body, len);
     return sizeof h + len;
@@ -298,25 +298,25 @@ static const uint8_t hostile_instance[NXC__INSTANCE_LEN] = "hostile-instanc";
 
 /* A HELLO frame; version and want as given. */
 static size_t hello_frame(uint8_t *out, const uint8_t *want, uint16_t version) {
-    uint8_t body[sizeof(nxc_wire_hello_t) + sizeof HOSTILE_NAME];
-    nxc_wire_hello_t h = {.version = version, .name_len = (uint16_t)strlen(HOSTILE_NAME)};
+    uint8_t body[sizeof(nxc__wire_hello_t) + sizeof HOSTILE_NAME];
+    nxc__wire_hello_t h = {.version = version, .name_len = (uint16_t)strlen(HOSTILE_NAME)};
     memcpy(h.instance, hostile_instance, sizeof h.instance);
     memcpy(h.want, want, sizeof h.want);
     memcpy(body, &h, sizeof h);
     memcpy(body + sizeof h, HOSTILE_NAME, h.name_len);
-    return frame(out, NXC_WIRE_HELLO, 0, body, sizeof h + h.name_len);
+    return frame(out, NXC__WIRE_HELLO, 0, body, sizeof h + h.name_len);
 }
 
 /* Say HELLO properly and check the HELLO_OK. */
 static void hc_hello(int fd, const target_t *t) {
     uint8_t f[256];
-    size_t n = hello_frame(f, t->md.instance, NXC_WIRE_VERSION);
+    size_t n = hello_frame(f, t->md.instance, NXC__WIRE_VERSION);
     NXT_CHECK(send_all(fd, f, n, CLOSE_MS));
-    nxc_wire_hdr_t h;
-    nxc_wire_hello_ok_t ok;
+    nxc__wire_hdr_t h;
+    nxc__wire_hello_ok_t ok;
     NXT_CHECK(recv_exact(fd, &h, sizeof h, CLOSE_MS));
-    NXT_EQ_INT(h.magic, NXC_WIRE_MAGIC);
-    NXT_EQ_INT(h.type, NXC_WIRE_HELLO_OK);
+    NXT_EQ_INT(h.magic, NXC__WIRE_MAGIC);
+    NXT_EQ_INT(h.type, NXC__WIRE_HELLO_OK);
     NXT_EQ_INT(h.body_len, sizeof ok);
     NXT_CHECK(recv_exact(fd, &ok, sizeof ok, CLOSE_MS));
     NXT_CHECK(memcmp(ok.instance, t->md.instance, sizeof ok.instance) == 0);
@@ -333,7 +333,7 @@ typedef struct req {
     uint8_t md_kind;
     const char *key;
     const uint8_t *secret;
-    const nxc_wire_range_t *ranges;
+    const nxc__wire_range_t *ranges;
     uint32_t n;
 } req_t;
 
@@ -341,21 +341,21 @@ typedef struct req {
 static uint8_t *req_frame_part(const req_t *r, uint64_t xfer, unsigned stripe, unsigned nstripes,
                                size_t *len_p) {
     size_t key_len = strlen(r->key);
-    nxc_wire_req_t q = {.md_kind = r->md_kind,
-                        .inline_data = 1,
-                        .stripe = (uint8_t)stripe,
-                        .nstripes = (uint8_t)nstripes,
-                        .key_len = (uint16_t)key_len,
-                        .nranges = r->n};
+    nxc__wire_req_t q = {.md_kind = r->md_kind,
+                         .inline_data = 1,
+                         .stripe = (uint8_t)stripe,
+                         .nstripes = (uint8_t)nstripes,
+                         .key_len = (uint16_t)key_len,
+                         .nranges = r->n};
     memcpy(q.secret, r->secret, sizeof q.secret);
-    size_t body = sizeof q + key_len + r->n * sizeof(nxc_wire_range_t);
+    size_t body = sizeof q + key_len + r->n * sizeof(nxc__wire_range_t);
     uint8_t *b = malloc(body);
-    uint8_t *out = malloc(sizeof(nxc_wire_hdr_t) + body);
+    uint8_t *out = malloc(sizeof(nxc__wire_hdr_t) + body);
     NXT_CHECK(b && out);
     memcpy(b, &q, sizeof q);
     memcpy(b + sizeof q, r->key, key_len);
-    memcpy(b + sizeof q + key_len, r->ranges, r->n * sizeof(nxc_wire_range_t));
-    *len_p = frame(out, NXC_WIRE_REQ, xfer, b, body);
+    memcpy(b + sizeof q + key_len, r->ranges, r->n * sizeof(nxc__wire_range_t));
+    *len_p = frame(out, NXC__WIRE_REQ, xfer, b, body);
     free(b);
     return out;
 }
@@ -365,8 +365,8 @@ static uint8_t *req_frame(const req_t *r, uint64_t xfer, size_t *len_p) {
 }
 
 /* The request a legitimate peer would send for the whole target. */
-static req_t good_req(const target_t *t, nxc_wire_range_t *whole) {
-    *whole = (nxc_wire_range_t){(uintptr_t)t->buf, t->size};
+static req_t good_req(const target_t *t, nxc__wire_range_t *whole) {
+    *whole = (nxc__wire_range_t){(uintptr_t)t->buf, t->size};
     return (req_t){t->writable ? NXC__MD_KIND_WRITE : NXC__MD_KIND_READ, t->md.notification_key,
                    t->md.secret, whole, 1};
 }
@@ -411,19 +411,19 @@ static outcome_t drain(int fd, int timeout_ms) {
     }
     /* Take the frames apart. */
     size_t off = 0;
-    while (off + sizeof(nxc_wire_hdr_t) <= have) {
-        nxc_wire_hdr_t h;
+    while (off + sizeof(nxc__wire_hdr_t) <= have) {
+        nxc__wire_hdr_t h;
         memcpy(&h, acc + off, sizeof h);
-        if (h.magic != NXC_WIRE_MAGIC || h.body_len > have - off - sizeof h) {
+        if (h.magic != NXC__WIRE_MAGIC || h.body_len > have - off - sizeof h) {
             o.junk = true;
             break;
         }
         const uint8_t *body = acc + off + sizeof h;
         off += sizeof h + h.body_len;
-        if (h.type == NXC_WIRE_HELLO_OK) {
+        if (h.type == NXC__WIRE_HELLO_OK) {
             o.hello_ok = true;
-        } else if (h.type == NXC_WIRE_REFUSED && h.body_len >= sizeof(nxc_wire_refused_t)) {
-            nxc_wire_refused_t rf;
+        } else if (h.type == NXC__WIRE_REFUSED && h.body_len >= sizeof(nxc__wire_refused_t)) {
+            nxc__wire_refused_t rf;
             memcpy(&rf, body, sizeof rf);
             o.refused = true;
             o.status = rf.status;
@@ -431,11 +431,11 @@ static outcome_t drain(int fd, int timeout_ms) {
             if (n >= sizeof o.reason) n = sizeof o.reason - 1;
             memcpy(o.reason, body + sizeof rf, n);
             o.reason[n] = '\0';
-        } else if (h.type == NXC_WIRE_GRANTED) {
+        } else if (h.type == NXC__WIRE_GRANTED) {
             o.granted = true;
             o.payload = o.total - off;
             break;
-        } else if (h.type == NXC_WIRE_ACK) {
+        } else if (h.type == NXC__WIRE_ACK) {
             o.acked = true;
         } else {
             o.junk = true;
@@ -520,7 +520,7 @@ static void test_wrong_secret(void) {
     world_t w = world_new();
     for (int wr = 0; wr < 2; wr++) {
         target_t t = target_new(w.srv, wr, SIZE, 0x100 + wr, NULL);
-        nxc_wire_range_t whole;
+        nxc__wire_range_t whole;
         req_t r = good_req(&t, &whole);
         for (int bit = 0; bit < 128; bit += 61) {
             uint8_t bad[NXC__SECRET_LEN];
@@ -552,7 +552,7 @@ static void test_released_key(void) {
     for (int wr = 0; wr < 2; wr++) {
         /* op A over its own buffer: take its metadata, release it */
         target_t a = target_new(w.srv, wr, SIZE, 0x300 + wr, "op-a");
-        nxc_wire_range_t whole;
+        nxc__wire_range_t whole;
         req_t r = good_req(&a, &whole);
         char key[NXC_KEY_MAX + 1];
         uint8_t secret[NXC__SECRET_LEN];
@@ -594,7 +594,7 @@ static void test_out_of_bounds(void) {
         uint64_t b = (uintptr_t)t.buf, e = b + SIZE;
         struct {
             const char *what;
-            nxc_wire_range_t r[2];
+            nxc__wire_range_t r[2];
             uint32_t n;
         } cases[] = {
             {"starts before the buffer", {{b - 16, 32}}, 1},
@@ -633,7 +633,7 @@ static void test_out_of_bounds(void) {
 static void test_read_writable(void) {
     world_t w = world_new();
     target_t t = target_new(w.srv, true, SIZE, 0x700, NULL);
-    nxc_wire_range_t whole;
+    nxc__wire_range_t whole;
     req_t r = good_req(&t, &whole);
     r.md_kind = NXC__MD_KIND_READ;
     attack_req(&t, "READ request against a writable", &r, 0, "writable, not readable");
@@ -646,7 +646,7 @@ static void test_read_writable(void) {
 static void test_write_readable(void) {
     world_t w = world_new();
     target_t t = target_new(w.srv, false, SIZE, 0x800, NULL);
-    nxc_wire_range_t whole;
+    nxc__wire_range_t whole;
     req_t r = good_req(&t, &whole);
     r.md_kind = NXC__MD_KIND_WRITE;
     attack_req(&t, "WRITE request + payload against a readable", &r, SIZE,
@@ -666,7 +666,7 @@ static void test_garbage(void) {
     nxt_fill(junk, sizeof junk, 0x901);
     uint32_t magic;
     memcpy(&magic, junk, sizeof magic);
-    NXT_CHECK(magic != NXC_WIRE_MAGIC);
+    NXT_CHECK(magic != NXC__WIRE_MAGIC);
     attack_raw(&t, "4 KiB of random bytes first", false, junk, sizeof junk);
     attack_raw(&t, "4 KiB of random bytes after HELLO", true, junk, sizeof junk);
     check_intact(&t, "garbage");
@@ -683,9 +683,9 @@ static void test_garbage(void) {
         uint8_t type = (uint8_t)(rnd[0] % 10);
         uint32_t body_len = (uint32_t)((rnd[1] | rnd[2] << 8) % 1200);
         uint32_t sent = body_len > 0 ? (uint32_t)((rnd[3] | rnd[4] << 8) % (body_len + 1)) : 0;
-        uint8_t f[sizeof(nxc_wire_hdr_t) + 1200];
-        nxt_fill(f + sizeof(nxc_wire_hdr_t), 1200, s++);
-        nxc_wire_hdr_t h = {.magic = NXC_WIRE_MAGIC, .type = type, .body_len = body_len};
+        uint8_t f[sizeof(nxc__wire_hdr_t) + 1200];
+        nxt_fill(f + sizeof(nxc__wire_hdr_t), 1200, s++);
+        nxc__wire_hdr_t h = {.magic = NXC__WIRE_MAGIC, .type = type, .body_len = body_len};
         memcpy(&h.xfer, rnd + 8, sizeof h.xfer);
         memcpy(f, &h, sizeof h);
         fds[i] = hc_open_hello(&t);
@@ -724,12 +724,12 @@ static void test_half_open(void) {
     world_t w = world_new();
     NXT_EQ_INT(w.timeout_ms, 1000);
     target_t t = target_new(w.srv, false, SIZE, 0xa00, NULL);
-    nxc_wire_range_t whole;
+    nxc__wire_range_t whole;
     req_t r = good_req(&t, &whole);
     size_t qn;
     uint8_t *q = req_frame(&r, 1, &qn);
     uint8_t hello[256];
-    hello_frame(hello, t.md.instance, NXC_WIRE_VERSION);
+    hello_frame(hello, t.md.instance, NXC__WIRE_VERSION);
 
     enum { SILENT, HELLO_HDR, REQ_HDR, REQ_BODY, NCASE };
     const char *names[NCASE] = {"connected, nothing sent", "10 bytes of a HELLO header",
@@ -743,7 +743,7 @@ static void test_half_open(void) {
         if (i == REQ_HDR) NXT_CHECK(send_all(fds[i], q, 10, CLOSE_MS));
         if (i == REQ_BODY)
             NXT_CHECK(send_all(
-                fds[i], q, sizeof(nxc_wire_hdr_t) + (qn - sizeof(nxc_wire_hdr_t)) / 2, CLOSE_MS));
+                fds[i], q, sizeof(nxc__wire_hdr_t) + (qn - sizeof(nxc__wire_hdr_t)) / 2, CLOSE_MS));
         sent_at[i] = ms_now();
     }
 
@@ -779,7 +779,7 @@ static void test_slow_drip(void) {
     world_t w = world_new();
     target_t t = target_new(w.srv, false, SIZE, 0xd00, NULL);
     uint8_t hello[256];
-    size_t hn = hello_frame(hello, t.md.instance, NXC_WIRE_VERSION);
+    size_t hn = hello_frame(hello, t.md.instance, NXC__WIRE_VERSION);
     int fd = hc_open(&t);
     uint64_t t0 = ms_now(), bound = (uint64_t)w.timeout_ms * 4 + CLOSE_MS;
     size_t sent = 0;
@@ -805,7 +805,7 @@ static void test_slow_drip(void) {
 static void test_protocol(void) {
     world_t w = world_new();
     target_t t = target_new(w.srv, true, SIZE, 0xb00, NULL);
-    nxc_wire_range_t whole;
+    nxc__wire_range_t whole;
     req_t r = good_req(&t, &whole);
     uint8_t f[4096];
     size_t n;
@@ -822,37 +822,37 @@ static void test_protocol(void) {
     uint8_t other[NXC__INSTANCE_LEN];
     memcpy(other, t.md.instance, sizeof other);
     other[0] ^= 1;
-    n = hello_frame(f, other, NXC_WIRE_VERSION);
+    n = hello_frame(f, other, NXC__WIRE_VERSION);
     attack_raw(&t, "HELLO wanting another connector", false, f, n);
-    n = hello_frame(f, t.md.instance, NXC_WIRE_VERSION + 1);
+    n = hello_frame(f, t.md.instance, NXC__WIRE_VERSION + 1);
     attack_raw(&t, "HELLO with version 2", false, f, n);
     n = hello_frame(f, t.md.instance, 0);
     attack_raw(&t, "HELLO with version 0", false, f, n);
-    n = hello_frame(f, t.md.instance, NXC_WIRE_VERSION);
-    ((nxc_wire_hdr_t *)f)->body_len = 0xFFFFFFFFu;
+    n = hello_frame(f, t.md.instance, NXC__WIRE_VERSION);
+    ((nxc__wire_hdr_t *)f)->body_len = 0xFFFFFFFFu;
     attack_raw(&t, "HELLO with body_len 0xFFFFFFFF", false, f, n);
-    n = hello_frame(f, t.md.instance, NXC_WIRE_VERSION);
-    ((nxc_wire_hello_t *)(f + sizeof(nxc_wire_hdr_t)))->name_len = 200;
+    n = hello_frame(f, t.md.instance, NXC__WIRE_VERSION);
+    ((nxc__wire_hello_t *)(f + sizeof(nxc__wire_hdr_t)))->name_len = 200;
     attack_raw(&t, "HELLO whose name_len disagrees with body_len", false, f, n);
-    n = hello_frame(f, t.md.instance, NXC_WIRE_VERSION);
-    ((nxc_wire_hdr_t *)f)->magic ^= 0x100;
+    n = hello_frame(f, t.md.instance, NXC__WIRE_VERSION);
+    ((nxc__wire_hdr_t *)f)->magic ^= 0x100;
     attack_raw(&t, "HELLO with a bad magic", false, f, n);
-    n = frame(f, NXC_WIRE_HELLO, 0, NULL, 0);
+    n = frame(f, NXC__WIRE_HELLO, 0, NULL, 0);
     attack_raw(&t, "HELLO with an empty body", false, f, n);
 
     /* after a proper HELLO */
-    n = hello_frame(f, t.md.instance, NXC_WIRE_VERSION);
+    n = hello_frame(f, t.md.instance, NXC__WIRE_VERSION);
     attack_raw(&t, "a second HELLO", true, f, n);
-    n = frame(f, NXC_WIRE_REQ, 1, NULL, 0);
-    ((nxc_wire_hdr_t *)f)->body_len = 0xFFFFFFFFu;
+    n = frame(f, NXC__WIRE_REQ, 1, NULL, 0);
+    ((nxc__wire_hdr_t *)f)->body_len = 0xFFFFFFFFu;
     attack_raw(&t, "REQ header with body_len 0xFFFFFFFF", true, f, n);
-    ((nxc_wire_hdr_t *)f)->body_len = (uint32_t)NXC_WIRE_MAX_BODY + 1;
-    attack_raw(&t, "REQ header with body_len NXC_WIRE_MAX_BODY+1", true, f, n);
-    nxc_wire_done_t d = {.grant = 1, .complete = 1};
-    n = frame(f, NXC_WIRE_DONE, 1, &d, sizeof d);
+    ((nxc__wire_hdr_t *)f)->body_len = (uint32_t)NXC__WIRE_MAX_BODY + 1;
+    attack_raw(&t, "REQ header with body_len NXC__WIRE_MAX_BODY+1", true, f, n);
+    nxc__wire_done_t d = {.grant = 1, .complete = 1};
+    n = frame(f, NXC__WIRE_DONE, 1, &d, sizeof d);
     attack_raw(&t, "DONE for a grant never given", true, f, n);
-    nxc_wire_grant_t g = {.grant = 1};
-    n = frame(f, NXC_WIRE_GRANTED, 1, &g, sizeof g);
+    nxc__wire_grant_t g = {.grant = 1};
+    n = frame(f, NXC__WIRE_GRANTED, 1, &g, sizeof g);
     attack_raw(&t, "a GRANTED frame sent to the passive side", true, f, n);
     n = frame(f, 99, 1, NULL, 0);
     attack_raw(&t, "unknown frame type 99", true, f, n);
@@ -860,26 +860,26 @@ static void test_protocol(void) {
     /* malformed REQ bodies: each field in turn */
     struct {
         const char *what;
-        size_t off; /* into nxc_wire_req_t */
+        size_t off; /* into nxc__wire_req_t */
         uint8_t val;
     } bad[] = {
-        {"REQ with md_kind 0", offsetof(nxc_wire_req_t, md_kind), 0},
-        {"REQ with md_kind 3", offsetof(nxc_wire_req_t, md_kind), 3},
-        {"REQ with inline_data 0 (tcp)", offsetof(nxc_wire_req_t, inline_data), 0},
-        {"REQ with nstripes 0", offsetof(nxc_wire_req_t, nstripes), 0},
-        {"REQ with nstripes 17", offsetof(nxc_wire_req_t, nstripes), 17},
-        {"REQ with stripe >= nstripes", offsetof(nxc_wire_req_t, stripe), 1},
-        {"REQ with key_len 0", offsetof(nxc_wire_req_t, key_len), 0},
-        {"REQ with nranges 0", offsetof(nxc_wire_req_t, nranges), 0},
-        {"REQ with nranges 2 (body for 1)", offsetof(nxc_wire_req_t, nranges), 2},
+        {"REQ with md_kind 0", offsetof(nxc__wire_req_t, md_kind), 0},
+        {"REQ with md_kind 3", offsetof(nxc__wire_req_t, md_kind), 3},
+        {"REQ with inline_data 0 (tcp)", offsetof(nxc__wire_req_t, inline_data), 0},
+        {"REQ with nstripes 0", offsetof(nxc__wire_req_t, nstripes), 0},
+        {"REQ with nstripes 17", offsetof(nxc__wire_req_t, nstripes), 17},
+        {"REQ with stripe >= nstripes", offsetof(nxc__wire_req_t, stripe), 1},
+        {"REQ with key_len 0", offsetof(nxc__wire_req_t, key_len), 0},
+        {"REQ with nranges 0", offsetof(nxc__wire_req_t, nranges), 0},
+        {"REQ with nranges 2 (body for 1)", offsetof(nxc__wire_req_t, nranges), 2},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t *fr = req_frame(&r, 1, &n);
-        uint8_t *body = fr + sizeof(nxc_wire_hdr_t);
-        if (bad[i].off == offsetof(nxc_wire_req_t, key_len)) {
+        uint8_t *body = fr + sizeof(nxc__wire_hdr_t);
+        if (bad[i].off == offsetof(nxc__wire_req_t, key_len)) {
             uint16_t z = 0;
             memcpy(body + bad[i].off, &z, sizeof z);
-        } else if (bad[i].off == offsetof(nxc_wire_req_t, nranges)) {
+        } else if (bad[i].off == offsetof(nxc__wire_req_t, nranges)) {
             uint32_t v = bad[i].val;
             memcpy(body + bad[i].off, &v, sizeof v);
         } else {
@@ -900,7 +900,7 @@ static void test_protocol(void) {
     req_t rn = r;
     rn.key = nul_key;
     uint8_t *fr = req_frame(&rn, 1, &n);
-    fr[sizeof(nxc_wire_hdr_t) + sizeof(nxc_wire_req_t) + 3] = '\0';
+    fr[sizeof(nxc__wire_hdr_t) + sizeof(nxc__wire_req_t) + 3] = '\0';
     attack_raw(&t, "REQ with a NUL inside the key", true, fr, n);
     free(fr);
     /* a key of NXC_KEY_MAX+1 bytes */
@@ -927,7 +927,7 @@ static void test_write_stalls(void) {
     /* be granted the whole op (nothing less is granted); send half of its
      * bytes; go silent */
     const size_t off = 0, len = SIZE, half = len / 2;
-    nxc_wire_range_t range = {(uintptr_t)t.buf + off, len};
+    nxc__wire_range_t range = {(uintptr_t)t.buf + off, len};
     req_t r = {NXC__MD_KIND_WRITE, t.md.notification_key, t.md.secret, &range, 1};
     size_t n;
     uint8_t *q = req_frame(&r, 3, &n);
@@ -1000,7 +1000,7 @@ static void test_write_stalls(void) {
     nxc_op_release(t.op);
     target_expose(&t, w.srv, NULL);
     const size_t extra = 4096;
-    range = (nxc_wire_range_t){(uintptr_t)t.buf, SIZE};
+    range = (nxc__wire_range_t){(uintptr_t)t.buf, SIZE};
     r = (req_t){NXC__MD_KIND_WRITE, t.md.notification_key, t.md.secret, &range, 1};
     free(q);
     q = req_frame(&r, 4, &n);
@@ -1099,21 +1099,21 @@ static void done_early(bool complete) {
     NXT_CHECK(connect(fd, (struct sockaddr *)&t.sa, sizeof t.sa) == 0);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     hc_hello(fd, &t);
-    nxc_wire_range_t whole;
+    nxc__wire_range_t whole;
     req_t r = good_req(&t, &whole);
     size_t n;
     uint8_t *q = req_frame(&r, 9, &n);
     NXT_CHECK(send_all(fd, q, n, CLOSE_MS));
     free(q);
-    nxc_wire_hdr_t h;
-    nxc_wire_grant_t g;
+    nxc__wire_hdr_t h;
+    nxc__wire_grant_t g;
     NXT_CHECK(recv_exact(fd, &h, sizeof h, CLOSE_MS));
-    NXT_EQ_INT(h.type, NXC_WIRE_GRANTED);
+    NXT_EQ_INT(h.type, NXC__WIRE_GRANTED);
     NXT_CHECK(recv_exact(fd, &g, sizeof g, CLOSE_MS));
     usleep(200000); /* let the server fill the socket buffers */
-    nxc_wire_done_t d = {.grant = g.grant, .complete = complete};
+    nxc__wire_done_t d = {.grant = g.grant, .complete = complete};
     uint8_t f[64];
-    n = frame(f, NXC_WIRE_DONE, 9, &d, sizeof d);
+    n = frame(f, NXC__WIRE_DONE, 9, &d, sizeof d);
     NXT_CHECK(send_all(fd, f, n, CLOSE_MS));
     if (complete) {
         nxc_status_t st = nxc_op_wait(t.op, CLOSE_MS);
@@ -1240,7 +1240,7 @@ static void test_partial_cover(void) {
         uint64_t b = (uintptr_t)t.buf, h = SIZE / 2;
         struct {
             const char *what;
-            nxc_wire_range_t r[2];
+            nxc__wire_range_t r[2];
             uint32_t n;
             unsigned stripe, nstripes;
         } cases[] = {
@@ -1280,7 +1280,7 @@ static void test_striped_writer_dies(void) {
     world_t w = world_new();
     target_t t = target_new(w.srv, true, SIZE, 0xb80, NULL);
     uint64_t b = (uintptr_t)t.buf, h = SIZE / 2;
-    nxc_wire_range_t first = {b, h};
+    nxc__wire_range_t first = {b, h};
     req_t r = {NXC__MD_KIND_WRITE, t.md.notification_key, t.md.secret, &first, 1};
     size_t n;
     uint8_t *q = req_frame_part(&r, 21, 0, 2, &n);
@@ -1290,10 +1290,10 @@ static void test_striped_writer_dies(void) {
     nxt_fill(msg + n, h, 0xb81);
     int a = hc_open_hello(&t), c2 = hc_open_hello(&t);
     NXT_CHECK(send_all(a, msg, n + h, CLOSE_MS));
-    nxc_wire_hdr_t hdr;
-    nxc_wire_grant_t g;
+    nxc__wire_hdr_t hdr;
+    nxc__wire_grant_t g;
     NXT_CHECK(recv_exact(a, &hdr, sizeof hdr, CLOSE_MS));
-    NXT_EQ_INT(hdr.type, NXC_WIRE_ACK);
+    NXT_EQ_INT(hdr.type, NXC__WIRE_ACK);
     NXT_CHECK(recv_exact(a, &g, sizeof g, CLOSE_MS));
     printf("    stripe 0 of 2 landed (ACK); passive op status %d\n", (int)nxc_op_status(t.op));
     /* half written: in progress, never back to INITIALIZED, never complete */
@@ -1337,20 +1337,20 @@ static void test_cancel_mid_payload(void) {
     NXT_CHECK(connect(fd, (struct sockaddr *)&t.sa, sizeof t.sa) == 0);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     hc_hello(fd, &t);
-    nxc_wire_range_t whole;
+    nxc__wire_range_t whole;
     req_t r = good_req(&t, &whole);
     size_t n;
     uint8_t *q = req_frame(&r, 31, &n);
     NXT_CHECK(send_all(fd, q, n, CLOSE_MS));
     free(q);
-    nxc_wire_hdr_t h;
-    nxc_wire_grant_t g;
+    nxc__wire_hdr_t h;
+    nxc__wire_grant_t g;
     NXT_CHECK(recv_exact(fd, &h, sizeof h, CLOSE_MS));
-    NXT_EQ_INT(h.type, NXC_WIRE_GRANTED);
+    NXT_EQ_INT(h.type, NXC__WIRE_GRANTED);
     NXT_CHECK(recv_exact(fd, &g, sizeof g, CLOSE_MS));
     NXT_EQ_INT(nxc_op_status(t.op), NXC_OP_IN_PROGRESS);
     uint8_t f[64];
-    n = frame(f, NXC_WIRE_CANCEL, 31, &g, sizeof g);
+    n = frame(f, NXC__WIRE_CANCEL, 31, &g, sizeof g);
     NXT_CHECK(send_all(fd, f, n, CLOSE_MS));
     outcome_t o = drain(fd, CLOSE_MS);
     close(fd);
@@ -1363,8 +1363,8 @@ static void test_cancel_mid_payload(void) {
     check_memory(&t, "after the cancel");
     /* a CANCEL on a connection that holds no grant: closed, nothing else */
     fd = hc_open_hello(&t);
-    nxc_wire_grant_t other = {.grant = 987654321};
-    n = frame(f, NXC_WIRE_CANCEL, 32, &other, sizeof other);
+    nxc__wire_grant_t other = {.grant = 987654321};
+    n = frame(f, NXC__WIRE_CANCEL, 32, &other, sizeof other);
     send_all(fd, f, n, CLOSE_MS);
     o = drain(fd, CLOSE_MS);
     close(fd);

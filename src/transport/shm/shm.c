@@ -23,12 +23,13 @@
  * connection; the peer's copier checks for that between chunks. A peer frozen
  * (SIGSTOP) in the middle of a chunk for longer than the drain can still
  * finish that one chunk after release returns: docs/transports.md.
+ *
+ * Small readables can also be read without a grant round trip: direct.c.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,48 +40,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "transport/stream/stream.h"
+#include "transport/shm/shm_internal.h"
 #include "util/env.h"
 #include "util/error.h"
+#include "util/eventfd.h"
+#include "util/iov.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/sys.h"
+#include "util/text.h"
 
 #define CHUNK (4u << 20) /* bytes per copier system call at most */
-#define IOVS 1024        /* iovecs per call (IOV_MAX) */
-#define MAX_THREADS 8
-
-/* One copy split into jobs; the last job to finish reports the stripe. */
-typedef struct group {
-    struct group *next; /* in the done list */
-    stream_stripe_t *s;
-    int ctl; /* a duplicate of the control connection's fd */
-    atomic_int left;
-    atomic_int failed; /* errno of the first failure, or -1 for "stopped" (see s->stop) */
-} group_t;
-
-typedef struct job {
-    struct job *next;
-    group_t *g;
-    uint64_t from, to; /* byte range of the stripe */
-} job_t;
-
-typedef struct shm_tp {
-    stream_tp_t s;
-    char sock_name[64];
-    size_t inline_max;
-    int nthreads;
-    pthread_t threads[MAX_THREADS];
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    job_t *jobs, *jobs_tail;
-    group_t *done;
-    bool quit;
-    int efd; /* copier -> progress: groups are done */
-} shm_tp_t;
-
-static shm_tp_t *SHM(stream_tp_t *t) {
-    return (shm_tp_t *)t;
-}
 
 static socklen_t abstract_addr(struct sockaddr_un *sa, const char *name, size_t len) {
     memset(sa, 0, sizeof *sa);
@@ -103,11 +73,9 @@ static bool hung_up(int fd) {
  * Returns 0, an errno, or -1 when asked to stop. */
 static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t to) {
     bool write = nxc__op_kind(s->op) == NXC_OP_WRITE;
-    size_t i = 0;
-    uint64_t base = 0; /* stripe offset of piece i */
-    while (i < s->n && base + s->local[i].iov_len <= from)
-        base += s->local[i++].iov_len;
-    uint64_t off = from - base; /* into piece i */
+    size_t i = 0;     /* the piece `from` is in */
+    uint64_t off = 0; /* and how far into it */
+    nxc__iov_seek(s->local, s->n, &i, &off, from);
     while (from < to) {
         if (atomic_load(&s->stop) != NXC_OK) return -1;
         if (hung_up(ctl)) return ECONNRESET;
@@ -133,18 +101,7 @@ static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t
         if (got == 0) return EFAULT;
         /* advance by what moved (a partial call moves a prefix) */
         from += (uint64_t)got;
-        uint64_t left = (uint64_t)got;
-        while (left) {
-            uint64_t rest = s->local[i].iov_len - off;
-            if (left < rest) {
-                off += left;
-                left = 0;
-            } else {
-                left -= rest;
-                i++;
-                off = 0;
-            }
-        }
+        nxc__iov_seek(s->local, s->n, &i, &off, (uint64_t)got);
     }
     return 0;
 }
@@ -174,14 +131,12 @@ static const char *copy_error(const stream_stripe_t *s, int err, char *buf, size
     return buf;
 }
 
-static void group_finish(shm_tp_t *t, group_t *g) {
+static void group_finish(shm_tp_t *t, group_t *group) {
     pthread_mutex_lock(&t->mu);
-    g->next = t->done;
-    t->done = g;
+    group->next = t->done;
+    t->done = group;
     pthread_mutex_unlock(&t->mu);
-    uint64_t one = 1;
-    ssize_t w = write(t->efd, &one, sizeof one);
-    (void)w;
+    nxc__eventfd_ring(t->efd);
 }
 
 static void *copier(void *arg) {
@@ -191,18 +146,17 @@ static void *copier(void *arg) {
         while (!t->jobs && !t->quit)
             pthread_cond_wait(&t->cv, &t->mu);
         if (!t->jobs) break;
-        job_t *j = t->jobs;
-        t->jobs = j->next;
-        if (!t->jobs) t->jobs_tail = NULL;
+        job_t *j;
+        NXC__QUEUE_POP(t->jobs, t->jobs_tail, j);
         pthread_mutex_unlock(&t->mu);
-        int err = copy_range(j->g->s, j->g->ctl, j->from, j->to);
+        int err = copy_range(j->group->s, j->group->ctl, j->from, j->to);
         if (err) {
             int none = 0;
-            atomic_compare_exchange_strong(&j->g->failed, &none, err);
+            atomic_compare_exchange_strong(&j->group->failed, &none, err);
         }
-        group_t *g = j->g;
+        group_t *group = j->group;
         free(j);
-        if (atomic_fetch_sub(&g->left, 1) == 1) group_finish(t, g);
+        if (atomic_fetch_sub(&group->left, 1) == 1) group_finish(t, group);
         pthread_mutex_lock(&t->mu);
     }
     pthread_mutex_unlock(&t->mu);
@@ -210,30 +164,28 @@ static void *copier(void *arg) {
 }
 
 /* Progress side: report finished groups (connector lock held). */
-static void on_copies_done(stream_tp_t *st) {
-    shm_tp_t *t = SHM(st);
-    uint64_t v;
-    ssize_t r = read(t->efd, &v, sizeof v);
-    (void)r;
+static void on_copies_done(stream_tp_t *stream) {
+    shm_tp_t *t = shm_of(stream);
+    nxc__eventfd_drain(t->efd);
     pthread_mutex_lock(&t->mu);
-    group_t *g = t->done;
+    group_t *group = t->done;
     t->done = NULL;
     pthread_mutex_unlock(&t->mu);
-    while (g) {
-        group_t *next = g->next;
-        int err = atomic_load(&g->failed);
+    while (group) {
+        group_t *next = group->next;
+        int err = atomic_load(&group->failed);
         char buf[160];
-        stream_copy_done(st, g->s, copy_status(g->s, err),
-                         err ? copy_error(g->s, err, buf, sizeof buf) : "");
-        close(g->ctl);
-        free(g);
-        g = next;
+        nxc__stream_copy_done(stream, group->s, copy_status(group->s, err),
+                              err ? copy_error(group->s, err, buf, sizeof buf) : "");
+        close(group->ctl);
+        free(group);
+        group = next;
     }
 }
 
-static bool shm_copy(stream_tp_t *st, stream_stripe_t *s, nxc_status_t *result, char *why,
+static bool shm_copy(stream_tp_t *stream, stream_stripe_t *s, nxc_status_t *result, char *why,
                      size_t len) {
-    shm_tp_t *t = SHM(st);
+    shm_tp_t *t = shm_of(stream);
     if (s->bytes <= t->inline_max || t->nthreads == 0) {
         int err = copy_range(s, s->ctl_fd, 0, s->bytes);
         *result = copy_status(s, err);
@@ -244,33 +196,29 @@ static bool shm_copy(stream_tp_t *st, stream_stripe_t *s, nxc_status_t *result, 
     uint64_t njobs = s->bytes / (t->inline_max ? t->inline_max : 1);
     if (njobs > (uint64_t)t->nthreads) njobs = (uint64_t)t->nthreads;
     if (njobs == 0) njobs = 1;
-    group_t *g = calloc(1, sizeof *g);
+    group_t *group = calloc(1, sizeof *group);
     job_t *jobs[MAX_THREADS] = {0};
-    bool ok = g != NULL && (g->ctl = fcntl(s->ctl_fd, F_DUPFD_CLOEXEC, 0)) >= 0;
+    bool ok = group != NULL && (group->ctl = fcntl(s->ctl_fd, F_DUPFD_CLOEXEC, 0)) >= 0;
     for (uint64_t i = 0; ok && i < njobs; i++)
         ok = (jobs[i] = calloc(1, sizeof(job_t))) != NULL;
     if (!ok) {
-        if (g && g->ctl > 0) close(g->ctl);
-        free(g);
+        if (group && group->ctl > 0) close(group->ctl);
+        free(group);
         for (uint64_t i = 0; i < njobs; i++)
             free(jobs[i]);
         *result = NXC_ERR_NO_MEMORY;
         snprintf(why, len, "shm: out of memory");
         return true;
     }
-    g->s = s;
-    atomic_store(&g->left, (int)njobs);
+    group->s = s;
+    atomic_store(&group->left, (int)njobs);
     uint64_t per = (s->bytes + njobs - 1) / njobs;
     pthread_mutex_lock(&t->mu);
     for (uint64_t i = 0; i < njobs; i++) {
-        jobs[i]->g = g;
+        jobs[i]->group = group;
         jobs[i]->from = i * per;
         jobs[i]->to = (i + 1) * per < s->bytes ? (i + 1) * per : s->bytes;
-        if (t->jobs_tail)
-            t->jobs_tail->next = jobs[i];
-        else
-            t->jobs = jobs[i];
-        t->jobs_tail = jobs[i];
+        NXC__QUEUE_APPEND(t->jobs, t->jobs_tail, jobs[i]);
     }
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
@@ -323,8 +271,8 @@ static bool shm_vet(stream_tp_t *t, int fd, const nxc__metadata_t *md, pid_t *pi
     return true;
 }
 
-static void shm_flavour_destroy(stream_tp_t *st) {
-    shm_tp_t *t = SHM(st);
+static void shm_flavour_destroy(stream_tp_t *stream) {
+    shm_tp_t *t = shm_of(stream);
     pthread_mutex_lock(&t->mu);
     t->quit = true;
     pthread_cond_broadcast(&t->cv);
@@ -334,9 +282,9 @@ static void shm_flavour_destroy(stream_tp_t *st) {
     t->nthreads = 0;
     if (t->efd >= 0) close(t->efd);
     while (t->done) { /* nothing is in flight at destroy; belt and braces */
-        group_t *g = t->done;
-        t->done = g->next;
-        free(g);
+        group_t *group = t->done;
+        t->done = group->next;
+        free(group);
     }
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
@@ -369,10 +317,9 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     t->s.lfd = t->s.epfd = t->efd = -1;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
-    int n = snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-");
-    for (int i = 0; i < NXC__INSTANCE_LEN; i++)
-        n += snprintf(t->sock_name + n, sizeof t->sock_name - (size_t)n, "%02x",
-                      nxc__connector_instance(c)[i]);
+    char instance[2 * NXC__INSTANCE_LEN + 1];
+    nxc__hex(instance, nxc__connector_instance(c), NXC__INSTANCE_LEN);
+    snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-%s", instance);
     t->inline_max = (size_t)nxc__option_int(c, "shm", "inline_max", 1 << 20);
     int want_threads = (int)nxc__option_int(c, "shm", "threads", 2);
 
@@ -385,12 +332,12 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
                       strerror(errno));
     if (st != NXC_OK && fd >= 0) close(fd);
     if (st == NXC_OK) {
-        st = stream_init(&t->s, &shm_flavour, "shm", fd,
-                         (int)nxc__option_int(c, "shm", "timeout_ms", 10000));
+        st = nxc__stream_init(&t->s, &shm_flavour, "shm", fd,
+                              (int)nxc__option_int(c, "shm", "timeout_ms", 10000));
         t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (st == NXC_OK && t->efd < 0)
             st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));
-        if (st == NXC_OK) st = stream_watch(&t->s, t->efd, on_copies_done);
+        if (st == NXC_OK) st = nxc__stream_watch(&t->s, t->efd, on_copies_done);
         for (int i = 0; st == NXC_OK && i < want_threads; i++) {
             int e = pthread_create(&t->threads[i], NULL, copier, t);
             if (e)
@@ -401,7 +348,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     }
     if (st != NXC_OK) {
         if (t->s.fl)
-            stream_destroy(&t->s.base);
+            nxc__stream_destroy(&t->s.base);
         else {
             shm_flavour_destroy(&t->s);
             free(t);
@@ -412,140 +359,9 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     return NXC_OK;
 }
 
-/* --- direct reads ------------------------------------------------------------------------
- *
- * A readable with few buffers also gets an access record in the passive
- * process's memory; its address and a random tag are the first descriptor's
- * shm key. A reader then needs no grant round trip: it reads the record
- * (live, tag, secret, notification key, and the metadata's descriptors being
- * exactly the op's buffers, so the read moves the whole op), copies,
- * reads the record again (still live: the bytes were the op's while it
- * copied), and sends READ_DONE, which completes the passive op. The passive
- * side clears `live` before the op ends in any way (retire) and before its
- * buffers go back to their owner, so a copy that overlaps the end fails its
- * second check. Writes keep the grant: a writer cannot be stopped halfway. */
-#define RECORD_MAGIC 0x4452434552584e00ull /* "\0NXRECRD" */
-#define RECORD_RANGES 8
-
-typedef struct record {
-    uint64_t magic;
-    uint64_t tag;
-    volatile uint64_t live;
-    uint8_t secret[NXC__SECRET_LEN];
-    char key[NXC_KEY_MAX + 1]; /* the op's notification key: READ_DONE names it */
-    uint8_t pad0[7];
-    uint32_t nranges;
-    uint32_t pad;
-    nxc__range_t ranges[RECORD_RANGES];
-} record_t;
-
-typedef struct record_key {
-    uint64_t addr, tag;
-} record_key_t;
-
-static nxc_status_t shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
-                               void **state_p) {
-    shm_tp_t *t = (shm_tp_t *)tp;
-    *state_p = NULL;
-    nxc_status_t st = stream_section(&t->s, op, sec, t->sock_name);
-    if (st != NXC_OK) return st;
-    size_t nbufs;
-    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
-    if (nxc__op_kind(op) != NXC_OP_READABLE || nbufs > RECORD_RANGES) return NXC_OK;
-    /* record + its key in one allocation: the key bytes must live as long */
-    struct {
-        record_t r;
-        record_key_t k;
-    } *e = calloc(1, sizeof *e);
-    if (!e) return NXC_OK; /* no direct reads for this op: grants still work */
-    e->r.magic = RECORD_MAGIC;
-    nxc__random(&e->r.tag, sizeof e->r.tag);
-    memcpy(e->r.secret, nxc__op_secret(op), NXC__SECRET_LEN);
-    memcpy(e->r.key, nxc__op_key(op), sizeof e->r.key);
-    e->r.nranges = (uint32_t)nbufs;
-    for (size_t i = 0; i < nbufs; i++)
-        e->r.ranges[i] = (nxc__range_t){(uintptr_t)bufs[i].ptr, bufs[i].size};
-    __atomic_store_n(&e->r.live, 1, __ATOMIC_RELEASE);
-    e->k = (record_key_t){(uintptr_t)&e->r, e->r.tag};
-    sec->keys[0] = (nxc__bytes_t){(const uint8_t *)&e->k, sizeof e->k};
-    *state_p = e;
-    return NXC_OK;
-}
-
-static void shm_retire(nxc__tp_t *tp, nxc_op_t *op, void *state) {
-    record_t *r = state;
-    __atomic_store_n(&r->live, 0, __ATOMIC_SEQ_CST);
-}
-
-static void shm_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {
-    record_t *r = state;
-    if (!r) return;
-    __atomic_store_n(&r->live, 0, __ATOMIC_SEQ_CST);
-    r->magic = 0;
-    free(r);
-}
-
-/* Does the record (copied from the owner) allow this read? The metadata's
- * key must be the op's, or the owner would drop our READ_DONE and never
- * complete; its descriptors must be exactly the op's buffers, so that
- * completing means the whole op was read (the planner already made the
- * local total equal the remote one). */
-static bool record_valid(const record_t *r, const record_key_t *key, const nxc_op_t *op) {
-    const nxc__metadata_t *md = nxc__op_peer_md(op);
-    if (r->magic != RECORD_MAGIC || r->tag != key->tag || r->live != 1 ||
-        r->nranges > RECORD_RANGES || r->nranges != md->ndesc ||
-        sodium_memcmp(r->secret, md->secret, NXC__SECRET_LEN) ||
-        strncmp(r->key, nxc__op_key(op), sizeof r->key))
-        return false;
-    for (size_t i = 0; i < md->ndesc; i++)
-        if (md->descs[i].addr != r->ranges[i].addr || md->descs[i].size != r->ranges[i].len)
-            return false;
-    return true;
-}
-
-static bool read_record(pid_t pid, const record_key_t *key, record_t *r) {
-    struct iovec l = {r, sizeof *r}, rv = {(void *)(uintptr_t)key->addr, sizeof *r};
-    return process_vm_readv(pid, &l, 1, &rv, 1, 0) == (ssize_t)sizeof *r;
-}
-
-/* Read op's bytes directly; false: take the grant path instead (which also
- * gives the passive side's reason if access is refused). */
-static bool direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec) {
-    const nxc__metadata_t *md = nxc__op_peer_md(op);
-    size_t nsegs, nbufs;
-    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
-    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
-    uint64_t total = nxc__op_total(op);
-    if (nxc__op_kind(op) != NXC_OP_READ || total > t->inline_max || nsegs > IOVS ||
-        sec->keys[0].len != sizeof(record_key_t))
-        return false;
-    /* the process our connection to this connector was vetted against, never
-     * the pid the metadata claims */
-    pid_t pid = stream_peer_pid(&t->s, md->instance);
-    if (pid <= 0) return false;
-    record_key_t key;
-    memcpy(&key, sec->keys[0].data, sizeof key);
-    record_t r;
-    if (!read_record(pid, &key, &r) || !record_valid(&r, &key, op)) return false;
-    struct iovec l[IOVS], rv[IOVS];
-    for (size_t i = 0; i < nsegs; i++) {
-        const nxc__seg_t *g = &segs[i];
-        l[i] = (struct iovec){(uint8_t *)bufs[g->local_idx].ptr + g->local_off, g->len};
-        rv[i] = (struct iovec){(void *)(uintptr_t)(md->descs[g->remote_idx].addr + g->remote_off),
-                               g->len};
-    }
-    ssize_t got = process_vm_readv(pid, l, nsegs, rv, nsegs, 0);
-    if (got != (ssize_t)total || !read_record(pid, &key, &r) || !record_valid(&r, &key, op))
-        return false;
-    if (!stream_send_read_done(&t->s, md->instance, nxc__op_key(op), md->secret)) return false;
-    nxc__op_progressing(op);
-    nxc__op_finish(op, NXC_OK, "%s", "");
-    return true;
-}
-
 static nxc_status_t shm_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
-    if (direct_read((shm_tp_t *)tp, op, sec)) return NXC_OK;
-    return stream_post(tp, op, sec);
+    if (nxc__shm_direct_read((shm_tp_t *)tp, op, sec)) return NXC_OK;
+    return nxc__stream_post(tp, op, sec);
 }
 
 static nxc_status_t shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
@@ -557,7 +373,7 @@ static nxc_status_t shm_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
     }
     /* A live connection vouches for the peer: the checks below passed when it
      * was made, and it closes when the peer dies. */
-    if (stream_peer_connected((stream_tp_t *)tp, md->instance)) return NXC_OK;
+    if (nxc__stream_peer_connected((stream_tp_t *)tp, md->instance)) return NXC_OK;
     /* The same dead peer is UNREACHABLE on every transport: tcp and ucx
      * find it so when they connect; shm finds it here, before trying. */
     if (md->pid == 0 || nxc__process_start_time_of((int)md->pid) != md->start_time) {
@@ -620,24 +436,14 @@ static const nxc__tp_option_t shm_options[] = {
 };
 
 const nxc__transport_ops_t nxc__transport_shm = {
-    .size = sizeof(nxc__transport_ops_t),
     .name = "shm",
     .create = shm_create,
-    .destroy = stream_destroy,
-    .event_fd = stream_event_fd,
-    .progress = stream_progress,
-    .arm = stream_arm,
-    .next_timer = stream_next_timer,
-    .supports_device = stream_supports_device,
-    .expose = shm_expose,
-    .retire = shm_retire,
-    .unexpose = shm_unexpose,
-    .drop_peer = stream_drop_peer,
+    NXC__STREAM_OPS,
+    .expose = nxc__shm_expose,
+    .retire = nxc__shm_retire,
+    .unexpose = nxc__shm_unexpose,
     .reachable = shm_reachable,
     .post = shm_post,
-    .cancel = stream_cancel,
-    .force = stream_force,
-    .release = stream_release,
     .describe = shm_describe,
     .options = shm_options,
     .noptions = sizeof shm_options / sizeof shm_options[0],

@@ -48,9 +48,10 @@ typedef struct stream_flavour {
      * the metadata). false: the connection is closed with the reason in why. */
     bool (*vet)(stream_tp_t *t, int fd, const nxc__metadata_t *md, pid_t *pid_p, char *why,
                 size_t why_len);
-    /* Move the bytes of a granted stripe that does not travel in the stream.
+    /* Move the bytes of a granted stripe that does not travel in the stream
+     * (called only when !inline_data; NULL otherwise).
      * Either finish now (return true with *result set) or hand the work to a
-     * thread and call stream_copy_done() later (return false). */
+     * thread and call nxc__stream_copy_done() later (return false). */
     bool (*copy)(stream_tp_t *t, stream_stripe_t *s, nxc_status_t *result, char *why,
                  size_t why_len);
     /* Free what the flavour added to the transport. */
@@ -64,13 +65,13 @@ struct stream_stripe {
     stream_conn_t *conn; /* while assigned */
     unsigned idx;
     size_t n; /* ranges == local iovecs */
-    nxc_wire_range_t *remote;
+    nxc__wire_range_t *remote;
     struct iovec *local;
     uint64_t bytes;
     uint64_t grant;
     pid_t remote_pid; /* shm: the process holding the granting connection (vet()) */
     bool done;
-    bool copying; /* in the flavour's copy(): ends only through stream_copy_done() */
+    bool copying; /* in the flavour's copy(): ends only through nxc__stream_copy_done() */
     int ctl_fd;   /* shm: the control connection, for copiers to watch */
     /* shm copier: give up at the next chunk. NXC_OK: go on; else why it must
      * stop (NXC_ERR_PEER_FAILED: its connection closed; a cancel reason). */
@@ -95,41 +96,52 @@ struct stream_tp {
 
 /* Set up the engine around a listening socket (owned from now on) and the
  * flavour; the flavour's create() calls it. */
-nxc_status_t stream_init(stream_tp_t *t, const stream_flavour_t *fl, const char *name, int lfd,
-                         int timeout_ms);
-void stream_destroy(nxc__tp_t *tp);
+nxc_status_t nxc__stream_init(stream_tp_t *t, const stream_flavour_t *fl, const char *name, int lfd,
+                              int timeout_ms);
+void nxc__stream_destroy(nxc__tp_t *tp);
 /* Watch one more fd (the shm copier's eventfd); events call back `fn`. */
-nxc_status_t stream_watch(stream_tp_t *t, int fd, void (*fn)(stream_tp_t *t));
+nxc_status_t nxc__stream_watch(stream_tp_t *t, int fd, void (*fn)(stream_tp_t *t));
 /* A copier finished stripe `s` (lock held): send DONE and go on. */
-void stream_copy_done(stream_tp_t *t, stream_stripe_t *s, nxc_status_t result, const char *why);
+void nxc__stream_copy_done(stream_tp_t *t, stream_stripe_t *s, nxc_status_t result,
+                           const char *why);
 
-/* Fill a passive op's metadata section: this transport's name, `conn` (kept
+/* Fill a passive op's metadata section: this transport's name, `conn_info` (kept
  * by the transport) as connection info, and empty keys (sec->keys is
  * allocated here and freed by the core). */
-nxc_status_t stream_section(stream_tp_t *t, nxc_op_t *op, nxc__md_section_t *sec, const char *conn);
+nxc_status_t nxc__stream_section(stream_tp_t *t, nxc_op_t *op, nxc__md_section_t *sec,
+                                 const char *conn_info);
 
 /* Has this transport a working connection to the connector `instance`? */
-bool stream_peer_connected(stream_tp_t *t, const uint8_t *instance);
+bool nxc__stream_peer_connected(stream_tp_t *t, const uint8_t *instance);
 /* The process holding a working connection to the connector `instance`, as
  * vet() learnt it at first contact; 0 when there is none. */
-pid_t stream_peer_pid(stream_tp_t *t, const uint8_t *instance);
+pid_t nxc__stream_peer_pid(stream_tp_t *t, const uint8_t *instance);
 
 /* Tell the peer `instance` that a direct read of its op `key` moved every
  * byte (shm), over a ready connection; false when there is none. */
-bool stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *key,
-                           const uint8_t *secret);
+bool nxc__stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *key,
+                                const uint8_t *secret);
 
 /* The ops shared by both transports. */
-int stream_event_fd(nxc__tp_t *tp);
-int stream_progress(nxc__tp_t *tp);
-bool stream_arm(nxc__tp_t *tp);
-uint64_t stream_next_timer(nxc__tp_t *tp);
-bool stream_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind);
-void stream_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state);
-void stream_drop_peer(nxc__tp_t *tp, void *grant_peer);
-nxc_status_t stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec);
-void stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
-void stream_force(nxc__tp_t *tp, nxc_op_t *op);
-void stream_release(nxc__tp_t *tp, nxc_op_t *op);
+int nxc__stream_event_fd(nxc__tp_t *tp);
+int nxc__stream_progress(nxc__tp_t *tp);
+bool nxc__stream_arm(nxc__tp_t *tp);
+uint64_t nxc__stream_next_timer(nxc__tp_t *tp);
+bool nxc__stream_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind);
+void nxc__stream_drop_peer(nxc__tp_t *tp, void *grant_peer);
+nxc_status_t nxc__stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec);
+void nxc__stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
+void nxc__stream_force(nxc__tp_t *tp, nxc_op_t *op);
+void nxc__stream_release(nxc__tp_t *tp, nxc_op_t *op);
+
+/* The entries of a flavour's ops table that are the engine's as they are;
+ * the flavour adds create, expose, reachable, post and describe (and shm
+ * retire and unexpose). */
+#define NXC__STREAM_OPS                                                                            \
+    .destroy = nxc__stream_destroy, .event_fd = nxc__stream_event_fd,                              \
+    .progress = nxc__stream_progress, .arm = nxc__stream_arm,                                      \
+    .next_timer = nxc__stream_next_timer, .supports_device = nxc__stream_supports_device,          \
+    .drop_peer = nxc__stream_drop_peer, .cancel = nxc__stream_cancel, .force = nxc__stream_force,  \
+    .release = nxc__stream_release
 
 #endif

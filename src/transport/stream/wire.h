@@ -39,93 +39,93 @@
 
 #include "core/metadata.h"
 
-#define NXC_WIRE_MAGIC 0x3153584eu /* "NXS1" */
-#define NXC_WIRE_VERSION 1
+#define NXC__WIRE_MAGIC 0x3153584eu /* "NXS1" */
+#define NXC__WIRE_VERSION 1
 /* Largest body: a request naming every segment of the largest transfer (a
  * plan between two lists of NXC_DESCS_MAX descriptors has fewer than twice
  * as many segments). */
-#define NXC_WIRE_MAX_RANGES (2 * NXC__MD_MAX_DESCS)
-#define NXC_WIRE_MAX_BODY                                                                          \
-    (sizeof(nxc_wire_req_t) + NXC_KEY_MAX + NXC_WIRE_MAX_RANGES * sizeof(nxc_wire_range_t))
-#define NXC_WIRE_MAX_STRIPES 16
+#define NXC__WIRE_MAX_RANGES (2 * NXC__MD_MAX_DESCS)
+#define NXC__WIRE_MAX_BODY                                                                         \
+    (sizeof(nxc__wire_req_t) + NXC_KEY_MAX + NXC__WIRE_MAX_RANGES * sizeof(nxc__wire_range_t))
+#define NXC__WIRE_MAX_STRIPES 16
 
-enum nxc_wire_type {
-    NXC_WIRE_HELLO = 1,
-    NXC_WIRE_HELLO_OK = 2,
-    NXC_WIRE_REQ = 3,
-    NXC_WIRE_GRANTED = 4,
-    NXC_WIRE_ACK = 5,
-    NXC_WIRE_REFUSED = 6,
-    NXC_WIRE_DONE = 7,
-    NXC_WIRE_READ_DONE = 8, /* shm: a direct read (no grant) moved every byte */
-    NXC_WIRE_CANCEL = 9,    /* tcp read: stop sending this grant's bytes */
+enum nxc__wire_type {
+    NXC__WIRE_HELLO = 1,
+    NXC__WIRE_HELLO_OK = 2,
+    NXC__WIRE_REQ = 3,
+    NXC__WIRE_GRANTED = 4,
+    NXC__WIRE_ACK = 5,
+    NXC__WIRE_REFUSED = 6,
+    NXC__WIRE_DONE = 7,
+    NXC__WIRE_READ_DONE = 8, /* shm: a direct read (no grant) moved every byte */
+    NXC__WIRE_CANCEL = 9,    /* tcp read: stop sending this grant's bytes */
 };
 
-typedef struct nxc_wire_hdr {
+typedef struct nxc__wire_hdr {
     uint32_t magic;
     uint8_t type;
     uint8_t pad[3];
     uint32_t body_len;
     uint32_t pad2;
     uint64_t xfer; /* the active side's transfer id (REQ and its replies) */
-} nxc_wire_hdr_t;
+} nxc__wire_hdr_t;
 
 /* HELLO body, followed by name_len bytes of the sender's connector name. */
-typedef struct nxc_wire_hello {
+typedef struct nxc__wire_hello {
     uint16_t version;
     uint16_t name_len;
     uint32_t pad;
     uint8_t instance[NXC__INSTANCE_LEN]; /* the sender's connector */
     uint8_t want[NXC__INSTANCE_LEN];     /* the connector it means to reach */
-} nxc_wire_hello_t;
+} nxc__wire_hello_t;
 
 /* HELLO_OK body. */
-typedef struct nxc_wire_hello_ok {
+typedef struct nxc__wire_hello_ok {
     uint8_t instance[NXC__INSTANCE_LEN];
-} nxc_wire_hello_ok_t;
+} nxc__wire_hello_ok_t;
 
 /* REQ body, followed by key_len bytes of key and nranges ranges (addresses
  * in the passive process). */
-typedef struct nxc_wire_req {
+typedef struct nxc__wire_req {
     uint8_t md_kind;     /* NXC__MD_KIND_READ: read a readable; _WRITE: write a writable */
     uint8_t inline_data; /* 1: the bytes travel in this stream (tcp); 0: they do not (shm) */
     uint8_t stripe;      /* this request's index in its transfer */
-    uint8_t nstripes;    /* 1..NXC_WIRE_MAX_STRIPES */
+    uint8_t nstripes;    /* 1..NXC__WIRE_MAX_STRIPES */
     uint16_t key_len;
     uint16_t pad;
     uint32_t nranges;
     uint32_t pad2;
     uint8_t secret[NXC__SECRET_LEN];
-} nxc_wire_req_t;
+} nxc__wire_req_t;
 
-typedef struct nxc_wire_range {
+typedef struct nxc__wire_range {
     uint64_t addr, len;
-} nxc_wire_range_t;
+} nxc__wire_range_t;
 
 /* GRANTED, ACK and CANCEL body. */
-typedef struct nxc_wire_grant {
+typedef struct nxc__wire_grant {
     uint64_t grant;
-} nxc_wire_grant_t;
+} nxc__wire_grant_t;
 
 /* REFUSED body, followed by a reason text (not NUL-terminated). */
-typedef struct nxc_wire_refused {
+typedef struct nxc__wire_refused {
     int32_t status;
     uint32_t pad;
-} nxc_wire_refused_t;
+} nxc__wire_refused_t;
 
 /* READ_DONE body, followed by key_len bytes of key. */
-typedef struct nxc_wire_read_done {
+typedef struct nxc__wire_read_done {
     uint8_t secret[NXC__SECRET_LEN];
     uint16_t key_len;
     uint8_t pad[6];
-} nxc_wire_read_done_t;
+} nxc__wire_read_done_t;
 
 /* DONE body. */
-typedef struct nxc_wire_done {
+typedef struct nxc__wire_done {
     uint64_t grant;
     uint32_t complete; /* 1: every byte moved; 0: the active side gave up */
     uint32_t pad;
-} nxc_wire_done_t;
+} nxc__wire_done_t;
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the stream wire format is little-endian; add byte swapping for this host"

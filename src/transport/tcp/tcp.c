@@ -32,6 +32,7 @@
 #include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/text.h"
 
 #define INFO_MAX 512
 
@@ -41,7 +42,7 @@ typedef struct tcp_tp {
     int timeout_ms;
 } tcp_tp_t;
 
-static tcp_tp_t *TCP(stream_tp_t *t) {
+static tcp_tp_t *tcp_of(stream_tp_t *t) {
     return (tcp_tp_t *)t;
 }
 
@@ -84,7 +85,7 @@ static int tcp_connect(stream_tp_t *t, const nxc__metadata_t *md, const nxc__md_
 }
 
 static void tcp_tune(stream_tp_t *t, int fd) {
-    int one = 1, ms = TCP(t)->timeout_ms;
+    int one = 1, ms = tcp_of(t)->timeout_ms;
     int idle = ms / 2000 > 0 ? ms / 2000 : 1, intvl = 1;
     int cnt = (ms / 1000 - idle) > 1 ? ms / 1000 - idle : 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -96,12 +97,6 @@ static void tcp_tune(stream_tp_t *t, int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof uto);
 }
 
-static bool tcp_copy(stream_tp_t *t, stream_stripe_t *s, nxc_status_t *st, char *why, size_t len) {
-    *st = NXC_ERR_TRANSPORT;
-    snprintf(why, len, "tcp: no out-of-stream copy");
-    return true;
-}
-
 static const stream_flavour_t tcp_flavour = {
     .inline_data = true,
     .max_conns = 8,
@@ -109,7 +104,7 @@ static const stream_flavour_t tcp_flavour = {
     .stripe_min = 4u << 20,
     .connect = tcp_connect,
     .tune = tcp_tune,
-    .copy = tcp_copy,
+    /* no copy(): the bytes travel in the stream (inline_data) */
 };
 
 /* "a,b,...:port" for every address the listener is reachable at. */
@@ -139,21 +134,15 @@ static void make_info(tcp_tp_t *t, const char *bind_addr, int port) {
     snprintf(out + used, INFO_MAX - used, ":%d", port);
 }
 
-/* A dotted IPv4 address (the form a listener binds to). */
-static bool ipv4_text(const char *s) {
-    struct in_addr in;
-    return inet_pton(AF_INET, s, &in) == 1;
-}
-
 /* tcp.<key> in the connector's options; NXC_TCP_<KEY> otherwise. */
 static const nxc__tp_option_t tcp_options[] = {
     {.key = "address",
      .env = "NXC_TCP_ADDRESS",
-     .valid = ipv4_text,
+     .valid = nxc__ipv4_text,
      .accepted = "an IPv4 address in dotted form"},
     {.key = "port", .env = "NXC_TCP_PORT", .lo = 0, .hi = 65535},
     {.key = "timeout_ms", .env = "NXC_TCP_TIMEOUT_MS", .lo = 100, .hi = 3600000},
-    {.key = "streams", .env = "NXC_TCP_STREAMS", .lo = 1, .hi = NXC_WIRE_MAX_STRIPES},
+    {.key = "streams", .env = "NXC_TCP_STREAMS", .lo = 1, .hi = NXC__WIRE_MAX_STRIPES},
 };
 
 static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
@@ -181,9 +170,9 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         free(t);
         return st;
     }
-    st = stream_init(&t->s, &tcp_flavour, "tcp", fd, t->timeout_ms);
+    st = nxc__stream_init(&t->s, &tcp_flavour, "tcp", fd, t->timeout_ms);
     if (st != NXC_OK) {
-        stream_destroy(&t->s.base);
+        nxc__stream_destroy(&t->s.base);
         return st;
     }
     t->s.max_stripes = (unsigned)nxc__option_int(c, "tcp", "streams", tcp_flavour.max_stripes);
@@ -196,7 +185,7 @@ static nxc_status_t tcp_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
 static nxc_status_t tcp_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec,
                                void **state_p) {
     *state_p = NULL;
-    return stream_section(&((tcp_tp_t *)tp)->s, op, sec, ((tcp_tp_t *)tp)->info);
+    return nxc__stream_section(&((tcp_tp_t *)tp)->s, op, sec, ((tcp_tp_t *)tp)->info);
 }
 
 static nxc_status_t tcp_reachable(nxc__tp_t *tp, const nxc__metadata_t *md,
@@ -219,23 +208,14 @@ static void tcp_describe(nxc__tp_t *tp, char *buf, size_t len) {
 }
 
 const nxc__transport_ops_t nxc__transport_tcp = {
-    .size = sizeof(nxc__transport_ops_t),
     .name = "tcp",
     .create = tcp_create,
-    .destroy = stream_destroy,
-    .event_fd = stream_event_fd,
-    .progress = stream_progress,
-    .arm = stream_arm,
-    .next_timer = stream_next_timer,
-    .supports_device = stream_supports_device,
+    NXC__STREAM_OPS,
     .expose = tcp_expose,
-    .unexpose = stream_unexpose,
-    .drop_peer = stream_drop_peer,
+    /* no unexpose: tcp_expose() keeps no per-op state, and the core calls
+     * unexpose only for the state expose() left */
     .reachable = tcp_reachable,
-    .post = stream_post,
-    .cancel = stream_cancel,
-    .force = stream_force,
-    .release = stream_release,
+    .post = nxc__stream_post,
     .describe = tcp_describe,
     .options = tcp_options,
     .noptions = sizeof tcp_options / sizeof tcp_options[0],

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The UCX transport's control messages (internal): UCP active messages
- * between two nxc connectors. Shared by ucx.c and the tests that play a
- * hostile peer. All fields little-endian (ucx.c refuses big-endian hosts).
+ * between two nxc connectors. Shared by the transport's files and the
+ * tests that play a hostile peer. All fields little-endian (ucx_internal.h
+ * refuses big-endian hosts).
  *
  *   active                                    passive
  *   GRANT_REQ {want, key, secret,  ─▶ the passive side checks want, then key

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small text checks and conversions (internal). */
+#ifndef NXC_UTIL_TEXT_H
+#define NXC_UTIL_TEXT_H
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A visible ASCII character: 0x21..0x7e, no space, no control byte. */
+static inline bool nxc__visible(unsigned char c) {
+    return c >= 0x21 && c <= 0x7e;
+}
+
+/* Are all `n` bytes of `s` visible ASCII characters (names, keys and
+ * transport names that travel in metadata)? */
+static inline bool nxc__printable(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!nxc__visible((unsigned char)s[i])) return false;
+    return true;
+}
+
+/* `n` bytes as 2n lowercase hex digits and a NUL; `out` holds 2n + 1. */
+static inline void nxc__hex(char *out, const uint8_t *bytes, size_t n) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* A dotted IPv4 address (the form a listener binds to)? */
+static inline bool nxc__ipv4_text(const char *s) {
+    struct in_addr in;
+    return inet_pton(AF_INET, s, &in) == 1;
+}
+
+#endif
