@@ -46,4 +46,17 @@ static inline size_t nxc__iov_consume(struct iovec *iov, size_t n, size_t idx, u
     return idx;
 }
 
+/* Append [base, base + len) to the `*n` entries of `iov`, growing the last
+ * entry instead when the range starts where it ends. process_vm_readv/writev
+ * pin and look up the pages of every remote entry separately (about 0.15 us
+ * each), so descriptors that lie side by side (a KV-block pool) are worth
+ * one entry. The caller keeps *n below the array's size. */
+static inline void nxc__iov_append(struct iovec *iov, size_t *n, void *base, size_t len) {
+    if (*n > 0 && (uint8_t *)iov[*n - 1].iov_base + iov[*n - 1].iov_len == (uint8_t *)base) {
+        iov[*n - 1].iov_len += len;
+        return;
+    }
+    iov[(*n)++] = (struct iovec){base, len};
+}
+
 #endif

@@ -80,20 +80,19 @@ static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t
         if (atomic_load(&s->stop) != NXC_OK) return -1;
         if (hung_up(ctl)) return ECONNRESET;
         struct iovec l[IOVS], r[IOVS];
-        size_t n = 0;
+        size_t nl = 0, nr = 0; /* the two lists are merged apart: neighbours on one side only */
         uint64_t bytes = 0;
-        for (size_t j = i, o = off; j < s->n && n < IOVS && bytes < CHUNK && from + bytes < to;
-             j++, o = 0) {
+        for (size_t j = i, o = off;
+             j < s->n && nl < IOVS && nr < IOVS && bytes < CHUNK && from + bytes < to; j++, o = 0) {
             uint64_t len = s->local[j].iov_len - o;
             if (len > to - from - bytes) len = to - from - bytes;
             if (len > CHUNK - bytes) len = CHUNK - bytes;
-            l[n] = (struct iovec){(uint8_t *)s->local[j].iov_base + o, (size_t)len};
-            r[n] = (struct iovec){(void *)(uintptr_t)(s->remote[j].addr + o), (size_t)len};
-            n++;
+            nxc__iov_append(l, &nl, (uint8_t *)s->local[j].iov_base + o, (size_t)len);
+            nxc__iov_append(r, &nr, (void *)(uintptr_t)(s->remote[j].addr + o), (size_t)len);
             bytes += len;
         }
-        ssize_t got = write ? process_vm_writev(s->remote_pid, l, n, r, n, 0)
-                            : process_vm_readv(s->remote_pid, l, n, r, n, 0);
+        ssize_t got = write ? process_vm_writev(s->remote_pid, l, nl, r, nr, 0)
+                            : process_vm_readv(s->remote_pid, l, nl, r, nr, 0);
         if (got < 0) {
             if (errno == EINTR) continue;
             return errno;
