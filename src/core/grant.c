@@ -91,7 +91,10 @@ static bool range_inside(const nxc_op_t *op, const nxc__range_t *range) {
  * [i*per, min((i+1)*per, total)) with per = ceil(total / n), which is how
  * the active side stripes a transfer (a whole transfer is part 0 of 1). So a
  * peer can only ever be granted the whole op, or one stripe of it, and a
- * completion always means every byte of the op moved. NULL: yes. */
+ * completion always means every byte of the op moved. A range may run on
+ * from one buffer into the next only where the next starts at the byte the
+ * first ends (the active side merges such neighbours: one range per run of
+ * a buffer pool, not one per block). NULL: yes. */
 static const char *cover_check(const nxc_op_t *op, const nxc__range_t *ranges, size_t nranges,
                                unsigned part, unsigned nparts) {
     if (nparts == 0 || part >= nparts) return "bad stripe index";
@@ -106,17 +109,27 @@ static const char *cover_check(const nxc_op_t *op, const nxc__range_t *ranges, s
     for (size_t i = 0; i < nranges; i++) {
         const nxc__range_t *range = &ranges[i];
         if (left == 0) return "the ranges go past the op's bytes";
-        uint64_t room = op->local[desc].size - off;
-        if (range->addr != (uintptr_t)op->local[desc].ptr + off || range->len == 0 ||
-            range->len > room || range->len > left)
+        if (range->len == 0 || range->len > left)
             return range_inside(op, range)
                        ? "the ranges are not the op's buffers, whole and in order"
                        : "a range lies outside the op's buffers";
-        left -= range->len;
-        off += range->len;
-        if (off == op->local[desc].size && desc + 1 < op->nlocal) {
-            desc++;
-            off = 0;
+        uint64_t addr = range->addr, len = range->len;
+        while (len) { /* through the buffers it covers, each starting where the last ended */
+            uint64_t room = op->local[desc].size - off;
+            uint64_t take = len < room ? len : room;
+            if (addr != (uintptr_t)op->local[desc].ptr + off)
+                return range_inside(op, range)
+                           ? "the ranges are not the op's buffers, whole and in order"
+                           : "a range lies outside the op's buffers";
+            addr += take;
+            len -= take;
+            left -= take;
+            off += take;
+            if (off == op->local[desc].size && desc + 1 < op->nlocal) {
+                desc++;
+                off = 0;
+            } else if (len)
+                return "a range lies outside the op's buffers";
         }
     }
     return left ? "the ranges cover only part of the op (a transfer must move all of it)" : NULL;

@@ -628,6 +628,82 @@ static void test_out_of_bounds(void) {
     world_free(&w);
 }
 
+/* --- 3b. ranges across buffers --------------------------------------------------------------
+ * The op is three 4 KiB buffers: two side by side, then one after a 4 KiB
+ * gap. A range may run from one buffer into the next only where the next
+ * starts at the byte the first ends; never across the gap. */
+
+#define QB 4096u
+
+static void expose_with_gap(target_t *t, nxc_connector_t *c) {
+    nxc_op_release(t->op);
+    nxc_desc_t d[3] = {nxt_desc(t->buf, QB), nxt_desc(t->buf + QB, QB),
+                       nxt_desc(t->buf + 3 * QB, QB)};
+    if (t->writable)
+        NXT_PASS(nxc_create_writable(c, d, 3, NULL, &t->op));
+    else
+        NXT_PASS(nxc_create_readable(c, d, 3, NULL, &t->op));
+    NXT_PASS(nxc_op_metadata(t->op, &t->text, NULL));
+    nxc__md_free(&t->md);
+    NXT_PASS(nxc__md_decode(t->text, strlen(t->text), &t->md));
+}
+
+/* A real transfer into one local buffer: the reader merges the two side by
+ * side into one range, and the owner must grant it. */
+static void legit_transfer_with_gap(world_t *w, target_t *t, uint64_t seed) {
+    uint8_t *local = nxt_alloc(3 * QB);
+    nxc_desc_t d = nxt_desc(local, 3 * QB);
+    nxc_op_t *a = NULL;
+    if (t->writable) {
+        nxt_fill(local, 3 * QB, seed);
+        NXT_PASS(nxc_begin_write(w->cli, &d, 1, t->text, 0, NULL, &a));
+    } else {
+        NXT_PASS(nxc_begin_read(w->cli, t->text, 0, &d, 1, NULL, &a));
+    }
+    NXT_PASS(nxc_op_wait(a, WAIT_MS));
+    NXT_EQ_STR(nxc_op_transport(a), "tcp");
+    NXT_PASS(nxc_op_wait(t->op, WAIT_MS));
+    NXT_CHECK(memcmp(local, t->buf, 2 * QB) == 0);
+    NXT_CHECK(memcmp(local + 2 * QB, t->buf + 3 * QB, QB) == 0);
+    if (t->writable) {
+        memcpy(t->snap + GUARD, local, 2 * QB);
+        memcpy(t->snap + GUARD + 3 * QB, local + 2 * QB, QB);
+    }
+    check_memory(t, "after the transfer across buffers"); /* the gap untouched */
+    nxc_op_release(a);
+    free(local);
+}
+
+static void test_ranges_across_buffers(void) {
+    world_t w = world_new();
+    for (int wr = 0; wr < 2; wr++) {
+        target_t t = target_new(w.srv, wr, SIZE, 0x680 + wr, NULL);
+        expose_with_gap(&t, w.srv);
+        uint64_t b = (uintptr_t)t.buf;
+        struct {
+            const char *what;
+            nxc__wire_range_t r[2];
+            uint32_t n;
+        } cases[] = {
+            {"one range over all three, gap included", {{b, 4 * QB}}, 1},
+            {"the pair, then a range from the gap", {{b, 2 * QB}, {b + 2 * QB, 2 * QB}}, 2},
+            {"the pair run on into the gap", {{b, 3 * QB}}, 1},
+            {"the pair, then the last run past its end", {{b, 2 * QB}, {b + 3 * QB, 2 * QB}}, 2},
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            req_t r = {wr ? NXC__MD_KIND_WRITE : NXC__MD_KIND_READ, t.md.notification_key,
+                       t.md.secret, cases[i].r, cases[i].n};
+            char what[96];
+            snprintf(what, sizeof what, "%s: %s", wr ? "write" : "read", cases[i].what);
+            attack_req(&t, what, &r, wr ? 2 * GUARD : 0, NULL);
+            check_intact(&t, what);
+        }
+        legit_transfer_with_gap(&w, &t, 0x690 + wr);
+        target_free(&t);
+    }
+    world_free(&w);
+}
+
 /* --- 4. reading a writable, 5. writing a readable ------------------------------------------- */
 
 static void test_read_writable(void) {
@@ -1379,6 +1455,7 @@ static const nxt_test_t nxt_tests[] = {
     {"wrong_secret", test_wrong_secret, 60},
     {"released_key", test_released_key, 60},
     {"out_of_bounds", test_out_of_bounds, 90},
+    {"ranges_across_buffers", test_ranges_across_buffers, 90},
     {"read_a_writable", test_read_writable, 60},
     {"write_a_readable", test_write_readable, 60},
     {"garbage", test_garbage, 90},

@@ -349,6 +349,28 @@ void nxc__stream_active_payload_done(stream_conn_t *conn) {
 /* --- ops --------------------------------------------------------------------------------- */
 
 /* Cut the op's segments into stripes of about equal bytes. */
+/* Add a piece to a stripe, growing the last one when the piece continues
+ * it on both sides: a pool's neighbouring blocks travel as one range (the
+ * owner's check accepts a range running on into the next buffer exactly
+ * there), so 1024 blocks cost one range in the request, one check and one
+ * iovec, not 1024. */
+static void stripe_add(stream_stripe_t *s, uint64_t remote, void *local, uint64_t len) {
+    if (s->n > 0) {
+        nxc__wire_range_t *r = &s->remote[s->n - 1];
+        struct iovec *l = &s->local[s->n - 1];
+        if (r->addr + r->len == remote && (uint8_t *)l->iov_base + l->iov_len == local) {
+            r->len += len;
+            l->iov_len += (size_t)len;
+            s->bytes += len;
+            return;
+        }
+    }
+    s->remote[s->n] = (nxc__wire_range_t){remote, len};
+    s->local[s->n] = (struct iovec){local, (size_t)len};
+    s->n++;
+    s->bytes += len;
+}
+
 static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
     uint64_t total = nxc__op_total(op);
     const nxc__metadata_t *md = nxc__op_peer_md(op);
@@ -381,10 +403,8 @@ static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
             const nxc__seg_t *seg = &segs[si];
             uint64_t len = seg->len - seg_off;
             if (len > want - s->bytes) len = want - s->bytes;
-            s->remote[s->n] = (nxc__wire_range_t){nxc__seg_remote(seg, md, seg_off), len};
-            s->local[s->n] = (struct iovec){nxc__seg_local(seg, bufs, seg_off), (size_t)len};
-            s->n++;
-            s->bytes += len;
+            stripe_add(s, nxc__seg_remote(seg, md, seg_off), nxc__seg_local(seg, bufs, seg_off),
+                       len);
             seg_off += len;
             if (seg_off == seg->len) {
                 si++;
