@@ -22,11 +22,6 @@
 #include "util/text.h"
 #include "util/time.h"
 
-static bool printable(const char *s, size_t max) {
-    size_t n = strlen(s);
-    return n > 0 && n <= max && nxc__printable(s, n);
-}
-
 /* Parse "ucx,tcp" into transport ops, in order, without duplicates. */
 static nxc_status_t parse_transports(const char *text, const nxc__transport_ops_t **out,
                                      size_t *n_p) {
@@ -88,7 +83,7 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
     nxc_status_t st = nxc__check_field_mask("connector params", mask, NXC__CONNECTOR_FIELDS);
     if (st != NXC_OK) return st;
     if (mask & NXC_CONNECTOR_FIELD_NAME) {
-        if (!p->name || !printable(p->name, NXC_NAME_MAX))
+        if (!p->name || !nxc__printable_text(p->name, NXC_NAME_MAX))
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "connector name must be 1..%d bytes, each a visible ASCII "
                             "character (0x21..0x7e: no space or control character; the name "

@@ -17,46 +17,22 @@
 #include "core/op.h"
 #include "core/progress.h"
 #include "util/error.h"
+#include "util/eventfd.h"
+#include "util/list.h"
 #include "util/time.h"
 
-static void efd_set(int efd) {
-    uint64_t one = 1;
-    ssize_t written = write(efd, &one, sizeof one);
-    (void)written; /* EAGAIN: already readable */
-}
-
-static void efd_clear(int efd) {
-    uint64_t count;
-    ssize_t got = read(efd, &count, sizeof count);
-    (void)got; /* EAGAIN: already clear */
-}
-
 static void unlink_entry(nxc_cq_t *cq, nxc_op_t *op) {
-    if (op->cq_prev)
-        op->cq_prev->cq_next = op->cq_next;
-    else
-        cq->head = op->cq_next;
-    if (op->cq_next)
-        op->cq_next->cq_prev = op->cq_prev;
-    else
-        cq->tail = op->cq_prev;
-    op->cq_prev = op->cq_next = NULL;
+    NXC__DLIST_UNLINK(cq->head, cq->tail, op, cq_prev, cq_next);
     op->cq_queued = false;
-    if (atomic_fetch_sub(&cq->count, 1) == 1) efd_clear(cq->efd);
+    if (atomic_fetch_sub(&cq->count, 1) == 1) nxc__eventfd_drain(cq->efd);
 }
 
 void nxc__cq_push(nxc_op_t *op) {
     nxc_cq_t *cq = op->cq;
     if (!cq || op->released || op->cq_queued) return;
-    op->cq_next = NULL;
-    op->cq_prev = cq->tail;
-    if (cq->tail)
-        cq->tail->cq_next = op;
-    else
-        cq->head = op;
-    cq->tail = op;
+    NXC__DLIST_APPEND(cq->head, cq->tail, op, cq_prev, cq_next);
     op->cq_queued = true;
-    if (atomic_fetch_add(&cq->count, 1) == 0) efd_set(cq->efd);
+    if (atomic_fetch_add(&cq->count, 1) == 0) nxc__eventfd_ring(cq->efd);
 }
 
 void nxc__cq_withdraw(nxc_op_t *op) {
@@ -120,11 +96,7 @@ void nxc_cq_destroy(nxc_cq_t *cq) {
     if (!cq) return;
     nxc_connector_t *c = cq->c;
     nxc__lock(c);
-    for (nxc_cq_t **link = &c->cqs; *link; link = &(*link)->next)
-        if (*link == cq) {
-            *link = cq->next;
-            break;
-        }
+    NXC__LIST_UNLINK(nxc_cq_t, c->cqs, cq);
     detach_ops(cq);
     nxc__unlock(c);
     cq_free(cq);
@@ -142,9 +114,13 @@ static int take(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
     return n;
 }
 
+/* The error of a poll or wait with no queue, no entries or no room. */
+static int bad_args(const char *call) {
+    return nxc__err(NXC_ERR_INVALID_PARAM, "%s: NULL queue or entries, or max <= 0", call);
+}
+
 int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
-    if (!cq || !entries || max <= 0)
-        return nxc__err(NXC_ERR_INVALID_PARAM, "cq_poll: NULL queue or entries, or max <= 0");
+    if (!cq || !entries || max <= 0) return bad_args("cq_poll");
     nxc_connector_t *c = cq->c;
     nxc__err_guard_t guard; /* progress may note errors that are not this call's */
     nxc__err_guard_begin(&guard);
@@ -163,8 +139,7 @@ static bool has_entries(const void *arg) {
 }
 
 int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) {
-    if (!cq || !entries || max <= 0)
-        return nxc__err(NXC_ERR_INVALID_PARAM, "cq_wait: NULL queue or entries, or max <= 0");
+    if (!cq || !entries || max <= 0) return bad_args("cq_wait");
     nxc_connector_t *c = cq->c;
     nxc__err_guard_t guard; /* progress may note errors that are not this call's */
     nxc__err_guard_begin(&guard);

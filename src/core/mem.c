@@ -14,6 +14,7 @@
 #include "core/mem.h"
 #include "core/select.h"
 #include "util/error.h"
+#include "util/list.h"
 
 struct nxc_mem {
     nxc_connector_t *c;
@@ -69,19 +70,11 @@ nxc_status_t nxc_mem_register(nxc_connector_t *c, const nxc_desc_t *descs, size_
     return NXC_OK;
 }
 
-static void unlink_mem(nxc_mem_t *mem) {
-    for (nxc_mem_t **link = &mem->c->mems; *link; link = &(*link)->next)
-        if (*link == mem) {
-            *link = mem->next;
-            return;
-        }
-}
-
 void nxc_mem_deregister(nxc_mem_t *mem) {
     if (!mem) return;
     nxc_connector_t *c = mem->c;
     nxc__lock(c);
-    unlink_mem(mem);
+    NXC__LIST_UNLINK(nxc_mem_t, c->mems, mem);
     release_holds(mem);
     nxc__unlock(c);
     free(mem);

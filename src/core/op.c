@@ -18,6 +18,7 @@
 #include "core/op.h"
 #include "core/progress.h"
 #include "util/error.h"
+#include "util/eventfd.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -63,11 +64,7 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
                                                   : NXC_OP_ERRORED,
                      __ATOMIC_RELEASE);
     nxc__cq_push(op);
-    if (op->efd >= 0) {
-        uint64_t one = 1;
-        ssize_t written = write(op->efd, &one, sizeof one);
-        (void)written;
-    }
+    if (op->efd >= 0) nxc__eventfd_ring(op->efd);
     pthread_cond_broadcast(&op->c->cond);
     pthread_mutex_lock(&op->c->done_lock);
     pthread_cond_broadcast(&op->c->done_cond);
@@ -162,6 +159,13 @@ static bool is_terminal(const void *arg) {
 
 /* --- active side -------------------------------------------------------------- */
 
+/* The transport did not confirm an abort: end the op without it. */
+static void give_up(nxc_op_t *op, nxc_status_t why) {
+    NXC_LOG_E("connector %s: %s op still busy after abort", op->c->name,
+              nxc__op_kind_name(op->kind));
+    nxc__op_finish(op, why, "stopped (transport did not confirm the abort)");
+}
+
 void nxc__active_stop(nxc_op_t *op, nxc_status_t why) {
     nxc_connector_t *c = op->c;
     if (nxc__op_terminal(op)) return;
@@ -171,8 +175,7 @@ void nxc__active_stop(nxc_op_t *op, nxc_status_t why) {
               nxc__op_kind_name(op->kind), NXC__DRAIN_MS);
     op->tp->ops->force(op->tp, op);
     if (nxc__wait_locked(c, is_terminal, op, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
-    NXC_LOG_E("connector %s: %s op still busy after abort", c->name, nxc__op_kind_name(op->kind));
-    nxc__op_finish(op, why, "stopped (transport did not confirm the abort)");
+    give_up(op, why);
 }
 
 /* Every active op has ended, and no peer holds access to a passive op nor
@@ -212,9 +215,7 @@ void nxc__stop_all(nxc_connector_t *c) {
     }
     for (nxc_op_t *op = c->ops; op; op = op->next) {
         if (!nxc__op_passive(op) && !nxc__op_terminal(op)) {
-            NXC_LOG_E("connector %s: %s op still busy after abort", c->name,
-                      nxc__op_kind_name(op->kind));
-            nxc__op_finish(op, NXC_ERR_CANCELED, "stopped (transport did not confirm the abort)");
+            give_up(op, NXC_ERR_CANCELED);
         }
         if (nxc__op_passive(op)) nxc__passive_revoke(op, false); /* no grant is left */
         nxc__op_mark_released(op);
@@ -358,9 +359,7 @@ int nxc_op_fd(nxc_op_t *op) {
         if (op->efd < 0) {
             nxc__err(NXC_ERR_SYSTEM, "op_fd: eventfd: %s", strerror(errno));
         } else if (nxc__op_terminal(op)) {
-            uint64_t one = 1;
-            ssize_t written = write(op->efd, &one, sizeof one);
-            (void)written;
+            nxc__eventfd_ring(op->efd);
         }
     }
     int fd = op->efd;

@@ -17,15 +17,8 @@
 #include "core/select.h"
 #include "util/error.h"
 #include "util/sys.h"
+#include "util/text.h"
 #include "util/time.h"
-
-static bool printable_key(const char *key) {
-    size_t n = strnlen(key, NXC_KEY_MAX + 1);
-    if (n == 0 || n > NXC_KEY_MAX) return false;
-    for (size_t i = 0; i < n; i++)
-        if (key[i] < 0x21 || key[i] > 0x7e) return false;
-    return true;
-}
 
 static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *params,
                                     bool passive) {
@@ -48,7 +41,8 @@ static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *p
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "notification_key is set by the passive side; active ops take it "
                             "from the metadata");
-        if (!params->notification_key || !printable_key(params->notification_key))
+        if (!params->notification_key ||
+            !nxc__printable_text(params->notification_key, NXC_KEY_MAX))
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "notification_key must be 1..%d bytes, each a visible ASCII "
                             "character (0x21..0x7e: no space or control character)",

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/progress.h"
+#include "util/eventfd.h"
 #include "util/time.h"
 
 /* Longest sleep of the progress thread: a safety net only, every timer is
@@ -26,15 +27,12 @@
 #define SLEEP_MAX_MS 1000
 
 void nxc__wake(nxc_connector_t *c) {
-    uint64_t one = 1;
-    ssize_t written = write(c->wakefd, &one, sizeof one);
-    (void)written; /* EAGAIN: the counter is already non-zero, which is enough */
+    nxc__eventfd_ring(c->wakefd);
 }
 
 void nxc__loop_drain(nxc_connector_t *c) {
+    nxc__eventfd_drain(c->wakefd);
     uint64_t count;
-    ssize_t got = read(c->wakefd, &count, sizeof count);
-    (void)got; /* EAGAIN: nothing to drain */
     if (read(c->timerfd, &count, sizeof count) == (ssize_t)sizeof count)
         c->timer_set = UINT64_MAX; /* it fired: a one-shot timer is disarmed now */
 }

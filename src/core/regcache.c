@@ -6,6 +6,7 @@
 
 #include "util/env.h"
 #include "util/error.h"
+#include "util/list.h"
 #include "util/log.h"
 
 void nxc__regcache_init(nxc__regcache_t *rc, const nxc__regcache_ops_t *ops, void *ctx,
@@ -17,24 +18,8 @@ size_t nxc__regcache_env_max_idle(void) {
     return (size_t)nxc__env_int("NXC_REGCACHE", 256, 0, 1 << 20);
 }
 
-static void unlink_reg(nxc__regcache_t *rc, nxc__reg_t *reg) {
-    if (reg->prev)
-        reg->prev->next = reg->next;
-    else
-        rc->head = reg->next;
-    if (reg->next) reg->next->prev = reg->prev;
-    reg->prev = reg->next = NULL;
-}
-
-static void push_front(nxc__regcache_t *rc, nxc__reg_t *reg) {
-    reg->prev = NULL;
-    reg->next = rc->head;
-    if (rc->head) rc->head->prev = reg;
-    rc->head = reg;
-}
-
 static void destroy_reg(nxc__regcache_t *rc, nxc__reg_t *reg) {
-    unlink_reg(rc, reg);
+    NXC__DLIST_UNLINK(rc->head, rc->tail, reg, prev, next);
     rc->ops->dereg(rc->ctx, reg);
     rc->count--;
     free(reg);
@@ -42,10 +27,7 @@ static void destroy_reg(nxc__regcache_t *rc, nxc__reg_t *reg) {
 
 /* Drop least recently used idle entries beyond max_idle. */
 static void trim(nxc__regcache_t *rc) {
-    nxc__reg_t *tail = rc->head;
-    while (tail && tail->next)
-        tail = tail->next;
-    for (nxc__reg_t *reg = tail; reg && rc->idle > rc->max_idle;) {
+    for (nxc__reg_t *reg = rc->tail; reg && rc->idle > rc->max_idle;) {
         nxc__reg_t *prev = reg->prev;
         if (reg->refs == 0) {
             destroy_reg(rc, reg);
@@ -61,8 +43,8 @@ nxc_status_t nxc__regcache_get(nxc__regcache_t *rc, const void *ptr, size_t len,
     for (nxc__reg_t *reg = rc->head; reg; reg = reg->next) {
         if (reg->start <= start && end <= reg->end) {
             if (reg->refs++ == 0) rc->idle--;
-            unlink_reg(rc, reg);
-            push_front(rc, reg);
+            NXC__DLIST_UNLINK(rc->head, rc->tail, reg, prev, next);
+            NXC__DLIST_PUSH(rc->head, rc->tail, reg, prev, next);
             rc->hits++;
             *reg_p = reg;
             return NXC_OK;
@@ -79,7 +61,7 @@ nxc_status_t nxc__regcache_get(nxc__regcache_t *rc, const void *ptr, size_t len,
         return st;
     }
     reg->refs = 1;
-    push_front(rc, reg);
+    NXC__DLIST_PUSH(rc->head, rc->tail, reg, prev, next);
     rc->count++;
     rc->misses++;
     *reg_p = reg;

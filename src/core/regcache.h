@@ -35,7 +35,7 @@ typedef struct nxc__regcache_ops {
 } nxc__regcache_ops_t;
 
 typedef struct nxc__regcache {
-    nxc__reg_t *head;
+    nxc__reg_t *head, *tail; /* most recently used first */
     size_t count, idle, max_idle;
     const nxc__regcache_ops_t *ops;
     void *ctx;

@@ -2,7 +2,9 @@
 /* Singly linked lists and queues (internal): the links live in the elements
  * (a `next` member), so adding and removing never allocates. Macros, since
  * every list has its own element type. A queue is a list with a tail
- * pointer, for O(1) appends. */
+ * pointer, for O(1) appends. A doubly linked list (NXC__DLIST_*) has a head
+ * and a tail and names its two link members, so an element may sit in more
+ * than one; it unlinks in O(1). */
 #ifndef NXC_UTIL_LIST_H
 #define NXC_UTIL_LIST_H
 
@@ -16,16 +18,19 @@
             }                                                                                      \
     } while (0)
 
-/* Append `item` to the queue `head`..`tail`. */
-#define NXC__QUEUE_APPEND(head, tail, item)                                                        \
+/* Append `item` to the queue `head`..`tail` whose link member is `link`. */
+#define NXC__QUEUE_APPEND_BY(head, tail, item, link)                                               \
     do {                                                                                           \
-        (item)->next = NULL;                                                                       \
+        (item)->link = NULL;                                                                       \
         if (tail)                                                                                  \
-            (tail)->next = (item);                                                                 \
+            (tail)->link = (item);                                                                 \
         else                                                                                       \
             (head) = (item);                                                                       \
         (tail) = (item);                                                                           \
     } while (0)
+
+/* Append `item` to the queue `head`..`tail`. */
+#define NXC__QUEUE_APPEND(head, tail, item) NXC__QUEUE_APPEND_BY(head, tail, item, next)
 
 /* Take the first element off the queue `head`..`tail` (not empty) into `out`. */
 #define NXC__QUEUE_POP(head, tail, out)                                                            \
@@ -50,6 +55,32 @@
             nxc__q->next = NULL;                                                                   \
             break;                                                                                 \
         }                                                                                          \
+    } while (0)
+
+/* Put `item` last in the doubly linked list `head`..`tail`. */
+#define NXC__DLIST_APPEND(head, tail, item, prev, next)                                            \
+    do {                                                                                           \
+        (item)->prev = (tail);                                                                     \
+        NXC__QUEUE_APPEND_BY(head, tail, item, next);                                              \
+    } while (0)
+
+/* Put `item` first in the doubly linked list `head`..`tail`: appending
+ * with the two ends and the two links swapped. */
+#define NXC__DLIST_PUSH(head, tail, item, prev, next)                                              \
+    NXC__DLIST_APPEND(tail, head, item, next, prev)
+
+/* Take `item`, which is in it, out of the doubly linked list `head`..`tail`. */
+#define NXC__DLIST_UNLINK(head, tail, item, prev, next)                                            \
+    do {                                                                                           \
+        if ((item)->prev)                                                                          \
+            (item)->prev->next = (item)->next;                                                     \
+        else                                                                                       \
+            (head) = (item)->next;                                                                 \
+        if ((item)->next)                                                                          \
+            (item)->next->prev = (item)->prev;                                                     \
+        else                                                                                       \
+            (tail) = (item)->prev;                                                                 \
+        (item)->prev = (item)->next = NULL;                                                        \
     } while (0)
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* A visible ASCII character: 0x21..0x7e, no space, no control byte. */
 static inline bool nxc__visible(unsigned char c) {
@@ -19,6 +20,13 @@ static inline bool nxc__printable(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!nxc__visible((unsigned char)s[i])) return false;
     return true;
+}
+
+/* Is the NUL-terminated `s` 1..`max` visible ASCII characters (a name or
+ * key that travels in metadata)? */
+static inline bool nxc__printable_text(const char *s, size_t max) {
+    size_t n = strnlen(s, max + 1);
+    return n > 0 && n <= max && nxc__printable(s, n);
 }
 
 /* `n` bytes as 2n lowercase hex digits and a NUL; `out` holds 2n + 1. */
