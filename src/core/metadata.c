@@ -515,6 +515,27 @@ static nxc_status_t decode_texts(nxc__metadata_t *m, reader_t *r) {
     return NXC_OK;
 }
 
+/* One length-prefixed span of section `name`: its conn (key == SIZE_MAX,
+ * a u32 length) or its key number `key` (a u16 length), then the bytes. */
+static nxc_status_t rd_span(reader_t *r, const char *name, size_t key, nxc__bytes_t *out) {
+    bool conn = key == SIZE_MAX;
+    size_t width = conn ? 4 : 2;
+    nxc_status_t st = rd_need(r, width, conn ? "section conn length" : "key length");
+    if (st) return st;
+    uint32_t len = conn ? get_le32(r->p + r->off) : get_le16(r->p + r->off);
+    r->off += width;
+    if (rd_left(r) < len) {
+        char what[32] = "conn";
+        if (!conn) snprintf(what, sizeof what, "key %zu", key);
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: blob section \"%s\": %s length %u exceeds the %zu bytes left",
+                        name, what, (unsigned)len, rd_left(r));
+    }
+    *out = (nxc__bytes_t){r->p + r->off, len};
+    r->off += len;
+    return NXC_OK;
+}
+
 /* Section s: its name (unique), conn and one key per descriptor. */
 static nxc_status_t decode_section(nxc__metadata_t *m, reader_t *r, size_t s) {
     const uint8_t *p = r->p;
@@ -535,29 +556,10 @@ static nxc_status_t decode_section(nxc__metadata_t *m, reader_t *r, size_t s) {
             return nxc__err(NXC_ERR_METADATA_MALFORMED,
                             "metadata: blob sections %zu and %zu are both named \"%s\"", t, s,
                             sec->name);
-    if ((st = rd_need(r, 4, "section conn length"))) return st;
-    uint32_t clen = get_le32(p + r->off);
-    r->off += 4;
-    if (rd_left(r) < clen)
-        return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                        "metadata: blob section \"%s\": conn length %u exceeds the %zu bytes "
-                        "left",
-                        sec->name, (unsigned)clen, rd_left(r));
-    sec->conn = (nxc__bytes_t){p + r->off, clen};
-    r->off += clen;
+    if ((st = rd_span(r, sec->name, SIZE_MAX, &sec->conn))) return st;
     sec->keys = m->keys_ + s * m->ndesc;
-    for (size_t j = 0; j < m->ndesc; j++) {
-        if ((st = rd_need(r, 2, "key length"))) return st;
-        uint32_t klen = get_le16(p + r->off);
-        r->off += 2;
-        if (rd_left(r) < klen)
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: blob section \"%s\": key %zu length %u exceeds the %zu "
-                            "bytes left",
-                            sec->name, j, (unsigned)klen, rd_left(r));
-        sec->keys[j] = (nxc__bytes_t){p + r->off, klen};
-        r->off += klen;
-    }
+    for (size_t j = 0; j < m->ndesc; j++)
+        if ((st = rd_span(r, sec->name, j, &sec->keys[j]))) return st;
     m->nsections = s + 1;
     return NXC_OK;
 }
