@@ -13,24 +13,16 @@
 #include "core/metadata.h"
 
 #include "core/metadata_json.h"
+#include "core/metadata_wrap.h"
 
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "util/error.h"
 #include "util/text.h"
 
-#define B64_PREFIX "b64:"
-#define B64_PREFIX_LEN 4
-/* Blobs up to this size (an op of a few descriptors) are stored in zlib's
- * uncompressed blocks: any deflate level costs about 11 us for a few hundred
- * bytes (hash tables reset per stream), the bulk of creating an op, to save
- * about 200 bytes of text. Larger blobs (many descriptors) compress well. */
-#define ZLIB_STORE_MAX 2048
-#define ZLIB_LEVEL Z_BEST_SPEED
 #define HEADER_LEN 60 /* fixed part of the blob, up to and including start_time */
 
 /* ------------------------------------------------------------------------ */
@@ -222,48 +214,6 @@ static void write_blob(const nxc__metadata_t *md, uint8_t *b, size_t blob_len, s
     }
 }
 
-/* "b64:" + base64(zlib(blob)) as a malloc'd NUL-terminated string. */
-static nxc_status_t pack_blob(const uint8_t *blob, size_t blob_len, char **out_p) {
-    /* compress2() would set up a 32 KiB window and 64 KiB of hash state
-     * (and zero ~256 KiB) for a blob of a few hundred bytes: that was most
-     * of the cost of creating an op. A 4 KiB window and small hash keep the
-     * stream standard zlib, readable by any inflater. */
-    z_stream zs = {0};
-    int level = blob_len <= ZLIB_STORE_MAX ? Z_NO_COMPRESSION : ZLIB_LEVEL;
-    int rc = deflateInit2(&zs, level, Z_DEFLATED, 12, 4, Z_DEFAULT_STRATEGY);
-    if (rc != Z_OK)
-        return nxc__err(rc == Z_MEM_ERROR ? NXC_ERR_NO_MEMORY : NXC_ERR_SYSTEM,
-                        "metadata encode: zlib deflateInit2 failed (%d)", rc);
-    uLong zlen = deflateBound(&zs, (uLong)blob_len);
-    uint8_t *z = malloc(zlen);
-    if (!z) {
-        deflateEnd(&zs);
-        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    }
-    zs.next_in = (Bytef *)blob;
-    zs.avail_in = (uInt)blob_len;
-    zs.next_out = z;
-    zs.avail_out = (uInt)zlen;
-    rc = deflate(&zs, Z_FINISH);
-    zlen = zs.total_out;
-    deflateEnd(&zs);
-    if (rc != Z_STREAM_END) {
-        free(z);
-        return nxc__err(NXC_ERR_SYSTEM, "metadata encode: zlib deflate failed (%d)", rc);
-    }
-    size_t b64_len = sodium_base64_ENCODED_LEN(zlen, sodium_base64_VARIANT_ORIGINAL);
-    char *out = malloc(B64_PREFIX_LEN + b64_len);
-    if (!out) {
-        free(z);
-        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    }
-    memcpy(out, B64_PREFIX, B64_PREFIX_LEN);
-    sodium_bin2base64(out + B64_PREFIX_LEN, b64_len, z, zlen, sodium_base64_VARIANT_ORIGINAL);
-    free(z);
-    *out_p = out;
-    return NXC_OK;
-}
-
 nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *len_p) {
     if (!md || !text_p) return nxc__err(NXC_ERR_INVALID_PARAM, "metadata encode: NULL argument");
     nxc_status_t st = lib_init();
@@ -276,140 +226,13 @@ nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *le
     if (!blob) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
     write_blob(md, blob, blob_len, name_len, host_len, key_len);
     char *nixl = NULL;
-    st = pack_blob(blob, blob_len, &nixl);
+    st = nxc__md_pack(blob, blob_len, &nixl);
     free(blob);
     if (st) return st;
 
     st = nxc__md_json_encode(md, nixl, strlen(nixl), text_p, len_p);
     free(nixl);
     return st;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Decoder: nixl_metadata text -> compressed bytes -> blob                   */
-/* ------------------------------------------------------------------------ */
-
-static nxc_status_t unwrap_text(const char *s, size_t n, uint8_t **out, size_t *out_len) {
-    uint8_t *bin;
-    size_t bin_len = 0;
-    if (n >= B64_PREFIX_LEN && !memcmp(s, B64_PREFIX, B64_PREFIX_LEN)) {
-        const char *b = s + B64_PREFIX_LEN;
-        size_t bn = n - B64_PREFIX_LEN;
-        if (bn % 4)
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: \"nixl_metadata\": base64 length %zu is not a multiple "
-                            "of 4",
-                            bn);
-        bin = malloc(bn / 4 * 3 + 1);
-        if (!bin) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
-        if (sodium_base642bin(bin, bn / 4 * 3 + 1, b, bn, NULL, &bin_len, NULL,
-                              sodium_base64_VARIANT_ORIGINAL) != 0) {
-            free(bin);
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: \"nixl_metadata\": invalid base64 after \"b64:\"");
-        }
-    } else {
-        if (n % 2)
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: \"nixl_metadata\": neither \"b64:\" base64 nor hex (odd "
-                            "length %zu)",
-                            n);
-        for (size_t i = 0; i < n; i++) {
-            char c = s[i];
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-                return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                                "metadata: \"nixl_metadata\": neither \"b64:\" base64 nor hex "
-                                "(byte %zu is not a hex digit)",
-                                i);
-        }
-        bin = malloc(n / 2 + 1);
-        if (!bin) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
-        if (sodium_hex2bin(bin, n / 2 + 1, s, n, NULL, &bin_len, NULL) != 0) {
-            free(bin);
-            return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"nixl_metadata\": invalid hex");
-        }
-    }
-    *out = bin;
-    *out_len = bin_len;
-    return NXC_OK;
-}
-
-/* Inflate one complete zlib stream with nothing after it, producing at most
- * NXC_METADATA_MAX bytes. */
-static nxc_status_t inflate_bounded(const uint8_t *in, size_t in_len, uint8_t **out_p,
-                                    size_t *out_len_p) {
-    const size_t limit = (size_t)NXC_METADATA_MAX + 1; /* one more to detect "too large" */
-    size_t cap = in_len < limit / 4 ? in_len * 4 : limit;
-    if (cap < 256) cap = 256;
-    uint8_t *out = malloc(cap);
-    if (!out) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
-
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    zs.next_in = (Bytef *)in; /* zlib does not write through next_in */
-    zs.avail_in = (uInt)in_len;
-    int rc = inflateInit(&zs);
-    if (rc != Z_OK) {
-        free(out);
-        return nxc__err(rc == Z_MEM_ERROR ? NXC_ERR_NO_MEMORY : NXC_ERR_SYSTEM,
-                        "metadata: zlib inflateInit failed (%d)", rc);
-    }
-    nxc_status_t st = NXC_OK;
-    for (;;) {
-        zs.next_out = out + zs.total_out;
-        zs.avail_out = (uInt)(cap - zs.total_out);
-        rc = inflate(&zs, Z_NO_FLUSH);
-        if (rc == Z_STREAM_END) break;
-        if (rc == Z_OK || rc == Z_BUF_ERROR) {
-            if (zs.avail_out == 0) {
-                if (cap >= limit) {
-                    st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
-                                  "metadata: \"nixl_metadata\" inflates to more than %u bytes",
-                                  (unsigned)NXC_METADATA_MAX);
-                    break;
-                }
-                size_t ncap = cap * 2 < limit ? cap * 2 : limit;
-                uint8_t *nout = realloc(out, ncap);
-                if (!nout) {
-                    st = nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
-                    break;
-                }
-                out = nout;
-                cap = ncap;
-                continue;
-            }
-            if (zs.avail_in == 0 || rc == Z_BUF_ERROR) {
-                st = nxc__err(NXC_ERR_METADATA_MALFORMED,
-                              "metadata: \"nixl_metadata\": zlib stream is truncated");
-                break;
-            }
-            continue;
-        }
-        if (rc == Z_MEM_ERROR)
-            st = nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory inflating");
-        else
-            st = nxc__err(NXC_ERR_METADATA_MALFORMED,
-                          "metadata: \"nixl_metadata\" is not a valid zlib stream (%s)",
-                          zs.msg ? zs.msg : (rc == Z_NEED_DICT ? "needs a dictionary" : "error"));
-        break;
-    }
-    if (st == NXC_OK && zs.avail_in != 0)
-        st = nxc__err(NXC_ERR_METADATA_MALFORMED,
-                      "metadata: \"nixl_metadata\": %u trailing bytes after the zlib stream",
-                      (unsigned)zs.avail_in);
-    if (st == NXC_OK && zs.total_out > NXC_METADATA_MAX)
-        st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
-                      "metadata: \"nixl_metadata\" inflates to more than %u bytes",
-                      (unsigned)NXC_METADATA_MAX);
-    size_t out_len = zs.total_out;
-    inflateEnd(&zs);
-    if (st) {
-        free(out);
-        return st;
-    }
-    *out_p = out;
-    *out_len_p = out_len;
-    return NXC_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -620,10 +443,10 @@ static nxc_status_t decode_text(const char *text, size_t len, nxc__metadata_t *m
     size_t zlen = 0;
     nxc_status_t st = nxc__md_json_decode(text, len, m, &nixl, &nixl_len);
     if (st) return st;
-    st = unwrap_text(nixl, nixl_len, &z, &zlen);
+    st = nxc__md_unwrap(nixl, nixl_len, &z, &zlen);
     free(nixl);
     if (st) return st;
-    st = inflate_bounded(z, zlen, &m->blob_, &m->blob_len_);
+    st = nxc__md_inflate(z, zlen, &m->blob_, &m->blob_len_);
     free(z);
     return st;
 }

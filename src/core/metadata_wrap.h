@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The nixl_metadata string <-> the blob (internal to the metadata codec). */
+#ifndef NXC_CORE_METADATA_WRAP_H
+#define NXC_CORE_METADATA_WRAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nxc/nxc.h"
+
+/* "b64:" + base64(zlib(blob)) as a malloc'd NUL-terminated string.
+ * Errors: NXC_ERR_NO_MEMORY, NXC_ERR_SYSTEM (zlib). */
+nxc_status_t nxc__md_pack(const uint8_t *blob, size_t blob_len, char **out_p);
+
+/* The `n` bytes of a nixl_metadata string ("b64:" base64, or legacy hex)
+ * as malloc'd bytes (caller frees). Errors: NXC_ERR_METADATA_MALFORMED,
+ * NXC_ERR_NO_MEMORY. */
+nxc_status_t nxc__md_unwrap(const char *s, size_t n, uint8_t **out, size_t *out_len);
+
+/* Inflate one complete zlib stream with nothing after it into at most
+ * NXC_METADATA_MAX malloc'd bytes. Errors: NXC_ERR_METADATA_MALFORMED,
+ * NXC_ERR_METADATA_TOO_LARGE, NXC_ERR_NO_MEMORY, NXC_ERR_SYSTEM. */
+nxc_status_t nxc__md_inflate(const uint8_t *in, size_t in_len, uint8_t **out_p, size_t *out_len_p);
+
+#endif
