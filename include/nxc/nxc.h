@@ -458,6 +458,9 @@ NXC_API nxc_status_t nxc_op_metadata(nxc_op_t *op, const char **text_p, size_t *
  * Errors that end the op later (nxc_op_result()): NXC_ERR_UNREACHABLE,
  * NXC_ERR_REFUSED, NXC_ERR_PEER_FAILED, NXC_ERR_TIMED_OUT, NXC_ERR_TRANSPORT.
  * `metadata_len` may be 0 for a NUL-terminated text.
+ * The two take their arguments in opposite orders on purpose: the source
+ * comes first, as in the reference's begin_read(metadata, local) and
+ * begin_write(local, metadata), so code ported from it reads the same.
  */
 NXC_API nxc_status_t nxc_begin_read(nxc_connector_t *connector, const char *metadata,
                                     size_t metadata_len, const nxc_desc_t *local, size_t count,

@@ -173,7 +173,7 @@ void nxc__active_stop(nxc_op_t *op, nxc_status_t why) {
     if (nxc__wait_locked(c, is_terminal, op, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
     NXC_LOG_W("connector %s: %s op did not drain in %d ms; aborting its transfers", c->name,
               nxc__op_kind_name(op->kind), NXC__DRAIN_MS);
-    op->tp->ops->force(op->tp, op);
+    op->tp->ops->abort_io(op->tp, op);
     if (nxc__wait_locked(c, is_terminal, op, nxc__deadline_after_ms(NXC__DRAIN_MS))) return;
     give_up(op, why);
 }
@@ -208,7 +208,7 @@ void nxc__stop_all(nxc_connector_t *c) {
                   NXC__DRAIN_MS);
         for (nxc_op_t *op = c->ops; op; op = op->next)
             if (!nxc__op_passive(op) && !nxc__op_terminal(op) && op->tp)
-                op->tp->ops->force(op->tp, op);
+                op->tp->ops->abort_io(op->tp, op);
         for (nxc_op_t *op = c->ops; op; op = op->next)
             if (nxc__op_passive(op)) nxc__passive_revoke(op, false); /* cuts holders off */
         nxc__wait_locked(c, all_stopped, c, nxc__deadline_after_ms(NXC__DRAIN_MS));
@@ -244,7 +244,7 @@ void nxc__check_deadlines(nxc_connector_t *c) {
             if (first)
                 op->tp->ops->cancel(op->tp, op, NXC_ERR_TIMED_OUT);
             else
-                op->tp->ops->force(op->tp, op);
+                op->tp->ops->abort_io(op->tp, op);
         }
         if (!nxc__op_terminal(op) && op->deadline < next) next = op->deadline;
     }

@@ -111,7 +111,7 @@ struct nxc__transport_ops {
     void (*cancel)(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
     /* Active: cancel() did not drain in time: abort what is in flight now
      * (may cut the connection to the peer), then finish the op. */
-    void (*force)(nxc__tp_t *tp, nxc_op_t *op);
+    void (*abort_io)(nxc__tp_t *tp, nxc_op_t *op);
     /* Active: free per-op state; the op is terminal and nothing is in flight. */
     void (*release)(nxc__tp_t *tp, nxc_op_t *op);
 

@@ -481,7 +481,7 @@ void nxc__stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
     aop_settle(op);
 }
 
-void nxc__stream_force(nxc__tp_t *tp, nxc_op_t *op) {
+void nxc__stream_abort_io(nxc__tp_t *tp, nxc_op_t *op) {
     aop_t *a = nxc__op_tp_state(op);
     if (!a) return;
     if (cut_stripes(a) && a->peer) a->peer->unresponsive = true;

@@ -131,7 +131,7 @@ bool nxc__stream_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind);
 void nxc__stream_drop_peer(nxc__tp_t *tp, void *grant_peer);
 nxc_status_t nxc__stream_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec);
 void nxc__stream_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why);
-void nxc__stream_force(nxc__tp_t *tp, nxc_op_t *op);
+void nxc__stream_abort_io(nxc__tp_t *tp, nxc_op_t *op);
 void nxc__stream_release(nxc__tp_t *tp, nxc_op_t *op);
 
 /* The entries of a flavour's ops table that are the engine's as they are;
@@ -141,7 +141,7 @@ void nxc__stream_release(nxc__tp_t *tp, nxc_op_t *op);
     .destroy = nxc__stream_destroy, .event_fd = nxc__stream_event_fd,                              \
     .progress = nxc__stream_progress, .arm = nxc__stream_arm,                                      \
     .next_timer = nxc__stream_next_timer, .supports_device = nxc__stream_supports_device,          \
-    .drop_peer = nxc__stream_drop_peer, .cancel = nxc__stream_cancel, .force = nxc__stream_force,  \
-    .release = nxc__stream_release
+    .drop_peer = nxc__stream_drop_peer, .cancel = nxc__stream_cancel,                              \
+    .abort_io = nxc__stream_abort_io, .release = nxc__stream_release
 
 #endif

@@ -206,7 +206,7 @@ static void ucx_cancel(nxc__tp_t *tp, nxc_op_t *op, nxc_status_t why) {
     nxc__ucx_advance(t, op);
 }
 
-static void ucx_force(nxc__tp_t *tp, nxc_op_t *op) {
+static void ucx_abort_io(nxc__tp_t *tp, nxc_op_t *op) {
     ucx_aop_t *a = nxc__op_tp_state(op);
     ucx_tp_t *t = ucx_of(tp);
     stop_awaiting(op);
@@ -350,7 +350,7 @@ const nxc__transport_ops_t nxc__transport_ucx = {
     .reachable = ucx_reachable,
     .post = ucx_post,
     .cancel = ucx_cancel,
-    .force = ucx_force,
+    .abort_io = ucx_abort_io,
     .release = ucx_release,
     .describe = nxc__ucx_describe,
     .options = ucx_options,
