@@ -247,9 +247,7 @@ static void wait_for_waiters(nxc_connector_t *c) {
     while (atomic_load(&c->in_wait) > 0) {
         pthread_cond_broadcast(&c->done_cond);
         nxc__wake(c); /* waiters asleep in epoll (no progress thread) */
-        uint64_t until = nxc__now_ns() + 10000000u;
-        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
-                              .tv_nsec = (long)(until % 1000000000u)};
+        struct timespec ts = nxc__clock_kernel(nxc__now_ns() + 10000000u);
         pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
     }
     pthread_mutex_unlock(&c->done_lock);

@@ -259,11 +259,14 @@ void nxc__passive_revoke(nxc_op_t *op, bool may_block) {
     if (op->grants && may_block)
         nxc__wait_locked(c, no_grants, op, nxc__deadline_after_ms(NXC__DRAIN_MS));
     while (op->grants) {
-        nxc__grant_t *grant = op->grants;
+        /* Copied first: a transport may report nxc__peer_lost() from inside
+         * drop_peer(), which frees this peer's grants. */
+        nxc__tp_t *tp = op->grants->tp;
+        void *peer = op->grants->peer;
         NXC_LOG_W("connector %s: op %s revoked while a peer still holds access; cutting it off",
                   c->name, op->key);
-        grant->tp->ops->drop_peer(grant->tp, grant->peer); /* reports nxc__peer_lost */
-        take_grant(op, grant->peer, 0);
+        tp->ops->drop_peer(tp, peer);
+        take_grant(op, peer, 0); /* if it has not been reported yet */
     }
     nxc__op_unexpose_all(op);
 }

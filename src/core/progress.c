@@ -70,10 +70,7 @@ bool nxc__loop_arm(nxc_connector_t *c) {
     if (due != UINT64_MAX && due <= nxc__now_ns()) return false; /* already due: progress first */
     if (due == c->timer_set) return true;
     struct itimerspec its = {0}; /* all zero: disarmed */
-    if (due != UINT64_MAX) {
-        its.it_value.tv_sec = (time_t)(due / 1000000000u);
-        its.it_value.tv_nsec = (long)(due % 1000000000u);
-    }
+    if (due != UINT64_MAX) its.it_value = nxc__clock_kernel(due);
     if (timerfd_settime(c->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
         c->timer_set = due;
     else
@@ -119,9 +116,8 @@ bool nxc__wait_locked(nxc_connector_t *c, bool (*pred)(const void *arg), const v
         int ms = nxc__ms_until(deadline, SLEEP_MAX_MS);
         if (deadline != UINT64_MAX && nxc__now_ns() >= deadline) break;
         if (c->use_thread) {
-            uint64_t until = nxc__now_ns() + (uint64_t)(ms ? ms : 1) * 1000000u;
-            struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
-                                  .tv_nsec = (long)(until % 1000000000u)};
+            struct timespec ts =
+                nxc__clock_kernel(nxc__now_ns() + (uint64_t)(ms ? ms : 1) * 1000000u);
             atomic_fetch_add(&c->waiters, 1); /* counts while re-taking the lock */
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
             atomic_fetch_sub(&c->waiters, 1);
@@ -152,8 +148,7 @@ void nxc__sleep_until_done(nxc_connector_t *c, bool (*pred)(const void *arg), co
         uint64_t now = nxc__now_ns();
         if (now >= deadline) break;
         uint64_t until = deadline - now > 100000000u ? now + 100000000u : deadline;
-        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
-                              .tv_nsec = (long)(until % 1000000000u)};
+        struct timespec ts = nxc__clock_kernel(until);
         pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
     }
     pthread_mutex_unlock(&c->done_lock);

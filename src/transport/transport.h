@@ -91,7 +91,9 @@ struct nxc__transport_ops {
      * core has revoked access and no grant on the op remains. */
     void (*unexpose)(nxc__tp_t *tp, nxc_op_t *op, void *state);
     /* Passive: cut the peer holding `grant_peer` off at once (it held a grant
-     * on an op whose access is being revoked and did not finish in time). */
+     * on an op whose access is being revoked and did not finish in time).
+     * The transport reports the loss with nxc__peer_lost(), from inside this
+     * call or later in its pass (the stream transports and ucx: later). */
     void (*drop_peer)(nxc__tp_t *tp, void *grant_peer);
 
     /* Active: can the peer that wrote `md` be reached through `sec`? NXC_OK,
@@ -259,5 +261,10 @@ extern const nxc__transport_ops_t *const nxc__transports_builtin[];
 extern const size_t nxc__transports_builtin_count;
 /* Their names, ", "-separated ("shm, ucx, tcp"), for messages. */
 extern const char nxc__transports_builtin_names[];
+/* Tests only: one more transport, found by its name (never picked by
+ * default and not in the names above), so that the core's unit tests can
+ * run ops over a transport they script (tests/harness/fake_transport.c).
+ * NULL in every program; set it before creating the connector. */
+extern const nxc__transport_ops_t *nxc__transport_for_tests;
 
 #endif
