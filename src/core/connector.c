@@ -282,7 +282,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
         NXC_LOG_E("connector %s: an op is still in flight at destroy; leaking it rather than "
                   "freeing memory a transport may still use",
                   c->name);
-    c->ops = NULL;
+    c->ops = c->ops_tail = NULL;
     nxc__unlock(c);
     NXC_LOG_I("connector %s destroyed", c->name);
     destroy_connector(c);

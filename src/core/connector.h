@@ -73,7 +73,7 @@ struct nxc_connector {
     /* Threads inside nxc_op_wait(): destroy frees nothing until they left. */
     atomic_int in_wait;
     pthread_t thread;
-    nxc_op_t *ops;       /* every op not yet freed */
+    nxc_op_t *ops, *ops_tail; /* every op not yet freed, newest first */
     nxc_cq_t *cqs;       /* every completion queue not yet destroyed */
     nxc_mem_t *mems;     /* every registration not yet dropped */
     size_t released_ops; /* released by the user, not yet freed */

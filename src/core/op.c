@@ -19,6 +19,7 @@
 #include "core/progress.h"
 #include "util/error.h"
 #include "util/eventfd.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -93,10 +94,7 @@ bool nxc__op_io_pending(const nxc_op_t *op) {
 }
 
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op) {
-    op->prev = NULL;
-    op->next = c->ops;
-    if (c->ops) c->ops->prev = op;
-    c->ops = op;
+    NXC__DLIST_PUSH(c->ops, c->ops_tail, op, prev, next);
     if (op->deadline < c->deadline_floor) c->deadline_floor = op->deadline;
 }
 
@@ -111,11 +109,7 @@ void nxc__op_unexpose_all(nxc_op_t *op) {
 void nxc__op_free_locked(nxc_op_t *op) {
     nxc_connector_t *c = op->c;
     if (op->released) c->released_ops--;
-    if (op->prev)
-        op->prev->next = op->next;
-    else if (c->ops == op)
-        c->ops = op->next;
-    if (op->next) op->next->prev = op->prev;
+    NXC__DLIST_UNLINK(c->ops, c->ops_tail, op, prev, next);
     nxc__passive_unindex(op);
     nxc__grants_free(op);
     nxc__op_unexpose_all(op);

@@ -75,7 +75,9 @@ static inline bool nxc__op_terminal_atomic(const nxc_op_t *op) {
 
 /* "readable", "writable", "read" or "write", for messages. */
 const char *nxc__op_kind_name(nxc_op_kind_t kind);
+/* Put a new op in the connector's list (and its deadline in the floor). */
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op);
+/* Take a linked op out of the list and free it with all it holds. */
 void nxc__op_free_locked(nxc_op_t *op);
 /* Tell each transport that exposed the passive op to forget it. */
 void nxc__op_unexpose_all(nxc_op_t *op);
