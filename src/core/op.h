@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Ops inside the core: the struct, and the calls of the op state machine
- * (op.c) that the rest of the core uses. Transports do not include this
+ * that the rest of the core uses (op_state.c: an op's own state; op.c: its
+ * lifecycle on the connector). Transports do not include this
  * header: what they may use is in transport/transport.h.
  */
 #ifndef NXC_CORE_OP_H
