@@ -18,27 +18,6 @@
 #define MS UINT64_C(1000000) /* ns */
 #define DRAIN_NS ((uint64_t)NXC__DRAIN_MS * MS)
 
-typedef struct pair {
-    nxc_connector_t *own, *rdr; /* the owner of the memory, the initiator */
-    fake_t *fown, *frdr;
-} pair_t;
-
-static pair_t pair_new(void) {
-    pair_t p;
-    p.own = fake_connector("own");
-    p.rdr = fake_connector("rdr");
-    p.fown = fake_of(p.own);
-    p.frdr = fake_of(p.rdr);
-    return p;
-}
-
-static void pair_free(pair_t *p) {
-    nxc_connector_destroy(p->rdr);
-    nxc_connector_destroy(p->own);
-    /* No passive op ever became visible as ended before its transport heard. */
-    NXT_CHECK(!strstr(fake_log(), "retire_late"));
-}
-
 static nxc_op_params_t with_timeout(int ms) {
     return (nxc_op_params_t){.field_mask = ms ? NXC_OP_FIELD_TIMEOUT : 0, .timeout_ms = ms};
 }
@@ -71,68 +50,103 @@ static nxc_op_t *active(nxc_connector_t *c, nxc_op_t *peer_op, void *buf, size_t
     return op;
 }
 
+/* What most cases start from: an owner ("own") with a readable or
+ * writable of 512 bytes, and an initiator ("rdr"). A field set to NULL is
+ * gone (released, destroyed); scene_end() ends the rest. */
+typedef struct scene {
+    nxc_connector_t *own, *rdr;
+    fake_t *fown, *frdr;
+    char src[512], dst[512]; /* the owner's memory is src for a read, dst for a write */
+    nxc_op_t *own_op, *rd;
+} scene_t;
+
+static void scene_start(scene_t *s, nxc_op_kind_t kind, int timeout_ms) {
+    memset(s, 0, sizeof *s);
+    s->own = fake_connector("own");
+    s->rdr = fake_connector("rdr");
+    s->fown = fake_of(s->own);
+    s->frdr = fake_of(s->rdr);
+    nxt_fill(s->src, sizeof s->src, 3);
+    char *mine = kind == NXC_OP_READABLE ? s->src : s->dst;
+    s->own_op = passive(s->own, kind, mine, sizeof s->src, timeout_ms);
+}
+
+static void scene_end(scene_t *s) {
+    nxc_op_release(s->rd);
+    nxc_op_release(s->own_op);
+    nxc_connector_destroy(s->rdr);
+    nxc_connector_destroy(s->own);
+    /* No passive op ever became visible as ended before its transport heard. */
+    NXT_CHECK(!strstr(fake_log(), "retire_late"));
+}
+
 /* The state as it stands: read, not nxc_op_status(), which would drive a
  * pass (the progress thread is off) and so take a step of its own. */
 #define NXT_STATE(op, want) NXT_EQ_INT(__atomic_load_n(&(op)->status, __ATOMIC_ACQUIRE), want)
 #define NXT_RESULT(op, want) NXT_EQ_INT(nxc_op_result(op), want)
 #define NXT_LOG(...) fake_expect_log(__FILE__, __LINE__, __VA_ARGS__, NULL)
 
-/* The reader holds a grant on `own_op` and has not moved a byte (it stalls). */
-static nxc_op_t *granted_read(pair_t *p, nxc_op_t *own_op, void *buf, size_t len) {
-    nxc_op_t *rd = active(p->rdr, own_op, buf, len, 0);
-    fake_stall(p->frdr, true);
-    fake_pass(1, p->own, p->rdr, NULL); /* REQ -> GRANT -> held */
-    NXT_STATE(own_op, NXC_OP_IN_PROGRESS);
-    NXT_STATE(rd, NXC_OP_IN_PROGRESS);
-    return rd;
+/* `op` has ended with `result` (and the state that goes with it). */
+#define NXT_ENDED(op, result)                                                                      \
+    do {                                                                                           \
+        NXT_STATE(op, (result) == NXC_OK             ? NXC_OP_COMPLETE                             \
+                      : (result) == NXC_ERR_CANCELED ? NXC_OP_CANCELLED                            \
+                                                     : NXC_OP_ERRORED);                            \
+        NXT_RESULT(op, result);                                                                    \
+    } while (0)
+
+/* The initiator's op on the scene's passive op, with its own timeout. */
+static void scene_begin(scene_t *s, int timeout_ms) {
+    char *mine = nxc_op_kind(s->own_op) == NXC_OP_READABLE ? s->dst : s->src;
+    s->rd = active(s->rdr, s->own_op, mine, sizeof s->dst, timeout_ms);
+}
+
+/* The reader holds a grant on the owner's op and has not moved a byte (it
+ * stalls). */
+static void scene_hold_grant(scene_t *s) {
+    scene_begin(s, 0);
+    fake_stall(s->frdr, true);
+    fake_pass(1, s->own, s->rdr, NULL); /* REQ -> GRANT -> held */
+    NXT_STATE(s->own_op, NXC_OP_IN_PROGRESS);
+    NXT_STATE(s->rd, NXC_OP_IN_PROGRESS);
 }
 
 /* --- whole transfers, one step at a time -------------------------------------- */
 
 static void test_read_step_by_step(void) {
-    pair_t p = pair_new();
-    char src[4096], dst[4096] = {0};
-    nxt_fill(src, sizeof src, 7);
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    nxc_op_t *rd = active(p.rdr, own_op, dst, sizeof dst, 0);
-    NXT_STATE(rd, NXC_OP_INITIALIZED);
-    NXT_STATE(own_op, NXC_OP_INITIALIZED);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    scene_begin(&s, 0);
+    NXT_STATE(s.rd, NXC_OP_INITIALIZED);
+    NXT_STATE(s.own_op, NXC_OP_INITIALIZED);
 
-    fake_pass(1, p.own, NULL); /* the owner grants */
-    NXT_STATE(own_op, NXC_OP_IN_PROGRESS);
-    NXT_STATE(rd, NXC_OP_INITIALIZED); /* the reader has not heard yet */
-    fake_pass(1, p.rdr, NULL);         /* copies, ends, tells the owner */
-    NXT_STATE(rd, NXC_OP_COMPLETE);
-    NXT_CHECK(nxt_verify(dst, sizeof dst, 7) == SIZE_MAX);
-    NXT_STATE(own_op, NXC_OP_IN_PROGRESS); /* DONE still in its inbox */
-    fake_pass(1, p.own, NULL);
-    NXT_STATE(own_op, NXC_OP_COMPLETE);
-    NXT_EQ_STR(nxc_op_transport(own_op), "fake");
+    fake_pass(1, s.own, NULL); /* the owner grants */
+    NXT_STATE(s.own_op, NXC_OP_IN_PROGRESS);
+    NXT_STATE(s.rd, NXC_OP_INITIALIZED); /* the reader has not heard yet */
+    fake_pass(1, s.rdr, NULL);           /* copies, ends, tells the owner */
+    NXT_ENDED(s.rd, NXC_OK);
+    NXT_CHECK(nxt_verify(s.dst, sizeof s.dst, 3) == SIZE_MAX);
+    NXT_STATE(s.own_op, NXC_OP_IN_PROGRESS); /* DONE still in its inbox */
+    fake_pass(1, s.own, NULL);
+    NXT_ENDED(s.own_op, NXC_OK);
+    NXT_EQ_STR(nxc_op_transport(s.own_op), "fake");
     NXT_LOG("own.expose", "rdr.post", "own.grant", "rdr.granted", "rdr.copied", "own.retire",
             "own.done");
-
-    nxc_op_release(rd);
-    nxc_op_release(own_op);
-    NXT_LOG("own.done", "rdr.release", "own.unexpose");
-    pair_free(&p);
-    NXT_LOG("rdr.destroy", "own.destroy");
+    scene_end(&s);
+    NXT_LOG("own.done", "rdr.release", "own.unexpose", "rdr.destroy", "own.destroy");
 }
 
 static void test_write_step_by_step(void) {
-    pair_t p = pair_new();
-    char src[3000], dst[3000] = {0};
-    nxt_fill(src, sizeof src, 9);
-    nxc_op_t *own_op = passive(p.own, NXC_OP_WRITABLE, dst, sizeof dst, 0);
-    nxc_op_t *wr = active(p.rdr, own_op, src, sizeof src, 0);
-    fake_pass(1, p.own, p.rdr, NULL);
-    NXT_STATE(wr, NXC_OP_COMPLETE);
-    NXT_STATE(own_op, NXC_OP_IN_PROGRESS);
-    fake_pass(1, p.own, NULL);
-    NXT_STATE(own_op, NXC_OP_COMPLETE);
-    NXT_CHECK(nxt_verify(dst, sizeof dst, 9) == SIZE_MAX);
-    nxc_op_release(wr);
-    nxc_op_release(own_op);
-    pair_free(&p);
+    scene_t s;
+    scene_start(&s, NXC_OP_WRITABLE, 0);
+    scene_begin(&s, 0);
+    fake_pass(1, s.own, s.rdr, NULL);
+    NXT_ENDED(s.rd, NXC_OK);
+    NXT_STATE(s.own_op, NXC_OP_IN_PROGRESS);
+    fake_pass(1, s.own, NULL);
+    NXT_ENDED(s.own_op, NXC_OK);
+    NXT_CHECK(nxt_verify(s.dst, sizeof s.dst, 3) == SIZE_MAX);
+    scene_end(&s);
 }
 
 /* --- the grant checks, called as a transport calls them -------------------------- */
@@ -270,140 +284,120 @@ static void test_peer_lost_fails_what_it_held(void) {
 
 /* --- deadlines -------------------------------------------------------------------- */
 
+/* Clock skips leave a second of slack for the real time a case takes. */
 static void test_passive_deadline(void) {
-    pair_t p = pair_new();
-    char src[256], dst[256];
-    /* Skips leave a second of slack for the real time the test takes. */
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 60000);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 60000);
     nxc__clock_skip(59000 * MS);
-    fake_pass(1, p.own, NULL);
-    NXT_STATE(own_op, NXC_OP_INITIALIZED);
-    int due_ms = nxc_connector_timeout(p.own); /* the loop would sleep that long */
+    fake_pass(1, s.own, NULL);
+    NXT_STATE(s.own_op, NXC_OP_INITIALIZED);
+    int due_ms = nxc_connector_timeout(s.own); /* the loop would sleep that long */
     if (due_ms <= 0 || due_ms > 1000) nxt_failf(__FILE__, __LINE__, "due in %d ms", due_ms);
     nxc__clock_skip(1001 * MS);
-    fake_pass(1, p.own, NULL);
-    NXT_STATE(own_op, NXC_OP_ERRORED);
-    NXT_RESULT(own_op, NXC_ERR_TIMED_OUT);
+    fake_pass(1, s.own, NULL);
+    NXT_ENDED(s.own_op, NXC_ERR_TIMED_OUT);
     NXT_LOG("own.retire");
 
-    nxc_op_t *rd = active(p.rdr, own_op, dst, sizeof dst, 0); /* too late */
-    fake_pass(1, p.own, p.rdr, NULL);
-    NXT_STATE(rd, NXC_OP_ERRORED);
-    NXT_RESULT(rd, NXC_ERR_REFUSED);
-    NXT_CHECK(strstr(nxc_op_message(rd), "expired"));
-    nxc_op_release(rd);
-    nxc_op_release(own_op);
-    pair_free(&p);
+    scene_begin(&s, 0); /* too late */
+    fake_pass(1, s.own, s.rdr, NULL);
+    NXT_ENDED(s.rd, NXC_ERR_REFUSED);
+    NXT_CHECK(strstr(nxc_op_message(s.rd), "expired"));
+    scene_end(&s);
 }
 
 /* An active op past its deadline is stopped (cancel); when it has not
  * drained NXC__DRAIN_MS later, its transfers are aborted. */
 static void test_active_deadline_cancels_then_aborts(void) {
-    pair_t p = pair_new();
-    char src[256], dst[256];
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    fake_hold(p.fown, true); /* the owner never answers */
-    nxc_op_t *rd = active(p.rdr, own_op, dst, sizeof dst, 1000);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    fake_hold(s.fown, true); /* the owner never answers */
+    scene_begin(&s, 1000);
     nxc__clock_skip(1000 * MS);
-    fake_pass(1, p.rdr, NULL);
+    fake_pass(1, s.rdr, NULL);
     NXT_LOG("rdr.post", "rdr.cancel");
-    NXT_STATE(rd, NXC_OP_INITIALIZED);    /* its request is still out */
-    nxc__clock_skip(DRAIN_NS - 500 * MS); /* slack for the real time the test takes */
-    fake_pass(1, p.rdr, NULL);
+    NXT_STATE(s.rd, NXC_OP_INITIALIZED); /* its request is still out */
+    nxc__clock_skip(DRAIN_NS - 500 * MS);
+    fake_pass(1, s.rdr, NULL);
     NXT_CHECK(!strstr(fake_log(), "abort_io"));
     nxc__clock_skip(500 * MS);
-    fake_pass(1, p.rdr, NULL);
+    fake_pass(1, s.rdr, NULL);
     NXT_LOG("rdr.cancel", "rdr.abort_io");
-    NXT_STATE(rd, NXC_OP_ERRORED);
-    NXT_RESULT(rd, NXC_ERR_TIMED_OUT);
+    NXT_ENDED(s.rd, NXC_ERR_TIMED_OUT);
 
     /* The owner then takes the request and the cut in that order: it grants,
      * and loses the holder. */
-    fake_hold(p.fown, false);
-    fake_pass(1, p.own, NULL);
+    fake_hold(s.fown, false);
+    fake_pass(1, s.own, NULL);
     NXT_LOG("own.grant", "own.cut");
-    NXT_STATE(own_op, NXC_OP_ERRORED);
-    NXT_RESULT(own_op, NXC_ERR_PEER_FAILED);
-    nxc_op_release(rd);
-    nxc_op_release(own_op);
-    pair_free(&p);
+    NXT_ENDED(s.own_op, NXC_ERR_PEER_FAILED);
+    scene_end(&s);
 }
 
 /* --- cancel and drain ---------------------------------------------------------------- */
 
 static void test_cancel_returns_the_grant(void) {
-    pair_t p = pair_new();
-    char src[512], dst[512] = {0};
-    nxt_fill(src, sizeof src, 3);
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    nxc_op_t *rd = granted_read(&p, own_op, dst, sizeof dst);
-    fake_stall(p.frdr, false);
-    NXT_PASS(nxc_op_cancel(rd)); /* granted: hands the grant back at once */
-    NXT_STATE(rd, NXC_OP_CANCELLED);
-    fake_pass(1, p.own, NULL);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    scene_hold_grant(&s);
+    fake_stall(s.frdr, false);
+    NXT_PASS(nxc_op_cancel(s.rd)); /* granted: hands the grant back at once */
+    NXT_ENDED(s.rd, NXC_ERR_CANCELED);
+    fake_pass(1, s.own, NULL);
     NXT_LOG("rdr.cancel", "rdr.give_back", "own.returned");
-    NXT_STATE(own_op, NXC_OP_IN_PROGRESS); /* not failed: the reader gave up cleanly */
+    NXT_STATE(s.own_op, NXC_OP_IN_PROGRESS); /* not failed: the reader gave up cleanly */
     NXT_CHECK(!strstr(fake_log(), "drop_peer"));
 
-    /* The same metadata, again: the owner still serves it. */
-    nxc_op_t *again = active(p.rdr, own_op, dst, sizeof dst, 0);
-    fake_pass(2, p.own, p.rdr, NULL);
-    NXT_STATE(again, NXC_OP_COMPLETE);
-    NXT_STATE(own_op, NXC_OP_COMPLETE);
-    NXT_CHECK(nxt_verify(dst, sizeof dst, 3) == SIZE_MAX);
-    nxc_op_release(rd);
-    nxc_op_release(again);
-    nxc_op_release(own_op);
-    pair_free(&p);
+    nxc_op_release(s.rd); /* the same metadata, again: the owner still serves it */
+    scene_begin(&s, 0);
+    fake_pass(2, s.own, s.rdr, NULL);
+    NXT_ENDED(s.rd, NXC_OK);
+    NXT_ENDED(s.own_op, NXC_OK);
+    NXT_CHECK(nxt_verify(s.dst, sizeof s.dst, 3) == SIZE_MAX);
+    scene_end(&s);
 }
 
 /* A cancel whose transfer does not stop: the drain bound, then abort_io,
  * which cuts the owner's connection (the owner sees a lost peer). */
 static void test_cancel_stuck_then_abort(void) {
-    pair_t p = pair_new();
-    char src[512], dst[512];
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    nxc_op_t *rd = granted_read(&p, own_op, dst, sizeof dst);
-    fake_idle_skip(p.frdr, 100 * MS);
-    NXT_PASS(nxc_op_cancel(rd));
-    NXT_STATE(rd, NXC_OP_CANCELLED);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    scene_hold_grant(&s);
+    fake_idle_skip(s.frdr, 100 * MS);
+    NXT_PASS(nxc_op_cancel(s.rd));
+    NXT_ENDED(s.rd, NXC_ERR_CANCELED);
     NXT_LOG("rdr.cancel", "rdr.abort_io");
-    fake_pass(1, p.own, NULL);
+    fake_pass(1, s.own, NULL);
     NXT_LOG("rdr.abort_io", "own.cut");
-    NXT_STATE(own_op, NXC_OP_ERRORED);
-    NXT_RESULT(own_op, NXC_ERR_PEER_FAILED);
-    nxc_op_release(rd);
-    nxc_op_release(own_op);
-    pair_free(&p);
+    NXT_ENDED(s.own_op, NXC_ERR_PEER_FAILED);
+    scene_end(&s);
 }
 
 /* A transport that confirms neither the cancel nor the abort: the op ends
  * anyway (its caller gets an answer), but a released op is freed only once
  * nothing is in flight, since the transport may still touch its buffers. */
 static void test_unconfirmed_abort_keeps_op_until_io_ends(void) {
-    pair_t p = pair_new();
-    char src[512], dst[512];
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    nxc_op_t *rd = granted_read(&p, own_op, dst, sizeof dst);
-    fake_deaf(p.frdr, true);
-    fake_idle_skip(p.frdr, 100 * MS);
-    NXT_PASS(nxc_op_cancel(rd));
-    NXT_STATE(rd, NXC_OP_CANCELLED);
-    NXT_CHECK(strstr(nxc_op_message(rd), "did not confirm the abort"));
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    scene_hold_grant(&s);
+    fake_deaf(s.frdr, true);
+    fake_idle_skip(s.frdr, 100 * MS);
+    NXT_PASS(nxc_op_cancel(s.rd));
+    NXT_ENDED(s.rd, NXC_ERR_CANCELED);
+    NXT_CHECK(strstr(nxc_op_message(s.rd), "did not confirm the abort"));
     NXT_LOG("rdr.cancel", "rdr.abort_ignored");
-    nxc_op_release(rd);
-    fake_pass(3, p.rdr, NULL);
+    nxc_op_release(s.rd);
+    s.rd = NULL;
+    fake_pass(3, s.rdr, NULL);
     NXT_CHECK(!strstr(fake_log(), "rdr.release")); /* still in flight: kept */
 
-    fake_idle_skip(p.frdr, 0);
-    fake_stall(p.frdr, false); /* the transfer stops at last */
-    fake_pass(1, p.rdr, NULL);
+    fake_idle_skip(s.frdr, 0);
+    fake_stall(s.frdr, false); /* the transfer stops at last */
+    fake_pass(1, s.rdr, NULL);
     NXT_LOG("rdr.abort_ignored", "rdr.give_back", "rdr.release");
-    fake_pass(1, p.own, NULL);
+    fake_pass(1, s.own, NULL);
     NXT_LOG("own.returned");
-    NXT_STATE(own_op, NXC_OP_IN_PROGRESS);
-    nxc_op_release(own_op);
-    pair_free(&p);
+    NXT_STATE(s.own_op, NXC_OP_IN_PROGRESS);
+    scene_end(&s);
 }
 
 /* --- revocation and destroy ------------------------------------------------------------ */
@@ -411,96 +405,87 @@ static void test_unconfirmed_abort_keeps_op_until_io_ends(void) {
 /* The owner releases memory a reader still holds: it waits for the drain
  * bound, then cuts the holder off before its transport forgets the op. */
 static void test_release_cuts_a_stuck_holder(void) {
-    pair_t p = pair_new();
-    char src[512], dst[512];
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    nxc_op_t *rd = granted_read(&p, own_op, dst, sizeof dst);
-    fake_idle_skip(p.fown, 100 * MS);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    scene_hold_grant(&s);
+    fake_idle_skip(s.fown, 100 * MS);
     uint64_t before = nxc__now_ns();
-    nxc_op_release(own_op);
+    nxc_op_release(s.own_op);
+    s.own_op = NULL;
     NXT_CHECK(nxc__now_ns() - before >= DRAIN_NS); /* it waited the whole bound */
     NXT_LOG("own.retire", "own.drop_peer", "own.unexpose");
-    fake_pass(1, p.rdr, NULL);
-    NXT_STATE(rd, NXC_OP_ERRORED);
-    NXT_RESULT(rd, NXC_ERR_PEER_FAILED);
-    nxc_op_release(rd);
-    pair_free(&p);
+    fake_pass(1, s.rdr, NULL);
+    NXT_ENDED(s.rd, NXC_ERR_PEER_FAILED);
+    scene_end(&s);
 }
 
 /* A holder that returns its grant within the bound is not cut off. */
 static void test_release_waits_for_a_holder(void) {
-    pair_t p = pair_new();
-    char src[512], dst[512];
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    nxc_op_t *rd = granted_read(&p, own_op, dst, sizeof dst);
-    fake_stall(p.frdr, false);
-    NXT_PASS(nxc_op_cancel(rd)); /* DONE(returned) is in the owner's inbox */
-    nxc_op_release(own_op);      /* its drain takes it */
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    scene_hold_grant(&s);
+    fake_stall(s.frdr, false);
+    NXT_PASS(nxc_op_cancel(s.rd)); /* DONE(returned) is in the owner's inbox */
+    nxc_op_release(s.own_op);      /* its drain takes it */
+    s.own_op = NULL;
     NXT_LOG("rdr.give_back", "own.retire", "own.returned", "own.unexpose");
     NXT_CHECK(!strstr(fake_log(), "drop_peer"));
-    nxc_op_release(rd);
-    pair_free(&p);
+    scene_end(&s);
 }
 
 /* Destroying the initiator: its ops are cancelled, drained up to the bound,
  * aborted, released; only then does the transport go. */
 static void test_destroy_initiator_order(void) {
-    pair_t p = pair_new();
-    char src[512], dst[512];
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    granted_read(&p, own_op, dst, sizeof dst);
-    fake_idle_skip(p.frdr, 100 * MS);
-    nxc_connector_destroy(p.rdr);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    scene_hold_grant(&s);
+    fake_idle_skip(s.frdr, 100 * MS);
+    nxc_connector_destroy(s.rdr);
+    s.rdr = NULL;
+    s.rd = NULL;
     NXT_LOG("rdr.cancel", "rdr.abort_io", "rdr.release", "rdr.destroy");
-    fake_pass(1, p.own, NULL);
+    fake_pass(1, s.own, NULL);
     NXT_LOG("rdr.destroy", "own.cut");
-    NXT_STATE(own_op, NXC_OP_ERRORED);
-    NXT_RESULT(own_op, NXC_ERR_PEER_FAILED);
-    nxc_op_release(own_op);
-    nxc_connector_destroy(p.own);
+    NXT_ENDED(s.own_op, NXC_ERR_PEER_FAILED);
+    scene_end(&s);
 }
 
 /* Destroying the owner: its ops end CANCELLED first (nothing new is
  * granted), holders get the drain bound, then are cut off, and the ops'
  * exposure goes before the transport. */
 static void test_destroy_owner_order(void) {
-    pair_t p = pair_new();
-    char src[512], dst[512], other[64];
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    nxc_op_t *idle = passive(p.own, NXC_OP_WRITABLE, other, sizeof other, 0);
-    nxc_op_t *rd = granted_read(&p, own_op, dst, sizeof dst);
-    (void)idle; /* left for destroy to release */
-    fake_idle_skip(p.fown, 100 * MS);
-    nxc_connector_destroy(p.own);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    char other[64];
+    passive(s.own, NXC_OP_WRITABLE, other, sizeof other, 0); /* left for destroy to release */
+    scene_hold_grant(&s);
+    fake_idle_skip(s.fown, 100 * MS);
+    nxc_connector_destroy(s.own);
+    s.own = NULL;
+    s.own_op = NULL;
     NXT_LOG("own.retire", "own.drop_peer", "own.unexpose", "own.destroy");
-    fake_pass(1, p.rdr, NULL);
-    NXT_STATE(rd, NXC_OP_ERRORED);
-    NXT_RESULT(rd, NXC_ERR_PEER_FAILED);
-    nxc_op_release(rd);
-    nxc_connector_destroy(p.rdr);
-    NXT_CHECK(!strstr(fake_log(), "retire_late"));
+    fake_pass(1, s.rdr, NULL);
+    NXT_ENDED(s.rd, NXC_ERR_PEER_FAILED);
+    scene_end(&s);
 }
 
-/* A wait with a timeout ends on nxc's clock, so the drain-free path of the
- * loop is covered too: nothing happens, the wait times out. */
+/* A wait with a timeout ends on nxc's clock: nothing happens, and the wait
+ * times out without sleeping. */
 static void test_wait_times_out_on_the_clock(void) {
-    pair_t p = pair_new();
-    char src[64], dst[64];
-    nxc_op_t *own_op = passive(p.own, NXC_OP_READABLE, src, sizeof src, 0);
-    fake_hold(p.fown, true);
-    nxc_op_t *rd = active(p.rdr, own_op, dst, sizeof dst, 0);
-    fake_idle_skip(p.frdr, 50 * MS);
+    scene_t s;
+    scene_start(&s, NXC_OP_READABLE, 0);
+    fake_hold(s.fown, true);
+    scene_begin(&s, 0);
+    fake_idle_skip(s.frdr, 50 * MS);
     uint64_t before = nxc__now_ns();
-    NXT_FAIL(nxc_op_wait(rd, 1000), NXC_INPROGRESS);
+    NXT_FAIL(nxc_op_wait(s.rd, 1000), NXC_INPROGRESS);
     NXT_CHECK(nxc__now_ns() - before >= 1000 * MS);
-    NXT_STATE(rd, NXC_OP_INITIALIZED);
-    fake_idle_skip(p.frdr, 0);
-    fake_hold(p.fown, false);
-    fake_pass(2, p.own, p.rdr, NULL);
-    NXT_PASS(nxc_op_wait(rd, 0));
-    nxc_op_release(rd);
-    nxc_op_release(own_op);
-    pair_free(&p);
+    NXT_STATE(s.rd, NXC_OP_INITIALIZED);
+    fake_idle_skip(s.frdr, 0);
+    fake_hold(s.fown, false);
+    fake_pass(2, s.own, s.rdr, NULL);
+    NXT_PASS(nxc_op_wait(s.rd, 0));
+    scene_end(&s);
 }
 
 static const nxt_test_t nxt_tests[] = {
