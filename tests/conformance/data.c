@@ -5,7 +5,6 @@
  * CMake runs it once per transport (NXT_TRANSPORT=ucx|shm|tcp). */
 #include <poll.h>
 #include <pthread.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nxt.h"
@@ -359,12 +358,6 @@ static void test_no_progress_thread(void) {
     free(dst);
 }
 
-static uint64_t ms_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Peer: a readable of `size` bytes; reports the op's final status. */
 static void readable_until_done(int fd, void *arg) {
     size_t size = *(size_t *)arg;
@@ -406,9 +399,9 @@ static void test_cancel_mid_transfer(void) {
     nxc_op_t *op;
     NXT_PASS(nxc_begin_read(c, md, mdlen, &d, 1, NULL, &op));
     usleep(2000);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     NXT_PASS(nxc_op_cancel(op));
-    uint64_t took = ms_now() - t0;
+    uint64_t took = nxt_now_ms() - t0;
     nxc_op_status_t st = nxc_op_status(op);
     printf("  cancelled 2 ms after begin, in %llu ms: %s (%s)\n", (unsigned long long)took,
            st == NXC_OP_CANCELLED  ? "CANCELLED"

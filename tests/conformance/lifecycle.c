@@ -7,17 +7,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nxt.h"
-
-static uint64_t ms_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static bool fd_readable(int fd) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -57,9 +49,9 @@ static void unpair(pair_t *s) {
 
 static void test_wait_timeout(void) {
     pair_t s = pair(4096, 0, NULL);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     NXT_EQ_INT(nxc_op_wait(s.passive, 150), NXC_INPROGRESS);
-    uint64_t took = ms_now() - t0;
+    uint64_t took = nxt_now_ms() - t0;
     NXT_CHECK(took >= 140 && took < 5000);
     NXT_EQ_INT(nxc_op_wait(s.passive, 0), NXC_INPROGRESS);
     NXT_EQ_INT(nxc_op_status(s.passive), NXC_OP_INITIALIZED);
@@ -146,13 +138,13 @@ static void destroy_while_waiting(int progress_thread) {
         NXT_CHECK(pthread_create(&w[i].th, NULL, wait_thread, &w[i]) == 0);
     }
     until_waiting(w, N);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     nxc_connector_destroy(c);
     for (int i = 0; i < N; i++) {
         pthread_join(w[i].th, NULL);
         NXT_EQ_INT(w[i].st, NXC_ERR_CANCELED);
     }
-    uint64_t took = ms_now() - t0;
+    uint64_t took = nxt_now_ms() - t0;
     printf("  progress thread %s: destroy with %d waiters took %llu ms\n",
            progress_thread ? "on" : "off", N, (unsigned long long)took);
     NXT_CHECK(took < 3000);
@@ -198,14 +190,14 @@ static void test_active_deadline_and_cancel(void) {
     nxc_desc_t d = nxt_desc(buf, sizeof buf);
     nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 400};
     nxc_op_t *op, *op2;
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, &p, &op));
     nxc_status_t end = nxc_op_wait(op, 10000);
     if (end != NXC_ERR_TIMED_OUT)
         printf("  read of a stopped peer ended %s over %s: \"%s\"\n", nxc_status_string(end),
                nxc_op_transport(op), nxc_op_message(op));
     NXT_EQ_INT(end, NXC_ERR_TIMED_OUT);
-    NXT_CHECK(ms_now() - t0 < 5000);
+    NXT_CHECK(nxt_now_ms() - t0 < 5000);
     NXT_EQ_INT(nxc_op_status(op), NXC_OP_ERRORED);
     /* cancel of an op waiting for its grant */
     NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op2));
@@ -321,9 +313,9 @@ static void test_kill_passive_mid_transfer(void) {
     nxc_op_t *op;
     NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
     nxt_wait_pid(pid, 30000);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     nxc_status_t st = nxc_op_wait(op, 10000);
-    uint64_t took = ms_now() - t0;
+    uint64_t took = nxt_now_ms() - t0;
     printf("  active side saw the passive peer die after %llu ms: %s\n", (unsigned long long)took,
            nxc_op_message(op));
     NXT_EQ_INT(st, NXC_ERR_PEER_FAILED);
@@ -370,11 +362,10 @@ static void test_kill_active_mid_transfer(void) {
     nxc_connector_t *c = nxt_connector("target", 0);
     char *buf = nxt_alloc(BIG);
     nxc_op_t *op = writable_granted(c, buf, fd);
-    kill(pid, SIGKILL);
-    nxt_wait_pid(pid, 30000);
-    uint64_t t0 = ms_now();
+    nxt_kill(pid, 30000);
+    uint64_t t0 = nxt_now_ms();
     nxc_status_t st = nxc_op_wait(op, 10000);
-    uint64_t took = ms_now() - t0;
+    uint64_t took = nxt_now_ms() - t0;
     printf("  passive side saw the active peer die after %llu ms: %s\n", (unsigned long long)took,
            nxc_op_message(op));
     NXT_EQ_INT(st, NXC_ERR_PEER_FAILED);
@@ -402,19 +393,19 @@ static void test_release_cuts_stuck_writer(void) {
     char *buf = nxt_alloc(BIG);
     nxc_op_t *op = writable_granted(c, buf, fd);
     nxt_stop(pid);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     nxc_op_release(op);
-    uint64_t took = ms_now() - t0;
+    uint64_t took = nxt_now_ms() - t0;
     printf("  release with a stuck writer took %llu ms\n", (unsigned long long)took);
     NXT_CHECK(took < 10000);
     uint64_t before = checksum(buf, BIG);
     NXT_CHECK((unsigned char)buf[BIG - 1] == 0); /* the write was cut short */
     kill(pid, SIGCONT);
-    for (uint64_t end = ms_now() + 1500; ms_now() < end;) /* serve anything that still comes */
+    /* serve anything that still comes */
+    for (uint64_t end = nxt_now_ms() + 1500; nxt_now_ms() < end;)
         if (nxc_connector_progress(c) == 0) usleep(1000);
     NXT_CHECK(checksum(buf, BIG) == before);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    nxt_kill(pid, 10000);
     nxc_connector_destroy(c);
     free(buf);
 }
@@ -530,8 +521,8 @@ static uint64_t stop_stuck(int n, bool one_by_one) {
         }
         /* Freeze the peer the moment the first write starts: this thread
          * does not move bytes (the progress thread does). */
-        for (uint64_t end = ms_now() + 30000;
-             nxc_op_status(ops[0]) == NXC_OP_INITIALIZED && ms_now() < end;)
+        for (uint64_t end = nxt_now_ms() + 30000;
+             nxc_op_status(ops[0]) == NXC_OP_INITIALIZED && nxt_now_ms() < end;)
             ;
         nxt_stop(pid);
         int stuck = 0, moving = 0; /* not ended; of those, started */
@@ -545,17 +536,16 @@ static uint64_t stop_stuck(int n, bool one_by_one) {
         }
         bool retry = must_catch && stuck == 0 && attempt < 3;
         NXT_CHECK(retry || !must_catch || stuck > 0);
-        uint64_t t0 = ms_now();
+        uint64_t t0 = nxt_now_ms();
         if (one_by_one && !retry)
             for (int i = 0; i < n; i++)
                 nxc_op_release(ops[i]);
         nxc_connector_destroy(c); /* the ops left go with it */
-        uint64_t took = ms_now() - t0;
+        uint64_t took = nxt_now_ms() - t0;
         printf("  %d write(s) to a frozen peer, %d unfinished, %d started: %s took %llu ms%s\n", n,
                stuck, moving, one_by_one ? "releasing each, then destroy," : "destroy",
                (unsigned long long)took, retry ? " (none caught: again)" : "");
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        nxt_kill(pid, 10000);
         close(fd);
         free(src);
         if (!retry) return took;
@@ -677,9 +667,8 @@ static void test_kill_storm(void) {
         nxc_op_t *op = storm_side(c, &d, role, fd, !peer_passive);
         if (!peer_passive) free(nxt_recv(fd, NULL, 30000)); /* it has begun */
         usleep((useconds_t)(r * 37 % max_delay_ms) * 1000);
-        kill(pid, SIGKILL);
-        nxt_wait_pid(pid, 10000);
-        uint64_t t0 = ms_now();
+        nxt_kill(pid, 10000);
+        uint64_t t0 = nxt_now_ms();
         nxc_status_t st;
         if (role == PEER_READABLE || role == PEER_WRITABLE) {
             st = nxc_op_wait(op, STORM_BOUND_MS);
@@ -704,7 +693,7 @@ static void test_kill_storm(void) {
                           "dead for %d ms",
                           r, role == PEER_READER ? "readable" : "writable", STORM_BOUND_MS);
         }
-        NXT_CHECK(ms_now() - t0 <= STORM_BOUND_MS + 1000);
+        NXT_CHECK(nxt_now_ms() - t0 <= STORM_BOUND_MS + 1000);
         complete += st == NXC_OK;
         failed += st == NXC_ERR_PEER_FAILED;
         unreachable += st == NXC_ERR_UNREACHABLE;

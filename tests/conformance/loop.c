@@ -4,19 +4,12 @@
  * (no periodic wake-ups, no spinning), and an op's deadline wakes it by
  * itself through the connector's fd. */
 #include <poll.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nxt.h"
 
 #define SIZE (1u << 20)
 #define SEED 61
-
-static uint64_t ms_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static bool terminal(nxc_op_t *op) {
     nxc_op_status_t s = nxc_op_status(op);
@@ -28,12 +21,12 @@ static bool terminal(nxc_op_t *op) {
 static int run_loop(nxc_connector_t *c, nxc_op_t *op, int ms) {
     int fd = nxc_connector_fd(c), polls = 0;
     NXT_CHECK(fd >= 0);
-    uint64_t end = ms_now() + (uint64_t)ms;
+    uint64_t end = nxt_now_ms() + (uint64_t)ms;
     for (;;) {
         for (int i = 0; i < 1000000 && nxc_connector_progress(c) > 0; i++)
             ;
         if (op && terminal(op)) break;
-        uint64_t now = ms_now();
+        uint64_t now = nxt_now_ms();
         if (now >= end) break;
         if (nxc_connector_arm(c) != NXC_OK) continue;
         poll(&(struct pollfd){.fd = fd, .events = POLLIN}, 1, (int)(end - now));
@@ -99,9 +92,9 @@ static void test_deadline_wakes_loop(void) {
     NXT_PASS(nxc_create_readable(c, &d, 1, &p, &op));
     int t = nxc_connector_timeout(c);
     NXT_CHECK(t > 0 && t <= 300);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     int polls = run_loop(c, op, 10000);
-    uint64_t took = ms_now() - t0;
+    uint64_t took = nxt_now_ms() - t0;
     printf("  deadline 300 ms: ended %s after %llu ms and %d poll() returns\n",
            nxc_status_string(nxc_op_result(op)), (unsigned long long)took, polls);
     NXT_EQ_INT(nxc_op_result(op), NXC_ERR_TIMED_OUT);

@@ -15,20 +15,15 @@
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "nxt.h"
 
 extern char **environ;
 
 #define CMD_TIMEOUT_MS 20000    /* one `ip` command */
 #define REAPER_MAX_S (6 * 3600) /* the reaper gives up waiting after this */
 static const char NETNS_DIRS[][16] = {"/run/netns", "/var/run/netns"};
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* --- running `ip` ------------------------------------------------------------- */
 
@@ -83,10 +78,10 @@ static int ip_vrun(bool with_stdout, char *err, size_t errlen, const char *arg0,
     }
     /* Collect stderr until EOF or the deadline, then reap. */
     size_t got = 0;
-    uint64_t deadline = now_ms() + CMD_TIMEOUT_MS;
+    uint64_t deadline = nxt_now_ms() + CMD_TIMEOUT_MS;
     bool timed_out = false;
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = nxt_now_ms();
         if (now >= deadline) {
             timed_out = true;
             break;
@@ -201,8 +196,8 @@ static void reaper_main(const nxt_netns_t *ns, pid_t owner, int pidfd) {
         if (fd != pidfd) close(fd);
     if (chdir("/")) { /* only so as not to hold the test's directory busy */
     }
-    uint64_t give_up = now_ms() + (uint64_t)REAPER_MAX_S * 1000;
-    while (now_ms() < give_up) {
+    uint64_t give_up = nxt_now_ms() + (uint64_t)REAPER_MAX_S * 1000;
+    while (nxt_now_ms() < give_up) {
         if (pidfd >= 0) {
             struct pollfd p = {.fd = pidfd, .events = POLLIN};
             if (poll(&p, 1, 1000) == 1) break; /* the owner has exited */
@@ -253,7 +248,8 @@ static pid_t reaper_start(const nxt_netns_t *ns, char *why, size_t len) {
     if (poll(&p, 1, 10000) != 1 || read(pp[0], &reaper, sizeof reaper) != (ssize_t)sizeof reaper)
         reaper = -1;
     close(pp[0]);
-    for (uint64_t end = now_ms() + 10000; waitpid(mid, NULL, WNOHANG) == 0 && now_ms() < end;)
+    for (uint64_t end = nxt_now_ms() + 10000;
+         waitpid(mid, NULL, WNOHANG) == 0 && nxt_now_ms() < end;)
         usleep(1000);
     if (reaper <= 0) snprintf(why, len, "could not start the namespace reaper");
     return reaper;
@@ -386,14 +382,14 @@ int nxt_netns_link(const nxt_netns_t *ns, bool up) {
     /* The carrier comes up asynchronously (the kernel's link watch runs up
      * to a second later), and software that lists interfaces (UCX) skips
      * one without it: wait until both ends report LOWER_UP. */
-    uint64_t deadline = now_ms() + 10000;
+    uint64_t deadline = nxt_now_ms() + 10000;
     for (int s = 0; s < 2; s++) {
         char out[1024];
         for (;;) {
             int q = ip_query(out, sizeof out, "-n", ns->name[s], "-o", "link", "show", "dev",
                              ns->veth[s], (const char *)NULL);
             if (q == 0 && strstr(out, "LOWER_UP") && !strstr(out, "NO-CARRIER")) break;
-            if (now_ms() >= deadline) {
+            if (nxt_now_ms() >= deadline) {
                 fprintf(stderr, "nxt_netns: %s in %s has no carrier 10 s after link up: %s\n",
                         ns->veth[s], ns->name[s], out);
                 return -1;

@@ -22,10 +22,16 @@
 #endif
 #endif
 
-static uint64_t now_ms(void) {
+uint64_t nxt_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+double nxt_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 void nxt_failf(const char *file, int line, const char *fmt, ...) {
@@ -71,7 +77,7 @@ static int settled_thread_count(void) {
  * 0: passed, 1: failed, NXT_SKIP_STATUS: skipped. */
 static int run_one(const nxt_test_t *t) {
     int timeout_s = t->timeout_s ? t->timeout_s : 60;
-    uint64_t start = now_ms();
+    uint64_t start = nxt_now_ms();
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -90,7 +96,7 @@ static int run_one(const nxt_test_t *t) {
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) break;
-        if (now_ms() - start > (uint64_t)timeout_s * 1000) {
+        if (nxt_now_ms() - start > (uint64_t)timeout_s * 1000) {
             timed_out = true;
             kill(-pid, SIGKILL);
             waitpid(pid, &status, 0);
@@ -101,7 +107,7 @@ static int run_one(const nxt_test_t *t) {
     kill(-pid, SIGKILL); /* any peer the test left behind */
     while (waitpid(-pid, NULL, WNOHANG) > 0) {
     }
-    uint64_t ms = now_ms() - start;
+    uint64_t ms = nxt_now_ms() - start;
     if (timed_out) {
         printf("FAIL %s: timed out after %d s\n", t->name, timeout_s);
         return 1;
@@ -206,7 +212,7 @@ static void write_all(int fd, const void *buf, size_t len) {
 static void read_all(int fd, void *buf, size_t len, uint64_t deadline) {
     char *p = buf;
     while (len) {
-        uint64_t now = now_ms();
+        uint64_t now = nxt_now_ms();
         if (now >= deadline) nxt_failf(__FILE__, __LINE__, "channel read timed out");
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int r = poll(&pfd, 1, (int)(deadline - now));
@@ -231,7 +237,7 @@ void nxt_send_str(int fd, const char *s) {
 }
 
 char *nxt_recv(int fd, size_t *len_p, int timeout_ms) {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = nxt_now_ms() + (uint64_t)timeout_ms;
     uint64_t n;
     read_all(fd, &n, sizeof n, deadline);
     if (n > (64u << 20)) nxt_failf(__FILE__, __LINE__, "channel message too large");
@@ -244,13 +250,13 @@ char *nxt_recv(int fd, size_t *len_p, int timeout_ms) {
 }
 
 int nxt_wait_pid(pid_t pid, int timeout_ms) {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = nxt_now_ms() + (uint64_t)timeout_ms;
     int status;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) return status;
         if (r < 0) nxt_failf(__FILE__, __LINE__, "waitpid: %s", strerror(errno));
-        if (now_ms() >= deadline) {
+        if (nxt_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             nxt_failf(__FILE__, __LINE__, "peer %d did not exit within %d ms", (int)pid,
                       timeout_ms);
@@ -261,14 +267,14 @@ int nxt_wait_pid(pid_t pid, int timeout_ms) {
 
 void nxt_stop(pid_t pid) {
     NXT_CHECK(kill(pid, SIGSTOP) == 0);
-    uint64_t deadline = now_ms() + 10000;
+    uint64_t deadline = nxt_now_ms() + 10000;
     int status;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG | WUNTRACED);
         if (r == pid && WIFSTOPPED(status)) return;
         if (r == pid) nxt_failf(__FILE__, __LINE__, "peer %d ended instead of stopping", (int)pid);
         if (r < 0) nxt_failf(__FILE__, __LINE__, "waitpid: %s", strerror(errno));
-        if (now_ms() >= deadline)
+        if (nxt_now_ms() >= deadline)
             nxt_failf(__FILE__, __LINE__, "peer %d did not stop within 10 s", (int)pid);
         usleep(200);
     }
@@ -278,6 +284,11 @@ void nxt_join(pid_t pid, int timeout_ms) {
     int st = nxt_wait_pid(pid, timeout_ms);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         nxt_failf(__FILE__, __LINE__, "peer %d failed (status 0x%x)", (int)pid, st);
+}
+
+int nxt_kill(pid_t pid, int timeout_ms) {
+    NXT_CHECK(kill(pid, SIGKILL) == 0);
+    return nxt_wait_pid(pid, timeout_ms);
 }
 
 static uint64_t splitmix(uint64_t *s) {

@@ -92,6 +92,17 @@ void nxt_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2
                       nxc_status_string(nxt_s_), nxc_last_error(), nxc_status_string(want));       \
     } while (0)
 
+/* --- the clock ------------------------------------------------------------- */
+
+/* The tests' one clock: CLOCK_MONOTONIC, so deadlines, stall bounds and
+ * durations are unaffected by changes to the wall clock. nxt_now_ms() is in
+ * whole milliseconds (rounded down), for deadlines and bounds; nxt_now_s()
+ * in seconds with nanosecond resolution, for throughput and durations
+ * printed as fractions of a second. Both count from the same arbitrary
+ * origin: compare or subtract values of the same function only. */
+uint64_t nxt_now_ms(void);
+double nxt_now_s(void);
+
 /* --- multi-process helpers ------------------------------------------------ */
 
 /* A bidirectional message channel between a test and a peer it forks
@@ -123,6 +134,9 @@ int nxt_wait_pid(pid_t pid, int timeout_ms);
 void nxt_stop(pid_t pid);
 /* Assert the peer exited with status 0. */
 void nxt_join(pid_t pid, int timeout_ms);
+/* SIGKILL a peer and reap it (fails the test after timeout_ms, as
+ * nxt_wait_pid); returns its wait status. A stopped peer is killed too. */
+int nxt_kill(pid_t pid, int timeout_ms);
 
 /* --- data helpers ----------------------------------------------------------- */
 

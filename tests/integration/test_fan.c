@@ -25,7 +25,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nxt.h"
@@ -50,18 +49,6 @@
 #define STALL_MS 60000
 
 static int n_peers = 64, n_ops = 100;
-
-static uint64_t ms_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static double s_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int env_int(const char *name, int def, int lo, int hi) {
     const char *v = getenv(name);
@@ -272,13 +259,10 @@ static char *recv_from(peer_t *p, int timeout_ms) {
     char c;
     ssize_t n = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0) {
-        int st = 0;
-        pid_t r = waitpid(p->pid, &st, 0);
+        int st = nxt_wait_pid(p->pid, 60000);
         nxt_failf(__FILE__, __LINE__, "peer %d (pid %d) closed its channel after %d ops: %s %d",
                   p->index, (int)p->pid, p->done,
-                  r != p->pid       ? "wait failed"
-                  : WIFSIGNALED(st) ? "killed by signal"
-                                    : "exit status",
+                  WIFSIGNALED(st) ? "killed by signal" : "exit status",
                   WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
     }
     return nxt_recv(p->fd, NULL, timeout_ms);
@@ -413,14 +397,14 @@ static void test_fan_in(void) {
     for (int p = 0; p < n_peers; p++)
         for (int w = 0; w < WINDOW; w++)
             fan.peers[p].buf[w] = nxt_alloc(MAX_SIZE + GUARD);
-    double t0 = s_now();
+    double t0 = nxt_now_s();
     uint64_t bytes = 0;
     for (int p = 0; p < n_peers; p++)
         for (int w = 0; w < WINDOW && fan.peers[p].next < n_ops; w++)
             fan_in_offer(c, &fan.peers[p], &bytes);
     struct pollfd pfd[MAX_PEERS];
     int left = n_peers;
-    uint64_t last = ms_now(), sampled = 0;
+    uint64_t last = nxt_now_ms(), sampled = 0;
     while (left > 0) {
         int n = 0;
         for (int p = 0; p < n_peers; p++)
@@ -428,12 +412,12 @@ static void test_fan_in(void) {
                 pfd[n++] = (struct pollfd){.fd = fan.peers[p].fd, .events = POLLIN};
         int r = poll(pfd, (nfds_t)n, 100);
         if (r < 0 && errno != EINTR) nxt_failf(__FILE__, __LINE__, "poll: %s", strerror(errno));
-        if (ms_now() - sampled >= 20) {
+        if (nxt_now_ms() - sampled >= 20) {
             fd_peak(&peak);
-            sampled = ms_now();
+            sampled = nxt_now_ms();
         }
         if (r <= 0) {
-            if (ms_now() - last > STALL_MS) stalled(&fan, "fan_in server");
+            if (nxt_now_ms() - last > STALL_MS) stalled(&fan, "fan_in server");
             continue;
         }
         for (int k = 0; k < n; k++) {
@@ -464,10 +448,10 @@ static void test_fan_in(void) {
                 if (!eager_destroy()) nxt_send_str(p->fd, "bye");
             }
             if (p->next < n_ops) fan_in_offer(c, p, &bytes);
-            last = ms_now();
+            last = nxt_now_ms();
         }
     }
-    double secs = s_now() - t0;
+    double secs = nxt_now_s() - t0;
     fd_peak(&peak);
     nxc_connector_destroy(c);
     fd_back_to(&base, "fan_in server");
@@ -548,14 +532,14 @@ static void test_fan_out(void) {
     for (int p = 0; p < n_peers; p++)
         for (int w = 0; w < WINDOW; w++)
             fan.peers[p].buf[w] = nxt_alloc(MAX_SIZE + GUARD);
-    double t0 = s_now();
+    double t0 = nxt_now_s();
     uint64_t bytes = 0;
     /* one entry per peer channel, one per op in flight */
     static struct pollfd pfd[MAX_PEERS * (1 + WINDOW)];
     static peer_t *owner[MAX_PEERS * (1 + WINDOW)];
     static int slot[MAX_PEERS * (1 + WINDOW)];
     int left = n_peers;
-    uint64_t last = ms_now(), sampled = 0;
+    uint64_t last = nxt_now_ms(), sampled = 0;
     while (left > 0) {
         int n = 0;
         for (int p = 0; p < n_peers; p++) {
@@ -574,12 +558,12 @@ static void test_fan_out(void) {
         }
         int r = poll(pfd, (nfds_t)n, 100);
         if (r < 0 && errno != EINTR) nxt_failf(__FILE__, __LINE__, "poll: %s", strerror(errno));
-        if (ms_now() - sampled >= 20) {
+        if (nxt_now_ms() - sampled >= 20) {
             fd_peak(&peak);
-            sampled = ms_now();
+            sampled = nxt_now_ms();
         }
         if (r <= 0) {
-            if (ms_now() - last > STALL_MS) stalled(&fan, "fan_out client");
+            if (nxt_now_ms() - last > STALL_MS) stalled(&fan, "fan_out client");
             continue;
         }
         for (int k = 0; k < n; k++) {
@@ -623,11 +607,11 @@ static void test_fan_out(void) {
             char ok[32];
             snprintf(ok, sizeof ok, "ok %d", i);
             nxt_send_str(p->fd, ok);
-            last = ms_now();
+            last = nxt_now_ms();
             if (++p->done == n_ops) left--;
         }
     }
-    double secs = s_now() - t0;
+    double secs = nxt_now_s() - t0;
     fd_peak(&peak);
     nxc_connector_destroy(c);
     fd_back_to(&base, "fan_out client");

@@ -41,12 +41,6 @@
 #define DEFAULT_TIMEOUT_MS 500
 #define HOSTILE_NAME "hostile"
 
-static uint64_t ms_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The server's stall timeout for this test: the environment's, else 500. */
 static int stall_timeout_ms(void) {
     const char *e = getenv("NXC_TCP_TIMEOUT_MS");
@@ -199,7 +193,7 @@ static void legit_transfer(world_t *w, target_t *t, uint64_t seed) {
     uint8_t *local = nxt_alloc(t->size);
     nxc_desc_t d = nxt_desc(local, t->size);
     nxc_op_t *a = NULL;
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     if (t->writable) {
         nxt_fill(local, t->size, seed);
         NXT_PASS(nxc_begin_write(w->cli, &d, 1, t->text, 0, NULL, &a));
@@ -220,7 +214,7 @@ static void legit_transfer(world_t *w, target_t *t, uint64_t seed) {
     if (t->writable) memcpy(t->snap + GUARD, local, t->size);
     check_memory(t, "after the legitimate transfer");
     printf("    legitimate %s of %zu bytes: complete in %llu ms\n", t->writable ? "write" : "read",
-           t->size, (unsigned long long)(ms_now() - t0));
+           t->size, (unsigned long long)(nxt_now_ms() - t0));
     nxc_op_release(a);
     free(local);
 }
@@ -245,7 +239,7 @@ static int hc_open(const target_t *t) {
 /* Send everything within timeout_ms; false if the server closed or stalled. */
 static bool send_all(int fd, const void *buf, size_t len, int timeout_ms) {
     const uint8_t *p = buf;
-    uint64_t deadline = ms_now() + (uint64_t)timeout_ms;
+    uint64_t deadline = nxt_now_ms() + (uint64_t)timeout_ms;
     while (len) {
         ssize_t w = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
@@ -255,7 +249,7 @@ static bool send_all(int fd, const void *buf, size_t len, int timeout_ms) {
         }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false;
-        uint64_t now = ms_now();
+        uint64_t now = nxt_now_ms();
         if (now >= deadline) return false;
         struct pollfd pfd = {.fd = fd, .events = POLLOUT};
         poll(&pfd, 1, (int)(deadline - now));
@@ -266,7 +260,7 @@ static bool send_all(int fd, const void *buf, size_t len, int timeout_ms) {
 /* Receive exactly len bytes within timeout_ms; false on EOF, error or timeout. */
 static bool recv_exact(int fd, void *buf, size_t len, int timeout_ms) {
     uint8_t *p = buf;
-    uint64_t deadline = ms_now() + (uint64_t)timeout_ms;
+    uint64_t deadline = nxt_now_ms() + (uint64_t)timeout_ms;
     while (len) {
         ssize_t r = recv(fd, p, len, MSG_DONTWAIT);
         if (r > 0) {
@@ -277,7 +271,7 @@ static bool recv_exact(int fd, void *buf, size_t len, int timeout_ms) {
         if (r == 0) return false;
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
-        uint64_t now = ms_now();
+        uint64_t now = nxt_now_ms();
         if (now >= deadline) return false;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         poll(&pfd, 1, (int)(deadline - now));
@@ -387,7 +381,7 @@ static outcome_t drain(int fd, int timeout_ms) {
     size_t cap = 1u << 20, have = 0;
     uint8_t *acc = malloc(cap);
     NXT_CHECK(acc);
-    uint64_t t0 = ms_now(), deadline = t0 + (uint64_t)timeout_ms;
+    uint64_t t0 = nxt_now_ms(), deadline = t0 + (uint64_t)timeout_ms;
     for (;;) {
         uint8_t tmp[65536];
         ssize_t r = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
@@ -401,10 +395,10 @@ static outcome_t drain(int fd, int timeout_ms) {
         if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             o.closed = true;
             o.reset = r < 0;
-            o.ms = ms_now() - t0;
+            o.ms = nxt_now_ms() - t0;
             break;
         }
-        uint64_t now = ms_now();
+        uint64_t now = nxt_now_ms();
         if (now >= deadline) break;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         poll(&pfd, 1, (int)(deadline - now));
@@ -820,12 +814,12 @@ static void test_half_open(void) {
         if (i == REQ_BODY)
             NXT_CHECK(send_all(
                 fds[i], q, sizeof(nxc__wire_hdr_t) + (qn - sizeof(nxc__wire_hdr_t)) / 2, CLOSE_MS));
-        sent_at[i] = ms_now();
+        sent_at[i] = nxt_now_ms();
     }
 
     /* Another peer is served normally meanwhile. */
     legit_transfer(&w, &t, 0);
-    uint64_t after = ms_now();
+    uint64_t after = nxt_now_ms();
     for (int i = 0; i < NCASE; i++)
         if (after - sent_at[i] < (uint64_t)w.timeout_ms - 100 && !still_open(fds[i]))
             nxt_failf(__FILE__, __LINE__, "%s: closed before the timeout", names[i]);
@@ -834,7 +828,7 @@ static void test_half_open(void) {
 
     for (int i = 0; i < NCASE; i++) {
         outcome_t o = drain(fds[i], w.timeout_ms + CLOSE_MS);
-        uint64_t since = ms_now() - sent_at[i];
+        uint64_t since = nxt_now_ms() - sent_at[i];
         expect_closed(names[i], &o);
         if (since + 20 < (uint64_t)w.timeout_ms)
             nxt_failf(__FILE__, __LINE__, "%s: closed after %llu ms, before the %d ms timeout",
@@ -857,13 +851,13 @@ static void test_slow_drip(void) {
     uint8_t hello[256];
     size_t hn = hello_frame(hello, t.md.instance, NXC__WIRE_VERSION);
     int fd = hc_open(&t);
-    uint64_t t0 = ms_now(), bound = (uint64_t)w.timeout_ms * 4 + CLOSE_MS;
+    uint64_t t0 = nxt_now_ms(), bound = (uint64_t)w.timeout_ms * 4 + CLOSE_MS;
     size_t sent = 0;
-    while (still_open(fd) && sent < hn && ms_now() - t0 < bound) {
+    while (still_open(fd) && sent < hn && nxt_now_ms() - t0 < bound) {
         if (send(fd, hello + sent, 1, MSG_NOSIGNAL) == 1) sent++;
         usleep((useconds_t)w.timeout_ms * 1000 / 3);
     }
-    uint64_t took = ms_now() - t0;
+    uint64_t took = nxt_now_ms() - t0;
     printf("    dripping a HELLO a byte at a time: closed after %llu ms and %zu bytes "
            "(timeout %d ms)\n",
            (unsigned long long)took, sent, w.timeout_ms);
@@ -1013,17 +1007,17 @@ static void test_write_stalls(void) {
     nxt_fill(msg + n, half, 0xc01);
     int fd = hc_open_hello(&t);
     NXT_CHECK(send_all(fd, msg, n + half, CLOSE_MS));
-    uint64_t sent = ms_now();
+    uint64_t sent = nxt_now_ms();
     /* the grant is open: in progress, never complete */
     uint64_t until = sent + (uint64_t)w.timeout_ms / 2;
-    while (ms_now() < until) {
+    while (nxt_now_ms() < until) {
         nxc_op_status_t st = nxc_op_status(t.op);
         NXT_CHECK(st == NXC_OP_INITIALIZED || st == NXC_OP_IN_PROGRESS);
         usleep(10000);
     }
     NXT_EQ_INT(nxc_op_status(t.op), NXC_OP_IN_PROGRESS);
     outcome_t o = drain(fd, w.timeout_ms + CLOSE_MS);
-    uint64_t since = ms_now() - sent;
+    uint64_t since = nxt_now_ms() - sent;
     expect_closed("WRITE granted, payload stops halfway, then silence", &o);
     NXT_CHECK(since + 20 >= (uint64_t)w.timeout_ms);
     close(fd);
@@ -1118,7 +1112,7 @@ static void test_many_idle(void) {
     target_t t = target_new(w.srv, false, SIZE, 0xd00, NULL);
     enum { N = 200 };
     int fds[N];
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     /* Half of them say HELLO and then idle; the other half stay silent.
      * The greeted ones first: each greets at once (a burst of connects can
      * overflow the listen backlog, and a connection not greeted within the
@@ -1130,7 +1124,7 @@ static void test_many_idle(void) {
     for (int i = 0; i < N / 2; i++)
         fds[i] = hc_open(&t);
     printf("    %d connections open (%d silent, %d after HELLO) in %llu ms\n", N, N / 2, N / 2,
-           (unsigned long long)(ms_now() - t0));
+           (unsigned long long)(nxt_now_ms() - t0));
     legit_transfer(&w, &t, 0);
     unsigned open_silent = 0, open_hello = 0;
     for (int i = 0; i < N; i++)
@@ -1196,8 +1190,8 @@ static void done_early(bool complete) {
         printf("    DONE{complete=1} before the payload was read: passive op -> %s\n",
                nxc_status_string(st));
     } else {
-        uint64_t until = ms_now() + CLOSE_MS;
-        while (nxc_op_status(t.op) == NXC_OP_IN_PROGRESS && ms_now() < until)
+        uint64_t until = nxt_now_ms() + CLOSE_MS;
+        while (nxc_op_status(t.op) == NXC_OP_IN_PROGRESS && nxt_now_ms() < until)
             usleep(5000);
         printf("    DONE{complete=0} before the payload was read: passive op status %d\n",
                (int)nxc_op_status(t.op));
@@ -1208,8 +1202,8 @@ static void done_early(bool complete) {
     size_t got = 0, leaked = 0, first_leak = SIZE_MAX;
     uint8_t *chunk = malloc(1u << 20);
     NXT_CHECK(chunk);
-    uint64_t idle_until = ms_now() + 1000;
-    while (got < big && ms_now() < idle_until) {
+    uint64_t idle_until = nxt_now_ms() + 1000;
+    while (got < big && nxt_now_ms() < idle_until) {
         ssize_t k = recv(fd, chunk, 1u << 20, MSG_DONTWAIT);
         if (k > 0) {
             for (ssize_t i = 0; i < k && got + (size_t)i < big; i++)
@@ -1218,7 +1212,7 @@ static void done_early(bool complete) {
                     leaked++;
                 }
             got += (size_t)k;
-            idle_until = ms_now() + 1000;
+            idle_until = nxt_now_ms() + 1000;
             continue;
         }
         if (k == 0 || (errno != EAGAIN && errno != EINTR)) break;
@@ -1281,14 +1275,14 @@ static void test_stale_metadata(void) {
     nxc_op_t *a;
     struct timespec c0, c1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     NXT_PASS(nxc_begin_read(cli, md, 0, &d, 1, NULL, &a));
     nxc_status_t st = nxc_op_wait(a, CLOSE_MS + 2000);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
     double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
     printf("    read with a dead connector's metadata, its port taken by another: %s (%s) "
            "after %llu ms, %.2f s of CPU\n",
-           nxc_status_string(st), nxc_op_message(a), (unsigned long long)(ms_now() - t0), cpu);
+           nxc_status_string(st), nxc_op_message(a), (unsigned long long)(nxt_now_ms() - t0), cpu);
     if (st == NXC_INPROGRESS)
         nxt_failf(__FILE__, __LINE__,
                   "the read neither failed nor completed in %d ms: the active side reconnects "

@@ -28,7 +28,6 @@
  *                           progress may crash after a dead link)
  */
 #include <inttypes.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "netns.h"
@@ -55,12 +54,6 @@ typedef struct peer_arg {
     bool write; /* begin_write into a writable (else begin_read of a readable) */
     scenario_t scenario;
 } peer_arg_t;
-
-static uint64_t ms_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int cut_deadline_ms(void) {
     const char *e = getenv("NXT_CUT_DEADLINE_MS");
@@ -117,11 +110,11 @@ static nxc_connector_t *peer_connector(int fd, const char *name, const char *tra
     return c;
 }
 
-/* "end <status> <result> <ms_now at the end> <message>" */
+/* "end <status> <result> <nxt_now_ms() at the end> <message>" */
 static void report_end(int fd, nxc_op_t *op) {
     char msg[700];
     snprintf(msg, sizeof msg, "end %d %d %" PRIu64 " %s", (int)nxc_op_status(op),
-             (int)nxc_op_result(op), ms_now(), nxc_op_message(op));
+             (int)nxc_op_result(op), nxt_now_ms(), nxc_op_message(op));
     nxt_send_str(fd, msg);
 }
 
@@ -172,8 +165,8 @@ static void passive_peer(int fd, void *arg) {
         }
         report_end(fd, op);
     } else {
-        for (uint64_t end = ms_now() + 30000;
-             nxc_op_status(op) == NXC_OP_INITIALIZED && ms_now() < end;)
+        for (uint64_t end = nxt_now_ms() + 30000;
+             nxc_op_status(op) == NXC_OP_INITIALIZED && nxt_now_ms() < end;)
             if (nxc_connector_progress(c) == 0) usleep(100);
         NXT_EQ_INT(nxc_op_status(op), NXC_OP_IN_PROGRESS);
         nxt_send_str(fd, "granted");
@@ -353,9 +346,9 @@ static void run_cut(const nxt_netns_t *ns, const peer_arg_t *a, int fa, int fb) 
     nxt_send_str(fb, md);
     free(md);
     free(nxt_recv(fa, NULL, MSG_MS)); /* "granted": bytes are moving (and held) */
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     NXT_CHECK(nxt_netns_link(ns, false) == 0);
-    uint64_t t_cut = ms_now();
+    uint64_t t_cut = nxt_now_ms();
     printf("  link cut during a %u MiB %s (ip link set down: %llu ms); op deadline %d ms\n",
            BIG >> 20, a->write ? "write" : "read", (unsigned long long)(t_cut - t0),
            cut_deadline_ms());
@@ -381,7 +374,7 @@ static void run_cut(const nxt_netns_t *ns, const peer_arg_t *a, int fa, int fb) 
         return;
     }
     NXT_CHECK(nxt_netns_link(ns, true) == 0);
-    uint64_t t_up = ms_now();
+    uint64_t t_up = nxt_now_ms();
     nxt_send_str(fa, "again");
     md = nxt_recv(fa, NULL, MSG_MS);
     nxt_send_str(fb, md);

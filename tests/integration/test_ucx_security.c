@@ -21,9 +21,6 @@
  * and encoding it again (nxc__md_encode), so that only that field differs.
  */
 #include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
@@ -35,12 +32,6 @@
 #define SIZE (64u << 10) /* the exposed buffer */
 #define GUARD 4096u      /* guard bytes each side of it, same allocation */
 #define WAIT_MS 10000    /* legitimate transfers */
-
-static uint64_t ms_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t rnd(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
@@ -359,8 +350,8 @@ static void raw_open(raw_t *r, const nxc__md_section_t *sec) {
 }
 
 static void raw_progress_until(raw_t *r, ucs_status_ptr_t req, int want_replies, int ms) {
-    uint64_t until = ms_now() + (uint64_t)ms;
-    while (ms_now() < until) {
+    uint64_t until = nxt_now_ms() + (uint64_t)ms;
+    while (nxt_now_ms() < until) {
         ucp_worker_progress(r->worker);
         bool sent = !UCS_PTR_IS_PTR(req) || ucp_request_check_status(req) != UCS_INPROGRESS;
         if (sent && r->replies >= want_replies) break;
@@ -567,11 +558,11 @@ static void test_unknown_instance(void) {
             uint8_t *local = nxt_alloc(SIZE);
             nxc_desc_t d = nxt_desc(local, SIZE);
             nxc_op_t *op = NULL;
-            uint64_t t0 = ms_now();
+            uint64_t t0 = nxt_now_ms();
             nxc_status_t st = wr ? nxc_begin_write(reader, &d, 1, text, 0, NULL, &op)
                                  : nxc_begin_read(reader, text, 0, &d, 1, NULL, &op);
             if (st == NXC_OK) st = nxc_op_wait(op, 1000);
-            uint64_t ms = ms_now() - t0;
+            uint64_t ms = nxt_now_ms() - t0;
             printf("    %s with another instance in the metadata: %s (%s) after %llu ms\n",
                    wr ? "write" : "read", nxc_status_string(st),
                    op ? nxc_op_message(op) : nxc_last_error(), (unsigned long long)ms);
@@ -594,20 +585,26 @@ static void test_unknown_instance(void) {
 
 static pid_t hogs[2];
 
+/* A peer that only burns CPU until it is killed. */
+static void hog(int fd, void *arg) {
+    (void)fd;
+    (void)arg;
+    for (volatile unsigned long x = 0;; x++) {
+    }
+}
+
 static void hogs_start(void) {
     for (int i = 0; i < 2; i++) {
-        hogs[i] = fork();
-        if (hogs[i] == 0)
-            for (volatile unsigned long x = 0;; x++) {
-            }
+        nxt_chan_t ch;
+        nxt_chan_init(&ch);
+        hogs[i] = nxt_spawn(&ch, hog, NULL);
+        close(nxt_chan_parent(&ch));
     }
 }
 
 static void hogs_stop(void) {
-    for (int i = 0; i < 2; i++) {
-        kill(hogs[i], SIGKILL);
-        waitpid(hogs[i], NULL, 0);
-    }
+    for (int i = 0; i < 2; i++)
+        nxt_kill(hogs[i], 10000);
 }
 
 enum { READER_ROUNDS = 40, OWNER_ROUNDS = 24 };
@@ -641,8 +638,8 @@ static void churn_owner(int fd, void *arg) {
         free(nxt_recv(fd, NULL, 60000)); /* the reader has begun */
         /* destroyed as soon as the reader's request was granted, or after a
          * few ms: wire-up with the reader may still be under way */
-        uint64_t until = ms_now() + (uint64_t)(i % 3) * 5;
-        while (nxc_op_status(op) == NXC_OP_INITIALIZED && ms_now() < until)
+        uint64_t until = nxt_now_ms() + (uint64_t)(i % 3) * 5;
+        while (nxc_op_status(op) == NXC_OP_INITIALIZED && nxt_now_ms() < until)
             usleep(100);
         nxc_op_release(op);
         nxc_connector_destroy(c);
@@ -658,7 +655,7 @@ static void test_destroy_during_wireup(void) {
     int fd = nxt_chan_parent(&ch);
     static char buf[4096];
     nxc_desc_t d = nxt_desc(buf, sizeof buf);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = nxt_now_ms();
     char *md = nxt_recv(fd, NULL, 60000);
     tally_t tally = {0};
     for (int i = 0; i < READER_ROUNDS; i++) {
@@ -706,7 +703,7 @@ static void test_destroy_during_wireup(void) {
     hogs_stop();
     printf("    %d owners destroyed as soon as a read was granted or a few ms after it began: "
            "no abort (%llu ms in all, under CPU load)\n",
-           OWNER_ROUNDS, (unsigned long long)(ms_now() - t0));
+           OWNER_ROUNDS, (unsigned long long)(nxt_now_ms() - t0));
 }
 
 /* --- 6. an empty ucx key on the get/put path ---------------------------------------------- */
