@@ -74,9 +74,9 @@ struct nxc_connector {
     atomic_int in_wait;
     pthread_t thread;
     nxc_op_t *ops, *ops_tail; /* every op not yet freed, newest first */
-    nxc_cq_t *cqs;       /* every completion queue not yet destroyed */
-    nxc_mem_t *mems;     /* every registration not yet dropped */
-    size_t released_ops; /* released by the user, not yet freed */
+    nxc_cq_t *cqs;            /* every completion queue not yet destroyed */
+    nxc_mem_t *mems;          /* every registration not yet dropped */
+    size_t released_ops;      /* released by the user, not yet freed */
     uint64_t next_grant_id;
     /* Indexes (uthash) so that a peer's request finds its op, and a grant
      * id its grant, without a walk of every op: a server has thousands. */
