@@ -277,14 +277,16 @@ def test_timeouts_two_processes(transport):
         del dst
         assert await ask(conn, "wait", WAIT) == ("DONE", None, True)
 
-        # a write, because a shm read of a small readable needs nothing from
-        # its owner's process (docs/transports.md) and would complete
-        md = await ask(conn, "writable", 4096)
+        # 2 MiB: a small shm op (up to shm.inline_max, 1 MiB) needs nothing
+        # from its owner's process (direct access, docs/transports.md) and
+        # would complete
+        size = 2 << 20
+        md = await ask(conn, "writable", size)
         stop(proc.pid)
         try:
             t0 = time.monotonic()
             with pytest.raises(connect.NxcTimeoutError) as info:
-                with await c.begin_write(connect.Descriptor(bytes(4096)), md, timeout=1.0) as op:
+                with await c.begin_write(connect.Descriptor(bytes(size)), md, timeout=1.0) as op:
                     await op.wait_for_completion(timeout=WAIT)
             elapsed = time.monotonic() - t0
             assert info.value.status == -43 and isinstance(info.value, RuntimeError)

@@ -60,9 +60,11 @@ void nxc__grants_free(nxc_op_t *op) {
 
 /* --- grants (passive side) ---------------------------------------------------- */
 
-static bool no_grants(const void *arg) {
+/* Nobody may still touch the passive op's memory: no grant, and no
+ * grant-free access in flight. */
+static bool untouched(const void *arg) {
     const nxc_op_t *op = arg;
-    return op->grants == NULL;
+    return op->grants == NULL && !nxc__op_direct_busy(op);
 }
 
 static nxc__grant_t *find_grant(nxc_connector_t *c, void *peer, uint64_t id) {
@@ -231,6 +233,8 @@ bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to) {
 bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
                           nxc_op_kind_t kind) {
     nxc_op_t *op = nxc__passive_find(c, key);
+    /* A drain may be waiting for this peer's direct access to end. */
+    pthread_cond_broadcast(&c->cond);
     if (!op || op->kind != kind || op->revoked || nxc__op_terminal(op) ||
         sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) != 0)
         return false;
@@ -256,8 +260,12 @@ void nxc__peer_lost(nxc_connector_t *c, void *peer, const char *why) {
 void nxc__passive_revoke(nxc_op_t *op, bool may_block) {
     nxc_connector_t *c = op->c;
     op->revoked = true;
-    if (op->grants && may_block)
-        nxc__wait_locked(c, no_grants, op, nxc__deadline_after_ms(NXC__DRAIN_MS));
+    if (!untouched(op) && may_block)
+        nxc__wait_locked(c, untouched, op, nxc__deadline_after_ms(NXC__DRAIN_MS));
+    if (nxc__op_direct_busy(op)) /* no connection to cut: docs/transports.md */
+        NXC_LOG_W("connector %s: op %s revoked while a peer still writes it without a grant "
+                  "(after %d ms); its memory may still change",
+                  c->name, op->key, NXC__DRAIN_MS);
     while (op->grants) {
         /* Copied first: a transport may report nxc__peer_lost() from inside
          * drop_peer(), which frees this peer's grants. */

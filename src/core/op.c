@@ -103,7 +103,8 @@ void nxc__active_stop(nxc_op_t *op, nxc_status_t why) {
 static bool all_stopped(const void *arg) {
     const nxc_connector_t *c = arg;
     for (const nxc_op_t *op = c->ops; op; op = op->next)
-        if (nxc__op_passive(op) ? op->grants != NULL || op->busy > 0 : !nxc__op_terminal(op))
+        if (nxc__op_passive(op) ? op->grants != NULL || op->busy > 0 || nxc__op_direct_busy(op)
+                                : !nxc__op_terminal(op))
             return false;
     return true;
 }

@@ -80,6 +80,9 @@ const char *nxc__op_kind_name(nxc_op_kind_t kind);
 void nxc__op_link(nxc_connector_t *c, nxc_op_t *op);
 /* Take a linked op out of the list and free it with all it holds. */
 void nxc__op_free_locked(nxc_op_t *op);
+/* Is a peer moving bytes of the passive op without a grant (a transport's
+ * direct_busy())? */
+bool nxc__op_direct_busy(const nxc_op_t *op);
 /* Tell each transport that exposed the passive op to forget it. */
 void nxc__op_unexpose_all(nxc_op_t *op);
 /* Connector destroy: stop every op (cancel the active ones, revoke the

@@ -83,6 +83,15 @@ bool nxc__op_io_pending(const nxc_op_t *op) {
     return op->busy > 0;
 }
 
+bool nxc__op_direct_busy(const nxc_op_t *op) {
+    const nxc_connector_t *c = op->c;
+    for (size_t i = 0; i < c->ntps; i++)
+        if (op->exposed[i] && c->tps[i]->ops->direct_busy &&
+            c->tps[i]->ops->direct_busy(c->tps[i], (nxc_op_t *)op, op->exposed[i]))
+            return true;
+    return false;
+}
+
 void nxc__op_unexpose_all(nxc_op_t *op) {
     nxc_connector_t *c = op->c;
     for (size_t i = 0; i < c->ntps; i++) {

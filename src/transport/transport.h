@@ -87,6 +87,10 @@ struct nxc__transport_ops {
     /* Passive, optional: the op is about to end (complete, cancelled, expired):
      * refuse any new access from now on. Called before the end is visible. */
     void (*retire)(nxc__tp_t *tp, nxc_op_t *op, void *state);
+    /* Passive, optional: is a peer moving bytes of the op without a grant
+     * right now (shm's direct writes, claimed in memory the two processes
+     * share)? Revocation waits for it as for a grant, up to NXC__DRAIN_MS. */
+    bool (*direct_busy)(nxc__tp_t *tp, nxc_op_t *op, void *state);
     /* Passive: drop what expose() made (registrations, keys). Called after the
      * core has revoked access and no grant on the op remains. */
     void (*unexpose)(nxc__tp_t *tp, nxc_op_t *op, void *state);

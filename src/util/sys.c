@@ -28,28 +28,51 @@ void nxc__host_identity(char *buf, size_t len) {
     snprintf(buf, len, "%s/%s", host, boot[0] ? boot : "noboot");
 }
 
-uint64_t nxc__process_start_time_of(int pid) {
-    char stat[1024], path[64];
+/* The fields of /proc/<pid>/stat after the command name (from field 3, the
+ * state), NUL-terminated in buf; NULL when the process does not exist. */
+static const char *stat_fields(int pid, char *buf, size_t len) {
+    char path[64];
     if (pid > 0)
         snprintf(path, sizeof path, "/proc/%d/stat", pid);
     else
         snprintf(path, sizeof path, "/proc/self/stat");
     FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    if (!f) return NULL;
+    size_t n = fread(buf, 1, len - 1, f);
     fclose(f);
-    stat[n] = '\0';
+    buf[n] = '\0';
     /* The command name (field 2) may hold spaces: count from its last ')'. */
-    char *p = strrchr(stat, ')');
-    if (!p) return 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p + 2 : NULL;
+}
+
+uint64_t nxc__process_start_time_of(int pid) {
+    char stat[1024];
+    const char *fields = stat_fields(pid, stat, sizeof stat);
     unsigned long long start = 0;
     /* fields 3..21 skipped, field 22 read */
-    if (sscanf(p + 2,
-               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-               "%*d %llu",
-               &start) != 1)
+    if (!fields || sscanf(fields,
+                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                          "%*d %llu",
+                          &start) != 1)
         return 0;
     return start;
+}
+
+bool nxc__process_alive(int pid) {
+    char stat[1024];
+    const char *fields = pid > 0 ? stat_fields(pid, stat, sizeof stat) : NULL;
+    char state = 0;
+    unsigned long long vsize = 0;
+    /* field 3 (state) read, 4..22 skipped, 23 (vsize) read */
+    if (!fields || sscanf(fields,
+                          "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                          "%*d %*d %*u %llu",
+                          &state, &vsize) != 2)
+        return false;
+    /* An exiting process drops its memory before it closes its files, and
+     * long before it is a zombie: without one it can no longer touch ours. */
+    return state != 'Z' && state != 'X' && vsize > 0;
 }
 
 uint64_t nxc__process_start_time(void) {

@@ -3,6 +3,7 @@
 #ifndef NXC_UTIL_SYS_H
 #define NXC_UTIL_SYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,9 @@ void nxc__host_identity(char *buf, size_t len);
 uint64_t nxc__process_start_time(void);
 /* The same for process `pid` (0: this one); 0 when it does not exist. */
 uint64_t nxc__process_start_time_of(int pid);
+/* Is process `pid` running, with an address space (not exiting, not a
+ * zombie, not a kernel thread)? */
+bool nxc__process_alive(int pid);
 /* Cryptographically random bytes (a per-thread ChaCha20 stream keyed from
  * the kernel; safe across fork). */
 void nxc__random(void *buf, size_t len);

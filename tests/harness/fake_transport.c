@@ -54,6 +54,7 @@ struct fake {
     uint64_t next_xfer;
     bool hold, stall, deaf;
     uint64_t idle_skip_ns;
+    int direct_passes; /* passes left of a grant-free access in flight */
 };
 
 /* Every fake connector of the process, and their inboxes. */
@@ -301,6 +302,10 @@ static int fake_progress(nxc__tp_t *tp) {
         work++;
     }
     work += run_granted(f);
+    if (f->direct_passes > 0) { /* the access goes on: work for this pass */
+        work++;
+        if (--f->direct_passes == 0) log_event(f, "direct_end");
+    }
     if (work == 0 && f->idle_skip_ns) {
         nxc__clock_skip(f->idle_skip_ns);
         work = 1;
@@ -334,6 +339,11 @@ static void fake_retire(nxc__tp_t *tp, nxc_op_t *op, void *state) {
     (void)state;
     /* The core calls it before the end is visible: say so if it is not. */
     log_event(fake_self(tp), nxc__op_terminal(op) ? "retire_late" : "retire");
+}
+
+static bool fake_direct_busy(nxc__tp_t *tp, nxc_op_t *op, void *state) {
+    (void)op, (void)state;
+    return fake_self(tp)->direct_passes != 0;
 }
 
 static void fake_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {
@@ -438,6 +448,7 @@ static const nxc__transport_ops_t fake_ops = {
     .supports_device = fake_supports_device,
     .expose = fake_expose,
     .retire = fake_retire,
+    .direct_busy = fake_direct_busy,
     .unexpose = fake_unexpose,
     .drop_peer = fake_drop_peer,
     .reachable = fake_reachable,
@@ -488,6 +499,9 @@ void fake_stall(fake_t *f, bool stall) {
 }
 void fake_deaf(fake_t *f, bool deaf) {
     f->deaf = deaf;
+}
+void fake_direct(fake_t *f, int passes) {
+    f->direct_passes = passes;
 }
 void fake_idle_skip(fake_t *f, uint64_t ns) {
     f->idle_skip_ns = ns;

@@ -50,6 +50,10 @@ void fake_stall(fake_t *f, bool stall);
 /* deaf: abort_io() on this connector changes nothing (a transport that
  * cannot confirm an abort). */
 void fake_deaf(fake_t *f, bool deaf);
+/* Every passive op of this connector has a grant-free access in flight
+ * (direct_busy(), as shm's direct writes) for `passes` more passes of it;
+ * -1: until changed. */
+void fake_direct(fake_t *f, int passes);
 /* A pass of this connector that finds nothing to do lets `ns` pass on nxc's
  * clock and counts as work, so that a wait inside nxc (a drain) reaches its
  * bound at once instead of sleeping. 0 (default): idle passes are idle. */

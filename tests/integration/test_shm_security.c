@@ -11,18 +11,27 @@
  * victim's pid (or the writer's own) must not move a byte into those
  * processes, whether or not a connection to the owner already exists.
  *
+ * Direct writes (no grant: a claim in the owner's arena) go only into a
+ * writable, and an owner ending its op waits for a claimed write to end,
+ * unless the claiming process is gone, which fails the op.
+ *
  * Also here: a direct read (no grant round trip) of metadata whose
  * notification key was edited must be refused as tcp refuses it, not
  * complete on the reader while the owner's op never does; and a copy whose
  * control connection the owner cuts in the middle ends PEER_FAILED, never
  * CANCELLED (nobody cancelled it). */
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "core/metadata.h"
 #include "mdtool.h"
 #include "nxt.h"
+#include "transport/shm/shm_internal.h"
 #include "util/sys.h"
 
 #define SIZE (256u << 10)
@@ -376,7 +385,238 @@ static void test_cut_mid_copy(void) {
     free(src);
 }
 
+/* --- direct writes ------------------------------------------------------------------------- */
+
+/* Offers a writable and a readable of 4 KiB (and a writable for the first
+ * contact); answers "W?"/"R?" with the op's status (after waiting for its
+ * end) and whether its buffer holds the writer's data. */
+static void small_owner(int fd, void *arg) {
+    nxc_connector_t *c = shm_connector("owner");
+    char *w = nxt_alloc(4096), *r = nxt_alloc(4096);
+    nxt_fill(r, 4096, SEED_OWNER);
+    nxc_desc_t dw = nxt_desc(w, 4096), dr = nxt_desc(r, 4096);
+    nxc_op_t *ops[3];
+    NXT_PASS(nxc_create_writable(c, &dw, 1, NULL, &ops[0])); /* for the first contact */
+    NXT_PASS(nxc_create_writable(c, &dw, 1, NULL, &ops[1]));
+    NXT_PASS(nxc_create_readable(c, &dr, 1, NULL, &ops[2]));
+    const char *md;
+    for (int i = 0; i < 3; i++) {
+        NXT_PASS(nxc_op_metadata(ops[i], &md, NULL));
+        nxt_send_str(fd, md);
+    }
+    for (;;) {
+        char *m = nxt_recv(fd, NULL, 60000);
+        if (!strcmp(m, "quit")) {
+            free(m);
+            break;
+        }
+        bool writable = m[0] == 'W';
+        nxc_op_t *op = writable ? ops[1] : ops[2];
+        nxc_op_wait(op, writable ? WAIT_MS : 200);
+        char reply[64];
+        snprintf(reply, sizeof reply, "%d %s", (int)nxc_op_status(op),
+                 nxt_verify(writable ? w : r, 4096, SEED_DATA) == SIZE_MAX ? "data" : "nodata");
+        nxt_send_str(fd, reply);
+        free(m);
+    }
+    for (int i = 0; i < 3; i++)
+        nxc_op_release(ops[i]);
+    nxc_connector_destroy(c);
+    free(w);
+    free(r);
+}
+
+/* operation_kind in the JSON and at byte 12 of the blob (docs/metadata.md). */
+static void patch_kind(uint8_t *blob, size_t len, void *arg) {
+    NXT_CHECK(len > 12 && blob[12] == 1);
+    blob[12] = 2;
+}
+
+static char *forge_writable(const char *readable_md) {
+    char *text = nxt_md_patch_blob(readable_md, patch_kind, NULL);
+    char *k = strstr(text, "\"operation_kind\":1");
+    NXT_CHECK(k);
+    k[strlen("\"operation_kind\":")] = '2';
+    return text;
+}
+
+static void test_direct_write(void) {
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, small_owner, NULL);
+    int fd = nxt_chan_parent(&ch);
+    char *md_first = nxt_recv(fd, NULL, 30000), *md_w = nxt_recv(fd, NULL, 30000),
+         *md_r = nxt_recv(fd, NULL, 30000);
+    nxc_connector_t *c = shm_connector("writer");
+    char *src = nxt_alloc(4096);
+    nxt_fill(src, 4096, SEED_DATA);
+    nxc_desc_t d = nxt_desc(src, 4096);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_write(c, &d, 1, md_first, 0, NULL, &op)); /* makes the connection */
+    NXT_PASS(nxc_op_wait(op, WAIT_MS));
+    nxc_op_release(op);
+
+    /* Direct: complete when begin returns, and the owner's op completes. */
+    NXT_PASS(nxc_begin_write(c, &d, 1, md_w, 0, NULL, &op));
+    NXT_EQ_INT(nxc_op_status(op), NXC_OP_COMPLETE);
+    NXT_EQ_STR(nxc_op_transport(op), "shm");
+    nxc_op_release(op);
+    char r[64];
+    ask(fd, "W?", r, sizeof r);
+    printf("  owner's writable after a direct write: %s\n", r);
+    NXT_CHECK(atoi(r) == NXC_OP_COMPLETE && strstr(r, " data"));
+
+    /* A readable's metadata edited to say writable: neither path writes. */
+    char *forged = forge_writable(md_r);
+    nxc_status_t st = nxc_begin_write(c, &d, 1, forged, 0, NULL, &op);
+    if (st == NXC_OK) {
+        st = nxc_op_wait(op, WAIT_MS);
+        printf("  write to a readable: %s (%s)\n", nxc_status_string(st), nxc_op_message(op));
+        nxc_op_release(op);
+    }
+    NXT_EQ_INT(st, NXC_ERR_REFUSED);
+    ask(fd, "R?", r, sizeof r);
+    printf("  owner's readable: %s\n", r);
+    NXT_CHECK(atoi(r) == NXC_OP_INITIALIZED && strstr(r, "nodata"));
+
+    nxt_send_str(fd, "quit");
+    nxt_join(pid, 30000);
+    nxc_connector_destroy(c);
+    free(forged);
+    free(md_first);
+    free(md_w);
+    free(md_r);
+    free(src);
+}
+
+/* The state word of the arena record behind `md` (a writable of process
+ * `owner`), mapped in this process as a peer maps it. */
+static _Atomic uint64_t *record_state(const char *md, pid_t owner) {
+    nxc__metadata_t m;
+    NXT_PASS(nxc__md_decode(md, strlen(md), &m));
+    const nxc__md_section_t *sec = nxc__md_section(&m, "shm");
+    NXT_CHECK(sec && sec->keys[0].len == sizeof(record_key_t));
+    record_key_t key;
+    memcpy(&key, sec->keys[0].data, sizeof key);
+    nxc__md_free(&m);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)owner, (int)key.arena_fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    NXT_CHECK(fd >= 0);
+    arena_t *a = mmap(NULL, sizeof(arena_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    NXT_CHECK(a != MAP_FAILED && a->magic == ARENA_MAGIC);
+    return &a->records[key.slot].state;
+}
+
+/* Claims the writable whose metadata it is sent, as a direct write does
+ * before it copies; then either dies (arg "die") or waits for "finish" and
+ * marks the write done. */
+static void claimer(int fd, void *arg) {
+    char *md_r = nxt_recv(fd, NULL, 30000), *md_w = nxt_recv(fd, NULL, 30000);
+    nxc_connector_t *c = shm_connector("claimer");
+    char *dst = nxt_alloc(64);
+    nxc_desc_t d = nxt_desc(dst, 64);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_read(c, md_r, 0, &d, 1, NULL, &op)); /* a connection to the owner */
+    NXT_PASS(nxc_op_wait(op, WAIT_MS));
+    nxc_op_release(op);
+    _Atomic uint64_t *state = record_state(md_w, getppid());
+    uint64_t live = atomic_load(state);
+    NXT_EQ_INT(STATE_PHASE(live), PHASE_LIVE);
+    uint64_t claimed = STATE(STATE_SEQ(live), PHASE_CLAIMED, getpid());
+    NXT_CHECK(atomic_compare_exchange_strong(state, &live, claimed));
+    nxt_send_str(fd, "claimed");
+    if (arg) _exit(0); /* in the middle of its write, as far as the owner knows */
+    free(nxt_recv(fd, NULL, 60000));
+    uint64_t written = STATE(STATE_SEQ(claimed), PHASE_WRITTEN, getpid());
+    NXT_CHECK(atomic_compare_exchange_strong(state, &claimed, written));
+    nxt_send_str(fd, "written");
+    free(nxt_recv(fd, NULL, 60000));
+    nxc_connector_destroy(c);
+    free(dst);
+    free(md_r);
+    free(md_w);
+}
+
+typedef struct releaser {
+    nxc_op_t *op;
+    _Atomic bool done;
+} releaser_t;
+
+static void *release_in_thread(void *arg) {
+    releaser_t *r = arg;
+    nxc_op_release(r->op);
+    atomic_store(&r->done, true);
+    return NULL;
+}
+
+/* The owner's side of a claim: a readable to connect with, a writable to
+ * be claimed; returns once it is. */
+static void claim_setup(int fd, nxc_connector_t *c, nxc_op_t **rd, nxc_op_t **wr, char *buf) {
+    nxc_desc_t d = nxt_desc(buf, 64);
+    const char *md;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, rd));
+    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, wr));
+    NXT_PASS(nxc_op_metadata(*rd, &md, NULL));
+    nxt_send_str(fd, md);
+    NXT_PASS(nxc_op_metadata(*wr, &md, NULL));
+    nxt_send_str(fd, md);
+    free(nxt_recv(fd, NULL, 30000)); /* "claimed" */
+}
+
+static void test_claim_holds_release(void) {
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, claimer, NULL);
+    int fd = nxt_chan_parent(&ch);
+    nxc_connector_t *c = shm_connector("owner");
+    char *buf = nxt_alloc(64);
+    nxc_op_t *rd, *wr;
+    claim_setup(fd, c, &rd, &wr, buf);
+    releaser_t rel = {wr, false};
+    pthread_t th;
+    NXT_CHECK(pthread_create(&th, NULL, release_in_thread, &rel) == 0);
+    usleep(300000);                     /* well inside the 2 s drain bound */
+    NXT_CHECK(!atomic_load(&rel.done)); /* held back by the claim */
+    nxt_send_str(fd, "finish");
+    free(nxt_recv(fd, NULL, 30000)); /* "written" */
+    pthread_join(th, NULL);
+    NXT_CHECK(atomic_load(&rel.done));
+    nxt_send_str(fd, "quit");
+    nxt_join(pid, 30000);
+    nxc_op_release(rd);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
+static void test_dead_claimer_fails_op(void) {
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    pid_t pid = nxt_spawn(&ch, claimer, "die");
+    int fd = nxt_chan_parent(&ch);
+    nxc_connector_t *c = shm_connector("owner");
+    char *buf = nxt_alloc(64);
+    nxc_op_t *rd, *wr;
+    claim_setup(fd, c, &rd, &wr, buf);
+    nxc_status_t st = nxc_op_wait(wr, WAIT_MS); /* its connection closes as it dies */
+    printf("  writable after its claimer died: %s (%s)\n", nxc_status_string(st),
+           nxc_op_message(wr));
+    NXT_EQ_INT(st, NXC_ERR_PEER_FAILED);
+    NXT_CHECK(strstr(nxc_op_message(wr), "died while writing"));
+    uint64_t t0 = nxt_now_ms();
+    nxc_op_release(wr); /* nothing to wait for */
+    NXT_CHECK(nxt_now_ms() - t0 < 1000);
+    nxt_join(pid, 30000);
+    nxc_op_release(rd);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
 static const nxt_test_t nxt_tests[] = {
+    {"direct_write", test_direct_write, 60},
+    {"claim_holds_release", test_claim_holds_release, 60},
+    {"dead_claimer_fails_op", test_dead_claimer_fails_op, 60},
     {"forged_pid", test_forged_pid, 60},
     {"direct_read_key", test_direct_read_key, 60},
     {"cut_mid_copy", test_cut_mid_copy, 120},

@@ -433,6 +433,30 @@ static void test_release_waits_for_a_holder(void) {
     scene_end(&s);
 }
 
+/* Access without a grant (shm's direct writes) holds a release back like a
+ * grant does: until it ends, or for the drain bound. */
+static void test_release_waits_for_direct_access(void) {
+    scene_t s;
+    scene_start(&s, NXC_OP_WRITABLE, 0);
+    fake_direct(s.fown, 3);
+    uint64_t before = nxc__now_ns();
+    nxc_op_release(s.own_op);
+    s.own_op = NULL;
+    NXT_LOG("own.retire", "own.direct_end", "own.unexpose");
+    NXT_CHECK(nxc__now_ns() - before < DRAIN_NS); /* ended within the bound */
+
+    nxc_op_t *op = passive(s.own, NXC_OP_WRITABLE, s.dst, sizeof s.dst, 0);
+    fake_log_clear();
+    fake_direct(s.fown, -1); /* never ends */
+    fake_idle_skip(s.fown, 100 * MS);
+    before = nxc__now_ns();
+    nxc_op_release(op);
+    NXT_CHECK(nxc__now_ns() - before >= DRAIN_NS);
+    NXT_LOG("own.retire", "own.unexpose"); /* after the bound, with a warning */
+    fake_direct(s.fown, 0);
+    scene_end(&s);
+}
+
 /* Destroying the initiator: its ops are cancelled, drained up to the bound,
  * aborted, released; only then does the transport go. */
 static void test_destroy_initiator_order(void) {
@@ -500,6 +524,7 @@ static const nxt_test_t nxt_tests[] = {
     {"unconfirmed_abort_keeps_op_until_io_ends", test_unconfirmed_abort_keeps_op_until_io_ends, 0},
     {"release_cuts_a_stuck_holder", test_release_cuts_a_stuck_holder, 0},
     {"release_waits_for_a_holder", test_release_waits_for_a_holder, 0},
+    {"release_waits_for_direct_access", test_release_waits_for_direct_access, 0},
     {"destroy_initiator_order", test_destroy_initiator_order, 0},
     {"destroy_owner_order", test_destroy_owner_order, 0},
     {"wait_times_out_on_the_clock", test_wait_times_out_on_the_clock, 0},

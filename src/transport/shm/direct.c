@@ -1,97 +1,215 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The shm transport's direct reads.
+ * The shm transport's direct access: a small op read or written without a
+ * grant round trip, inside the initiator's begin call.
  *
- * A readable with few buffers also gets an access record in the passive
- * process's memory; its address and a random tag are the first descriptor's
- * shm key. A reader then needs no grant round trip: it reads the record
- * (live, tag, secret, notification key, and the metadata's descriptors being
- * exactly the op's buffers, so the read moves the whole op), copies,
- * reads the record again (still live: the bytes were the op's while it
- * copied), and sends READ_DONE, which completes the passive op. The passive
- * side clears `live` before the op ends in any way (retire) and before its
- * buffers go back to their owner, so a copy that overlaps the end fails its
- * second check. Writes keep the grant: a writer cannot be stopped halfway.
+ * The arena. Each shm transport keeps its access records in a memfd
+ * (sealed against resizing) that peers on the host map as well: a peer opens
+ * /proc/<pid>/fd/<n> of the process its vetted connection leads to, which
+ * the kernel allows exactly where it allows process_vm_readv. A readable or
+ * writable with few buffers gets a record (tag, secret, notification key,
+ * buffers) and a state word both sides change with atomic operations; the
+ * record's fd number, index and tag are the first descriptor's shm key.
+ *
+ * Read: copy the record and check it (LIVE, tag, secret, key, and the
+ * metadata's descriptors exactly the op's buffers, so the read moves the
+ * whole op), process_vm_readv the bytes, check the state word again (still
+ * the same: the bytes were the op's all along), send READ_DONE.
+ *
+ * Write: copy and check the record the same way, claim it (LIVE -> CLAIMED
+ * with this pid, from that very state word: nothing changed since the copy),
+ * process_vm_writev the bytes, mark it WRITTEN, send WRITE_DONE. A claim is
+ * what makes writes safe without a grant: the owner, when the op ends in
+ * any way (retire, before the end is visible), turns LIVE into DEAD, so no
+ * write starts after it; a write it finds CLAIMED is under way, and the
+ * core waits for it as it waits for a grant (direct_busy), up to the drain
+ * bound, unless the claiming process is gone. A claimer that dies mid-write
+ * fails the op PEER_FAILED when its connection closes: its memory is partly
+ * written.
+ *
+ * Anything that does not fit (a record taken, a check failing, no
+ * connection yet) falls back to the grant path, which gives the owner's
+ * reason when access is refused.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "transport/segment.h"
 #include "transport/shm/shm_internal.h"
+#include "util/log.h"
 #include "util/sys.h"
 
-#define RECORD_MAGIC 0x4452434552584e00ull /* "\0NXRECRD" */
-#define RECORD_RANGES 8
+/* The owner's hold on one record (the expose() state). */
+typedef struct direct_op {
+    uint32_t slot;
+    record_key_t key; /* the bytes of the metadata key: they live as long */
+} direct_op_t;
 
-typedef struct record {
-    uint64_t magic;
-    uint64_t tag;
-    volatile uint64_t live;
-    uint8_t secret[NXC__SECRET_LEN];
-    char key[NXC_KEY_MAX + 1]; /* the op's notification key: READ_DONE names it */
-    uint8_t pad0[7];
-    uint32_t nranges;
-    uint32_t pad;
-    nxc__range_t ranges[RECORD_RANGES];
-} record_t;
+/* --- the arena, owner side ----------------------------------------------------------- */
 
-typedef struct record_key {
-    uint64_t addr, tag;
-} record_key_t;
+bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance) {
+    t->arena_fd = memfd_create("nxc-shm-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (t->arena_fd < 0) return false;
+    if (ftruncate(t->arena_fd, sizeof(arena_t)) ||
+        fcntl(t->arena_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
+        close(t->arena_fd);
+        t->arena_fd = -1;
+        return false;
+    }
+    void *map = mmap(NULL, sizeof(arena_t), PROT_READ | PROT_WRITE, MAP_SHARED, t->arena_fd, 0);
+    if (map == MAP_FAILED) {
+        close(t->arena_fd);
+        t->arena_fd = -1;
+        return false;
+    }
+    t->arena = map;
+    t->arena->magic = ARENA_MAGIC;
+    memcpy(t->arena->instance, instance, NXC__INSTANCE_LEN);
+    t->arena->nrecords = ARENA_RECORDS;
+    for (uint32_t i = 0; i < ARENA_RECORDS; i++)
+        t->free_slots[i] = ARENA_RECORDS - 1 - i;
+    t->nfree = ARENA_RECORDS;
+    return true;
+}
+
+void nxc__shm_arena_close(shm_tp_t *t) {
+    for (unsigned i = 0; i < PEER_ARENAS; i++)
+        if (t->peers[i].map) munmap(t->peers[i].map, sizeof(arena_t));
+    if (t->arena) munmap(t->arena, sizeof(arena_t));
+    if (t->arena_fd >= 0) close(t->arena_fd);
+    t->arena = NULL;
+    t->arena_fd = -1;
+}
 
 nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p) {
     shm_tp_t *t = (shm_tp_t *)tp;
     *state_p = NULL;
     nxc_status_t st = nxc__stream_section(&t->s, op, sec, t->sock_name);
-    if (st != NXC_OK) return st;
     size_t nbufs;
     const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
-    if (nxc__op_kind(op) != NXC_OP_READABLE || nbufs > RECORD_RANGES) return NXC_OK;
-    /* record + its key in one allocation: the key bytes must live as long */
-    struct {
-        record_t r;
-        record_key_t k;
-    } *e = calloc(1, sizeof *e);
-    if (!e) return NXC_OK; /* no direct reads for this op: grants still work */
-    e->r.magic = RECORD_MAGIC;
-    nxc__random(&e->r.tag, sizeof e->r.tag);
-    memcpy(e->r.secret, nxc__op_secret(op), NXC__SECRET_LEN);
-    memcpy(e->r.key, nxc__op_key(op), sizeof e->r.key);
-    e->r.nranges = (uint32_t)nbufs;
+    if (st != NXC_OK || !t->arena || t->nfree == 0 || nbufs > RECORD_RANGES) return st;
+    direct_op_t *d = calloc(1, sizeof *d);
+    if (!d) return NXC_OK; /* no direct access for this op: grants still work */
+    d->slot = t->free_slots[--t->nfree];
+    record_t *r = &t->arena->records[d->slot];
+    /* The phase is FREE (a new record, or unexpose() freed it): nobody
+     * trusts the fields until the state turns LIVE with the new seq. */
+    uint64_t seq = STATE_SEQ(atomic_load(&r->state)) + 1;
+    nxc__random(&r->tag, sizeof r->tag);
+    memcpy(r->secret, nxc__op_secret(op), NXC__SECRET_LEN);
+    memcpy(r->key, nxc__op_key(op), sizeof r->key);
+    r->kind = (uint32_t)nxc__op_kind(op);
+    r->nranges = (uint32_t)nbufs;
     for (size_t i = 0; i < nbufs; i++)
-        e->r.ranges[i] = (nxc__range_t){(uintptr_t)bufs[i].ptr, bufs[i].size};
-    __atomic_store_n(&e->r.live, 1, __ATOMIC_RELEASE);
-    e->k = (record_key_t){(uintptr_t)&e->r, e->r.tag};
-    sec->keys[0] = (nxc__bytes_t){(const uint8_t *)&e->k, sizeof e->k};
-    *state_p = e;
+        r->ranges[i] = (nxc__range_t){(uintptr_t)bufs[i].ptr, bufs[i].size};
+    atomic_store_explicit(&r->state, STATE(seq, PHASE_LIVE, 0), memory_order_release);
+    d->key = (record_key_t){t->arena_fd, d->slot, r->tag};
+    sec->keys[0] = (nxc__bytes_t){(const uint8_t *)&d->key, sizeof d->key};
+    t->slot_op[d->slot] = op;
+    *state_p = d;
     return NXC_OK;
 }
 
+/* No new access from now on: LIVE turns DEAD. A claimed write is left to
+ * finish (direct_busy() tells the core). */
 void nxc__shm_retire(nxc__tp_t *tp, nxc_op_t *op, void *state) {
-    record_t *r = state;
-    __atomic_store_n(&r->live, 0, __ATOMIC_SEQ_CST);
+    shm_tp_t *t = (shm_tp_t *)tp;
+    direct_op_t *d = state;
+    record_t *r = &t->arena->records[d->slot];
+    uint64_t s = atomic_load(&r->state);
+    while (STATE_PHASE(s) == PHASE_LIVE &&
+           !atomic_compare_exchange_weak(&r->state, &s, STATE(STATE_SEQ(s), PHASE_DEAD, 0)))
+        ;
+}
+
+bool nxc__shm_direct_busy(nxc__tp_t *tp, nxc_op_t *op, void *state) {
+    shm_tp_t *t = (shm_tp_t *)tp;
+    direct_op_t *d = state;
+    uint64_t s = atomic_load(&t->arena->records[d->slot].state);
+    return STATE_PHASE(s) == PHASE_CLAIMED && nxc__process_alive(STATE_PID(s));
 }
 
 void nxc__shm_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state) {
-    record_t *r = state;
-    if (!r) return;
-    __atomic_store_n(&r->live, 0, __ATOMIC_SEQ_CST);
-    r->magic = 0;
-    free(r);
+    shm_tp_t *t = (shm_tp_t *)tp;
+    direct_op_t *d = state;
+    record_t *r = &t->arena->records[d->slot];
+    /* A new seq: a writer still holding a claim past the drain bound fails
+     * its final step and reports no success; nobody matches an old key. */
+    uint64_t s = atomic_load(&r->state);
+    atomic_store(&r->state, STATE(STATE_SEQ(s) + 1, PHASE_FREE, 0));
+    t->slot_op[d->slot] = NULL;
+    t->free_slots[t->nfree++] = d->slot;
+    free(d);
 }
 
-/* Does the record (copied from the owner) allow this read? The metadata's
- * key must be the op's, or the owner would drop our READ_DONE and never
- * complete; its descriptors must be exactly the op's buffers, so that
- * completing means the whole op was read (the planner already made the
- * local total equal the remote one). */
+void nxc__shm_claimer_lost(stream_tp_t *stream, pid_t pid) {
+    shm_tp_t *t = shm_of(stream);
+    if (!t->arena || pid <= 0 || nxc__process_alive(pid)) return;
+    for (uint32_t i = 0; i < ARENA_RECORDS; i++) {
+        record_t *r = &t->arena->records[i];
+        uint64_t s = atomic_load(&r->state);
+        if (!t->slot_op[i] || STATE_PHASE(s) != PHASE_CLAIMED || STATE_PID(s) != pid) continue;
+        atomic_compare_exchange_strong(&r->state, &s, STATE(STATE_SEQ(s), PHASE_DEAD, 0));
+        nxc__op_finish(t->slot_op[i], NXC_ERR_PEER_FAILED,
+                       "shm: process %d died while writing the op's memory directly", (int)pid);
+    }
+}
+
+/* --- the peer's side ------------------------------------------------------------------ */
+
+/* The arena of the owner connector `instance`, held by process `pid`, mapped
+ * here (on first use: opened through /proc and checked); NULL if it cannot. */
+static arena_t *peer_arena(shm_tp_t *t, const uint8_t *instance, pid_t pid, int32_t fd_no) {
+    for (unsigned i = 0; i < PEER_ARENAS; i++) {
+        peer_arena_t *p = &t->peers[i];
+        if (p->map && p->pid == pid && p->fd_no == fd_no &&
+            !memcmp(p->instance, instance, NXC__INSTANCE_LEN))
+            return p->map;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, (int)fd_no);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+    void *map = MAP_FAILED;
+    /* Sealed against shrinking: the owner cannot make our loads fault. */
+    if (!fstat(fd, &st) && st.st_size == (off_t)sizeof(arena_t) && seals >= 0 &&
+        (seals & F_SEAL_SHRINK))
+        map = mmap(NULL, sizeof(arena_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return NULL;
+    arena_t *a = map;
+    if (a->magic != ARENA_MAGIC || memcmp(a->instance, instance, NXC__INSTANCE_LEN)) {
+        munmap(map, sizeof(arena_t));
+        return NULL;
+    }
+    peer_arena_t *p = &t->peers[t->next_evict++ % PEER_ARENAS];
+    if (p->map) munmap(p->map, sizeof(arena_t));
+    *p = (peer_arena_t){.pid = pid, .fd_no = fd_no, .map = a};
+    memcpy(p->instance, instance, NXC__INSTANCE_LEN);
+    return a;
+}
+
+/* Does the record (copied from the owner) allow this op? A read needs a
+ * readable, a write a writable (whatever the metadata says). The metadata's
+ * key must be the op's, or the owner would drop our READ/WRITE_DONE and
+ * never complete; its descriptors must be exactly the op's buffers, so that
+ * completing means the whole op moved (the planner already made the local
+ * total equal the remote one). */
 static bool record_valid(const record_t *r, const record_key_t *key, const nxc_op_t *op) {
     const nxc__metadata_t *md = nxc__op_peer_md(op);
-    if (r->magic != RECORD_MAGIC || r->tag != key->tag || r->live != 1 ||
-        r->nranges > RECORD_RANGES || r->nranges != md->ndesc ||
-        sodium_memcmp(r->secret, md->secret, NXC__SECRET_LEN) ||
+    nxc_op_kind_t need = nxc__op_kind(op) == NXC_OP_READ ? NXC_OP_READABLE : NXC_OP_WRITABLE;
+    if (r->tag != key->tag || r->kind != (uint32_t)need || r->nranges > RECORD_RANGES ||
+        r->nranges != md->ndesc || sodium_memcmp(r->secret, md->secret, NXC__SECRET_LEN) ||
         strncmp(r->key, nxc__op_key(op), sizeof r->key))
         return false;
     for (size_t i = 0; i < md->ndesc; i++)
@@ -100,40 +218,95 @@ static bool record_valid(const record_t *r, const record_key_t *key, const nxc_o
     return true;
 }
 
-static bool read_record(pid_t pid, const record_key_t *key, record_t *r) {
-    struct iovec l = {r, sizeof *r}, rv = {(void *)(uintptr_t)key->addr, sizeof *r};
-    return process_vm_readv(pid, &l, 1, &rv, 1, 0) == (ssize_t)sizeof *r;
-}
+/* The record an op may use directly, its state word as the copy was taken,
+ * and the process to copy with. */
+typedef struct direct_access {
+    pid_t pid;
+    _Atomic uint64_t *state;
+    uint64_t seen;
+} direct_access_t;
 
-/* Read op's bytes directly; false: take the grant path instead (which also
- * gives the passive side's reason if access is refused). */
-bool nxc__shm_direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec) {
+static bool direct_open(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec,
+                        direct_access_t *acc) {
     const nxc__metadata_t *md = nxc__op_peer_md(op);
-    size_t nsegs, nbufs;
-    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
-    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
-    uint64_t total = nxc__op_total(op);
-    if (nxc__op_kind(op) != NXC_OP_READ || total > t->inline_max || nsegs > IOVS ||
+    size_t nsegs;
+    nxc__op_segs(op, &nsegs);
+    if (nxc__op_total(op) > t->inline_max || nsegs > IOVS ||
         sec->keys[0].len != sizeof(record_key_t))
         return false;
     /* the process our connection to this connector was vetted against, never
      * the pid the metadata claims */
-    pid_t pid = nxc__stream_peer_pid(&t->s, md->instance);
-    if (pid <= 0) return false;
+    acc->pid = nxc__stream_peer_pid(&t->s, md->instance);
+    if (acc->pid <= 0) return false;
     record_key_t key;
     memcpy(&key, sec->keys[0].data, sizeof key);
-    record_t r;
-    if (!read_record(pid, &key, &r) || !record_valid(&r, &key, op)) return false;
-    struct iovec l[IOVS], rv[IOVS];
+    arena_t *a =
+        key.slot < ARENA_RECORDS ? peer_arena(t, md->instance, acc->pid, key.arena_fd) : NULL;
+    if (!a) return false;
+    record_t *shared = &a->records[key.slot], copy;
+    acc->state = &shared->state;
+    acc->seen = atomic_load_explicit(acc->state, memory_order_acquire);
+    memcpy(&copy, shared, sizeof copy);
+    return STATE_PHASE(acc->seen) == PHASE_LIVE && atomic_load(acc->state) == acc->seen &&
+           record_valid(&copy, &key, op);
+}
+
+/* The op's segments as iovecs on both sides. */
+static void direct_iovs(nxc_op_t *op, struct iovec *mine, struct iovec *theirs) {
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
+    size_t nsegs, nbufs;
+    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
     for (size_t i = 0; i < nsegs; i++) {
-        const nxc__seg_t *seg = &segs[i];
-        l[i] = (struct iovec){nxc__seg_local(seg, bufs, 0), seg->len};
-        rv[i] = (struct iovec){(void *)(uintptr_t)nxc__seg_remote(seg, md, 0), seg->len};
+        mine[i] = (struct iovec){nxc__seg_local(&segs[i], bufs, 0), segs[i].len};
+        theirs[i] =
+            (struct iovec){(void *)(uintptr_t)nxc__seg_remote(&segs[i], md, 0), segs[i].len};
     }
-    ssize_t got = process_vm_readv(pid, l, nsegs, rv, nsegs, 0);
-    if (got != (ssize_t)total || !read_record(pid, &key, &r) || !record_valid(&r, &key, op))
+}
+
+static bool direct_read(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
+    size_t nsegs;
+    nxc__op_segs(op, &nsegs);
+    struct iovec mine[IOVS], theirs[IOVS];
+    direct_iovs(op, mine, theirs);
+    ssize_t got = process_vm_readv(acc->pid, mine, nsegs, theirs, nsegs, 0);
+    /* still the same state: the op stayed live through the copy */
+    if (got != (ssize_t)nxc__op_total(op) || atomic_load(acc->state) != acc->seen) return false;
+    return nxc__stream_send_direct_done(&t->s, nxc__op_peer_md(op)->instance, nxc__op_key(op),
+                                        nxc__op_peer_md(op)->secret, NXC__WIRE_READ_DONE);
+}
+
+static bool direct_write(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
+    uint64_t seen = acc->seen;
+    uint64_t claimed = STATE(STATE_SEQ(seen), PHASE_CLAIMED, getpid());
+    if (!atomic_compare_exchange_strong(acc->state, &seen, claimed)) return false;
+    size_t nsegs;
+    nxc__op_segs(op, &nsegs);
+    struct iovec mine[IOVS], theirs[IOVS];
+    direct_iovs(op, mine, theirs);
+    ssize_t put = process_vm_writev(acc->pid, mine, nsegs, theirs, nsegs, 0);
+    if (put != (ssize_t)nxc__op_total(op)) { /* hand the claim back: the grant path retries */
+        atomic_compare_exchange_strong(acc->state, &claimed, acc->seen);
         return false;
-    if (!nxc__stream_send_read_done(&t->s, md->instance, nxc__op_key(op), md->secret)) return false;
-    nxc__op_finish(op, NXC_OK, "%s", "");
+    }
+    uint64_t written = STATE(STATE_SEQ(claimed), PHASE_WRITTEN, getpid());
+    if (!atomic_compare_exchange_strong(acc->state, &claimed, written)) {
+        /* The owner gave the record up while we wrote (its drain bound
+         * passed): the op is over for it, and the write must not count. */
+        nxc__op_finish(op, NXC_ERR_REFUSED, "shm: the owner ended the op during the write");
+        return true;
+    }
+    /* Not told: the grant path writes the same bytes again and completes. */
+    return nxc__stream_send_direct_done(&t->s, nxc__op_peer_md(op)->instance, nxc__op_key(op),
+                                        nxc__op_peer_md(op)->secret, NXC__WIRE_WRITE_DONE);
+}
+
+bool nxc__shm_direct(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec) {
+    direct_access_t acc;
+    if (!direct_open(t, op, sec, &acc)) return false;
+    bool moved =
+        nxc__op_kind(op) == NXC_OP_READ ? direct_read(t, op, &acc) : direct_write(t, op, &acc);
+    if (!moved) return false;
+    nxc__op_finish(op, NXC_OK, "%s", ""); /* ignored when direct_write() ended it */
     return true;
 }

@@ -24,7 +24,8 @@
  * (SIGSTOP) in the middle of a chunk for longer than the drain can still
  * finish that one chunk after release returns: docs/transports.md.
  *
- * Small readables can also be read without a grant round trip: direct.c.
+ * Small ops can also be read or written without a grant round trip, in
+ * the initiator's own thread: direct.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -280,6 +281,7 @@ static void shm_flavour_destroy(stream_tp_t *stream) {
         pthread_join(t->threads[i], NULL);
     t->nthreads = 0;
     if (t->efd >= 0) close(t->efd);
+    nxc__shm_arena_close(t);
     while (t->done) { /* nothing is in flight at destroy; belt and braces */
         group_t *group = t->done;
         t->done = group->next;
@@ -298,6 +300,7 @@ static const stream_flavour_t shm_flavour = {
     .tune = shm_tune,
     .vet = shm_vet,
     .copy = shm_copy,
+    .process_lost = nxc__shm_claimer_lost,
     .destroy = shm_flavour_destroy,
 };
 
@@ -313,12 +316,15 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
 
     shm_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "shm: out of memory");
-    t->s.lfd = t->s.epfd = t->efd = -1;
+    t->s.lfd = t->s.epfd = t->efd = t->arena_fd = -1;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     char instance[2 * NXC__INSTANCE_LEN + 1];
     nxc__hex(instance, nxc__connector_instance(c), NXC__INSTANCE_LEN);
     snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-%s", instance);
+    if (!nxc__shm_arena_open(t, nxc__connector_instance(c)))
+        NXC_LOG_I("shm: no arena for direct access (%s); every transfer takes a grant",
+                  strerror(errno));
     t->inline_max = (size_t)nxc__option_int(c, "shm", "inline_max", 1 << 20);
     int want_threads = (int)nxc__option_int(c, "shm", "threads", 2);
 
@@ -359,7 +365,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
 }
 
 static nxc_status_t shm_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_t *sec) {
-    if (nxc__shm_direct_read((shm_tp_t *)tp, op, sec)) return NXC_OK;
+    if (nxc__shm_direct((shm_tp_t *)tp, op, sec)) return NXC_OK;
     return nxc__stream_post(tp, op, sec);
 }
 
@@ -440,6 +446,7 @@ const nxc__transport_ops_t nxc__transport_shm = {
     NXC__STREAM_OPS,
     .expose = nxc__shm_expose,
     .retire = nxc__shm_retire,
+    .direct_busy = nxc__shm_direct_busy,
     .unexpose = nxc__shm_unexpose,
     .reachable = shm_reachable,
     .post = shm_post,

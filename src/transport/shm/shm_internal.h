@@ -33,6 +33,62 @@ typedef struct job {
     uint64_t from, to; /* byte range of the stripe */
 } job_t;
 
+/* --- direct access (direct.c) ------------------------------------------------------------ */
+
+#define RECORD_RANGES 8    /* buffers an op may have and still be reached directly */
+#define ARENA_RECORDS 1024 /* exposed ops with direct access at once, per connector */
+
+/* An access record's state word, shared by the owner and its peers:
+ * seq (bits 40..63, new each time the record is reused) | phase (32..39) |
+ * the claiming writer's pid (0..31). */
+enum record_phase { PHASE_FREE = 0, PHASE_LIVE, PHASE_CLAIMED, PHASE_WRITTEN, PHASE_DEAD };
+#define STATE(seq, phase, pid)                                                                     \
+    (((uint64_t)(seq) << 40) | ((uint64_t)(phase) << 32) | (uint32_t)(pid))
+#define STATE_SEQ(s) ((s) >> 40)
+#define STATE_PHASE(s) ((unsigned)(((s) >> 32) & 0xff))
+#define STATE_PID(s) ((pid_t)(uint32_t)(s))
+
+/* What a peer needs to reach an op without a grant. The owner writes the
+ * fields only while the phase is FREE; peers copy them and trust them only
+ * as far as the state word says they held. */
+typedef struct record {
+    _Atomic uint64_t state;
+    uint64_t tag; /* random: the metadata's key names it */
+    uint8_t secret[NXC__SECRET_LEN];
+    char key[NXC_KEY_MAX + 1]; /* the op's notification key: READ/WRITE_DONE name it */
+    uint8_t pad0[7];
+    uint32_t nranges;
+    uint32_t kind; /* nxc_op_kind_t: READABLE or WRITABLE */
+    nxc__range_t ranges[RECORD_RANGES];
+} record_t;
+
+#define ARENA_MAGIC 0x414e455241584e00ull /* "\0NXARENA" */
+
+/* The owner's records in a sealed memfd that peers map too. */
+typedef struct arena {
+    uint64_t magic;
+    uint8_t instance[NXC__INSTANCE_LEN]; /* the owner connector's */
+    uint32_t nrecords;
+    uint32_t pad;
+    record_t records[ARENA_RECORDS];
+} arena_t;
+
+/* A direct op's key in the metadata (shm's key of descriptor 0). */
+typedef struct record_key {
+    int32_t arena_fd; /* the memfd's number in the owner process */
+    uint32_t slot;
+    uint64_t tag;
+} record_key_t;
+
+/* A peer's arena, mapped here (active side). */
+typedef struct peer_arena {
+    uint8_t instance[NXC__INSTANCE_LEN];
+    pid_t pid;
+    int32_t fd_no;
+    arena_t *map; /* NULL: unused */
+} peer_arena_t;
+#define PEER_ARENAS 16
+
 typedef struct shm_tp {
     stream_tp_t s;
     char sock_name[64];
@@ -45,6 +101,16 @@ typedef struct shm_tp {
     group_t *done;
     bool quit;
     int efd; /* copier -> progress: groups are done */
+    /* direct access, owner side: the arena (-1/NULL: none), its free
+     * records, and the op behind each record in use */
+    int arena_fd;
+    arena_t *arena;
+    uint32_t free_slots[ARENA_RECORDS];
+    uint32_t nfree;
+    nxc_op_t *slot_op[ARENA_RECORDS];
+    /* direct access, active side: the arenas of peers, mapped on first use */
+    peer_arena_t peers[PEER_ARENAS];
+    unsigned next_evict;
 } shm_tp_t;
 
 static inline shm_tp_t *shm_of(stream_tp_t *t) {
@@ -53,10 +119,19 @@ static inline shm_tp_t *shm_of(stream_tp_t *t) {
 
 /* --- direct.c --------------------------------------------------------------------------- */
 
+/* The arena: made at create (false: no direct access, grants still work),
+ * unmapped at destroy with the peers' arenas. */
+bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance);
+void nxc__shm_arena_close(shm_tp_t *t);
 nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p);
 void nxc__shm_retire(nxc__tp_t *tp, nxc_op_t *op, void *state);
+bool nxc__shm_direct_busy(nxc__tp_t *tp, nxc_op_t *op, void *state);
 void nxc__shm_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state);
-/* Read op's bytes directly; false: take the grant path instead. */
-bool nxc__shm_direct_read(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec);
+/* Move op's bytes directly (a read or a write); false: take the grant path
+ * instead (which also gives the passive side's reason if access is refused). */
+bool nxc__shm_direct(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec);
+/* A peer process's connection closed: if the process is gone, the ops it
+ * was writing directly fail (their memory is partly written). */
+void nxc__shm_claimer_lost(stream_tp_t *stream, pid_t pid);
 
 #endif

@@ -109,6 +109,7 @@ void nxc__stream_conns_reap(stream_tp_t *t) {
             snprintf(why, sizeof why, "peer %s: %s", conn->peer ? conn->peer->name : "(unknown)",
                      conn->why);
             nxc__peer_lost(t->base.c, conn, why);
+            if (t->fl->process_lost && conn->peer_pid > 0) t->fl->process_lost(t, conn->peer_pid);
             if (conn->peer && !inbound_left(t, conn->peer))
                 nxc__stream_peer_gone(t, conn->peer, why);
         }
@@ -125,6 +126,10 @@ stream_conn_t *nxc__stream_conn_new(stream_tp_t *t, int fd, bool inbound, stream
     conn->fd = fd;
     conn->inbound = inbound;
     conn->peer = p;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (inbound && !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) /* unix sockets */
+        conn->peer_pid = cred.pid;
     conn->last_rx = conn->frame_start = nxc__now_ns();
     conn->events = EPOLLIN | (inbound ? 0 : EPOLLOUT);
     struct epoll_event e = {.events = conn->events, .data.ptr = conn};

@@ -281,21 +281,25 @@ static void on_cancel(stream_conn_t *conn) {
     nxc__stream_conn_close(conn, "the peer cancelled its read");
 }
 
-static void on_read_done(stream_conn_t *conn) {
+/* READ_DONE or WRITE_DONE: a direct access (shm) moved the whole op. */
+static void on_direct_done(stream_conn_t *conn) {
     nxc__wire_read_done_t r;
+    bool read = conn->hdr.type == NXC__WIRE_READ_DONE;
     if (conn->t->fl->inline_data || conn->hdr.body_len < sizeof r) {
-        nxc__stream_conn_close(conn, "protocol: unexpected READ_DONE");
+        nxc__stream_conn_close(conn, "protocol: unexpected %s", read ? "READ_DONE" : "WRITE_DONE");
         return;
     }
     memcpy(&r, conn->body, sizeof r);
     if (r.key_len == 0 || r.key_len > NXC_KEY_MAX || conn->hdr.body_len != sizeof r + r.key_len) {
-        nxc__stream_conn_close(conn, "protocol: bad READ_DONE");
+        nxc__stream_conn_close(conn, "protocol: bad %s", read ? "READ_DONE" : "WRITE_DONE");
         return;
     }
     char key[NXC_KEY_MAX + 1];
     body_text(conn, sizeof r, r.key_len, key);
-    /* false: the op ended meanwhile (the reader's own check then failed) */
-    nxc__complete_direct(conn->t->base.c, &conn->t->base, key, r.secret, NXC_OP_READABLE);
+    /* false: the op ended meanwhile (a reader's own check then failed; a
+     * writer's claim held the end back until it was done) */
+    nxc__complete_direct(conn->t->base.c, &conn->t->base, key, r.secret,
+                         read ? NXC_OP_READABLE : NXC_OP_WRITABLE);
 }
 
 void nxc__stream_passive_dispatch(stream_conn_t *conn) {
@@ -312,7 +316,8 @@ void nxc__stream_passive_dispatch(stream_conn_t *conn) {
         on_req(conn);
         break;
     case NXC__WIRE_DONE: on_done(conn); break;
-    case NXC__WIRE_READ_DONE: on_read_done(conn); break;
+    case NXC__WIRE_READ_DONE:
+    case NXC__WIRE_WRITE_DONE: on_direct_done(conn); break;
     case NXC__WIRE_CANCEL: on_cancel(conn); break;
     default: nxc__stream_conn_close(conn, "protocol: unexpected frame type %u", conn->hdr.type);
     }

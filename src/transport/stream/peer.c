@@ -83,14 +83,13 @@ stream_conn_t *nxc__stream_ready_conn(stream_tp_t *t, const stream_peer_t *p) {
     return NULL;
 }
 
-bool nxc__stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *key,
-                                const uint8_t *secret) {
+bool nxc__stream_send_direct_done(stream_tp_t *t, const uint8_t *instance, const char *key,
+                                  const uint8_t *secret, uint8_t type) {
     stream_conn_t *conn = nxc__stream_ready_conn(t, nxc__stream_peer_find(t, instance));
     if (!conn) return false;
     nxc__wire_read_done_t r = {.key_len = (uint16_t)strlen(key)};
     memcpy(r.secret, secret, sizeof r.secret);
-    if (!nxc__stream_send_frame(conn, NXC__WIRE_READ_DONE, 0, &r, sizeof r, key, r.key_len, NULL, 0,
-                                NULL, 0))
+    if (!nxc__stream_send_frame(conn, type, 0, &r, sizeof r, key, r.key_len, NULL, 0, NULL, 0))
         return false;
     nxc__stream_conn_flush(conn);
     return true;

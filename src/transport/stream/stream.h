@@ -54,6 +54,9 @@ typedef struct stream_flavour {
      * thread and call nxc__stream_copy_done() later (return false). */
     bool (*copy)(stream_tp_t *t, stream_stripe_t *s, nxc_status_t *result, char *why,
                  size_t why_len);
+    /* Optional: an inbound connection from process `pid` (the kernel's
+     * credentials of a unix socket; never called for tcp) closed. */
+    void (*process_lost)(stream_tp_t *t, pid_t pid);
     /* Free what the flavour added to the transport. */
     void (*destroy)(stream_tp_t *t);
 } stream_flavour_t;
@@ -117,10 +120,11 @@ bool nxc__stream_peer_connected(stream_tp_t *t, const uint8_t *instance);
  * vet() learnt it at first contact; 0 when there is none. */
 pid_t nxc__stream_peer_pid(stream_tp_t *t, const uint8_t *instance);
 
-/* Tell the peer `instance` that a direct read of its op `key` moved every
+/* Tell the peer `instance` that a direct read or write (`type`
+ * NXC__WIRE_READ_DONE or NXC__WIRE_WRITE_DONE) of its op `key` moved every
  * byte (shm), over a ready connection; false when there is none. */
-bool nxc__stream_send_read_done(stream_tp_t *t, const uint8_t *instance, const char *key,
-                                const uint8_t *secret);
+bool nxc__stream_send_direct_done(stream_tp_t *t, const uint8_t *instance, const char *key,
+                                  const uint8_t *secret, uint8_t type);
 
 /* The ops shared by both transports. */
 int nxc__stream_event_fd(nxc__tp_t *tp);

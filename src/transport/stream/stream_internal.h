@@ -74,7 +74,9 @@ struct stream_conn {
     int fd;
     bool inbound, connecting, ready, closing, dead;
     unsigned attempt;
-    pid_t peer_pid; /* outbound, vetted: the process holding the other end */
+    /* The process holding the other end: outbound, vetted (vet()); inbound,
+     * from the kernel's credentials of a unix socket (0 for tcp). */
+    pid_t peer_pid;
     uint32_t events;
     uint64_t last_rx;     /* ns */
     uint64_t frame_start; /* ns: the handshake, or the frame being received, began */

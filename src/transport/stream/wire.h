@@ -25,6 +25,9 @@
  *                                             readable directly (after
  *                                             checking its access record
  *                                             before and after the copy)
+ *   WRITE_DONE {secret, key}             ─▶  shm: the active side wrote a
+ *                                             writable directly (under a
+ *                                             claim in the owner's arena)
  *
  * A request of a striped transfer names the transfer (`xfer`, chosen by the
  * active side) and the number of stripes; the passive op completes when the
@@ -40,7 +43,8 @@
 #include "core/metadata.h"
 
 #define NXC__WIRE_MAGIC 0x3153584eu /* "NXS1" */
-#define NXC__WIRE_VERSION 1
+/* 2: merged ranges in requests, the shm arena's keys, WRITE_DONE. */
+#define NXC__WIRE_VERSION 2
 /* Largest body: a request naming every segment of the largest transfer (a
  * plan between two lists of NXC_DESCS_MAX descriptors has fewer than twice
  * as many segments). */
@@ -57,8 +61,9 @@ enum nxc__wire_type {
     NXC__WIRE_ACK = 5,
     NXC__WIRE_REFUSED = 6,
     NXC__WIRE_DONE = 7,
-    NXC__WIRE_READ_DONE = 8, /* shm: a direct read (no grant) moved every byte */
-    NXC__WIRE_CANCEL = 9,    /* tcp read: stop sending this grant's bytes */
+    NXC__WIRE_READ_DONE = 8,   /* shm: a direct read (no grant) moved every byte */
+    NXC__WIRE_CANCEL = 9,      /* tcp read: stop sending this grant's bytes */
+    NXC__WIRE_WRITE_DONE = 10, /* shm: a direct write (claimed, no grant) moved every byte */
 };
 
 typedef struct nxc__wire_hdr {
@@ -113,7 +118,7 @@ typedef struct nxc__wire_refused {
     uint32_t pad;
 } nxc__wire_refused_t;
 
-/* READ_DONE body, followed by key_len bytes of key. */
+/* READ_DONE and WRITE_DONE body, followed by key_len bytes of key. */
 typedef struct nxc__wire_read_done {
     uint8_t secret[NXC__SECRET_LEN];
     uint16_t key_len;
