@@ -245,9 +245,14 @@ static bool direct_open(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec,
     if (!a) return false;
     record_t *shared = &a->records[key.slot], copy;
     acc->state = &shared->state;
+    /* A seqlock read: the fields hold for the state word seen before the
+     * copy if it is the same after it (the owner rewrites them only under a
+     * new seq). */
     acc->seen = atomic_load_explicit(acc->state, memory_order_acquire);
     memcpy(&copy, shared, sizeof copy);
-    return STATE_PHASE(acc->seen) == PHASE_LIVE && atomic_load(acc->state) == acc->seen &&
+    atomic_thread_fence(memory_order_acquire);
+    return STATE_PHASE(acc->seen) == PHASE_LIVE &&
+           atomic_load_explicit(acc->state, memory_order_relaxed) == acc->seen &&
            record_valid(&copy, &key, op);
 }
 
