@@ -302,10 +302,8 @@ static void *reader_thread(void *arg) {
 }
 
 static void test_threads(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, many_readables_peer, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(many_readables_peer, NULL, &pid);
     nxc_connector_t *c = nxt_connector("client", 1);
     char *mds[THREADS * PER_THREAD];
     for (size_t i = 0; i < THREADS * PER_THREAD; i++)
@@ -387,10 +385,8 @@ static void test_cancel_mid_transfer(void) {
     /* scaled (nxt_size) no lower than 32 MiB, which a slow build that
      * scales it takes far longer than 2 ms to move */
     size_t size = nxt_size(256u << 20, 32u << 20);
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, readable_until_done, &size);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(readable_until_done, &size, &pid);
     nxc_connector_t *c = nxt_connector("active", 1);
     size_t mdlen;
     char *md = nxt_recv(fd, &mdlen, 30000);

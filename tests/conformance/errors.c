@@ -324,10 +324,8 @@ static void expect_unreachable(nxc_connector_t *c, const char *md, bool read) {
 }
 
 static void unreachable_case(bool process_lives) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, gone_peer, process_lives ? (void *)1 : NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(gone_peer, process_lives ? (void *)1 : NULL, &pid);
     char *rmd = nxt_recv(fd, NULL, 30000), *wmd = nxt_recv(fd, NULL, 30000);
     if (!process_lives) nxt_join(pid, 30000);
     nxc_connector_t *c = nxt_connector("caller", 1);

@@ -179,10 +179,8 @@ static void stopped_peer(int fd, void *arg) {
 }
 
 static void test_active_deadline_and_cancel(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, stopped_peer, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(stopped_peer, NULL, &pid);
     char *md = nxt_recv(fd, NULL, 30000);
     nxt_stop(pid);
     nxc_connector_t *c = nxt_connector("caller", 1);
@@ -302,10 +300,8 @@ static void big_readable_peer(int fd, void *arg) {
 }
 
 static void test_kill_passive_mid_transfer(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, big_readable_peer, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(big_readable_peer, NULL, &pid);
     char *md = nxt_recv(fd, NULL, 60000);
     nxc_connector_t *c = nxt_connector("reader", 1);
     char *buf = nxt_alloc(BIG);
@@ -355,10 +351,8 @@ static nxc_op_t *writable_granted(nxc_connector_t *c, char *buf, int fd) {
 }
 
 static void test_kill_active_mid_transfer(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, big_writer_peer, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(big_writer_peer, NULL, &pid);
     nxc_connector_t *c = nxt_connector("target", 0);
     char *buf = nxt_alloc(BIG);
     nxc_op_t *op = writable_granted(c, buf, fd);
@@ -385,10 +379,8 @@ static uint64_t checksum(const char *p, size_t n) {
 }
 
 static void test_release_cuts_stuck_writer(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, big_writer_peer, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(big_writer_peer, NULL, &pid);
     nxc_connector_t *c = nxt_connector("target", 0);
     char *buf = nxt_alloc(BIG);
     nxc_op_t *op = writable_granted(c, buf, fd);
@@ -506,10 +498,8 @@ static uint64_t stop_stuck(int n, bool one_by_one) {
     const char *tp = nxt_transport();
     bool must_catch = !tp || strcmp(tp, "shm");
     for (int attempt = 1;; attempt++) {
-        nxt_chan_t ch;
-        nxt_chan_init(&ch);
-        pid_t pid = nxt_spawn(&ch, freezing_writables, (void *)(intptr_t)n);
-        int fd = nxt_chan_parent(&ch);
+        pid_t pid;
+        int fd = nxt_spawn_peer(freezing_writables, (void *)(intptr_t)n, &pid);
         nxc_connector_t *c = nxt_connector("stuck-writer", 1);
         char *src = nxt_alloc(stuck_total(n));
         nxc_op_t *ops[STUCK_MAX];

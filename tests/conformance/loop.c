@@ -55,10 +55,8 @@ static void readable_peer(int fd, void *arg) {
 /* After a completed read, one idle second costs a handful of poll()
  * returns (ucx: one per keepalive interval), not millions. */
 static void test_idle_after_read(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, readable_peer, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(readable_peer, NULL, &pid);
     char *md = nxt_recv(fd, NULL, 30000);
     nxc_connector_t *c = nxt_connector("loop-reader", 0);
     char *dst = nxt_alloc(SIZE);

@@ -190,6 +190,13 @@ pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg) {
     return pid;
 }
 
+int nxt_spawn_peer(void (*fn)(int fd, void *arg), void *arg, pid_t *pid_p) {
+    nxt_chan_t ch;
+    nxt_chan_init(&ch);
+    *pid_p = nxt_spawn(&ch, fn, arg);
+    return nxt_chan_parent(&ch);
+}
+
 int nxt_chan_parent(nxt_chan_t *ch) {
     if (ch->fd[1] >= 0) {
         close(ch->fd[1]);

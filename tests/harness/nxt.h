@@ -121,6 +121,9 @@ void nxt_chan_init(nxt_chan_t *ch);
 pid_t nxt_spawn(nxt_chan_t *ch, void (*fn)(int fd, void *arg), void *arg);
 /* In the parent after nxt_spawn: the parent's end of the channel. */
 int nxt_chan_parent(nxt_chan_t *ch);
+/* nxt_chan_init, nxt_spawn and nxt_chan_parent in one: fork a peer running
+ * fn(its end, arg) and return the parent's end; the peer's pid in *pid_p. */
+int nxt_spawn_peer(void (*fn)(int fd, void *arg), void *arg, pid_t *pid_p);
 void nxt_send(int fd, const void *buf, size_t len);
 /* Receive one message into a malloc'd, NUL-terminated buffer (caller frees);
  * fails the test after timeout_ms. */

@@ -143,10 +143,8 @@ static void test_ptrace_denied_falls_back(void) {
     if (geteuid() != 0 || !getpwnam("nobody"))
         nxt_skip("needs root and a 'nobody' user to run a reader as another user");
     peer_t p = start_peer();
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t r = nxt_spawn(&ch, unprivileged_reader, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t r;
+    int fd = nxt_spawn_peer(unprivileged_reader, NULL, &r);
     nxt_send_str(fd, p.md);
     free(nxt_recv(fd, NULL, 60000));
     nxt_join(r, 30000);

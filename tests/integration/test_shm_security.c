@@ -266,10 +266,8 @@ static char *forge_key(const char *md) {
 }
 
 static void test_direct_read_key(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, readables, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(readables, NULL, &pid);
     char *md0 = nxt_recv(fd, NULL, 30000), *md1 = nxt_recv(fd, NULL, 30000);
     nxc_connector_t *c = shm_connector("reader");
     char *dst = nxt_alloc(4096);
@@ -358,10 +356,8 @@ static void test_cut_mid_copy(void) {
     char *src = nxt_alloc(BIG);
     memset(src, 0x5c, BIG);
     for (int round = 0; round < 3; round++) {
-        nxt_chan_t ch;
-        nxt_chan_init(&ch);
-        pid_t pid = nxt_spawn(&ch, cutting_owner, NULL);
-        int fd = nxt_chan_parent(&ch);
+        pid_t pid;
+        int fd = nxt_spawn_peer(cutting_owner, NULL, &pid);
         nxc_connector_t *c = shm_connector("writer"); /* after the fork: see nxt_spawn */
         char *md = nxt_recv(fd, NULL, 30000);
         nxc_desc_t d = nxt_desc(src, BIG);
@@ -441,10 +437,8 @@ static char *forge_writable(const char *readable_md) {
 }
 
 static void test_direct_write(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, small_owner, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(small_owner, NULL, &pid);
     char *md_first = nxt_recv(fd, NULL, 30000), *md_w = nxt_recv(fd, NULL, 30000),
          *md_r = nxt_recv(fd, NULL, 30000);
     nxc_connector_t *c = shm_connector("writer");
@@ -566,10 +560,8 @@ static void claim_setup(int fd, nxc_connector_t *c, nxc_op_t **rd, nxc_op_t **wr
 }
 
 static void test_claim_holds_release(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, claimer, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(claimer, NULL, &pid);
     nxc_connector_t *c = shm_connector("owner");
     char *buf = nxt_alloc(64);
     nxc_op_t *rd, *wr;
@@ -591,10 +583,8 @@ static void test_claim_holds_release(void) {
 }
 
 static void test_dead_claimer_fails_op(void) {
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, claimer, "die");
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(claimer, "die", &pid);
     nxc_connector_t *c = shm_connector("owner");
     char *buf = nxt_alloc(64);
     nxc_op_t *rd, *wr;

@@ -649,10 +649,8 @@ static void churn_owner(int fd, void *arg) {
 
 static void test_destroy_during_wireup(void) {
     hogs_start();
-    nxt_chan_t ch;
-    nxt_chan_init(&ch);
-    pid_t pid = nxt_spawn(&ch, churn_owner, NULL);
-    int fd = nxt_chan_parent(&ch);
+    pid_t pid;
+    int fd = nxt_spawn_peer(churn_owner, NULL, &pid);
     static char buf[4096];
     nxc_desc_t d = nxt_desc(buf, sizeof buf);
     uint64_t t0 = nxt_now_ms();
