@@ -16,11 +16,12 @@
  * checks run after the whole text parsed, in the order of docs/metadata.md,
  * so a text with several faults reports the same one whatever its layout.
  *
- * About 660 lines, on purpose: the event callbacks and the checks they
+ * About 680 lines, on purpose: the event callbacks and the checks they
  * defer share one parse state, and the encoder beside them is the same
  * format written the other way. The hot paths of a 1024-descriptor text
  * (integers of up to 18 digits, ASCII strings, one device text repeated)
- * have short cuts: 393 -> 247 us per decode.
+ * have short cuts (393 -> 247 us per decode), and integers are written
+ * without sprintf (create with metadata 378 -> 258 us).
  */
 #include "core/metadata_json.h"
 
@@ -606,6 +607,18 @@ static bool gen_key(yajl_gen g, const char *key) {
     return yajl_gen_string(g, (const unsigned char *)key, strlen(key)) == yajl_gen_status_ok;
 }
 
+/* yajl_gen_integer() formats with sprintf, a quarter of encoding 1024
+ * descriptors; a JSON integer is only its decimal digits. */
+static bool gen_integer(yajl_gen g, long long v) {
+    char text[24], *at = text + sizeof text;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--at = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0) *--at = '-';
+    return yajl_gen_number(g, at, (size_t)(text + sizeof text - at)) == yajl_gen_status_ok;
+}
+
 static nxc_status_t gen_descs(yajl_gen g, const nxc__metadata_t *md) {
     bool ok = yajl_gen_array_open(g) == yajl_gen_status_ok;
     char dev[NXC_DEVICE_TEXT_MAX];
@@ -618,9 +631,8 @@ static nxc_status_t gen_descs(yajl_gen g, const nxc__metadata_t *md) {
                             "metadata encode: descriptor %zu: device kind %d id %d is invalid", i,
                             (int)d->device.kind, d->device.id);
         ok = yajl_gen_map_open(g) == yajl_gen_status_ok && gen_key(g, "device") &&
-             gen_key(g, dev) && gen_key(g, "ptr") &&
-             yajl_gen_integer(g, (long long)d->addr) == yajl_gen_status_ok && gen_key(g, "size") &&
-             yajl_gen_integer(g, (long long)d->size) == yajl_gen_status_ok &&
+             gen_key(g, dev) && gen_key(g, "ptr") && gen_integer(g, (long long)d->addr) &&
+             gen_key(g, "size") && gen_integer(g, (long long)d->size) &&
              yajl_gen_map_close(g) == yajl_gen_status_ok;
     }
     ok = ok && yajl_gen_array_close(g) == yajl_gen_status_ok;
@@ -636,8 +648,7 @@ static nxc_status_t gen_text(yajl_gen g, const nxc__metadata_t *md, const char *
     bool ok = gen_key(g, "nixl_metadata") &&
               yajl_gen_string(g, (const unsigned char *)nixl, nixl_len) == yajl_gen_status_ok &&
               gen_key(g, "notification_key") && gen_key(g, md->notification_key) &&
-              gen_key(g, "operation_kind") &&
-              yajl_gen_integer(g, md->operation_kind) == yajl_gen_status_ok &&
+              gen_key(g, "operation_kind") && gen_integer(g, md->operation_kind) &&
               yajl_gen_map_close(g) == yajl_gen_status_ok;
     return ok ? NXC_OK : nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
 }
