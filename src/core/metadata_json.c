@@ -16,12 +16,9 @@
  * checks run after the whole text parsed, in the order of docs/metadata.md,
  * so a text with several faults reports the same one whatever its layout.
  *
- * About 680 lines, on purpose: the event callbacks and the checks they
- * defer share one parse state, and the encoder beside them is the same
- * format written the other way. The hot paths of a 1024-descriptor text
- * (integers of up to 18 digits, ASCII strings, one device text repeated)
- * have short cuts (393 -> 247 us per decode), and integers are written
- * without sprintf (create with metadata 378 -> 258 us).
+ * The hot paths of a 1024-descriptor text (integers of up to 18 digits,
+ * ASCII strings, one device text repeated) have short cuts: 393 -> 247 us
+ * per decode. The encoder is metadata_json_gen.c.
  */
 #include "core/metadata_json.h"
 
@@ -34,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
 #include "core/device.h"
@@ -596,83 +592,5 @@ nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *
     } else
         free(p->nixl);
     free(p);
-    return st;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Encoding                                                                  */
-/* ------------------------------------------------------------------------ */
-
-static bool gen_key(yajl_gen g, const char *key) {
-    return yajl_gen_string(g, (const unsigned char *)key, strlen(key)) == yajl_gen_status_ok;
-}
-
-/* yajl_gen_integer() formats with sprintf, a quarter of encoding 1024
- * descriptors; a JSON integer is only its decimal digits. */
-static bool gen_integer(yajl_gen g, long long v) {
-    char text[24], *at = text + sizeof text;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do
-        *--at = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0) *--at = '-';
-    return yajl_gen_number(g, at, (size_t)(text + sizeof text - at)) == yajl_gen_status_ok;
-}
-
-static nxc_status_t gen_descs(yajl_gen g, const nxc__metadata_t *md) {
-    bool ok = yajl_gen_array_open(g) == yajl_gen_status_ok;
-    char dev[NXC_DEVICE_TEXT_MAX];
-    for (size_t i = 0; ok && i < md->ndesc; i++) {
-        const nxc__rdesc_t *d = &md->descs[i];
-        /* the descriptors of an op are nearly always on one device: format once */
-        bool same = i > 0 && d->device.kind == d[-1].device.kind && d->device.id == d[-1].device.id;
-        if (!same && nxc_device_format(d->device, dev, sizeof dev) != NXC_OK)
-            return nxc__err(NXC_ERR_INVALID_PARAM,
-                            "metadata encode: descriptor %zu: device kind %d id %d is invalid", i,
-                            (int)d->device.kind, d->device.id);
-        ok = yajl_gen_map_open(g) == yajl_gen_status_ok && gen_key(g, "device") &&
-             gen_key(g, dev) && gen_key(g, "ptr") && gen_integer(g, (long long)d->addr) &&
-             gen_key(g, "size") && gen_integer(g, (long long)d->size) &&
-             yajl_gen_map_close(g) == yajl_gen_status_ok;
-    }
-    ok = ok && yajl_gen_array_close(g) == yajl_gen_status_ok;
-    return ok ? NXC_OK : nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-}
-
-static nxc_status_t gen_text(yajl_gen g, const nxc__metadata_t *md, const char *nixl,
-                             size_t nixl_len) {
-    nxc_status_t st;
-    if (yajl_gen_map_open(g) != yajl_gen_status_ok || !gen_key(g, "descriptors"))
-        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    if ((st = gen_descs(g, md))) return st;
-    bool ok = gen_key(g, "nixl_metadata") &&
-              yajl_gen_string(g, (const unsigned char *)nixl, nixl_len) == yajl_gen_status_ok &&
-              gen_key(g, "notification_key") && gen_key(g, md->notification_key) &&
-              gen_key(g, "operation_kind") && gen_integer(g, md->operation_kind) &&
-              yajl_gen_map_close(g) == yajl_gen_status_ok;
-    return ok ? NXC_OK : nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-}
-
-nxc_status_t nxc__md_json_encode(const nxc__metadata_t *md, const char *nixl, size_t nixl_len,
-                                 char **text_p, size_t *len_p) {
-    yajl_gen g = yajl_gen_alloc(NULL);
-    if (!g) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    nxc_status_t st = gen_text(g, md, nixl, nixl_len);
-    const unsigned char *buf = NULL;
-    size_t n = 0;
-    if (st == NXC_OK) yajl_gen_get_buf(g, &buf, &n);
-    if (st == NXC_OK && n > NXC_METADATA_MAX)
-        st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
-                      "metadata encode: the text would be %zu bytes; at most %u", n,
-                      (unsigned)NXC_METADATA_MAX);
-    char *text = st == NXC_OK ? malloc(n + 1) : NULL;
-    if (st == NXC_OK && !text) st = nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    if (st == NXC_OK) {
-        memcpy(text, buf, n);
-        text[n] = '\0';
-        *text_p = text;
-        if (len_p) *len_p = n;
-    }
-    yajl_gen_free(g);
     return st;
 }
