@@ -10,7 +10,7 @@ model_dump_json() of an RdmaMetadata is exactly nxc's metadata text
 
 import json
 
-__all__ = ["SerializedDescriptor", "RdmaMetadata", "metadata_text", "HAVE_PYDANTIC"]
+__all__ = ["SerializedDescriptor", "RdmaMetadata", "metadata_text", "from_nxc_text", "HAVE_PYDANTIC"]
 
 try:
     import pydantic
@@ -35,13 +35,35 @@ def _md_dict(m):
     }
 
 
+# One encoder for every call: json.dumps with separators builds a new one
+# each time, a third of encoding a one-descriptor text.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _compact(obj):
-    return json.dumps(obj, separators=(",", ":"))
+    return _encode(obj)
+
+
+# The texts of models made by from_nxc_text(), by id(model), with the model
+# itself (so that the id cannot be reused while the entry lives). Models are
+# immutable: a text, once known, stays the model's. Bounded: the oldest go.
+_TEXTS = {}
+_TEXTS_MAX = 1024
 
 
 def metadata_text(m):
     """nxc's metadata text for an RdmaMetadata."""
+    known = _TEXTS.get(id(m))
+    if known is not None and known[0] is m:
+        return known[1]
     return _compact(_md_dict(m))
+
+
+def _remember(model, text):
+    if len(_TEXTS) >= _TEXTS_MAX:
+        del _TEXTS[next(iter(_TEXTS))]
+    _TEXTS[id(model)] = (model, text)
+    return model
 
 
 if HAVE_PYDANTIC and PYDANTIC_V2:  # pragma: no cover - Debian 12 ships v1
@@ -172,3 +194,25 @@ else:  # pragma: no cover
             obj = dict(obj)
             obj["descriptors"] = [SerializedDescriptor.model_validate(d) for d in obj.get("descriptors", [])]
             return cls(**obj)
+
+
+def from_nxc_text(text):
+    """The RdmaMetadata of a text nxc itself wrote (nxc_op_metadata): its
+    fields are already checked, so the model is built without validating
+    them again (pydantic's validation was most of a passive op's metadata()
+    call), and its text is kept for model_dump_json() and begin_*."""
+    d = json.loads(text)
+    descs = d["descriptors"]
+    if HAVE_PYDANTIC and PYDANTIC_V2:  # pragma: no cover - Debian 12 ships v1
+        model = RdmaMetadata.model_construct(
+            descriptors=[SerializedDescriptor.model_construct(**x) for x in descs],
+            nixl_metadata=d["nixl_metadata"], notification_key=d["notification_key"],
+            operation_kind=d["operation_kind"])
+    elif HAVE_PYDANTIC:
+        model = RdmaMetadata.construct(
+            descriptors=[SerializedDescriptor.construct(**x) for x in descs],
+            nixl_metadata=d["nixl_metadata"], notification_key=d["notification_key"],
+            operation_kind=d["operation_kind"])
+    else:  # pragma: no cover - exercised only without pydantic
+        model = RdmaMetadata.model_validate(d)
+    return _remember(model, text if isinstance(text, str) else text.decode())

@@ -24,7 +24,7 @@ import weakref
 
 from . import _lib
 from ._lib import lib
-from ._models import HAVE_PYDANTIC, RdmaMetadata, SerializedDescriptor, metadata_text
+from ._models import HAVE_PYDANTIC, RdmaMetadata, SerializedDescriptor, from_nxc_text, metadata_text
 from .errors import MetadataError, NotSupportedError, NxcError, NxcTimeoutError, check, error_for
 
 __all__ = [
@@ -527,7 +527,7 @@ class _PassiveOperation(_Operation):
             n = ctypes.c_size_t()
             check(lib.nxc_op_metadata(self._op, ctypes.byref(text), ctypes.byref(n)),
                   f"{self._kind_name}.metadata")
-            self._cached_md = RdmaMetadata.model_validate_json(ctypes.string_at(text, n.value))
+            self._cached_md = from_nxc_text(ctypes.string_at(text, n.value))
         return self._cached_md
 
     @property
