@@ -158,6 +158,9 @@ def test_metadata_text_identical_to_c(connector):
             text = ctypes.c_char_p()
             lib.nxc_op_metadata(w._op, ctypes.byref(text), None)
             assert w.metadata().model_dump_json() == text.value.decode()
+            # metadata() keeps nxc's own text; a model validated anew encodes it again
+            fresh = connect.RdmaMetadata.model_validate(w.metadata().model_dump())
+            assert fresh == w.metadata() and fresh.model_dump_json() == text.value.decode()
 
     run(main())
 
