@@ -13,24 +13,24 @@
 #include "core/metadata_json.h"
 #include "util/error.h"
 
-static bool gen_key(yajl_gen g, const char *key) {
-    return yajl_gen_string(g, (const unsigned char *)key, strlen(key)) == yajl_gen_status_ok;
+static bool gen_key(yajl_gen gen, const char *key) {
+    return yajl_gen_string(gen, (const unsigned char *)key, strlen(key)) == yajl_gen_status_ok;
 }
 
 /* yajl_gen_integer() formats with sprintf, a quarter of encoding 1024
  * descriptors; a JSON integer is only its decimal digits. */
-static bool gen_integer(yajl_gen g, long long v) {
+static bool gen_integer(yajl_gen gen, long long v) {
     char text[24], *at = text + sizeof text;
     unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
     do
         *--at = (char)('0' + u % 10);
     while (u /= 10);
     if (v < 0) *--at = '-';
-    return yajl_gen_number(g, at, (size_t)(text + sizeof text - at)) == yajl_gen_status_ok;
+    return yajl_gen_number(gen, at, (size_t)(text + sizeof text - at)) == yajl_gen_status_ok;
 }
 
-static nxc_status_t gen_descs(yajl_gen g, const nxc__metadata_t *md) {
-    bool ok = yajl_gen_array_open(g) == yajl_gen_status_ok;
+static nxc_status_t gen_descs(yajl_gen gen, const nxc__metadata_t *md) {
+    bool ok = yajl_gen_array_open(gen) == yajl_gen_status_ok;
     char dev[NXC_DEVICE_TEXT_MAX];
     for (size_t i = 0; ok && i < md->ndesc; i++) {
         const nxc__rdesc_t *d = &md->descs[i];
@@ -40,37 +40,37 @@ static nxc_status_t gen_descs(yajl_gen g, const nxc__metadata_t *md) {
             return nxc__err(NXC_ERR_INVALID_PARAM,
                             "metadata encode: descriptor %zu: device kind %d id %d is invalid", i,
                             (int)d->device.kind, d->device.id);
-        ok = yajl_gen_map_open(g) == yajl_gen_status_ok && gen_key(g, "device") &&
-             gen_key(g, dev) && gen_key(g, "ptr") && gen_integer(g, (long long)d->addr) &&
-             gen_key(g, "size") && gen_integer(g, (long long)d->size) &&
-             yajl_gen_map_close(g) == yajl_gen_status_ok;
+        ok = yajl_gen_map_open(gen) == yajl_gen_status_ok && gen_key(gen, "device") &&
+             gen_key(gen, dev) && gen_key(gen, "ptr") && gen_integer(gen, (long long)d->addr) &&
+             gen_key(gen, "size") && gen_integer(gen, (long long)d->size) &&
+             yajl_gen_map_close(gen) == yajl_gen_status_ok;
     }
-    ok = ok && yajl_gen_array_close(g) == yajl_gen_status_ok;
+    ok = ok && yajl_gen_array_close(gen) == yajl_gen_status_ok;
     return ok ? NXC_OK : nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
 }
 
-static nxc_status_t gen_text(yajl_gen g, const nxc__metadata_t *md, const char *nixl,
+static nxc_status_t gen_text(yajl_gen gen, const nxc__metadata_t *md, const char *nixl,
                              size_t nixl_len) {
     nxc_status_t st;
-    if (yajl_gen_map_open(g) != yajl_gen_status_ok || !gen_key(g, "descriptors"))
+    if (yajl_gen_map_open(gen) != yajl_gen_status_ok || !gen_key(gen, "descriptors"))
         return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    if ((st = gen_descs(g, md))) return st;
-    bool ok = gen_key(g, "nixl_metadata") &&
-              yajl_gen_string(g, (const unsigned char *)nixl, nixl_len) == yajl_gen_status_ok &&
-              gen_key(g, "notification_key") && gen_key(g, md->notification_key) &&
-              gen_key(g, "operation_kind") && gen_integer(g, md->operation_kind) &&
-              yajl_gen_map_close(g) == yajl_gen_status_ok;
+    if ((st = gen_descs(gen, md))) return st;
+    bool ok = gen_key(gen, "nixl_metadata") &&
+              yajl_gen_string(gen, (const unsigned char *)nixl, nixl_len) == yajl_gen_status_ok &&
+              gen_key(gen, "notification_key") && gen_key(gen, md->notification_key) &&
+              gen_key(gen, "operation_kind") && gen_integer(gen, md->operation_kind) &&
+              yajl_gen_map_close(gen) == yajl_gen_status_ok;
     return ok ? NXC_OK : nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
 }
 
 nxc_status_t nxc__md_json_encode(const nxc__metadata_t *md, const char *nixl, size_t nixl_len,
                                  char **text_p, size_t *len_p) {
-    yajl_gen g = yajl_gen_alloc(NULL);
-    if (!g) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    nxc_status_t st = gen_text(g, md, nixl, nixl_len);
+    yajl_gen gen = yajl_gen_alloc(NULL);
+    if (!gen) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    nxc_status_t st = gen_text(gen, md, nixl, nixl_len);
     const unsigned char *buf = NULL;
     size_t n = 0;
-    if (st == NXC_OK) yajl_gen_get_buf(g, &buf, &n);
+    if (st == NXC_OK) yajl_gen_get_buf(gen, &buf, &n);
     if (st == NXC_OK && n > NXC_METADATA_MAX)
         st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
                       "metadata encode: the text would be %zu bytes; at most %u", n,
@@ -83,6 +83,6 @@ nxc_status_t nxc__md_json_encode(const nxc__metadata_t *md, const char *nixl, si
         *text_p = text;
         if (len_p) *len_p = n;
     }
-    yajl_gen_free(g);
+    yajl_gen_free(gen);
     return st;
 }
