@@ -63,6 +63,14 @@ static void victim(int fd, void *arg) {
     }
 }
 
+/* The test's next question to a peer serving it; NULL at "quit". */
+static char *next_question(int fd) {
+    char *m = nxt_recv(fd, NULL, 60000);
+    if (strcmp(m, "quit")) return m;
+    free(m);
+    return NULL;
+}
+
 /* Exposes writable A and writable B; answers "A?"/"B?" with the op's status
  * and whether the buffer holds the writer's data. */
 static void owner(int fd, void *arg) {
@@ -78,12 +86,7 @@ static void owner(int fd, void *arg) {
     nxt_send_str(fd, md);
     NXT_PASS(nxc_op_metadata(wb, &md, NULL));
     nxt_send_str(fd, md);
-    for (;;) {
-        char *m = nxt_recv(fd, NULL, 60000);
-        if (!strcmp(m, "quit")) {
-            free(m);
-            break;
-        }
+    for (char *m; (m = next_question(fd));) {
         nxc_op_t *op = m[0] == 'A' ? wa : wb;
         char *b = m[0] == 'A' ? buf_a : buf_b;
         if (nxc_op_status(op) == NXC_OP_IN_PROGRESS) nxc_op_wait(op, WAIT_MS);
@@ -400,12 +403,7 @@ static void small_owner(int fd, void *arg) {
         NXT_PASS(nxc_op_metadata(ops[i], &md, NULL));
         nxt_send_str(fd, md);
     }
-    for (;;) {
-        char *m = nxt_recv(fd, NULL, 60000);
-        if (!strcmp(m, "quit")) {
-            free(m);
-            break;
-        }
+    for (char *m; (m = next_question(fd));) {
         bool writable = m[0] == 'W';
         nxc_op_t *op = writable ? ops[1] : ops[2];
         nxc_op_wait(op, writable ? WAIT_MS : 200);

@@ -256,8 +256,8 @@ static bool direct_open(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec,
            record_valid(&copy, &key, op);
 }
 
-/* The op's segments as iovecs on both sides. */
-static void direct_iovs(nxc_op_t *op, struct iovec *mine, struct iovec *theirs) {
+/* The op's segments as iovecs on both sides; returns how many. */
+static size_t direct_iovs(nxc_op_t *op, struct iovec *mine, struct iovec *theirs) {
     const nxc__metadata_t *md = nxc__op_peer_md(op);
     size_t nsegs, nbufs;
     const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
@@ -267,29 +267,31 @@ static void direct_iovs(nxc_op_t *op, struct iovec *mine, struct iovec *theirs) 
         theirs[i] =
             (struct iovec){(void *)(uintptr_t)nxc__seg_remote(&segs[i], md, 0), segs[i].len};
     }
+    return nsegs;
+}
+
+/* Tell the owner the op moved directly (READ_DONE or WRITE_DONE). */
+static bool tell_owner(shm_tp_t *t, nxc_op_t *op, uint8_t type) {
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
+    return nxc__stream_send_direct_done(&t->s, md->instance, nxc__op_key(op), md->secret, type);
 }
 
 static bool direct_read(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
-    size_t nsegs;
-    nxc__op_segs(op, &nsegs);
     struct iovec mine[IOVS], theirs[IOVS];
-    direct_iovs(op, mine, theirs);
-    ssize_t got = process_vm_readv(acc->pid, mine, nsegs, theirs, nsegs, 0);
+    size_t n = direct_iovs(op, mine, theirs);
+    ssize_t got = process_vm_readv(acc->pid, mine, n, theirs, n, 0);
     /* still the same state: the op stayed live through the copy */
     if (got != (ssize_t)nxc__op_total(op) || atomic_load(acc->state) != acc->seen) return false;
-    return nxc__stream_send_direct_done(&t->s, nxc__op_peer_md(op)->instance, nxc__op_key(op),
-                                        nxc__op_peer_md(op)->secret, NXC__WIRE_READ_DONE);
+    return tell_owner(t, op, NXC__WIRE_READ_DONE);
 }
 
 static bool direct_write(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
     uint64_t seen = acc->seen;
     uint64_t claimed = STATE(STATE_SEQ(seen), PHASE_CLAIMED, getpid());
     if (!atomic_compare_exchange_strong(acc->state, &seen, claimed)) return false;
-    size_t nsegs;
-    nxc__op_segs(op, &nsegs);
     struct iovec mine[IOVS], theirs[IOVS];
-    direct_iovs(op, mine, theirs);
-    ssize_t put = process_vm_writev(acc->pid, mine, nsegs, theirs, nsegs, 0);
+    size_t n = direct_iovs(op, mine, theirs);
+    ssize_t put = process_vm_writev(acc->pid, mine, n, theirs, n, 0);
     if (put != (ssize_t)nxc__op_total(op)) { /* hand the claim back: the grant path retries */
         atomic_compare_exchange_strong(acc->state, &claimed, acc->seen);
         return false;
@@ -302,8 +304,7 @@ static bool direct_write(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) 
         return true;
     }
     /* Not told: the grant path writes the same bytes again and completes. */
-    return nxc__stream_send_direct_done(&t->s, nxc__op_peer_md(op)->instance, nxc__op_key(op),
-                                        nxc__op_peer_md(op)->secret, NXC__WIRE_WRITE_DONE);
+    return tell_owner(t, op, NXC__WIRE_WRITE_DONE);
 }
 
 bool nxc__shm_direct(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec) {

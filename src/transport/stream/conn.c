@@ -128,7 +128,8 @@ stream_conn_t *nxc__stream_conn_new(stream_tp_t *t, int fd, bool inbound, stream
     conn->peer = p;
     struct ucred cred;
     socklen_t len = sizeof cred;
-    if (inbound && !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) /* unix sockets */
+    /* only a flavour that asks (shm: unix sockets) */
+    if (inbound && t->fl->process_lost && !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
         conn->peer_pid = cred.pid;
     conn->last_rx = conn->frame_start = nxc__now_ns();
     conn->events = EPOLLIN | (inbound ? 0 : EPOLLOUT);
