@@ -19,7 +19,8 @@ packages=(
   libucx-dev                         # UCX transport
   libyajl-dev                        # metadata JSON
   libjansson-dev                     # the tests' own JSON (a second parser checks the first)
-  libsodium-dev                      # base64, random keys, constant-time compare
+  libsodium-dev                      # random keys, constant-time compare
+  nettle-dev                         # base64 of the metadata blob
   zlib1g-dev                         # metadata compression
   uuid-dev                           # notification keys (UUID4)
   uthash-dev                         # the core's indexes of live ops and grants

@@ -56,9 +56,18 @@ static void hash_key_init(void) {
 
 enum { TOP_DESCRIPTORS, TOP_NIXL, TOP_KEY, TOP_KIND, TOP_FIELDS };
 enum { DESC_DEVICE, DESC_PTR, DESC_SIZE, DESC_FIELDS };
-static const char *const top_names[TOP_FIELDS] = {"descriptors", "nixl_metadata",
-                                                  "notification_key", "operation_kind"};
-static const char *const desc_names[DESC_FIELDS] = {"device", "ptr", "size"};
+/* A field name and its length, so that a key is compared only with the
+ * name of its length. */
+typedef struct field_name {
+    const char *name;
+    size_t len;
+} field_name_t;
+#define FIELD(s)                                                                                   \
+    { s, sizeof s - 1 }
+static const field_name_t top_names[TOP_FIELDS] = {FIELD("descriptors"), FIELD("nixl_metadata"),
+                                                   FIELD("notification_key"),
+                                                   FIELD("operation_kind")};
+static const field_name_t desc_names[DESC_FIELDS] = {FIELD("device"), FIELD("ptr"), FIELD("size")};
 
 typedef enum {
     JT_ABSENT,
@@ -111,7 +120,6 @@ typedef struct parse {
     int depth;
     uint32_t serials;
     int field; /* of the innermost object: the known field whose value comes next, or -1 */
-    frame_t stack[JSON_MAX_DEPTH];
     jtype_t root_type;
     jtype_t top_type[TOP_FIELDS];
     long long kind;
@@ -125,7 +133,8 @@ typedef struct parse {
     nxc_status_t desc_st; /* the first descriptor's fault, reported after the fields above */
     char desc_why[256];
     unknown_key_t *unknown;
-    nxc_status_t stop_st; /* why a callback stopped the parse (message already set) */
+    nxc_status_t stop_st;          /* why a callback stopped the parse (message already set) */
+    frame_t stack[JSON_MAX_DEPTH]; /* last, and not zeroed: push() writes a frame before use */
 } parse_t;
 
 static const char *jtype_name(jtype_t t) {
@@ -179,9 +188,7 @@ static int stop(parse_t *p, nxc_status_t st) {
 
 /* A string value or key: no \u0000, valid UTF-8. */
 static int check_string(parse_t *p, const unsigned char *s, size_t n, const char *what) {
-    size_t i = 0;
-    while (i < n && s[i] != 0 && s[i] < 0x80) /* the common case: printable ASCII */
-        i++;
+    size_t i = nxc__ascii_span(s, n); /* the common case: all ASCII */
     if (i == n) return 1;
     if (memchr(s + i, '\0', n - i))
         return stop(
@@ -283,15 +290,15 @@ static void check_desc(parse_t *p, size_t i) {
     for (int f = DESC_PTR; f <= DESC_SIZE; f++) {
         if (d->type[f] == JT_ABSENT)
             return desc_fault(p, NXC_ERR_METADATA_MALFORMED,
-                              "metadata: descriptor %zu: \"%s\" is missing", i, desc_names[f]);
+                              "metadata: descriptor %zu: \"%s\" is missing", i, desc_names[f].name);
         if (d->type[f] != JT_INTEGER)
             return desc_fault(p, NXC_ERR_METADATA_MALFORMED,
                               "metadata: descriptor %zu: \"%s\" must be an integer, got %s", i,
-                              desc_names[f], jtype_name(d->type[f]));
+                              desc_names[f].name, jtype_name(d->type[f]));
         if (d->value[f] <= 0)
             return desc_fault(p, NXC_ERR_METADATA_MALFORMED,
                               "metadata: descriptor %zu: \"%s\" is %lld; it must be > 0", i,
-                              desc_names[f], d->value[f]);
+                              desc_names[f].name, d->value[f]);
     }
     /* both are at most 2^63 - 1, so the sum fits; kept for the format's rule */
     if ((uint64_t)d->value[DESC_PTR] + (uint64_t)d->value[DESC_SIZE] < (uint64_t)d->value[DESC_PTR])
@@ -466,9 +473,9 @@ static int on_start_array(void *ctx) {
     return push(p, descs ? ROLE_DESCS : ROLE_OTHER);
 }
 
-static int field_index(const char *const *names, int count, const unsigned char *key, size_t n) {
+static int field_index(const field_name_t *names, int count, const unsigned char *key, size_t n) {
     for (int i = 0; i < count; i++)
-        if (strlen(names[i]) == n && !memcmp(names[i], key, n)) return i;
+        if (names[i].len == n && !memcmp(names[i].name, key, n)) return i;
     return -1;
 }
 
@@ -520,6 +527,9 @@ static const yajl_callbacks callbacks = {
 static nxc_status_t run_parser(parse_t *p, const char *text, size_t len) {
     yajl_handle h = yajl_alloc(&callbacks, NULL, p);
     if (!h) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    /* check_string() checks every string and key, strictly: yajl's own,
+     * looser pass over the same bytes would only cost time */
+    yajl_config(h, yajl_dont_validate_strings, 1);
     const unsigned char *u = (const unsigned char *)text;
     yajl_status ys = yajl_parse(h, u, len);
     if (ys == yajl_status_ok) ys = yajl_complete_parse(h);
@@ -546,10 +556,10 @@ static nxc_status_t check_fields(const parse_t *p, nxc__metadata_t *m) {
     for (int f = 0; f < TOP_FIELDS; f++) {
         if (p->top_type[f] == JT_ABSENT)
             return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: required field \"%s\" is missing", top_names[f]);
+                            "metadata: required field \"%s\" is missing", top_names[f].name);
         if (p->top_type[f] != want[f])
             return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"%s\" must be %s, got %s",
-                            top_names[f], jtype_name(want[f]), jtype_name(p->top_type[f]));
+                            top_names[f].name, jtype_name(want[f]), jtype_name(p->top_type[f]));
     }
     if (p->kind != NXC__MD_KIND_READ && p->kind != NXC__MD_KIND_WRITE)
         return nxc__err(NXC_ERR_METADATA_MALFORMED,
@@ -579,8 +589,9 @@ nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *
     /* libsodium is started by nxc__md_decode, the only caller */
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, hash_key_init);
-    parse_t *p = calloc(1, sizeof *p);
+    parse_t *p = malloc(sizeof *p);
     if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    memset(p, 0, offsetof(parse_t, stack)); /* 16 KiB of stack left as it is */
     p->m = m;
     p->field = -1;
     nxc_status_t st = run_parser(p, text, len);

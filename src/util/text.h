@@ -22,6 +22,20 @@ static inline bool nxc__printable(const char *s, size_t n) {
     return true;
 }
 
+/* How many leading bytes of `s` (of `n`) are ASCII other than NUL, 0x01..
+ * 0x7f: eight at a time, as most of what nxc parses is ASCII text. */
+static inline size_t nxc__ascii_span(const unsigned char *s, size_t n) {
+    const uint64_t high = 0x8080808080808080ull, ones = 0x0101010101010101ull;
+    size_t i = 0;
+    for (uint64_t w; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        if ((w & high) || ((w - ones) & ~w & high)) break; /* a high bit, or a zero byte */
+    }
+    while (i < n && s[i] != 0 && s[i] < 0x80)
+        i++;
+    return i;
+}
+
 /* Is the NUL-terminated `s` 1..`max` visible ASCII characters (a name or
  * key that travels in metadata)? */
 static inline bool nxc__printable_text(const char *s, size_t max) {

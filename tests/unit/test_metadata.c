@@ -879,15 +879,76 @@ static void test_bad_notification_key(void) {
 /* ------------------------------------------------------------------------ */
 
 static void test_bad_base64(void) {
-    const char *bad[] = {"b64:",         "b64:@@@@", "b64:QUJD\n",   "b64: QUJD",
-                         "b64:QUJDRA",   "b64:QQ=",  "b64:QR==",     "b64:QQ==QQ==",
-                         "b64:QUJD====", "b64:QUJ-", "b64:eJzLSM0=", "B64:eJzLSM0="};
+    const char *bad[] = {"b64:", "b64:@@@@", "b64:QUJD\n", "b64: QUJD", "b64:QUJDRA",
+                         "b64:QQ=", "b64:QR==", "b64:QQ==QQ==", "b64:QUJD====", "b64:QUJ-",
+                         "b64:eJzLSM0=", "B64:eJzLSM0=",
+                         /* white space inside a length that is a multiple of 4, spare bits
+                          * left set before one '=': each would decode with a lenient reader */
+                         "b64:QU D", "b64:QUJ\r", "b64:\tQUJ", "b64:QUJ="};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *text = wrap_nixl(bad[i], 1, T_KEY, 2);
         NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
         NXT_CHECK(strstr(nxc_last_error(), "nixl_metadata"));
         free(text);
     }
+}
+
+/* Each blob has one accepted base64 text: a lenient reader would take the
+ * text with white space inside (its length still a multiple of 4) or with
+ * the spare bits before the padding set, and decode the same valid blob. */
+static void test_base64_one_text(void) {
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    bb_t b = {0};
+    bb_valid(&b);
+    bool tried[3] = {false};
+    /* zlib's levels and strategies give streams of every length modulo 3 */
+    for (int i = 0; i < 10 * (Z_FIXED + 1); i++) {
+        z_stream zs = {0};
+        NXT_EQ_INT(deflateInit2(&zs, i % 10, Z_DEFLATED, 15, 8, i / 10), Z_OK);
+        size_t zlen = deflateBound(&zs, (uLong)b.len);
+        uint8_t *z = malloc(zlen);
+        NXT_CHECK(z);
+        zs.next_in = b.p;
+        zs.avail_in = (uInt)b.len;
+        zs.next_out = z;
+        zs.avail_out = (uInt)zlen;
+        NXT_EQ_INT(deflate(&zs, Z_FINISH), Z_STREAM_END);
+        zlen = zs.total_out;
+        deflateEnd(&zs);
+        size_t pads = (3 - zlen % 3) % 3;
+        char *nixl = b64(z, zlen);
+        size_t n = strlen(nixl);
+        char *text = wrap_nixl(nixl, 1, T_KEY, 2);
+        NXT_PASS(dec_str(text));
+        free(text);
+        if (!tried[pads]) {
+            tried[pads] = true;
+            /* four spaces after the first quartet */
+            char *spaced = malloc(n + 5);
+            NXT_CHECK(spaced);
+            memcpy(spaced, nixl, 8);
+            memcpy(spaced + 8, "    ", 4);
+            memcpy(spaced + 12, nixl + 8, n - 8 + 1);
+            text = wrap_nixl(spaced, 1, T_KEY, 2);
+            NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+            NXT_CHECK(strstr(nxc_last_error(), "base64"));
+            free(text);
+            free(spaced);
+        }
+        if (pads > 0) { /* the last digit before '=' with a spare bit set */
+            char *last = nixl + n - 1 - pads;
+            int v = (int)(strchr(digits, *last) - digits);
+            *last = digits[v | 1];
+            text = wrap_nixl(nixl, 1, T_KEY, 2);
+            NXT_FAIL(dec_str(text), NXC_ERR_METADATA_MALFORMED);
+            NXT_CHECK(strstr(nxc_last_error(), "base64"));
+            free(text);
+        }
+        free(nixl);
+        free(z);
+    }
+    NXT_CHECK(tried[1] && tried[2]); /* both paddings were tried */
+    free(b.p);
 }
 
 static void test_bad_hex(void) {
@@ -1336,6 +1397,7 @@ static const nxt_test_t nxt_tests[] = {
     {"bad_operation_kind", test_bad_operation_kind, 0},
     {"bad_notification_key", test_bad_notification_key, 0},
     {"bad_base64", test_bad_base64, 0},
+    {"base64_one_text", test_base64_one_text, 0},
     {"bad_hex", test_bad_hex, 0},
     {"not_zlib", test_not_zlib, 0},
     {"zlib_stream_damage", test_zlib_stream_damage, 0},
