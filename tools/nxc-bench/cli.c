@@ -65,6 +65,9 @@ void usage(FILE *f) {
             "  --idle-timeout SEC           target: longest silence from the initiator (120)\n"
             "  --max-mem SIZE               buffer bytes per process and point (default 2G)\n"
             "  --round N                    ops whose metadata is fetched at once (256, max 1024)\n"
+            "  --busy                       both sides poll instead of sleeping: no\n"
+            "                               progress threads, spinning waits (the mode\n"
+            "                               of NIXL's benchmarks; a core per side)\n"
             "  --no-prereg                  do not keep each buffer registered for the\n"
             "                               whole point (measures cold registration)\n"
             "  --seed N                     data pattern seed for --check\n"
@@ -238,6 +241,7 @@ enum {
     O_MAX_MEM,
     O_ROUND,
     O_NO_PREREG,
+    O_BUSY,
     O_SEED,
 };
 
@@ -279,6 +283,7 @@ static const struct option options[] = {
     {"max-mem", VALUE, NULL, O_MAX_MEM},
     {"round", VALUE, NULL, O_ROUND},
     {"no-prereg", SWITCH, NULL, O_NO_PREREG},
+    {"busy", SWITCH, NULL, O_BUSY},
     {"seed", VALUE, NULL, O_SEED},
     {NULL, 0, NULL, 0},
 };
@@ -384,6 +389,7 @@ static int apply(int opt, const char *name, const char *v) {
         cfg.round_max = (int)need_long(name, v, 1, 1024);
         break;
     case O_NO_PREREG: cfg.prereg = false; break;
+    case O_BUSY: cfg.busy = true; break;
     case O_SEED: cfg.seed = (uint64_t)need_long(name, v, 0, LONG_MAX); break;
     }
     return NEXT_OPTION;

@@ -33,6 +33,7 @@ typedef struct cfg {
     int concurrency;
     const char *transport;
     bool check, prereg, quiet;
+    bool busy; /* --busy: no progress threads, waits spin (the target learns it at HELLO) */
     enum fmt fmt;
     const char *out_path;
     int progress; /* -1 auto (stderr is a tty) */

@@ -8,6 +8,7 @@
  */
 #include <inttypes.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,8 +228,11 @@ static uint64_t run_round(int fd, nxc_connector_t *c, ipoint_t *ip, uint64_t fir
         if (r.done >= r.use) break;
         int left = ms_left(round_deadline);
         if (left == 0) die("round did not finish before its deadline (peer hung?)");
-        int got = nxc_cq_wait(r.cq, r.ends, ip->conc, left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
+        int got = cfg.busy ? nxc_cq_poll(r.cq, r.ends, ip->conc)
+                           : nxc_cq_wait(r.cq, r.ends, ip->conc,
+                                         left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
         if (got < 0) nxc_die((nxc_status_t)got, "cq_wait");
+        if (got == 0 && cfg.busy) sched_yield(); /* spin, but let copier threads run */
         round_reap(ip, &r, got, now_ns());
     }
     nxc_cq_destroy(r.cq);
@@ -384,6 +388,7 @@ static void initiator_hello(int fd, buf_t *b, char *target_transports, size_t le
     put_u64(b, PROTO_VERSION);
     const char *tr = cfg.transport ? cfg.transport : "";
     put_str(b, tr, strlen(tr));
+    put_u64(b, cfg.busy);
     msg_send(fd, M_HELLO, b, 10000);
     msg_expect(fd, b, M_HELLO_OK, 60000);
     (void)get_u64(b);
@@ -426,7 +431,7 @@ int initiator_run(int fd) {
     buf_t b = {0};
     char target_transports[256];
     initiator_hello(fd, &b, target_transports, sizeof target_transports);
-    nxc_connector_t *c = connector_make("nxc-bench-initiator", cfg.transport);
+    nxc_connector_t *c = connector_make("nxc-bench-initiator", cfg.transport, cfg.busy);
     print_header(nxc_connector_transports(c), target_transports, shared_clock);
 
     int total = cfg.nops * cfg.nblocks * cfg.nbatches, measured = 0;

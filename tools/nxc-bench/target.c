@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,10 +131,12 @@ static void round_expire(int fd, tround_t *r) {
     if (!r->ended) send_error(fd, "target: initiator silent past the round's deadline");
 }
 
-/* Record the ops the completion queue reports ended, at time t. */
-static void round_reap(tpoint_t *tp, tround_t *r, uint64_t t) {
+/* Record the ops the completion queue reports ended, at time t; returns
+ * how many. */
+static uint64_t round_reap(tpoint_t *tp, tround_t *r, uint64_t t) {
     nxc_cq_entry_t ends[256];
-    for (int got; (got = nxc_cq_poll(r->cq, ends, 256)) > 0;) {
+    uint64_t reaped = 0;
+    for (int got; (got = nxc_cq_poll(r->cq, ends, 256)) > 0; reaped += (uint64_t)got) {
         for (int e = 0; e < got; e++) {
             uint64_t i = (uintptr_t)ends[e].user_data;
             if (ends[e].result == NXC_OK) {
@@ -153,6 +156,7 @@ static void round_reap(tpoint_t *tp, tround_t *r, uint64_t t) {
             r->pending--;
         }
     }
+    return reaped;
 }
 
 /* M_ROUND_END: the initiator began `used` ops and saw them complete; the
@@ -184,11 +188,14 @@ static void round_wait(int fd, tpoint_t *tp, tround_t *r, buf_t *in) {
             round_expire(fd, r);
             break;
         }
+        /* --busy: nothing sleeps; each reap below drives progress once */
+        int slice = cfg.busy ? 0 : left < POLL_SLICE_MS ? left : POLL_SLICE_MS;
         struct pollfd pfd[2] = {{nxc_cq_fd(r->cq), POLLIN, 0}, {fd, POLLIN, 0}};
-        int got = poll(pfd, r->ended ? 1 : 2, left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
+        int got = poll(pfd, r->ended ? 1 : 2, slice);
         if (got < 0 && errno != EINTR) send_error(fd, "target: poll: %s", strerror(errno));
         /* the ops first, so that their times are not delayed by the socket */
-        round_reap(tp, r, now_ns());
+        if (round_reap(tp, r, now_ns()) == 0 && cfg.busy)
+            sched_yield(); /* spin, but let copier threads run */
         if (got > 0 && !r->ended && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
             round_on_end(fd, r, in);
     }
@@ -236,20 +243,14 @@ static nxc_connector_t *target_hello(int fd, buf_t *in, buf_t *out, int idle_ms)
     if (in->bad || proto != PROTO_VERSION)
         send_error(fd, "target: protocol %" PRIu64 " not supported (this is %d)", proto,
                    PROTO_VERSION);
+    bool busy = get_u64(in) != 0;
+    if (in->bad) send_error(fd, "target: malformed HELLO");
     char transport[256];
     snprintf(transport, sizeof transport, "%.*s", (int)tlen, tr);
     if (cfg.transport) snprintf(transport, sizeof transport, "%s", cfg.transport);
-    nxc_connector_params_t p = {0};
-    char nm[64];
-    snprintf(nm, sizeof nm, "nxc-bench-target-%ld", (long)getpid());
-    p.field_mask = NXC_CONNECTOR_FIELD_NAME;
-    p.name = nm;
-    if (*transport) {
-        p.field_mask |= NXC_CONNECTOR_FIELD_TRANSPORTS;
-        p.transports = transport;
-    }
+    cfg.busy = busy;
     nxc_connector_t *c;
-    nxc_status_t st = nxc_connector_create(&p, &c);
+    nxc_status_t st = connector_try("nxc-bench-target", transport, busy, &c);
     if (st != NXC_OK)
         send_error(fd, "target: connector (transports '%s'): %s: %s", transport,
                    nxc_status_string(st), nxc_last_error());

@@ -12,12 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define MSG_MAGIC 0x4e584342u /* "NXCB" */
 #define MSG_MAX (512ull << 20)
 
 enum msg_type {
-    M_HELLO = 1, /* I->T: proto, transport */
+    M_HELLO = 1, /* I->T: proto, transport, busy */
     M_HELLO_OK,  /* T->I: proto, transports, boot id */
     M_PING,      /* I->T: t0 */
     M_PONG,      /* T->I: t0, t_target */
