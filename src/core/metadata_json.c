@@ -10,7 +10,7 @@
  *
  * The price is that the rules a tree parser gave for free are kept here:
  * no key twice in one object at any depth (known keys by a bit per object,
- * other keys in a table keyed by object), no \u0000 in a string or key,
+ * other keys in a set keyed by object), no \u0000 in a string or key,
  * nesting bounded at JSON_MAX_DEPTH, strict UTF-8 (yajl checks only the
  * byte patterns, so overlong forms and surrogates are refused here). Field
  * checks run after the whole text parsed, in the order of docs/metadata.md,
@@ -18,13 +18,13 @@
  *
  * The hot paths of a 1024-descriptor text (integers of up to 18 digits,
  * ASCII strings, one device text repeated) have short cuts: 393 -> 247 us
- * per decode. The encoder is metadata_json_gen.c.
+ * per decode; a descriptor list in the encoder's own layout skips yajl
+ * (metadata_json_canon.c): 36 us. The encoder is metadata_json_gen.c, the
+ * set of unknown keys metadata_json_keys.c.
  */
 #include "core/metadata_json.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,21 +36,6 @@
 #include "core/device.h"
 #include "util/error.h"
 #include "util/text.h"
-
-/* Keys of unknown fields go into a table whose hash is keyed per process,
- * so a text cannot be built to make all of them collide. */
-static uint8_t g_hash_key[crypto_shorthash_KEYBYTES];
-#define HASH_FUNCTION(keyptr, keylen, hashv)                                                       \
-    do {                                                                                           \
-        uint8_t h_[crypto_shorthash_BYTES];                                                        \
-        crypto_shorthash(h_, (const unsigned char *)(keyptr), (keylen), g_hash_key);               \
-        memcpy(&(hashv), h_, sizeof(hashv));                                                       \
-    } while (0)
-#include "util/hash.h"
-
-static void hash_key_init(void) {
-    randombytes_buf(g_hash_key, sizeof g_hash_key);
-}
 
 #define JSON_MAX_DEPTH 2048 /* nesting levels, as jansson bounded them */
 
@@ -89,13 +74,6 @@ typedef struct frame {
     uint32_t serial;
 } frame_t;
 
-/* An unknown key of one object: 4 bytes of the object's serial, then the key. */
-typedef struct unknown_key {
-    UT_hash_handle hh;
-    size_t len;
-    uint8_t bytes[];
-} unknown_key_t;
-
 /* The descriptor being read: what its fields were, checked at its end.
  * device_why is written only with a failed device_st, so a new descriptor
  * resets the rest (on_start_map). */
@@ -132,7 +110,7 @@ typedef struct parse {
     device_memo_t memo;
     nxc_status_t desc_st; /* the first descriptor's fault, reported after the fields above */
     char desc_why[256];
-    unknown_key_t *unknown;
+    nxc__md_keyset_t *unknown;     /* the keys nxc does not know, of every object */
     nxc_status_t stop_st;          /* why a callback stopped the parse (message already set) */
     frame_t stack[JSON_MAX_DEPTH]; /* last, and not zeroed: push() writes a frame before use */
 } parse_t;
@@ -155,32 +133,6 @@ static const char *jtype_name(jtype_t t) {
 /* Rules of the text itself                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, at most
- * U+10FFFF. yajl checks only that the bytes follow the lead/continuation
- * pattern. */
-static bool utf8_valid(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len = c >= 0xc2 && c <= 0xdf   ? 2
-                     : c >= 0xe0 && c <= 0xef ? 3
-                     : c >= 0xf0 && c <= 0xf4 ? 4
-                                              : 0;
-        if (len == 0 || n - i < len) return false;
-        unsigned c1 = s[i + 1];
-        unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
-        unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
-        if (c1 < lo || c1 > hi) return false;
-        for (size_t k = 2; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80) return false;
-        i += len;
-    }
-    return true;
-}
-
 static int stop(parse_t *p, nxc_status_t st) {
     p->stop_st = st;
     return 0; /* yajl: cancel the parse */
@@ -193,42 +145,21 @@ static int check_string(parse_t *p, const unsigned char *s, size_t n, const char
     if (memchr(s + i, '\0', n - i))
         return stop(
             p, nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: a JSON %s holds \\u0000", what));
-    if (!utf8_valid(s + i, n - i))
+    if (!nxc__utf8_valid(s + i, n - i))
         return stop(p, nxc__err(NXC_ERR_METADATA_MALFORMED,
                                 "metadata: a JSON %s is not valid UTF-8", what));
     return 1;
 }
 
-/* Remember an unknown key of the innermost object; false if it was there. */
+/* Remember an unknown key of the innermost object; 0 (stop) if it was there. */
 static int note_unknown_key(parse_t *p, const unsigned char *key, size_t n) {
-    unknown_key_t *k = malloc(sizeof *k + 4 + n);
-    if (!k) return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
-    k->len = 4 + n;
-    memcpy(k->bytes, &p->stack[p->depth - 1].serial, 4);
-    memcpy(k->bytes + 4, key, n);
-    unknown_key_t *old = NULL;
-    HASH_FIND(hh, p->unknown, k->bytes, k->len, old);
-    if (old) {
-        free(k);
+    int added = nxc__md_keyset_add(&p->unknown, p->stack[p->depth - 1].serial, key, n);
+    if (added < 0) return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
+    if (added == 0)
         return stop(p, nxc__err(NXC_ERR_METADATA_MALFORMED,
                                 "metadata: an object holds the key \"%.*s\" twice",
                                 (int)(n > 64 ? 64 : n), key));
-    }
-    HASH_ADD_KEYPTR(hh, p->unknown, k->bytes, k->len, k);
-    HASH_FIND(hh, p->unknown, k->bytes, k->len, old);
-    if (!old) { /* uthash could not grow its table (HASH_NONFATAL_OOM) */
-        free(k);
-        return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
-    }
     return 1;
-}
-
-static void free_unknown(parse_t *p) {
-    unknown_key_t *k, *tmp;
-    HASH_ITER(hh, p->unknown, k, tmp) {
-        HASH_DEL(p->unknown, k);
-        free(k);
-    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -524,7 +455,11 @@ static const yajl_callbacks callbacks = {
 /* Decoding                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static nxc_status_t run_parser(parse_t *p, const char *text, size_t len) {
+/* Parse `len` bytes of `text`; with a `tail`, only the first `len` bytes,
+ * then `tail_len` bytes of `tail` as if they followed (the short cut's
+ * split). */
+static nxc_status_t run_parser(parse_t *p, const char *text, size_t len, const char *tail,
+                               size_t tail_len) {
     yajl_handle h = yajl_alloc(&callbacks, NULL, p);
     if (!h) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
     /* check_string() checks every string and key, strictly: yajl's own,
@@ -532,6 +467,7 @@ static nxc_status_t run_parser(parse_t *p, const char *text, size_t len) {
     yajl_config(h, yajl_dont_validate_strings, 1);
     const unsigned char *u = (const unsigned char *)text;
     yajl_status ys = yajl_parse(h, u, len);
+    if (ys == yajl_status_ok && tail) ys = yajl_parse(h, (const unsigned char *)tail, tail_len);
     if (ys == yajl_status_ok) ys = yajl_complete_parse(h);
     nxc_status_t st = NXC_OK;
     if (ys == yajl_status_client_canceled)
@@ -545,6 +481,35 @@ static nxc_status_t run_parser(parse_t *p, const char *text, size_t len) {
     }
     yajl_free(h);
     return st;
+}
+
+/* Back to the state before parsing, keeping m->descs and its room. */
+static void parse_reset(parse_t *p) {
+    nxc__metadata_t *m = p->m;
+    size_t cap = p->cap;
+    nxc__md_keyset_free(&p->unknown);
+    free(p->nixl);
+    memset(p, 0, offsetof(parse_t, stack));
+    p->m = m;
+    p->cap = cap;
+    p->field = -1;
+}
+
+/* The whole text, with the descriptor list read by the short cut when it
+ * is in the encoder's layout. Whatever fails after a short cut is parsed
+ * again in full, so that the message (and its byte offsets) is the one
+ * yajl gives for the text as it is. */
+static nxc_status_t parse_text(parse_t *p, const char *text, size_t len) {
+    size_t n = 0;
+    size_t close = nxc__md_json_canon_descs(text, len, &p->m->descs, &p->cap, &n);
+    if (close) {
+        p->ndescs = n;
+        nxc_status_t st =
+            run_parser(p, text, sizeof NXC__MD_JSON_CANON_OPEN - 1, text + close, len - close);
+        if (st == NXC_OK) return NXC_OK;
+        parse_reset(p);
+    }
+    return run_parser(p, text, len, NULL, 0);
 }
 
 /* The checks of docs/metadata.md §3.2, once the whole text parsed. */
@@ -586,17 +551,14 @@ static nxc_status_t check_fields(const parse_t *p, nxc__metadata_t *m) {
 
 nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m, char **nixl_p,
                                  size_t *nixl_len_p) {
-    /* libsodium is started by nxc__md_decode, the only caller */
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, hash_key_init);
     parse_t *p = malloc(sizeof *p);
     if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
     memset(p, 0, offsetof(parse_t, stack)); /* 16 KiB of stack left as it is */
     p->m = m;
     p->field = -1;
-    nxc_status_t st = run_parser(p, text, len);
+    nxc_status_t st = parse_text(p, text, len);
     if (st == NXC_OK) st = check_fields(p, m);
-    free_unknown(p);
+    nxc__md_keyset_free(&p->unknown);
     if (st == NXC_OK) {
         *nixl_p = p->nixl;
         *nixl_len_p = p->nixl_len;

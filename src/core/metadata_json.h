@@ -7,7 +7,9 @@
 #ifndef NXC_CORE_METADATA_JSON_H
 #define NXC_CORE_METADATA_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/metadata.h"
 
@@ -30,5 +32,31 @@ nxc_status_t nxc__md_json_encode(const nxc__metadata_t *md, const char *nixl, si
  */
 nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m, char **nixl_p,
                                  size_t *nixl_len_p);
+
+/*
+ * The keys nxc does not know, of all the objects of one text, so that a key
+ * twice in one object is refused at any depth (metadata_json_keys.c). An
+ * empty set is NULL. nxc__md_keyset_add returns 1 when `key` is new to the
+ * object numbered `serial`, 0 when that object had it, -1 when out of
+ * memory.
+ */
+typedef struct nxc__md_keyset nxc__md_keyset_t;
+int nxc__md_keyset_add(nxc__md_keyset_t **set, uint32_t serial, const unsigned char *key, size_t n);
+void nxc__md_keyset_free(nxc__md_keyset_t **set);
+
+/*
+ * The short cut for the encoder's own layout (metadata_json_canon.c): if
+ * `text` opens with NXC__MD_JSON_CANON_OPEN and then descriptors written
+ * exactly as nxc__md_json_encode writes valid ones, stores them in *descs
+ * (malloc'd or grown; *cap is its room in descriptors, as the yajl path
+ * keeps it), sets *n_p to their count and returns the offset of the ']'
+ * that closes the list. Returns 0 for anything else: the short cut never
+ * refuses a text, and yajl then parses all of it. Tests set
+ * nxc__md_json_canon to false to compare both paths.
+ */
+#define NXC__MD_JSON_CANON_OPEN "{\"descriptors\":["
+extern bool nxc__md_json_canon;
+size_t nxc__md_json_canon_descs(const char *text, size_t len, nxc__rdesc_t **descs, size_t *cap,
+                                size_t *n_p);
 
 #endif

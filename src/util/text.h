@@ -36,6 +36,32 @@ static inline size_t nxc__ascii_span(const unsigned char *s, size_t n) {
     return i;
 }
 
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, at most
+ * U+10FFFF (yajl, for one, checks only that the bytes follow the
+ * lead/continuation pattern). */
+static inline bool nxc__utf8_valid(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                     : c >= 0xe0 && c <= 0xef ? 3
+                     : c >= 0xf0 && c <= 0xf4 ? 4
+                                              : 0;
+        if (len == 0 || n - i < len) return false;
+        unsigned c1 = s[i + 1];
+        unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+        unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        if (c1 < lo || c1 > hi) return false;
+        for (size_t k = 2; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80) return false;
+        i += len;
+    }
+    return true;
+}
+
 /* Is the NUL-terminated `s` 1..`max` visible ASCII characters (a name or
  * key that travels in metadata)? */
 static inline bool nxc__printable_text(const char *s, size_t max) {

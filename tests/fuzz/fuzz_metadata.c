@@ -18,7 +18,9 @@
  *
  * Every input that decodes is re-encoded and decoded again, and the two
  * decodings must agree (the decoder accepts nothing the encoder cannot
- * represent). Any crash, sanitizer report, or unexpected status fails.
+ * represent). Every input is also decoded with the descriptor list's short
+ * cut off, and both must give the same status, message and metadata. Any crash, sanitizer report,
+ * or unexpected status fails.
  */
 #include <jansson.h>
 #include <sodium.h>
@@ -28,6 +30,7 @@
 #include <zlib.h>
 
 #include "core/metadata.h"
+#include "core/metadata_json.h"
 #ifndef NXC_LIBFUZZER
 #include "nxt.h" /* the standalone campaign's clock; the libFuzzer build has no harness */
 #endif
@@ -44,6 +47,29 @@ static void die(const char *what, nxc_status_t st) {
     abort();
 }
 
+/* Do two decodings hold the same metadata? */
+static int md_same(const nxc__metadata_t *a, const nxc__metadata_t *b) {
+    int same = a->operation_kind == b->operation_kind &&
+               !strcmp(a->notification_key, b->notification_key) && a->ndesc == b->ndesc &&
+               !strcmp(a->name, b->name) && !strcmp(a->host, b->host) && a->pid == b->pid &&
+               a->start_time == b->start_time && a->nsections == b->nsections &&
+               !memcmp(a->instance, b->instance, sizeof a->instance) &&
+               !memcmp(a->secret, b->secret, sizeof a->secret);
+    for (size_t i = 0; same && i < a->ndesc; i++)
+        same = a->descs[i].addr == b->descs[i].addr && a->descs[i].size == b->descs[i].size &&
+               a->descs[i].device.kind == b->descs[i].device.kind &&
+               a->descs[i].device.id == b->descs[i].device.id;
+    for (size_t s = 0; same && s < a->nsections; s++) {
+        const nxc__md_section_t *x = &a->sections[s], *y = &b->sections[s];
+        same = !strcmp(x->name, y->name) && x->conn.len == y->conn.len &&
+               (!x->conn.len || !memcmp(x->conn.data, y->conn.data, x->conn.len));
+        for (size_t j = 0; same && j < a->ndesc; j++)
+            same = x->keys[j].len == y->keys[j].len &&
+                   (!x->keys[j].len || !memcmp(x->keys[j].data, y->keys[j].data, x->keys[j].len));
+    }
+    return same;
+}
+
 static void check_roundtrip(const nxc__metadata_t *a) {
     char *text = NULL;
     size_t len = 0;
@@ -53,25 +79,7 @@ static void check_roundtrip(const nxc__metadata_t *a) {
     nxc__metadata_t b;
     st = nxc__md_decode(text, len, &b);
     if (st != NXC_OK) die("a re-encoded metadata does not decode", st);
-    int same = a->operation_kind == b.operation_kind &&
-               !strcmp(a->notification_key, b.notification_key) && a->ndesc == b.ndesc &&
-               !strcmp(a->name, b.name) && !strcmp(a->host, b.host) && a->pid == b.pid &&
-               a->start_time == b.start_time && a->nsections == b.nsections &&
-               !memcmp(a->instance, b.instance, sizeof a->instance) &&
-               !memcmp(a->secret, b.secret, sizeof a->secret);
-    for (size_t i = 0; same && i < a->ndesc; i++)
-        same = a->descs[i].addr == b.descs[i].addr && a->descs[i].size == b.descs[i].size &&
-               a->descs[i].device.kind == b.descs[i].device.kind &&
-               a->descs[i].device.id == b.descs[i].device.id;
-    for (size_t s = 0; same && s < a->nsections; s++) {
-        const nxc__md_section_t *x = &a->sections[s], *y = &b.sections[s];
-        same = !strcmp(x->name, y->name) && x->conn.len == y->conn.len &&
-               (!x->conn.len || !memcmp(x->conn.data, y->conn.data, x->conn.len));
-        for (size_t j = 0; same && j < a->ndesc; j++)
-            same = x->keys[j].len == y->keys[j].len &&
-                   (!x->keys[j].len || !memcmp(x->keys[j].data, y->keys[j].data, x->keys[j].len));
-    }
-    if (!same) {
+    if (!md_same(a, &b)) {
         fprintf(stderr, "fuzz_metadata: decode(encode(decode(x))) differs from decode(x)\n");
         abort();
     }
@@ -79,10 +87,32 @@ static void check_roundtrip(const nxc__metadata_t *a) {
     free(text);
 }
 
+/* The descriptor list's short cut (metadata_json_canon.c) must change
+ * nothing: the same input decoded by yajl alone gives the same status, the
+ * same message and the same metadata. */
+static void check_short_cut(const uint8_t *data, size_t size, nxc_status_t st,
+                            const nxc__metadata_t *md) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", st == NXC_OK ? "" : nxc_last_error());
+    nxc__md_json_canon = false;
+    nxc__metadata_t slow;
+    nxc_status_t st2 = nxc__md_decode((const char *)data, size, &slow);
+    nxc__md_json_canon = true;
+    int same = st == st2 && (st != NXC_OK ? !strcmp(msg, nxc_last_error()) : md_same(md, &slow));
+    if (st2 == NXC_OK) nxc__md_free(&slow);
+    if (!same) {
+        fprintf(stderr, "fuzz_metadata: the short cut and yajl disagree: %s (%s) vs %s (%s)\n",
+                nxc_status_string(st), msg, nxc_status_string(st2),
+                st2 == NXC_OK ? "" : nxc_last_error());
+        abort();
+    }
+}
+
 /* Decode one input; returns the status. */
 static nxc_status_t run_one(const uint8_t *data, size_t size) {
     nxc__metadata_t md;
     nxc_status_t st = nxc__md_decode((const char *)data, size, &md);
+    check_short_cut(data, size, st, &md);
     if (st == NXC_OK) {
         check_roundtrip(&md);
         nxc__md_free(&md);

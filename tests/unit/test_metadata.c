@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include "core/metadata.h"
+#include "core/metadata_json.h"
 #include "nxt.h"
 
 /* ------------------------------------------------------------------------ */
@@ -951,6 +952,124 @@ static void test_base64_one_text(void) {
     free(b.p);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The descriptor list's short cut (metadata_json_canon.c)                   */
+/* ------------------------------------------------------------------------ */
+
+/* Decode `text` with the short cut and with yajl alone: the same status,
+ * message and metadata. Returns whether the short cut read the list. */
+static bool same_both_ways(const char *text, size_t len) {
+    nxc__rdesc_t *descs = NULL;
+    size_t cap = 0, n = 0;
+    bool used = nxc__md_json_canon_descs(text, len, &descs, &cap, &n) > 0;
+    free(descs);
+    nxc__metadata_t fast, slow;
+    nxc_status_t st = nxc__md_decode(text, len, &fast);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", st == NXC_OK ? "" : nxc_last_error());
+    nxc__md_json_canon = false;
+    nxc_status_t st2 = nxc__md_decode(text, len, &slow);
+    nxc__md_json_canon = true;
+    NXT_EQ_INT(st2, st);
+    if (st != NXC_OK) {
+        NXT_EQ_STR(nxc_last_error(), msg);
+        return used;
+    }
+    check_same(&slow, &fast);
+    nxc__md_free(&fast);
+    nxc__md_free(&slow);
+    return used;
+}
+
+/* Every one-byte change (deleted, replaced, inserted) in and around the
+ * descriptor list of an encoded text decodes the same with and without
+ * the short cut; the short cut reads the list of the text as encoded and
+ * of the changes that keep its layout (a digit for a digit). */
+static void test_short_cut_matches_yajl(void) {
+    static const char bytes[] = " \t09185-+.eE\"\\,:{}[]xa\x7f\xc3";
+    fixture_t f;
+    fixture_init(&f, 3, 1, NXC__MD_KIND_READ);
+    f.md.descs[1].device = (nxc_device_t){NXC_DEVICE_CUDA, 1};
+    size_t len;
+    char *text = encode(&f.md, &len);
+    NXT_CHECK(same_both_ways(text, len));
+    const char *nixl = strstr(text, "\"nixl_metadata\"");
+    NXT_CHECK(nixl);
+    size_t region = (size_t)(nixl - text) + 2; /* the list, its ']' and ',' */
+    char *v = malloc(len + 2);
+    NXT_CHECK(v);
+    int read_by_short_cut = 0;
+    for (size_t i = 0; i < region; i++) {
+        memcpy(v, text, i); /* deleted */
+        memcpy(v + i, text + i + 1, len - i - 1);
+        read_by_short_cut += same_both_ways(v, len - 1);
+        for (size_t b = 0; b < sizeof bytes - 1; b++) {
+            memcpy(v, text, len); /* replaced */
+            v[i] = bytes[b];
+            read_by_short_cut += same_both_ways(v, len);
+            memcpy(v, text, i); /* inserted */
+            v[i] = bytes[b];
+            memcpy(v + i + 1, text + i, len - i);
+            read_by_short_cut += same_both_ways(v, len + 1);
+        }
+    }
+    NXT_CHECK(read_by_short_cut > 100);
+    free(v);
+    free(text);
+    fixture_free(&f);
+}
+
+/* Values at the short cut's edges: it reads what it can vouch for and
+ * leaves the rest (and every fault) to yajl. */
+static void test_short_cut_edges(void) {
+    static const struct {
+        const char *list;
+        bool short_cut;
+    } cases[] = {
+        {"{\"device\":\"cpu\",\"ptr\":999999999999999999,\"size\":1}", true},
+        {"{\"device\":\"cpu\",\"ptr\":1000000000000000000,\"size\":1}", false},  /* 19 digits */
+        {"{\"device\":\"cpu\",\"ptr\":18446744073709551617,\"size\":1}", false}, /* 2^64 + 1 */
+        {"{\"device\":\"cpu\",\"ptr\":0,\"size\":1}", false},
+        {"{\"device\":\"cpu\",\"ptr\":01,\"size\":1}", false},
+        {"{\"device\":\"cpu\",\"ptr\":-1,\"size\":1}", false},
+        {"{\"device\":\"cpu\",\"ptr\":1.0,\"size\":1}", false},
+        {"{\"device\":\"cp\\u0075\",\"ptr\":1,\"size\":1}", false},
+        {"{\"device\":\"cuda:7\",\"ptr\":1,\"size\":1},{\"device\":\"cpu\",\"ptr\":2,\"size\":1}",
+         true},
+        {"{\"device\":\"tpu\",\"ptr\":1,\"size\":1}", false},
+        {"{\"ptr\":1,\"device\":\"cpu\",\"size\":1}", false},
+        {"{\"device\":\"cpu\",\"ptr\":1,\"size\":1,\"x\":1}", false},
+        {"", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = strlen(cases[i].list);
+        /* a blob of as many descriptors as the list has objects */
+        size_t ndesc = 0;
+        for (const char *c = cases[i].list; (c = strstr(c, "\"device\"")); c++)
+            ndesc++;
+        bb_t b = {0};
+        bb_header(&b, 1, T_KEY, (uint32_t)(ndesc ? ndesc : 1), 1);
+        bb_section(&b, "tcp", 0, (uint32_t)(ndesc ? ndesc : 1));
+        bb_finish(&b);
+        size_t zlen;
+        uint8_t *z = zcompress(b.p, b.len, &zlen);
+        char *nixl = b64(z, zlen);
+        char *text = malloc(n + strlen(nixl) + 200);
+        NXT_CHECK(text);
+        int len = sprintf(text,
+                          "{\"descriptors\":[%s],\"nixl_metadata\":\"%s\",\"notification_key\":"
+                          "\"%s\",\"operation_kind\":1}",
+                          cases[i].list, nixl, T_KEY);
+        if (same_both_ways(text, (size_t)len) != cases[i].short_cut)
+            nxt_failf(__FILE__, __LINE__, "case %zu: the short cut %s read it", i,
+                      cases[i].short_cut ? "did not" : "wrongly");
+        free(text);
+        free(nixl);
+        free(z);
+        free(b.p);
+    }
+}
+
 static void test_bad_hex(void) {
     const char *bad[] = {"", "7", "789", "78zz", "78 9c", "0x789c", "789c\n", "g0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1397,6 +1516,8 @@ static const nxt_test_t nxt_tests[] = {
     {"bad_operation_kind", test_bad_operation_kind, 0},
     {"bad_notification_key", test_bad_notification_key, 0},
     {"bad_base64", test_bad_base64, 0},
+    {"short_cut_matches_yajl", test_short_cut_matches_yajl, 0},
+    {"short_cut_edges", test_short_cut_edges, 0},
     {"base64_one_text", test_base64_one_text, 0},
     {"bad_hex", test_bad_hex, 0},
     {"not_zlib", test_not_zlib, 0},
