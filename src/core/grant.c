@@ -78,13 +78,31 @@ bool nxc__passive_known(nxc_connector_t *c, const char *key, const uint8_t *secr
     return op && sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) == 0;
 }
 
-static bool range_inside(const nxc_op_t *op, const nxc__range_t *range) {
-    for (size_t i = 0; i < op->nlocal; i++) {
+/* Does [addr, addr + len) lie in the op's buffers from buffer `i` on,
+ * running on into the next buffer only where it starts at the byte the
+ * last one ends (as cover_check() allows a range to)? */
+static bool range_from(const nxc_op_t *op, size_t i, uint64_t addr, uint64_t len) {
+    for (; i < op->nlocal; i++) {
         uint64_t start = (uintptr_t)op->local[i].ptr, end = start + op->local[i].size;
-        if (range->len && range->addr >= start && range->addr <= end &&
-            range->len <= end - range->addr)
-            return true;
+        if (addr < start || addr >= end) return false;
+        if (len <= end - addr) return true;
+        len -= end - addr;
+        addr = end;
     }
+    return false;
+}
+
+/* Is `range` (not empty) within the op's buffers? Ranges come in buffer
+ * order, so the search starts at the buffer where the last one began: a
+ * transfer of n buffers costs O(n), not O(n^2). */
+static bool range_inside(nxc_op_t *op, const nxc__range_t *range) {
+    size_t n = op->nlocal;
+    if (range->len == 0 || n == 0) return false;
+    for (size_t k = 0, i = op->range_hint % n; k < n; k++, i = i + 1 == n ? 0 : i + 1)
+        if (range_from(op, i, range->addr, range->len)) {
+            op->range_hint = i;
+            return true;
+        }
     return false;
 }
 
@@ -97,7 +115,7 @@ static bool range_inside(const nxc_op_t *op, const nxc__range_t *range) {
  * from one buffer into the next only where the next starts at the byte the
  * first ends (the active side merges such neighbours: one range per run of
  * a buffer pool, not one per block). NULL: yes. */
-static const char *cover_check(const nxc_op_t *op, const nxc__range_t *ranges, size_t nranges,
+static const char *cover_check(nxc_op_t *op, const nxc__range_t *ranges, size_t nranges,
                                unsigned part, unsigned nparts) {
     if (nparts == 0 || part >= nparts) return "bad stripe index";
     uint64_t per = op->total / nparts + (op->total % nparts != 0);

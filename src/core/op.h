@@ -57,6 +57,7 @@ struct nxc_op {
     size_t md_len;
     bool revoked; /* no new grants */
     nxc__grant_t *grants;
+    size_t range_hint;                  /* the buffer the last checked range began in (grant.c) */
     void *exposed[NXC__MAX_TRANSPORTS]; /* per transport expose() state */
 
     /* active */

@@ -229,8 +229,11 @@ nxc_status_t nxc__grant_open_part(nxc_connector_t *c, nxc__tp_t *tp, void *peer,
  * and `to`'s loss fails it). false when no such grant exists. */
 bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to);
 /* The live op of `kind` on which `peer` holds grant `id`, provided
- * [addr, addr+len) lies inside its buffers; NULL otherwise. Message-path
- * transports call this for every message before touching memory. */
+ * [addr, addr+len) lies inside its buffers (running on from one buffer into
+ * the next only where that one starts at the byte the first ends, so the
+ * neighbours of a buffer pool can move as one range); NULL otherwise.
+ * Message-path transports call this for every message before touching
+ * memory. */
 nxc_op_t *nxc__grant_op(nxc_connector_t *c, void *peer, uint64_t id, nxc_op_kind_t kind,
                         uint64_t addr, uint64_t len);
 /* The peer holding grant `id` finished (complete = true: all bytes landed,

@@ -225,6 +225,15 @@ static void test_grant_checks(void) {
     NXT_CHECK(nxc__grant_op(c, &peer2, id, NXC_OP_READABLE, A, 16) == NULL);
     NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_WRITABLE, A, 16) == NULL);
     NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_READABLE, F + 500, 16) == NULL);
+    /* a range may run from a into b, which starts where a ends, in either
+     * order of checking; never across the gap to far, nor past far's end */
+    NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_READABLE, F, 512) == op);
+    NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_READABLE, A + 1000, 1048) == op);
+    NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_READABLE, A, 2048) == op);
+    NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_READABLE, A, 2049) == NULL);
+    NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_READABLE, B + 1000, 48) == NULL);
+    NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_READABLE, F + 256, 257) == NULL);
+    NXT_CHECK(nxc__grant_op(c, &peer1, id, NXC_OP_READABLE, A, 0) == NULL);
     NXT_CHECK(!nxc__grant_close(c, &peer2, id, true)); /* not its grant: ignored */
     NXT_CHECK(nxc__grant_move(c, &peer1, id, &peer2)); /* stripe 0 handed to peer2 */
     NXT_CHECK(!nxc__grant_close(c, &peer1, id, true));

@@ -50,8 +50,8 @@ static nxc_status_t send_data(ucx_tp_t *t, ucx_peer_t *p, unsigned id, const voi
     return NXC_OK;
 }
 
-/* Granted, message path. A write sends each segment in chunks; a read asks
- * for each segment and waits for its bytes. The passive side checks every
+/* Granted, message path. A write sends each run of segments in chunks; a
+ * read asks for each run and waits for its bytes. The passive side checks every
  * message against the grant before touching memory. */
 void nxc__ucx_start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = nxc__op_tp_state(op);
@@ -66,6 +66,8 @@ void nxc__ucx_start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
         nxc__op_io_begin(op); /* released when the last byte arrived, or on failure */
     }
     for (size_t i = 0; i < nsegs && a->error == NXC_OK; i++) {
+        uint64_t run = a->runs[i]; /* segments that continue this one move with it */
+        if (run == 0) continue;
         const nxc__seg_t *sg = &segs[i];
         uint64_t remote = nxc__seg_remote(sg, nxc__op_peer_md(op), 0);
         char *local = nxc__seg_local(sg, bufs, 0);
@@ -74,7 +76,7 @@ void nxc__ucx_start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
                          .grant_id = a->grant_id,
                          .req_id = a->req_id,
                          .addr = remote,
-                         .len = sg->len};
+                         .len = run};
         memcpy(h.instance, nxc__connector_instance(c), NXC__INSTANCE_LEN);
         if (nxc__op_kind(op) == NXC_OP_READ) {
             if (nxc__ucx_am_send(t, a->peer, AM_READ_REQ, &h, sizeof h, NULL, 0, NULL,
@@ -82,9 +84,9 @@ void nxc__ucx_start_moving_am(ucx_tp_t *t, nxc_op_t *op) {
                 nxc__ucx_aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
             continue;
         }
-        for (uint64_t off = 0; off < sg->len && a->error == NXC_OK; off += CHUNK) {
+        for (uint64_t off = 0; off < run && a->error == NXC_OK; off += CHUNK) {
             h.addr = remote + off;
-            h.len = sg->len - off < CHUNK ? sg->len - off : CHUNK;
+            h.len = run - off < CHUNK ? run - off : CHUNK;
             if (send_data(t, a->peer, AM_DATA, &h, sizeof h, local + off, h.len, op) != NXC_OK)
                 nxc__ucx_aop_fail(op, NXC_ERR_PEER_FAILED, "%s", nxc_last_error());
         }
@@ -124,11 +126,11 @@ ucs_status_t nxc__ucx_am_read_data_cb(void *arg, const void *hdr, size_t hlen, v
     size_t nsegs, nbufs;
     const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
     const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
-    if (h.seg >= nsegs || h.off > segs[h.seg].len || len > segs[h.seg].len - h.off ||
+    /* h.seg starts a run: its bytes are contiguous here for runs[h.seg] */
+    if (h.seg >= nsegs || h.off > a->runs[h.seg] || len > a->runs[h.seg] - h.off ||
         len > a->await_bytes)
         return UCS_OK; /* bogus: drop */
-    const nxc__seg_t *sg = &segs[h.seg];
-    memcpy(nxc__seg_local(sg, bufs, h.off), data, len);
+    memcpy(nxc__seg_local(&segs[h.seg], bufs, h.off), data, len);
     a->await_bytes -= len;
     if (a->await_bytes == 0) {
         nxc__op_io_end(op);

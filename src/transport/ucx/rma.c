@@ -109,29 +109,78 @@ static ucs_status_t unpack_rkey(ucp_ep_h ep, const nxc__bytes_t *key, ucp_rkey_h
     return s;
 }
 
-/* Granted, RMA path: unpack the peer's keys (checked at begin) and post one
- * get/put per segment, then a flush that completes once every byte reached
+static bool same_key(const nxc__bytes_t *x, const nxc__bytes_t *y) {
+    return x->len == y->len && (x->len == 0 || memcmp(x->data, y->data, x->len) == 0);
+}
+
+/* May segment b join the run of segment a? Always on the message path,
+ * where the passive side checks each range against its buffers; on the RMA
+ * path only within one registration on both sides (the same local memory
+ * handle, the same packed remote key), so one get or put is valid for
+ * both. */
+static bool joins(ucx_tp_t *t, const ucx_aop_t *a, const nxc__md_section_t *sec,
+                  const nxc__seg_t *x, const nxc__seg_t *y) {
+    return !t->use_rma || (a->lregs[x->local_idx]->handle == a->lregs[y->local_idx]->handle &&
+                           same_key(&sec->keys[x->remote_idx], &sec->keys[y->remote_idx]));
+}
+
+/* Plan the runs (a->runs): 1024 blocks side by side on both sides move as
+ * one range, one request or get instead of 1024. */
+static bool plan_runs(ucx_tp_t *t, nxc_op_t *op) {
+    ucx_aop_t *a = nxc__op_tp_state(op);
+    const nxc__metadata_t *md = nxc__op_peer_md(op);
+    const nxc__md_section_t *sec = nxc__md_section(md, "ucx");
+    size_t nsegs, nbufs;
+    const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
+    const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
+    a->runs = calloc(nsegs, sizeof *a->runs);
+    if (!a->runs) return false;
+    for (size_t i = 0, start = 0; i < nsegs; i++) {
+        if (i > 0 && nxc__seg_continues(&segs[i - 1], &segs[i], bufs, md) &&
+            joins(t, a, sec, &segs[i - 1], &segs[i]))
+            a->runs[start] += segs[i].len;
+        else
+            a->runs[start = i] = segs[i].len;
+    }
+    return true;
+}
+
+/* The peer's keys (checked at begin), unpacked once per run of equal ones. */
+static ucs_status_t unpack_rkeys(ucx_aop_t *a, const nxc__metadata_t *md) {
+    const nxc__md_section_t *sec = nxc__md_section(md, "ucx");
+    a->rkeys = calloc(md->ndesc, sizeof *a->rkeys);
+    if (!a->rkeys) return UCS_ERR_NO_MEMORY;
+    for (size_t i = 0; i < md->ndesc; i++) {
+        if (i > 0 && same_key(&sec->keys[i], &sec->keys[i - 1])) {
+            a->rkeys[i] = a->rkeys[i - 1];
+        } else {
+            ucs_status_t s = unpack_rkey(a->peer->ep, &sec->keys[i], &a->rkeys[i]);
+            if (s != UCS_OK) return s;
+        }
+        a->nrkeys = i + 1;
+    }
+    return UCS_OK;
+}
+
+/* Granted: plan the runs; on the RMA path unpack the peer's keys and post
+ * one get/put per run, then a flush that completes once every byte reached
  * its target. */
 void nxc__ucx_start_moving(ucx_tp_t *t, nxc_op_t *op) {
     ucx_aop_t *a = nxc__op_tp_state(op);
+    if (!plan_runs(t, op)) return nxc__ucx_aop_fail(op, NXC_ERR_NO_MEMORY, "out of memory");
     if (!t->use_rma) return nxc__ucx_start_moving_am(t, op);
     const nxc__metadata_t *md = nxc__op_peer_md(op);
     size_t nsegs, nbufs;
     const nxc__seg_t *segs = nxc__op_segs(op, &nsegs);
     const nxc_desc_t *bufs = nxc__op_local(op, &nbufs);
-    const nxc__md_section_t *sec = nxc__md_section(md, "ucx");
-    a->rkeys = calloc(md->ndesc, sizeof *a->rkeys);
-    if (!a->rkeys) return nxc__ucx_aop_fail(op, NXC_ERR_NO_MEMORY, "out of memory");
-    for (size_t i = 0; i < md->ndesc; i++) {
-        ucs_status_t s = unpack_rkey(a->peer->ep, &sec->keys[i], &a->rkeys[i]);
-        if (s != UCS_OK)
-            return nxc__ucx_aop_fail(op, NXC_ERR_TRANSPORT, "ucp_ep_rkey_unpack: %s",
-                                     ucs_status_string(s));
-        a->nrkeys = i + 1;
-    }
+    ucs_status_t s = unpack_rkeys(a, md);
+    if (s != UCS_OK)
+        return nxc__ucx_aop_fail(op, NXC_ERR_TRANSPORT, "ucp_ep_rkey_unpack: %s",
+                                 ucs_status_string(s));
     a->stage = S_MOVE;
     nxc__op_progressing(op);
     for (size_t i = 0; i < nsegs && a->error == NXC_OK; i++) {
+        if (a->runs[i] == 0) continue; /* moved with the run it is in */
         const nxc__seg_t *sg = &segs[i];
         ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
                                                   UCP_OP_ATTR_FIELD_USER_DATA |
@@ -143,9 +192,11 @@ void nxc__ucx_start_moving(ucx_tp_t *t, nxc_op_t *op) {
         uint64_t remote = nxc__seg_remote(sg, md, 0);
         ucp_rkey_h rkey = a->rkeys[sg->remote_idx];
         if (nxc__op_kind(op) == NXC_OP_READ)
-            track(op, ucp_get_nbx(a->peer->ep, local, sg->len, remote, rkey, &rp), "ucp_get_nbx");
+            track(op, ucp_get_nbx(a->peer->ep, local, a->runs[i], remote, rkey, &rp),
+                  "ucp_get_nbx");
         else
-            track(op, ucp_put_nbx(a->peer->ep, local, sg->len, remote, rkey, &rp), "ucp_put_nbx");
+            track(op, ucp_put_nbx(a->peer->ep, local, a->runs[i], remote, rkey, &rp),
+                  "ucp_put_nbx");
     }
     ucp_request_param_t fp = {.op_attr_mask =
                                   UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,

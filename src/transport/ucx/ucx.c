@@ -223,8 +223,10 @@ static void ucx_release(nxc__tp_t *tp, nxc_op_t *op) {
     ucx_tp_t *t = ucx_of(tp);
     ucx_aop_t *a = nxc__op_tp_state(op);
     for (size_t i = 0; i < a->nrkeys; i++)
-        ucp_rkey_destroy(a->rkeys[i]);
+        if (i == 0 || a->rkeys[i] != a->rkeys[i - 1]) /* a shared one once */
+            ucp_rkey_destroy(a->rkeys[i]);
     free(a->rkeys);
+    free(a->runs);
     size_t nbufs;
     nxc__op_local(op, &nbufs);
     for (size_t i = 0; a->lregs && i < nbufs; i++)

@@ -128,8 +128,11 @@ typedef struct ucx_aop {
     bool indexed;
     uint64_t grant_id; /* 0 until granted */
     enum stage stage;
-    ucp_rkey_h *rkeys;
+    ucp_rkey_h *rkeys; /* per remote descriptor; neighbours with one key share one */
     size_t nrkeys;
+    /* Per segment: the bytes of the run it starts (it and the segments that
+     * continue it, which move as one range), 0 for a segment inside a run. */
+    uint64_t *runs;
     nxc__reg_t **lregs;
     nxc_status_t error; /* first failure or the stop reason; NXC_OK: none */
     char why[200];
