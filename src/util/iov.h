@@ -46,6 +46,21 @@ static inline size_t nxc__iov_consume(struct iovec *iov, size_t n, size_t idx, u
     return idx;
 }
 
+/* Bytes [from, to) of the `n` entries of `iov` as entries of `out` (room
+ * for n); returns how many. */
+static inline size_t nxc__iov_slice(const struct iovec *iov, size_t n, uint64_t from, uint64_t to,
+                                    struct iovec *out) {
+    size_t i = 0, k = 0;
+    uint64_t off = 0;
+    nxc__iov_seek(iov, n, &i, &off, from);
+    for (uint64_t left = to - from; left > 0 && i < n; i++, off = 0) {
+        uint64_t len = iov[i].iov_len - off < left ? iov[i].iov_len - off : left;
+        out[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + off, (size_t)len};
+        left -= len;
+    }
+    return k;
+}
+
 /* Append [base, base + len) to the `*n` entries of `iov`, growing the last
  * entry instead when the range starts where it ends. process_vm_readv/writev
  * pin and look up the pages of every remote entry separately (about 0.15 us

@@ -139,16 +139,46 @@ static void group_finish(shm_tp_t *t, group_t *group) {
     nxc__eventfd_ring(t->efd);
 }
 
+/* The second half of a direct copy: its bytes, then `done` for the caller
+ * waiting on it. */
+static void copy_half(half_copy_t *h) {
+    struct iovec mine[IOVS], theirs[IOVS];
+    size_t nm = nxc__iov_slice(h->mine, h->n, h->from, h->to, mine);
+    size_t nt = nxc__iov_slice(h->theirs, h->n, h->from, h->to, theirs);
+    h->moved = h->write ? process_vm_writev(h->pid, mine, nm, theirs, nt, 0)
+                        : process_vm_readv(h->pid, mine, nm, theirs, nt, 0);
+    atomic_store_explicit(&h->done, true, memory_order_release);
+}
+
+bool nxc__shm_post_half(shm_tp_t *t, half_copy_t *half) {
+    pthread_mutex_lock(&t->mu);
+    bool idle = t->idle > 0 && !t->jobs && !t->quit;
+    if (idle) {
+        half->job = (job_t){.half = half};
+        NXC__QUEUE_APPEND(t->jobs, t->jobs_tail, &half->job);
+        pthread_cond_signal(&t->cv);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return idle;
+}
+
 static void *copier(void *arg) {
     shm_tp_t *t = arg;
     pthread_mutex_lock(&t->mu);
     for (;;) {
+        t->idle++;
         while (!t->jobs && !t->quit)
             pthread_cond_wait(&t->cv, &t->mu);
+        t->idle--;
         if (!t->jobs) break;
         job_t *j;
         NXC__QUEUE_POP(t->jobs, t->jobs_tail, j);
         pthread_mutex_unlock(&t->mu);
+        if (j->half) { /* the caller owns it, and waits */
+            copy_half(j->half);
+            pthread_mutex_lock(&t->mu);
+            continue;
+        }
         int err = copy_range(j->group->s, j->group->ctl, j->from, j->to);
         if (err) {
             int none = 0;

@@ -27,11 +27,28 @@ typedef struct group {
     atomic_int failed; /* errno of the first failure, or -1 for "stopped" (see s->stop) */
 } group_t;
 
+typedef struct half_copy half_copy_t;
+
 typedef struct job {
     struct job *next;
-    group_t *group;
+    group_t *group;    /* a stripe's job (freed by the copier), or NULL: */
+    half_copy_t *half; /* the second half of a direct copy (the caller's) */
     uint64_t from, to; /* byte range of the stripe */
 } job_t;
+
+/* The second half of a large direct copy (direct.c): a copier thread moves
+ * bytes [from, to) of the iovecs while the caller moves the first half,
+ * then waits for `done`. Everything lives on the caller's stack. */
+struct half_copy {
+    job_t job;
+    pid_t pid;
+    bool write;
+    const struct iovec *mine, *theirs;
+    size_t n; /* entries in each, side by side (one segment each) */
+    uint64_t from, to;
+    ssize_t moved; /* -1: failed */
+    atomic_bool done;
+};
 
 /* --- direct access (direct.c) ------------------------------------------------------------ */
 
@@ -98,6 +115,7 @@ typedef struct shm_tp {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job_t *jobs, *jobs_tail;
+    int idle; /* copier threads waiting for a job */
     group_t *done;
     bool quit;
     int efd; /* copier -> progress: groups are done */
@@ -127,6 +145,9 @@ nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec
 void nxc__shm_retire(nxc__tp_t *tp, nxc_op_t *op, void *state);
 bool nxc__shm_direct_busy(nxc__tp_t *tp, nxc_op_t *op, void *state);
 void nxc__shm_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state);
+/* Queue `half` for an idle copier thread; false (nothing queued) when none
+ * is idle. shm.c. */
+bool nxc__shm_post_half(shm_tp_t *t, half_copy_t *half);
 /* Move op's bytes directly (a read or a write); false: take the grant path
  * instead (which also gives the passive side's reason if access is refused). */
 bool nxc__shm_direct(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec);
