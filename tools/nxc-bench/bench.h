@@ -30,11 +30,12 @@ void *xcalloc(size_t n, size_t sz);
 const char *fmt_size(uint64_t v, char *buf, size_t len);
 uint8_t *buf_alloc(uint64_t len);
 void boot_id(char *out, size_t len);
-/* A connector named NAME-pid over TRANSPORT ("" or NULL: all); BUSY: no
- * progress thread (the caller's waits drive progress). connector_make dies
+/* A connector named NAME-pid over TRANSPORT ("" or NULL: all), with a
+ * progress thread or, !THREAD, driven by its caller. connector_make dies
  * on failure. */
-nxc_status_t connector_try(const char *name, const char *transport, bool busy, nxc_connector_t **c);
-nxc_connector_t *connector_make(const char *name, const char *transport, bool busy);
+nxc_status_t connector_try(const char *name, const char *transport, bool thread,
+                           nxc_connector_t **c);
+nxc_connector_t *connector_make(const char *name, const char *transport, bool thread);
 nxc_mem_t *buffer_register(nxc_connector_t *c, uint8_t *buf, uint64_t len);
 
 /* pattern.c: the bytes --check expects of op k of a point (`batch` blocks

@@ -65,9 +65,12 @@ void usage(FILE *f) {
             "  --idle-timeout SEC           target: longest silence from the initiator (120)\n"
             "  --max-mem SIZE               buffer bytes per process and point (default 2G)\n"
             "  --round N                    ops whose metadata is fetched at once (256, max 1024)\n"
-            "  --busy                       both sides poll instead of sleeping: no\n"
-            "                               progress threads, spinning waits (the mode\n"
-            "                               of NIXL's benchmarks; a core per side)\n"
+            "  --loop                       no progress threads: each side sleeps in\n"
+            "                               poll() on the connector's fd and drives it\n"
+            "                               (a server's own event loop)\n"
+            "  --busy                       no progress threads, and waits spin instead\n"
+            "                               of sleeping (the mode of NIXL's benchmarks;\n"
+            "                               a core per side)\n"
             "  --no-prereg                  do not keep each buffer registered for the\n"
             "                               whole point (measures cold registration)\n"
             "  --seed N                     data pattern seed for --check\n"
@@ -242,6 +245,7 @@ enum {
     O_ROUND,
     O_NO_PREREG,
     O_BUSY,
+    O_LOOP,
     O_SEED,
 };
 
@@ -284,6 +288,7 @@ static const struct option options[] = {
     {"round", VALUE, NULL, O_ROUND},
     {"no-prereg", SWITCH, NULL, O_NO_PREREG},
     {"busy", SWITCH, NULL, O_BUSY},
+    {"loop", SWITCH, NULL, O_LOOP},
     {"seed", VALUE, NULL, O_SEED},
     {NULL, 0, NULL, 0},
 };
@@ -389,7 +394,8 @@ static int apply(int opt, const char *name, const char *v) {
         cfg.round_max = (int)need_long(name, v, 1, 1024);
         break;
     case O_NO_PREREG: cfg.prereg = false; break;
-    case O_BUSY: cfg.busy = true; break;
+    case O_BUSY: cfg.wait = WAIT_BUSY; break;
+    case O_LOOP: cfg.wait = WAIT_LOOP; break;
     case O_SEED: cfg.seed = (uint64_t)need_long(name, v, 0, LONG_MAX); break;
     }
     return NEXT_OPTION;

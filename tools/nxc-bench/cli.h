@@ -17,6 +17,12 @@ enum role { ROLE_NONE, ROLE_SELF, ROLE_TARGET, ROLE_INITIATOR };
 enum opkind { OP_READ = 0, OP_WRITE = 1 };
 enum fmt { FMT_NONE, FMT_JSON, FMT_CSV };
 
+/* How both sides drive nxc: progress threads and sleeping waits (default);
+ * --loop: no progress threads, each side sleeps in poll() on the
+ * connector's fd beside its own and drives progress when it is readable (a
+ * server's own event loop); --busy: no progress threads, waits spin. */
+enum { WAIT_THREAD, WAIT_LOOP, WAIT_BUSY };
+
 typedef struct cfg {
     enum role role;
     const char *listen; /* target: ADDR:PORT (default 127.0.0.1:18515) */
@@ -33,7 +39,7 @@ typedef struct cfg {
     int concurrency;
     const char *transport;
     bool check, prereg, quiet;
-    bool busy; /* --busy: no progress threads, waits spin (the target learns it at HELLO) */
+    int wait; /* how nxc is driven and waited for, WAIT_* (the target learns it at HELLO) */
     enum fmt fmt;
     const char *out_path;
     int progress; /* -1 auto (stderr is a tty) */

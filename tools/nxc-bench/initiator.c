@@ -228,11 +228,13 @@ static uint64_t run_round(int fd, nxc_connector_t *c, ipoint_t *ip, uint64_t fir
         if (r.done >= r.use) break;
         int left = ms_left(round_deadline);
         if (left == 0) die("round did not finish before its deadline (peer hung?)");
-        int got = cfg.busy ? nxc_cq_poll(r.cq, r.ends, ip->conc)
-                           : nxc_cq_wait(r.cq, r.ends, ip->conc,
-                                         left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
+        /* --loop: with the progress thread off, nxc_cq_wait() sleeps on the
+         * connector's fd and drives it */
+        int got = cfg.wait == WAIT_BUSY ? nxc_cq_poll(r.cq, r.ends, ip->conc)
+                                        : nxc_cq_wait(r.cq, r.ends, ip->conc,
+                                                      left < POLL_SLICE_MS ? left : POLL_SLICE_MS);
         if (got < 0) nxc_die((nxc_status_t)got, "cq_wait");
-        if (got == 0 && cfg.busy) sched_yield(); /* spin, but let copier threads run */
+        if (got == 0 && cfg.wait == WAIT_BUSY) sched_yield(); /* spin, but let copier threads run */
         round_reap(ip, &r, got, now_ns());
     }
     nxc_cq_destroy(r.cq);
@@ -388,7 +390,7 @@ static void initiator_hello(int fd, buf_t *b, char *target_transports, size_t le
     put_u64(b, PROTO_VERSION);
     const char *tr = cfg.transport ? cfg.transport : "";
     put_str(b, tr, strlen(tr));
-    put_u64(b, cfg.busy);
+    put_u64(b, (uint64_t)cfg.wait);
     msg_send(fd, M_HELLO, b, 10000);
     msg_expect(fd, b, M_HELLO_OK, 60000);
     (void)get_u64(b);
@@ -431,7 +433,8 @@ int initiator_run(int fd) {
     buf_t b = {0};
     char target_transports[256];
     initiator_hello(fd, &b, target_transports, sizeof target_transports);
-    nxc_connector_t *c = connector_make("nxc-bench-initiator", cfg.transport, cfg.busy);
+    nxc_connector_t *c =
+        connector_make("nxc-bench-initiator", cfg.transport, cfg.wait == WAIT_THREAD);
     print_header(nxc_connector_transports(c), target_transports, shared_clock);
 
     int total = cfg.nops * cfg.nblocks * cfg.nbatches, measured = 0;

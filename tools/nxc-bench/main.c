@@ -59,7 +59,7 @@ static void on_alarm(int sig) {
 }
 
 static int list_transports(void) {
-    nxc_connector_t *c = connector_make("nxc-bench-probe", cfg.transport, false);
+    nxc_connector_t *c = connector_make("nxc-bench-probe", cfg.transport, true);
     printf("%s\n", nxc_connector_transports(c));
     nxc_connector_destroy(c);
     return 0;

@@ -64,8 +64,12 @@ void print_header(const char *transports, const char *target_transports, bool sh
             "%-5s %-9s %8s %6s %9s %6s %8s %10s %10s %10s\n",
             nxc_version(), transports, target_transports, cfg.concurrency,
             shared_clock ? "shared" : "ping-synchronised", cfg.check ? ", --check" : "",
-            cfg.prereg ? "" : ", --no-prereg", cfg.busy ? ", --busy" : "", "op", "transport",
-            "block", "batch", "bytes/op", "iters", "GB/s", "lat p50", "lat p99", "ntf p50");
+            cfg.prereg ? "" : ", --no-prereg",
+            cfg.wait == WAIT_BUSY   ? ", --busy"
+            : cfg.wait == WAIT_LOOP ? ", --loop"
+                                    : "",
+            "op", "transport", "block", "batch", "bytes/op", "iters", "GB/s", "lat p50", "lat p99",
+            "ntf p50");
     fprintf(table_out, "%-5s %-9s %8s %6s %9s %6s %8s %10s %10s %10s\n", "", "", "", "", "", "", "",
             "us", "us", "us");
     fflush(table_out);

@@ -180,7 +180,7 @@ static void round_on_end(int fd, tround_t *r, buf_t *in) {
  * and the initiator sent ROUND_END. Until ROUND_END the passive deadline
  * bounds the ops; after it, the notifications of ops the initiator saw
  * complete get 5 s. */
-static void round_wait(int fd, tpoint_t *tp, tround_t *r, buf_t *in) {
+static void round_wait(int fd, nxc_connector_t *c, tpoint_t *tp, tround_t *r, buf_t *in) {
     r->deadline = now_ns() + ((uint64_t)tp->passive_timeout_ms + 10000) * 1000000ull;
     while (r->pending > 0 || !r->ended) {
         int left = ms_left(r->deadline);
@@ -188,15 +188,25 @@ static void round_wait(int fd, tpoint_t *tp, tround_t *r, buf_t *in) {
             round_expire(fd, r);
             break;
         }
-        /* --busy: nothing sleeps; each reap below drives progress once */
-        int slice = cfg.busy ? 0 : left < POLL_SLICE_MS ? left : POLL_SLICE_MS;
-        struct pollfd pfd[2] = {{nxc_cq_fd(r->cq), POLLIN, 0}, {fd, POLLIN, 0}};
-        int got = poll(pfd, r->ended ? 1 : 2, slice);
+        /* --busy: nothing sleeps; each reap below drives progress once.
+         * --loop: progress until nothing is pending, then sleep on the
+         * connector's fd too. */
+        int slice = cfg.wait == WAIT_BUSY ? 0 : left < POLL_SLICE_MS ? left : POLL_SLICE_MS;
+        struct pollfd pfd[3] = {{nxc_cq_fd(r->cq), POLLIN, 0}};
+        nfds_t n = 1;
+        if (cfg.wait == WAIT_LOOP) {
+            while (nxc_connector_progress(c) > 0) {
+            }
+            pfd[n++] = (struct pollfd){nxc_connector_fd(c), POLLIN, 0};
+        }
+        struct pollfd *sock = r->ended ? NULL : &pfd[n];
+        if (sock) pfd[n++] = (struct pollfd){fd, POLLIN, 0};
+        int got = poll(pfd, n, slice);
         if (got < 0 && errno != EINTR) send_error(fd, "target: poll: %s", strerror(errno));
         /* the ops first, so that their times are not delayed by the socket */
-        if (round_reap(tp, r, now_ns()) == 0 && cfg.busy)
+        if (round_reap(tp, r, now_ns()) == 0 && cfg.wait == WAIT_BUSY)
             sched_yield(); /* spin, but let copier threads run */
-        if (got > 0 && !r->ended && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
+        if (got > 0 && sock && (sock->revents & (POLLIN | POLLHUP | POLLERR)))
             round_on_end(fd, r, in);
     }
 }
@@ -225,7 +235,7 @@ static void target_round(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in, bu
     r.t_done = xcalloc(r.n, sizeof *r.t_done);
     r.pending = r.used = r.n;
     round_create(fd, c, tp, &r, out);
-    round_wait(fd, tp, &r, in);
+    round_wait(fd, c, tp, &r, in);
     nxc_cq_destroy(r.cq);
     round_report(fd, &r, out);
     free(r.ops);
@@ -243,14 +253,14 @@ static nxc_connector_t *target_hello(int fd, buf_t *in, buf_t *out, int idle_ms)
     if (in->bad || proto != PROTO_VERSION)
         send_error(fd, "target: protocol %" PRIu64 " not supported (this is %d)", proto,
                    PROTO_VERSION);
-    bool busy = get_u64(in) != 0;
-    if (in->bad) send_error(fd, "target: malformed HELLO");
+    uint64_t wait = get_u64(in);
+    if (in->bad || wait > WAIT_BUSY) send_error(fd, "target: malformed HELLO");
     char transport[256];
     snprintf(transport, sizeof transport, "%.*s", (int)tlen, tr);
     if (cfg.transport) snprintf(transport, sizeof transport, "%s", cfg.transport);
-    cfg.busy = busy;
+    cfg.wait = (int)wait;
     nxc_connector_t *c;
-    nxc_status_t st = connector_try("nxc-bench-target", transport, busy, &c);
+    nxc_status_t st = connector_try("nxc-bench-target", transport, cfg.wait == WAIT_THREAD, &c);
     if (st != NXC_OK)
         send_error(fd, "target: connector (transports '%s'): %s: %s", transport,
                    nxc_status_string(st), nxc_last_error());

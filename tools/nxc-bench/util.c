@@ -84,7 +84,7 @@ void boot_id(char *out, size_t len) {
     out[strcspn(out, "\n")] = 0;
 }
 
-nxc_status_t connector_try(const char *name, const char *transport, bool busy,
+nxc_status_t connector_try(const char *name, const char *transport, bool thread,
                            nxc_connector_t **c) {
     nxc_connector_params_t p = {0};
     char nm[64];
@@ -95,16 +95,16 @@ nxc_status_t connector_try(const char *name, const char *transport, bool busy,
         p.field_mask |= NXC_CONNECTOR_FIELD_TRANSPORTS;
         p.transports = transport;
     }
-    if (busy) { /* the caller's waits drive progress */
+    if (!thread) { /* the caller drives progress */
         p.field_mask |= NXC_CONNECTOR_FIELD_PROGRESS_THREAD;
         p.progress_thread = 0;
     }
     return nxc_connector_create(&p, c);
 }
 
-nxc_connector_t *connector_make(const char *name, const char *transport, bool busy) {
+nxc_connector_t *connector_make(const char *name, const char *transport, bool thread) {
     nxc_connector_t *c;
-    nxc_status_t st = connector_try(name, transport, busy, &c);
+    nxc_status_t st = connector_try(name, transport, thread, &c);
     if (st != NXC_OK) nxc_die(st, "connector");
     return c;
 }

@@ -17,7 +17,7 @@
 #define MSG_MAX (512ull << 20)
 
 enum msg_type {
-    M_HELLO = 1, /* I->T: proto, transport, busy */
+    M_HELLO = 1, /* I->T: proto, transport, wait mode */
     M_HELLO_OK,  /* T->I: proto, transports, boot id */
     M_PING,      /* I->T: t0 */
     M_PONG,      /* T->I: t0, t_target */
