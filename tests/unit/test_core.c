@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the core's pure pieces: devices, status strings,
- * scatter/gather planning, the registration cache and random bytes. */
+ * scatter/gather planning, the registration cache, random bytes, and the
+ * iovec and text helpers of util/. */
 #include <pthread.h>
 #include <unistd.h>
 
@@ -8,7 +9,9 @@
 #include "core/regcache.h"
 #include "core/sglist.h"
 #include "nxt.h"
+#include "util/iov.h"
 #include "util/sys.h"
+#include "util/text.h"
 
 static void test_device_parse(void) {
     static const struct {
@@ -299,6 +302,47 @@ static void test_random_fork_and_threads(void) {
     NXT_CHECK(strlen(u) == 36 && u[14] == '4' && strchr("89ab", u[19]) != NULL);
 }
 
+/* nxc__iov_slice: every [from, to) of an uneven list gives entries that
+ * cover exactly those bytes, in order (split direct copies rely on it). */
+static void test_iov_slice(void) {
+    static uint8_t bytes[64];
+    struct iovec iov[4] = {{bytes, 5}, {bytes + 10, 1}, {bytes + 20, 13}, {bytes + 40, 7}};
+    uint8_t *flat[26]; /* where each of the 26 bytes lies */
+    for (size_t i = 0, k = 0; i < 4; i++)
+        for (size_t j = 0; j < iov[i].iov_len; j++)
+            flat[k++] = (uint8_t *)iov[i].iov_base + j;
+    for (uint64_t from = 0; from <= 26; from++)
+        for (uint64_t to = from; to <= 26; to++) {
+            struct iovec out[4];
+            size_t n = nxc__iov_slice(iov, 4, from, to, out), k = from;
+            for (size_t e = 0; e < n; e++) {
+                NXT_CHECK(out[e].iov_len > 0);
+                for (size_t j = 0; j < out[e].iov_len; j++)
+                    NXT_CHECK((uint8_t *)out[e].iov_base + j == flat[k++]);
+            }
+            NXT_EQ_INT(k, to);
+        }
+}
+
+/* nxc__ascii_span stops at the first byte that is NUL or not ASCII, at
+ * every position of a word and across words. */
+static void test_ascii_span(void) {
+    unsigned char s[40];
+    memset(s, 'a', sizeof s);
+    NXT_EQ_INT(nxc__ascii_span(s, sizeof s), sizeof s);
+    NXT_EQ_INT(nxc__ascii_span(s, 0), 0);
+    static const unsigned char stops[] = {0x00, 0x80, 0xc3, 0xff};
+    for (size_t at = 0; at < sizeof s; at++)
+        for (size_t k = 0; k < sizeof stops; k++) {
+            s[at] = stops[k];
+            NXT_EQ_INT(nxc__ascii_span(s, sizeof s), at);
+            NXT_EQ_INT(nxc__ascii_span(s, at), at);
+            s[at] = 0x7f; /* the highest ASCII byte passes */
+            NXT_EQ_INT(nxc__ascii_span(s, sizeof s), sizeof s);
+            s[at] = 'a';
+        }
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"device_parse", test_device_parse, 0},
     {"device_format", test_device_format, 0},
@@ -309,5 +353,7 @@ static const nxt_test_t nxt_tests[] = {
     {"regcache", test_regcache, 0},
     {"regcache_off", test_regcache_off, 0},
     {"random_fork_and_threads", test_random_fork_and_threads, 0},
+    {"iov_slice", test_iov_slice, 0},
+    {"ascii_span", test_ascii_span, 0},
 };
 NXT_MAIN(nxt_tests)
