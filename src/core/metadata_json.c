@@ -329,7 +329,7 @@ static int on_number(void *ctx, const char *s, size_t n) {
 
 static void parse_device(parse_t *p, const unsigned char *s, size_t n) {
     device_memo_t *memo = &p->memo;
-    if (memo->len == n && !memcmp(memo->text, s, n)) {
+    if (memo->len > 0 && memo->len == n && !memcmp(memo->text, s, n)) { /* 0: none yet */
         p->desc.device = memo->device;
         p->desc.device_st = NXC_OK;
         return;

@@ -813,6 +813,13 @@ static void test_bad_descriptors(void) {
     NXT_CHECK(strstr(nxc_last_error(), "descriptor 1"));
     NXT_FAIL(dec_desc_with("device", json_string("cuda:99999")), NXC_ERR_INVALID_DEVICE);
     NXT_FAIL(dec_desc_with("device", json_string("")), NXC_ERR_INVALID_DEVICE);
+    /* the first descriptor's empty device too (the device memo is empty
+     * then, and once took "" for a match: the descriptor decoded with no
+     * device) */
+    json_t *first = valid_json();
+    json_object_set_new(json_array_get(json_object_get(first, "descriptors"), 0), "device",
+                        json_string(""));
+    NXT_FAIL(dec_json(first), NXC_ERR_INVALID_DEVICE);
     /* the largest representable values pass the JSON checks (and the blob) */
     json_t *root = valid_json();
     json_t *d = json_array_get(json_object_get(root, "descriptors"), 0);
