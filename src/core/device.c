@@ -61,6 +61,25 @@ nxc_status_t nxc_device_parse(const char *text, nxc_device_t *device_p) {
     return NXC_OK;
 }
 
+nxc_status_t nxc__device_parse_memo(nxc__device_memo_t *memo, const char *s, size_t n,
+                                    nxc_device_t *device_p) {
+    if (memo->len == n && n > 0 && !memcmp(memo->text, s, n)) {
+        *device_p = memo->device;
+        return NXC_OK;
+    }
+    char text[64];
+    if (n >= sizeof text) return nxc__err(NXC_ERR_INVALID_DEVICE, "device text too long");
+    memcpy(text, s, n);
+    text[n] = '\0';
+    nxc_status_t st = nxc_device_parse(text, device_p);
+    if (st == NXC_OK && n > 0 && n <= sizeof memo->text) {
+        memcpy(memo->text, s, n);
+        memo->len = n;
+        memo->device = *device_p;
+    }
+    return st;
+}
+
 nxc_status_t nxc_device_format(nxc_device_t device, char *buf, size_t len) {
     if (!buf) return nxc__err(NXC_ERR_INVALID_PARAM, "device format: NULL buffer");
     int n;

@@ -85,14 +85,6 @@ typedef struct desc_state {
     char device_why[200];
 } desc_state_t;
 
-/* The last device text parsed and what it gave: the descriptors of one
- * text almost always name the same device, parsed once then. */
-typedef struct device_memo {
-    char text[NXC_DEVICE_TEXT_MAX];
-    size_t len; /* 0: none yet */
-    nxc_device_t device;
-} device_memo_t;
-
 typedef struct parse {
     nxc__metadata_t *m;
     int depth;
@@ -107,12 +99,12 @@ typedef struct parse {
     size_t nixl_len;
     size_t ndescs, cap; /* elements of "descriptors"; room in m->descs */
     desc_state_t desc;
-    device_memo_t memo;
-    nxc_status_t desc_st; /* the first descriptor's fault, reported after the fields above */
+    nxc__device_memo_t memo; /* the last device text parsed */
+    nxc_status_t desc_st;    /* the first descriptor's fault, reported after the fields above */
     char desc_why[256];
     nxc__md_keyset_t *unknown;     /* the keys nxc does not know, of every object */
     nxc_status_t stop_st;          /* why a callback stopped the parse (message already set) */
-    frame_t stack[JSON_MAX_DEPTH]; /* last, and not zeroed: push() writes a frame before use */
+    frame_t stack[JSON_MAX_DEPTH]; /* last: parse_start() leaves it as it is */
 } parse_t;
 
 static const char *jtype_name(jtype_t t) {
@@ -240,13 +232,8 @@ static void check_desc(parse_t *p, size_t i) {
 /* Keep the descriptor that just ended (index i) in m->descs. */
 static int store_desc(parse_t *p, size_t i) {
     if (i >= NXC__MD_MAX_DESCS || p->desc_st != NXC_OK) return 1; /* refused at the end */
-    while (i >= p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 4;
-        nxc__rdesc_t *d = realloc(p->m->descs, cap * sizeof *d);
-        if (!d) return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
-        p->m->descs = d;
-        p->cap = cap;
-    }
+    if (!nxc__md_descs_room(&p->m->descs, &p->cap, i))
+        return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
     p->m->descs[i] = (nxc__rdesc_t){.addr = (uint64_t)p->desc.value[DESC_PTR],
                                     .size = (uint64_t)p->desc.value[DESC_SIZE],
                                     .device = p->desc.device};
@@ -328,27 +315,13 @@ static int on_number(void *ctx, const char *s, size_t n) {
 }
 
 static void parse_device(parse_t *p, const unsigned char *s, size_t n) {
-    device_memo_t *memo = &p->memo;
-    if (memo->len > 0 && memo->len == n && !memcmp(memo->text, s, n)) { /* 0: none yet */
-        p->desc.device = memo->device;
-        p->desc.device_st = NXC_OK;
-        return;
-    }
-    char text[64];
-    if (n >= sizeof text) { /* no device name is this long: say so without copying it */
+    if (n >= 64) { /* no device name is this long: say so without copying it */
         p->desc.device_st = NXC_ERR_INVALID_DEVICE;
         snprintf(p->desc.device_why, sizeof p->desc.device_why,
                  "device text of %zu bytes is not a device", n);
         return;
     }
-    memcpy(text, s, n);
-    text[n] = '\0';
-    p->desc.device_st = nxc_device_parse(text, &p->desc.device);
-    if (p->desc.device_st == NXC_OK && n > 0 && n <= sizeof memo->text) {
-        memcpy(memo->text, s, n);
-        memo->len = n;
-        memo->device = p->desc.device;
-    }
+    p->desc.device_st = nxc__device_parse_memo(&p->memo, (const char *)s, n, &p->desc.device);
     if (p->desc.device_st != NXC_OK)
         snprintf(p->desc.device_why, sizeof p->desc.device_why, "%s", nxc_last_error());
 }
@@ -483,16 +456,20 @@ static nxc_status_t run_parser(parse_t *p, const char *text, size_t len, const c
     return st;
 }
 
-/* Back to the state before parsing, keeping m->descs and its room. */
-static void parse_reset(parse_t *p) {
-    nxc__metadata_t *m = p->m;
-    size_t cap = p->cap;
-    nxc__md_keyset_free(&p->unknown);
-    free(p->nixl);
+/* The state before parsing into `m`, whose descs have room for `cap`. The
+ * 16 KiB nesting stack is left as it is: push() writes a frame before use. */
+static void parse_start(parse_t *p, nxc__metadata_t *m, size_t cap) {
     memset(p, 0, offsetof(parse_t, stack));
     p->m = m;
     p->cap = cap;
     p->field = -1;
+}
+
+/* Back to the state before parsing, keeping m->descs and its room. */
+static void parse_reset(parse_t *p) {
+    nxc__md_keyset_free(&p->unknown);
+    free(p->nixl);
+    parse_start(p, p->m, p->cap);
 }
 
 /* The whole text, with the descriptor list read by the short cut when it
@@ -553,9 +530,7 @@ nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *
                                  size_t *nixl_len_p) {
     parse_t *p = malloc(sizeof *p);
     if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
-    memset(p, 0, offsetof(parse_t, stack)); /* 16 KiB of stack left as it is */
-    p->m = m;
-    p->field = -1;
+    parse_start(p, m, 0);
     nxc_status_t st = parse_text(p, text, len);
     if (st == NXC_OK) st = check_fields(p, m);
     nxc__md_keyset_free(&p->unknown);

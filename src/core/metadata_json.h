@@ -44,6 +44,11 @@ typedef struct nxc__md_keyset nxc__md_keyset_t;
 int nxc__md_keyset_add(nxc__md_keyset_t **set, uint32_t serial, const unsigned char *key, size_t n);
 void nxc__md_keyset_free(nxc__md_keyset_t **set);
 
+/* Room in *descs (room for *cap, malloc'd or NULL) for descriptor `i`,
+ * doubling: both decoding paths grow the list with it. false: out of
+ * memory (the list stays valid, with its old room). */
+bool nxc__md_descs_room(nxc__rdesc_t **descs, size_t *cap, size_t i);
+
 /*
  * The short cut for the encoder's own layout (metadata_json_canon.c): if
  * `text` opens with NXC__MD_JSON_CANON_OPEN and then descriptors written

@@ -55,64 +55,45 @@ static bool positive(cursor_t *c, uint64_t *v_p) {
     return true;
 }
 
-/* The last device text and what it gave: one op's descriptors nearly
- * always name one device. */
-typedef struct device_memo {
-    char text[NXC_DEVICE_TEXT_MAX + 1];
-    size_t len; /* 0: none yet */
-    nxc_device_t device;
-} device_memo_t;
-
 /* A string of printable ASCII other than '"' and '\' (no escape: its bytes
  * are its value) that names a device. */
-static bool device(cursor_t *c, device_memo_t *memo, nxc_device_t *dev) {
+static bool device(cursor_t *c, nxc__device_memo_t *memo, nxc_device_t *dev) {
     if (!LITERAL(c, "\"")) return false;
     const char *s = c->at;
     while (c->at < c->end && *c->at >= 0x20 && *c->at <= 0x7e && *c->at != '"' && *c->at != '\\')
         c->at++;
     size_t n = (size_t)(c->at - s);
-    if (!LITERAL(c, "\"") || n == 0 || n > NXC_DEVICE_TEXT_MAX) return false;
-    if (n != memo->len || memcmp(memo->text, s, n) != 0) {
-        char text[NXC_DEVICE_TEXT_MAX + 1];
-        memcpy(text, s, n);
-        text[n] = '\0';
-        if (nxc_device_parse(text, &memo->device) != NXC_OK) {
-            memo->len = 0;
-            return false;
-        }
-        memcpy(memo->text, text, n + 1);
-        memo->len = n;
-    }
-    *dev = memo->device;
-    return true;
+    return LITERAL(c, "\"") && n > 0 && n <= NXC_DEVICE_TEXT_MAX &&
+           nxc__device_parse_memo(memo, s, n, dev) == NXC_OK;
 }
 
 /* {"device":"...","ptr":N,"size":N} */
-static bool descriptor(cursor_t *c, device_memo_t *memo, nxc__rdesc_t *d) {
+static bool descriptor(cursor_t *c, nxc__device_memo_t *memo, nxc__rdesc_t *d) {
     return LITERAL(c, "{\"device\":") && device(c, memo, &d->device) && LITERAL(c, ",\"ptr\":") &&
            positive(c, &d->addr) && LITERAL(c, ",\"size\":") && positive(c, &d->size) &&
            LITERAL(c, "}");
 }
 
-/* Room for descriptor i in *descs, doubling as the yajl path does. */
-static bool room(nxc__rdesc_t **descs, size_t *cap, size_t i) {
-    if (i < *cap) return true;
-    size_t want = *cap ? *cap * 2 : 4;
-    nxc__rdesc_t *d = realloc(*descs, want * sizeof *d);
-    if (!d) return false;
-    *descs = d;
-    *cap = want;
+bool nxc__md_descs_room(nxc__rdesc_t **descs, size_t *cap, size_t i) {
+    while (i >= *cap) {
+        size_t want = *cap ? *cap * 2 : 4;
+        nxc__rdesc_t *d = realloc(*descs, want * sizeof *d);
+        if (!d) return false;
+        *descs = d;
+        *cap = want;
+    }
     return true;
 }
 
 size_t nxc__md_json_canon_descs(const char *text, size_t len, nxc__rdesc_t **descs, size_t *cap,
                                 size_t *n_p) {
     cursor_t c = {text, text + len};
-    device_memo_t memo = {.len = 0};
+    nxc__device_memo_t memo = {.len = 0};
     if (!nxc__md_json_canon || !LITERAL(&c, NXC__MD_JSON_CANON_OPEN)) return 0;
     size_t n = 0;
     do {
-        if (n == NXC__MD_MAX_DESCS || !room(descs, cap, n) || !descriptor(&c, &memo, &(*descs)[n]))
+        if (n == NXC__MD_MAX_DESCS || !nxc__md_descs_room(descs, cap, n) ||
+            !descriptor(&c, &memo, &(*descs)[n]))
             return 0;
         n++;
     } while (LITERAL(&c, ","));

@@ -45,7 +45,6 @@
 
 #include "transport/segment.h"
 #include "transport/shm/shm_internal.h"
-#include "util/iov.h"
 #include "util/log.h"
 #include "util/sys.h"
 
@@ -284,12 +283,6 @@ static bool tell_owner(shm_tp_t *t, nxc_op_t *op, uint8_t type) {
  * by how the threads fell on this host's two cores, against 35 us whole. */
 #define SPLIT_MIN (512u << 10)
 
-static ssize_t vm_copy(pid_t pid, bool write, const struct iovec *mine, size_t nm,
-                       const struct iovec *theirs, size_t nt) {
-    return write ? process_vm_writev(pid, mine, nm, theirs, nt, 0)
-                 : process_vm_readv(pid, mine, nm, theirs, nt, 0);
-}
-
 /* Move all `total` bytes of the `n` side-by-side entries; true when every
  * byte moved. From SPLIT_MIN on, a copier thread (if one is idle) moves the
  * second half while this thread moves the first; this thread waits for it
@@ -304,11 +297,9 @@ static bool direct_copy(shm_tp_t *t, pid_t pid, bool write, const struct iovec *
                         .from = total / 2,
                         .to = total};
     if (total < SPLIT_MIN || !nxc__shm_post_half(t, &half))
-        return vm_copy(pid, write, mine, n, theirs, n) == (ssize_t)total;
-    struct iovec m[IOVS], r[IOVS];
-    size_t nm = nxc__iov_slice(mine, n, 0, total / 2, m);
-    size_t nr = nxc__iov_slice(theirs, n, 0, total / 2, r);
-    bool ok = vm_copy(pid, write, m, nm, r, nr) == (ssize_t)(total / 2);
+        return nxc__shm_vm_copy(pid, write, mine, n, theirs, n) == (ssize_t)total;
+    bool ok =
+        nxc__shm_vm_copy_part(pid, write, mine, theirs, n, 0, total / 2) == (ssize_t)(total / 2);
     while (!atomic_load_explicit(&half.done, memory_order_acquire))
         sched_yield(); /* the other half is a copy under way: it ends */
     return ok && half.moved == (ssize_t)(total - total / 2);

@@ -92,8 +92,7 @@ static int copy_range(const stream_stripe_t *s, int ctl, uint64_t from, uint64_t
             nxc__iov_append(r, &nr, (void *)(uintptr_t)(s->remote[j].addr + o), (size_t)len);
             bytes += len;
         }
-        ssize_t got = write ? process_vm_writev(s->remote_pid, l, nl, r, nr, 0)
-                            : process_vm_readv(s->remote_pid, l, nl, r, nr, 0);
+        ssize_t got = nxc__shm_vm_copy(s->remote_pid, write, l, nl, r, nr);
         if (got < 0) {
             if (errno == EINTR) continue;
             return errno;
@@ -139,14 +138,18 @@ static void group_finish(shm_tp_t *t, group_t *group) {
     nxc__eventfd_ring(t->efd);
 }
 
+ssize_t nxc__shm_vm_copy_part(pid_t pid, bool write, const struct iovec *mine,
+                              const struct iovec *theirs, size_t n, uint64_t from, uint64_t to) {
+    struct iovec m[IOVS], r[IOVS];
+    size_t nm = nxc__iov_slice(mine, n, from, to, m);
+    size_t nr = nxc__iov_slice(theirs, n, from, to, r);
+    return nxc__shm_vm_copy(pid, write, m, nm, r, nr);
+}
+
 /* The second half of a direct copy: its bytes, then `done` for the caller
  * waiting on it. */
 static void copy_half(half_copy_t *h) {
-    struct iovec mine[IOVS], theirs[IOVS];
-    size_t nm = nxc__iov_slice(h->mine, h->n, h->from, h->to, mine);
-    size_t nt = nxc__iov_slice(h->theirs, h->n, h->from, h->to, theirs);
-    h->moved = h->write ? process_vm_writev(h->pid, mine, nm, theirs, nt, 0)
-                        : process_vm_readv(h->pid, mine, nm, theirs, nt, 0);
+    h->moved = nxc__shm_vm_copy_part(h->pid, h->write, h->mine, h->theirs, h->n, h->from, h->to);
     atomic_store_explicit(&h->done, true, memory_order_release);
 }
 

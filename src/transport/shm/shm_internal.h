@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "transport/stream/stream.h"
 
@@ -145,6 +146,19 @@ nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec
 void nxc__shm_retire(nxc__tp_t *tp, nxc_op_t *op, void *state);
 bool nxc__shm_direct_busy(nxc__tp_t *tp, nxc_op_t *op, void *state);
 void nxc__shm_unexpose(nxc__tp_t *tp, nxc_op_t *op, void *state);
+/* process_vm_readv (write: process_vm_writev) between our `mine` and
+ * process `pid`'s `theirs`: every copy shm makes. */
+static inline ssize_t nxc__shm_vm_copy(pid_t pid, bool write, const struct iovec *mine, size_t nm,
+                                       const struct iovec *theirs, size_t nt) {
+    return write ? process_vm_writev(pid, mine, nm, theirs, nt, 0)
+                 : process_vm_readv(pid, mine, nm, theirs, nt, 0);
+}
+
+/* Bytes [from, to) of the `n` side-by-side entries of `mine` and `theirs`
+ * (one segment each), copied as above; returns what the call moved. */
+ssize_t nxc__shm_vm_copy_part(pid_t pid, bool write, const struct iovec *mine,
+                              const struct iovec *theirs, size_t n, uint64_t from, uint64_t to);
+
 /* Queue `half` for an idle copier thread; false (nothing queued) when none
  * is idle. shm.c. */
 bool nxc__shm_post_half(shm_tp_t *t, half_copy_t *half);
