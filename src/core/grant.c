@@ -251,8 +251,12 @@ bool nxc__grant_move(nxc_connector_t *c, void *peer, uint64_t id, void *to) {
 bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
                           nxc_op_kind_t kind) {
     nxc_op_t *op = nxc__passive_find(c, key);
-    if (!op || op->kind != kind || op->revoked || nxc__op_terminal(op) ||
-        sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) != 0) {
+    if (op && sodium_memcmp(op->secret, secret, NXC__SECRET_LEN) != 0) op = NULL;
+    return nxc__complete_direct_op(c, tp, op, kind);
+}
+
+bool nxc__complete_direct_op(nxc_connector_t *c, nxc__tp_t *tp, nxc_op_t *op, nxc_op_kind_t kind) {
+    if (!op || op->kind != kind || op->revoked || nxc__op_terminal(op)) {
         /* A drain may be waiting for this peer's direct access to end
          * (nxc__op_finish() wakes it when the op completes instead). */
         pthread_cond_broadcast(&c->cond);

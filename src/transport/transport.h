@@ -246,6 +246,10 @@ bool nxc__grant_close(nxc_connector_t *c, void *peer, uint64_t id, bool complete
  * `secret` matches; false otherwise. */
 bool nxc__complete_direct(nxc_connector_t *c, nxc__tp_t *tp, const char *key, const uint8_t *secret,
                           nxc_op_kind_t kind);
+/* The same for an op the transport found by itself (shm's arena names the
+ * op's record, not its key): completes `op` (NULL: none) if it is live and
+ * of `kind`. */
+bool nxc__complete_direct_op(nxc_connector_t *c, nxc__tp_t *tp, nxc_op_t *op, nxc_op_kind_t kind);
 /* `peer` is gone (died, or cut off): its grants are dropped and every
  * passive op it held one on turns ERRORED (PEER_FAILED). A peer that gives
  * up cleanly returns its grant with nxc__grant_close() first. */

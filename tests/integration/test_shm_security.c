@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -481,9 +482,9 @@ static void test_direct_write(void) {
     free(src);
 }
 
-/* The state word of the arena record behind `md` (a writable of process
- * `owner`), mapped in this process as a peer maps it. */
-static _Atomic uint64_t *record_state(const char *md, pid_t owner) {
+/* The arena of process `owner` that holds the record behind `md` (whose
+ * index goes to *slot_p), mapped in this process as a peer maps it. */
+static arena_t *owner_arena(const char *md, pid_t owner, uint32_t *slot_p) {
     nxc__metadata_t m;
     NXT_PASS(nxc__md_decode(md, strlen(md), &m));
     const nxc__md_section_t *sec = nxc__md_section(&m, "shm");
@@ -498,7 +499,15 @@ static _Atomic uint64_t *record_state(const char *md, pid_t owner) {
     arena_t *a = mmap(NULL, sizeof(arena_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     NXT_CHECK(a != MAP_FAILED && a->magic == ARENA_MAGIC);
-    return &a->records[key.slot].state;
+    *slot_p = key.slot;
+    return a;
+}
+
+/* The state word of the arena record behind `md` (an op of `owner`). */
+static _Atomic uint64_t *record_state(const char *md, pid_t owner) {
+    uint32_t slot;
+    arena_t *a = owner_arena(md, owner, &slot);
+    return &a->records[slot].state;
 }
 
 /* Claims the writable whose metadata it is sent, as a direct write does
@@ -601,7 +610,138 @@ static void test_dead_claimer_fails_op(void) {
     free(buf);
 }
 
+/* --- the doorbell ------------------------------------------------------------------------ */
+
+/* Reads the readable whose metadata comes first (making the connection),
+ * then rings the owner's doorbell for the second as a reader does after
+ * its copy: first with its record still LIVE (a bit for an op nobody
+ * read), then, when told "next", after turning it READ. */
+static void ringer(int fd, void *arg) {
+    char *md_first = nxt_recv(fd, NULL, 30000), *md = nxt_recv(fd, NULL, 30000);
+    nxc_connector_t *c = shm_connector("ringer");
+    char *dst = nxt_alloc(64);
+    nxc_desc_t d = nxt_desc(dst, 64);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_read(c, md_first, 0, &d, 1, NULL, &op));
+    NXT_PASS(nxc_op_wait(op, WAIT_MS));
+    nxc_op_release(op);
+    uint32_t slot;
+    arena_t *a = owner_arena(md, getppid(), &slot);
+    NXT_CHECK(a->notify_fd >= 0);
+    int pidfd = pidfd_open(getppid(), 0), bell = pidfd_getfd(pidfd, a->notify_fd, 0);
+    NXT_CHECK(pidfd >= 0 && bell >= 0);
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            free(nxt_recv(fd, NULL, 30000)); /* "next" */
+            _Atomic uint64_t *state = &a->records[slot].state;
+            uint64_t live = atomic_load(state);
+            NXT_EQ_INT(STATE_PHASE(live), PHASE_LIVE);
+            NXT_CHECK(atomic_compare_exchange_strong(state, &live,
+                                                     STATE(STATE_SEQ(live), PHASE_READ, getpid())));
+        }
+        atomic_fetch_or(&a->done[slot / 64], 1ull << (slot % 64));
+        atomic_store(&a->wake, 1);
+        uint64_t one = 1;
+        NXT_CHECK(write(bell, &one, sizeof one) == sizeof one);
+        nxt_send_str(fd, "rang");
+    }
+    free(nxt_recv(fd, NULL, 30000)); /* "quit" */
+    close(bell);
+    close(pidfd);
+    nxc_connector_destroy(c);
+    free(dst);
+    free(md_first);
+    free(md);
+}
+
+static void test_doorbell_checks_record(void) {
+    const char *off = getenv("NXC_SHM_DOORBELL");
+    if (off && !strcmp(off, "0")) nxt_skip("the doorbell is off (NXC_SHM_DOORBELL=0)");
+    pid_t pid;
+    int fd = nxt_spawn_peer(ringer, NULL, &pid);
+    nxc_connector_t *c = shm_connector("owner");
+    char *buf = nxt_alloc(64);
+    nxc_desc_t d = nxt_desc(buf, 64);
+    nxc_op_t *first, *op;
+    const char *md;
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &first));
+    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    NXT_PASS(nxc_op_metadata(first, &md, NULL));
+    nxt_send_str(fd, md);
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    free(nxt_recv(fd, NULL, 30000)); /* rang with the record LIVE */
+    NXT_EQ_INT(nxc_op_wait(op, 300), NXC_INPROGRESS);
+    NXT_EQ_INT(nxc_op_status(op), NXC_OP_INITIALIZED);
+    nxt_send_str(fd, "next");
+    free(nxt_recv(fd, NULL, 30000)); /* rang with the record READ */
+    NXT_PASS(nxc_op_wait(op, WAIT_MS));
+    nxt_send_str(fd, "quit");
+    nxt_join(pid, 30000);
+    nxc_op_release(op);
+    nxc_op_release(first);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
+#define BURST 256
+
+/* Reads the BURST readables whose metadata it is sent, one after the
+ * other; each but the first (which makes the connection) must be complete
+ * when its begin returns, with the owner's data. */
+static void burst_reader(int fd, void *arg) {
+    char *mds[BURST];
+    for (int i = 0; i < BURST; i++)
+        mds[i] = nxt_recv(fd, NULL, 30000);
+    nxc_connector_t *c = shm_connector("reader");
+    char *dst = nxt_alloc(4096);
+    nxc_desc_t d = nxt_desc(dst, 4096);
+    for (int i = 0; i < BURST; i++) {
+        nxc_op_t *op;
+        NXT_PASS(nxc_begin_read(c, mds[i], 0, &d, 1, NULL, &op));
+        if (i > 0) NXT_EQ_INT(nxc_op_status(op), NXC_OP_COMPLETE);
+        NXT_PASS(nxc_op_wait(op, WAIT_MS));
+        NXT_CHECK(nxt_verify(dst, 4096, SEED_OWNER + (uint64_t)i) == SIZE_MAX);
+        nxc_op_release(op);
+        free(mds[i]);
+    }
+    nxt_send_str(fd, "read");
+    free(nxt_recv(fd, NULL, 30000)); /* "quit" */
+    nxc_connector_destroy(c);
+    free(dst);
+}
+
+/* Ops a peer reads directly one after the other, each told through one
+ * ring or none (the doorbell), or a frame each (NXC_SHM_DOORBELL=0): the
+ * owner sees every one complete. */
+static void test_direct_burst(void) {
+    pid_t pid;
+    int fd = nxt_spawn_peer(burst_reader, NULL, &pid);
+    nxc_connector_t *c = shm_connector("owner");
+    char *buf = nxt_alloc((size_t)BURST * 4096);
+    nxc_op_t *ops[BURST];
+    for (int i = 0; i < BURST; i++) {
+        nxt_fill(buf + (size_t)i * 4096, 4096, SEED_OWNER + (uint64_t)i);
+        nxc_desc_t d = nxt_desc(buf + (size_t)i * 4096, 4096);
+        const char *md;
+        NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &ops[i]));
+        NXT_PASS(nxc_op_metadata(ops[i], &md, NULL));
+        nxt_send_str(fd, md);
+    }
+    free(nxt_recv(fd, NULL, 60000)); /* "read" */
+    for (int i = 0; i < BURST; i++) {
+        NXT_PASS(nxc_op_wait(ops[i], WAIT_MS));
+        nxc_op_release(ops[i]);
+    }
+    nxt_send_str(fd, "quit");
+    nxt_join(pid, 30000);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
 static const nxt_test_t nxt_tests[] = {
+    {"doorbell_checks_record", test_doorbell_checks_record, 60},
+    {"direct_burst", test_direct_burst, 60},
     {"direct_write", test_direct_write, 60},
     {"claim_holds_release", test_claim_holds_release, 60},
     {"dead_claimer_fails_op", test_dead_claimer_fails_op, 60},

@@ -13,12 +13,13 @@
  *
  * Read: copy the record and check it (LIVE, tag, secret, key, and the
  * metadata's descriptors exactly the op's buffers, so the read moves the
- * whole op), process_vm_readv the bytes, check the state word again (still
- * the same: the bytes were the op's all along), send READ_DONE.
+ * whole op), process_vm_readv the bytes, turn the state word from what it
+ * was into READ (the same word: the bytes were the op's all along), tell
+ * the owner.
  *
  * Write: copy and check the record the same way, claim it (LIVE -> CLAIMED
  * with this pid, from that very state word: nothing changed since the copy),
- * process_vm_writev the bytes, mark it WRITTEN, send WRITE_DONE. A claim is
+ * process_vm_writev the bytes, mark it WRITTEN, tell the owner. A claim is
  * what makes writes safe without a grant: the owner, when the op ends in
  * any way (retire, before the end is visible), turns LIVE into DEAD, so no
  * write starts after it; a write it finds CLAIMED is under way, and the
@@ -26,6 +27,12 @@
  * bound, unless the claiming process is gone. A claimer that dies mid-write
  * fails the op PEER_FAILED when its connection closes: its memory is partly
  * written.
+ *
+ * Telling the owner: the arena's doorbell (arena_t), whose eventfd a peer
+ * takes with pidfd_getfd (the same permission process_vm_readv needs) when
+ * it maps the arena; one ring wakes the owner for every op finished before
+ * it looks. Where that is refused (seccomp, an older kernel), a READ_DONE
+ * or WRITE_DONE frame on the connection.
  *
  * Anything that does not fit (a record taken, a check failing, no
  * connection yet) falls back to the grant path, which gives the owner's
@@ -38,13 +45,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "transport/segment.h"
 #include "transport/shm/shm_internal.h"
+#include "util/eventfd.h"
 #include "util/log.h"
 #include "util/sys.h"
 
@@ -56,7 +66,7 @@ typedef struct direct_op {
 
 /* --- the arena, owner side ----------------------------------------------------------- */
 
-bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance) {
+bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance, bool doorbell) {
     t->arena_fd = memfd_create("nxc-shm-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (t->arena_fd < 0) return false;
     if (ftruncate(t->arena_fd, sizeof(arena_t)) ||
@@ -72,6 +82,8 @@ bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance) {
         return false;
     }
     t->arena = map;
+    t->notify_fd = doorbell ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
+    t->arena->notify_fd = t->notify_fd;
     t->arena->magic = ARENA_MAGIC;
     memcpy(t->arena->instance, instance, NXC__INSTANCE_LEN);
     t->arena->nrecords = ARENA_RECORDS;
@@ -81,13 +93,51 @@ bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance) {
     return true;
 }
 
+static void peer_arena_drop(peer_arena_t *p) {
+    if (!p->map) return;
+    munmap(p->map, sizeof(arena_t));
+    if (p->notify_fd >= 0) close(p->notify_fd);
+    p->map = NULL;
+    p->notify_fd = -1;
+}
+
 void nxc__shm_arena_close(shm_tp_t *t) {
     for (unsigned i = 0; i < PEER_ARENAS; i++)
-        if (t->peers[i].map) munmap(t->peers[i].map, sizeof(arena_t));
+        peer_arena_drop(&t->peers[i]);
     if (t->arena) munmap(t->arena, sizeof(arena_t));
     if (t->arena_fd >= 0) close(t->arena_fd);
+    if (t->notify_fd >= 0) close(t->notify_fd);
     t->arena = NULL;
-    t->arena_fd = -1;
+    t->arena_fd = t->notify_fd = -1;
+}
+
+/* The op in `slot` if a peer finished it (the record says READ or WRITTEN:
+ * peers change only the phase, so it is the phase of this op, not of an op
+ * the slot held before), with the kind it needs. */
+static nxc_op_t *finished_op(shm_tp_t *t, unsigned slot, nxc_op_kind_t *kind) {
+    record_t *r = &t->arena->records[slot];
+    unsigned phase = STATE_PHASE(atomic_load(&r->state));
+    *kind = phase == PHASE_READ ? NXC_OP_READABLE : NXC_OP_WRITABLE;
+    bool finished = phase == PHASE_READ || phase == PHASE_WRITTEN;
+    return finished && r->kind == (uint32_t)*kind ? t->slot_op[slot] : NULL;
+}
+
+void nxc__shm_collect(stream_tp_t *stream) {
+    shm_tp_t *t = shm_of(stream);
+    nxc__eventfd_drain(t->notify_fd);
+    /* From here on a peer that finishes rings again (see arena_t). */
+    atomic_store(&t->arena->wake, 0);
+    for (unsigned w = 0; w < ARENA_RECORDS / 64; w++) {
+        uint64_t bits = atomic_load_explicit(&t->arena->done[w], memory_order_relaxed)
+                            ? atomic_exchange(&t->arena->done[w], 0)
+                            : 0;
+        for (; bits; bits &= bits - 1) {
+            nxc_op_kind_t kind;
+            nxc_op_t *op = finished_op(t, w * 64 + (unsigned)__builtin_ctzll(bits), &kind);
+            /* a bit for an op that ended meanwhile (or a slot reused) is moot */
+            if (op) nxc__complete_direct_op(t->s.base.c, &t->s.base, op, kind);
+        }
+    }
 }
 
 nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p) {
@@ -166,15 +216,26 @@ void nxc__shm_claimer_lost(stream_tp_t *stream, pid_t pid) {
 
 /* --- the peer's side ------------------------------------------------------------------ */
 
-/* The arena of the owner connector `instance`, held by process `pid`, mapped
- * here (on first use: opened through /proc and checked); NULL if it cannot. */
-static arena_t *peer_arena(shm_tp_t *t, const uint8_t *instance, pid_t pid, int32_t fd_no) {
-    for (unsigned i = 0; i < PEER_ARENAS; i++) {
-        peer_arena_t *p = &t->peers[i];
-        if (p->map && p->pid == pid && p->fd_no == fd_no &&
-            !memcmp(p->instance, instance, NXC__INSTANCE_LEN))
-            return p->map;
+/* Our copy of the doorbell of the arena `a` that process `pidfd` holds
+ * (-1: none; the owner is then told with frames). */
+static int peer_doorbell(int pidfd, const arena_t *a) {
+    int fd = pidfd >= 0 && a->notify_fd >= 0 ? pidfd_getfd(pidfd, a->notify_fd, 0) : -1;
+    if (fd < 0) return -1;
+    static const char eventfd_link[] = "anon_inode:[eventfd]";
+    char link[sizeof eventfd_link], path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link);
+    /* an eventfd, or nothing: never ring some other file */
+    if (n != (ssize_t)sizeof eventfd_link - 1 || memcmp(link, eventfd_link, (size_t)n)) {
+        close(fd);
+        return -1;
     }
+    return fd;
+}
+
+/* The arena of connector `instance` that is process `pid`'s fd `fd_no`,
+ * opened through /proc, checked and mapped here; NULL if it cannot be. */
+static arena_t *map_arena(const uint8_t *instance, pid_t pid, int32_t fd_no) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, (int)fd_no);
     int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -187,17 +248,35 @@ static arena_t *peer_arena(shm_tp_t *t, const uint8_t *instance, pid_t pid, int3
         (seals & F_SEAL_SHRINK))
         map = mmap(NULL, sizeof(arena_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return NULL;
-    arena_t *a = map;
-    if (a->magic != ARENA_MAGIC || memcmp(a->instance, instance, NXC__INSTANCE_LEN)) {
+    arena_t *a = map == MAP_FAILED ? NULL : map;
+    if (a && (a->magic != ARENA_MAGIC || memcmp(a->instance, instance, NXC__INSTANCE_LEN))) {
         munmap(map, sizeof(arena_t));
-        return NULL;
+        a = NULL;
     }
-    peer_arena_t *p = &t->peers[t->next_evict++ % PEER_ARENAS];
-    if (p->map) munmap(p->map, sizeof(arena_t));
-    *p = (peer_arena_t){.pid = pid, .fd_no = fd_no, .map = a};
-    memcpy(p->instance, instance, NXC__INSTANCE_LEN);
     return a;
+}
+
+/* The arena of the owner connector `instance`, held by process `pid`, with
+ * its doorbell (mapped on first use); NULL if it cannot be reached. */
+static peer_arena_t *peer_arena(shm_tp_t *t, const uint8_t *instance, pid_t pid, int32_t fd_no) {
+    for (unsigned i = 0; i < PEER_ARENAS; i++) {
+        peer_arena_t *p = &t->peers[i];
+        if (p->map && p->pid == pid && p->fd_no == fd_no &&
+            !memcmp(p->instance, instance, NXC__INSTANCE_LEN))
+            return p;
+    }
+    /* The pidfd first: the doorbell then comes from the process the arena
+     * was checked in, even if the pid were reused in between. */
+    int pidfd = pidfd_open(pid, 0);
+    arena_t *a = map_arena(instance, pid, fd_no);
+    int bell = a ? peer_doorbell(pidfd, a) : -1;
+    if (pidfd >= 0) close(pidfd);
+    if (!a) return NULL;
+    peer_arena_t *p = &t->peers[t->next_evict++ % PEER_ARENAS];
+    peer_arena_drop(p);
+    *p = (peer_arena_t){.pid = pid, .fd_no = fd_no, .map = a, .notify_fd = bell};
+    memcpy(p->instance, instance, NXC__INSTANCE_LEN);
+    return p;
 }
 
 /* Does the record (copied from the owner) allow this op? A read needs a
@@ -223,6 +302,8 @@ static bool record_valid(const record_t *r, const record_key_t *key, const nxc_o
  * and the process to copy with. */
 typedef struct direct_access {
     pid_t pid;
+    peer_arena_t *owner;
+    uint32_t slot;
     _Atomic uint64_t *state;
     uint64_t seen;
 } direct_access_t;
@@ -241,10 +322,11 @@ static bool direct_open(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec,
     if (acc->pid <= 0) return false;
     record_key_t key;
     memcpy(&key, sec->keys[0].data, sizeof key);
-    arena_t *a =
+    acc->owner =
         key.slot < ARENA_RECORDS ? peer_arena(t, md->instance, acc->pid, key.arena_fd) : NULL;
-    if (!a) return false;
-    record_t *shared = &a->records[key.slot], copy;
+    if (!acc->owner) return false;
+    acc->slot = key.slot;
+    record_t *shared = &acc->owner->map->records[key.slot], copy;
     acc->state = &shared->state;
     /* A seqlock read: the fields hold for the state word seen before the
      * copy if it is the same after it (the owner rewrites them only under a
@@ -271,8 +353,16 @@ static size_t direct_iovs(nxc_op_t *op, struct iovec *mine, struct iovec *theirs
     return nsegs;
 }
 
-/* Tell the owner the op moved directly (READ_DONE or WRITE_DONE). */
-static bool tell_owner(shm_tp_t *t, nxc_op_t *op, uint8_t type) {
+/* Tell the owner the op moved directly (its record says READ or WRITTEN):
+ * through the arena's doorbell, else with a READ_DONE or WRITE_DONE frame. */
+static bool tell_owner(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc, uint8_t type) {
+    arena_t *a = acc->owner->map;
+    if (acc->owner->notify_fd >= 0) {
+        atomic_fetch_or(&a->done[acc->slot / 64], 1ull << (acc->slot % 64));
+        /* after the bit: an owner that clears `wake` later still sees it */
+        if (!atomic_exchange(&a->wake, 1)) nxc__eventfd_ring(acc->owner->notify_fd);
+        return true;
+    }
     const nxc__metadata_t *md = nxc__op_peer_md(op);
     return nxc__stream_send_direct_done(&t->s, md->instance, nxc__op_key(op), md->secret, type);
 }
@@ -310,8 +400,9 @@ static bool direct_read(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
     size_t n = direct_iovs(op, mine, theirs);
     bool moved = direct_copy(t, acc->pid, false, mine, theirs, n, nxc__op_total(op));
     /* still the same state: the op stayed live through the copy */
-    if (!moved || atomic_load(acc->state) != acc->seen) return false;
-    return tell_owner(t, op, NXC__WIRE_READ_DONE);
+    uint64_t seen = acc->seen, read = STATE(STATE_SEQ(seen), PHASE_READ, getpid());
+    if (!moved || !atomic_compare_exchange_strong(acc->state, &seen, read)) return false;
+    return tell_owner(t, op, acc, NXC__WIRE_READ_DONE);
 }
 
 static bool direct_write(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
@@ -333,7 +424,7 @@ static bool direct_write(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) 
         return true;
     }
     /* Not told: the grant path writes the same bytes again and completes. */
-    return tell_owner(t, op, NXC__WIRE_WRITE_DONE);
+    return tell_owner(t, op, acc, NXC__WIRE_WRITE_DONE);
 }
 
 bool nxc__shm_direct(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec) {

@@ -349,13 +349,14 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
 
     shm_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "shm: out of memory");
-    t->s.lfd = t->s.epfd = t->efd = t->arena_fd = -1;
+    t->s.lfd = t->s.epfd = t->efd = t->arena_fd = t->notify_fd = -1;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     char instance[2 * NXC__INSTANCE_LEN + 1];
     nxc__hex(instance, nxc__connector_instance(c), NXC__INSTANCE_LEN);
     snprintf(t->sock_name, sizeof t->sock_name, "nxc-shm-%s", instance);
-    if (!nxc__shm_arena_open(t, nxc__connector_instance(c)))
+    bool doorbell = nxc__option_int(c, "shm", "doorbell", 1);
+    if (!nxc__shm_arena_open(t, nxc__connector_instance(c), doorbell))
         NXC_LOG_I("shm: no arena for direct access (%s); every transfer takes a grant",
                   strerror(errno));
     t->inline_max = (size_t)nxc__option_int(c, "shm", "inline_max", 1 << 20);
@@ -376,6 +377,8 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         if (st == NXC_OK && t->efd < 0)
             st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));
         if (st == NXC_OK) st = nxc__stream_watch(&t->s, t->efd, on_copies_done);
+        if (st == NXC_OK && t->notify_fd >= 0)
+            st = nxc__stream_watch(&t->s, t->notify_fd, nxc__shm_collect);
         for (int i = 0; st == NXC_OK && i < want_threads; i++) {
             int e = pthread_create(&t->threads[i], NULL, copier, t);
             if (e)
@@ -471,6 +474,7 @@ static const nxc__tp_option_t shm_options[] = {
     {.key = "timeout_ms", .env = "NXC_SHM_TIMEOUT_MS", .lo = 100, .hi = 3600000},
     {.key = "threads", .env = "NXC_SHM_THREADS", .lo = 0, .hi = MAX_THREADS},
     {.key = "inline_max", .env = "NXC_SHM_INLINE_MAX", .lo = 0, .hi = 1 << 30},
+    {.key = "doorbell", .env = "NXC_SHM_DOORBELL", .lo = 0, .hi = 1},
 };
 
 const nxc__transport_ops_t nxc__transport_shm = {

@@ -59,7 +59,14 @@ struct half_copy {
 /* An access record's state word, shared by the owner and its peers:
  * seq (bits 40..63, new each time the record is reused) | phase (32..39) |
  * the claiming writer's pid (0..31). */
-enum record_phase { PHASE_FREE = 0, PHASE_LIVE, PHASE_CLAIMED, PHASE_WRITTEN, PHASE_DEAD };
+enum record_phase {
+    PHASE_FREE = 0,
+    PHASE_LIVE,
+    PHASE_CLAIMED, /* a writer is copying */
+    PHASE_WRITTEN, /* a writer moved every byte */
+    PHASE_DEAD,    /* the op ended: no new access */
+    PHASE_READ,    /* a reader moved every byte */
+};
 #define STATE(seq, phase, pid)                                                                     \
     (((uint64_t)(seq) << 40) | ((uint64_t)(phase) << 32) | (uint32_t)(pid))
 #define STATE_SEQ(s) ((s) >> 40)
@@ -80,14 +87,20 @@ typedef struct record {
     nxc__range_t ranges[RECORD_RANGES];
 } record_t;
 
-#define ARENA_MAGIC 0x414e455241584e00ull /* "\0NXARENA" */
+#define ARENA_MAGIC 0x324e455241584e00ull /* "\0NXAREN2" */
 
-/* The owner's records in a sealed memfd that peers map too. */
+/* The owner's records in a sealed memfd that peers map too, and the
+ * doorbell through which peers report the ops they finished: a peer marks
+ * the record (READ or WRITTEN), sets its bit in `done`, and rings the
+ * owner's eventfd only if `wake` was 0; the owner clears `wake` before it
+ * collects, so ops that finish while it is awake cost no system call. */
 typedef struct arena {
     uint64_t magic;
     uint8_t instance[NXC__INSTANCE_LEN]; /* the owner connector's */
     uint32_t nrecords;
-    uint32_t pad;
+    int32_t notify_fd; /* the owner's eventfd, by number (-1: none; peers send frames) */
+    _Alignas(64) _Atomic uint32_t wake; /* 1: a ring is on its way or the owner will look */
+    _Alignas(64) _Atomic uint64_t done[ARENA_RECORDS / 64]; /* records finished, by bit */
     record_t records[ARENA_RECORDS];
 } arena_t;
 
@@ -103,7 +116,8 @@ typedef struct peer_arena {
     uint8_t instance[NXC__INSTANCE_LEN];
     pid_t pid;
     int32_t fd_no;
-    arena_t *map; /* NULL: unused */
+    arena_t *map;  /* NULL: unused */
+    int notify_fd; /* our copy of the owner's eventfd (-1: none; send frames) */
 } peer_arena_t;
 #define PEER_ARENAS 16
 
@@ -124,6 +138,7 @@ typedef struct shm_tp {
      * records, and the op behind each record in use */
     int arena_fd;
     arena_t *arena;
+    int notify_fd; /* the arena's doorbell (-1: none) */
     uint32_t free_slots[ARENA_RECORDS];
     uint32_t nfree;
     nxc_op_t *slot_op[ARENA_RECORDS];
@@ -139,9 +154,12 @@ static inline shm_tp_t *shm_of(stream_tp_t *t) {
 /* --- direct.c --------------------------------------------------------------------------- */
 
 /* The arena: made at create (false: no direct access, grants still work),
+ * with its doorbell unless `doorbell` is false (peers then send frames);
  * unmapped at destroy with the peers' arenas. */
-bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance);
+bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance, bool doorbell);
 void nxc__shm_arena_close(shm_tp_t *t);
+/* The doorbell rang: complete the ops peers finished directly. */
+void nxc__shm_collect(stream_tp_t *stream);
 nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p);
 void nxc__shm_retire(nxc__tp_t *tp, nxc_op_t *op, void *state);
 bool nxc__shm_direct_busy(nxc__tp_t *tp, nxc_op_t *op, void *state);
