@@ -64,4 +64,18 @@ extern bool nxc__md_json_canon;
 size_t nxc__md_json_canon_descs(const char *text, size_t len, nxc__rdesc_t **descs, size_t *cap,
                                 size_t *n_p);
 
+/* The rest of the text from that ']' on, in the encoder's layout:
+ *
+ *   ],"nixl_metadata":"...","notification_key":"...","operation_kind":K}
+ *
+ * and nothing after it, both strings of printable ASCII with no escape
+ * (the key 1..NXC_KEY_MAX bytes) and K 1 or 2. Fills *tail (pointing into
+ * `text`) and returns true; false for anything else (yajl then parses). */
+typedef struct nxc__md_canon_tail {
+    const char *nixl, *key;
+    size_t nixl_len, key_len;
+    int kind;
+} nxc__md_canon_tail_t;
+bool nxc__md_json_canon_tail(const char *text, size_t len, nxc__md_canon_tail_t *tail);
+
 #endif

@@ -14,10 +14,11 @@
  * ASCII with no escape that nxc_device_parse accepts, ptr and size
  * integers of 1 to 18 digits with no leading zero (so above 0, and their
  * sum cannot overflow). Such bytes mean the same to any JSON parser, and
- * yajl would have produced these very descriptors. Anything else, a
- * single space included, makes the short cut read nothing, and the whole
- * text goes through yajl, which alone decides what is malformed and says
- * why. The rest of the text always goes through yajl.
+ * yajl would have produced these very descriptors. The fields after the
+ * list are read the same way (nxc__md_json_canon_tail), or else given to
+ * yajl with the list cut out. Anything else, a single space included,
+ * makes the short cut read nothing, and the whole text goes through yajl,
+ * which alone decides what is malformed and says why.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@
 
 #include "core/device.h"
 #include "core/metadata_json.h"
+#include "util/text.h"
 
 bool nxc__md_json_canon = true;
 
@@ -56,14 +58,23 @@ static bool positive(cursor_t *c, uint64_t *v_p) {
 }
 
 /* A string of printable ASCII other than '"' and '\' (no escape: its bytes
- * are its value) that names a device. */
-static bool device(cursor_t *c, nxc__device_memo_t *memo, nxc_device_t *dev) {
+ * are its value); *s_p and *n_p are those bytes. */
+static bool plain_string(cursor_t *c, const char **s_p, size_t *n_p) {
     if (!LITERAL(c, "\"")) return false;
-    const char *s = c->at;
-    while (c->at < c->end && *c->at >= 0x20 && *c->at <= 0x7e && *c->at != '"' && *c->at != '\\')
-        c->at++;
-    size_t n = (size_t)(c->at - s);
-    return LITERAL(c, "\"") && n > 0 && n <= NXC_DEVICE_TEXT_MAX &&
+    const char *close = memchr(c->at, '"', (size_t)(c->end - c->at));
+    if (!close || !nxc__json_plain((const unsigned char *)c->at, (size_t)(close - c->at)))
+        return false;
+    *s_p = c->at;
+    *n_p = (size_t)(close - c->at);
+    c->at = close + 1;
+    return true;
+}
+
+/* Such a string that names a device. */
+static bool device(cursor_t *c, nxc__device_memo_t *memo, nxc_device_t *dev) {
+    const char *s;
+    size_t n;
+    return plain_string(c, &s, &n) && n > 0 && n <= NXC_DEVICE_TEXT_MAX &&
            nxc__device_parse_memo(memo, s, n, dev) == NXC_OK;
 }
 
@@ -100,4 +111,18 @@ size_t nxc__md_json_canon_descs(const char *text, size_t len, nxc__rdesc_t **des
     if (c.at == c.end || *c.at != ']') return 0;
     *n_p = n;
     return (size_t)(c.at - text);
+}
+
+bool nxc__md_json_canon_tail(const char *text, size_t len, nxc__md_canon_tail_t *tail) {
+    cursor_t c = {text, text + len};
+    uint64_t kind;
+    bool ok = nxc__md_json_canon && LITERAL(&c, "],\"nixl_metadata\":") &&
+              plain_string(&c, &tail->nixl, &tail->nixl_len) &&
+              LITERAL(&c, ",\"notification_key\":") &&
+              plain_string(&c, &tail->key, &tail->key_len) && LITERAL(&c, ",\"operation_kind\":") &&
+              positive(&c, &kind) && LITERAL(&c, "}") && c.at == c.end;
+    if (!ok || tail->key_len < 1 || tail->key_len > NXC_KEY_MAX || (kind != 1 && kind != 2))
+        return false;
+    tail->kind = (int)kind;
+    return true;
 }

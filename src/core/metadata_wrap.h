@@ -3,6 +3,7 @@
 #ifndef NXC_CORE_METADATA_WRAP_H
 #define NXC_CORE_METADATA_WRAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,9 @@ nxc_status_t nxc__md_pack(const uint8_t *blob, size_t blob_len, char **out_p);
  * as malloc'd bytes (caller frees). Errors: NXC_ERR_METADATA_MALFORMED,
  * NXC_ERR_NO_MEMORY. */
 nxc_status_t nxc__md_unwrap(const char *s, size_t n, uint8_t **out, size_t *out_len);
+/* Whether nxc__md_unwrap reuses what the thread decoded last (the same
+ * result either way; tests turn it off to compare). */
+extern bool nxc__md_b64_memo;
 
 /* Inflate one complete zlib stream with nothing after it into at most
  * NXC_METADATA_MAX malloc'd bytes. Errors: NXC_ERR_METADATA_MALFORMED,

@@ -36,6 +36,14 @@ static inline size_t nxc__ascii_span(const unsigned char *s, size_t n) {
     return i;
 }
 
+/* Do all `n` bytes of `s` stand in a JSON string as themselves: 0x20..0x7e
+ * other than '"' and '\\' (no escape needed)? */
+static inline bool nxc__json_plain(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] - 0x20u > 0x5eu || s[i] == '"' || s[i] == '\\') return false;
+    return true;
+}
+
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, at most
  * U+10FFFF (yajl, for one, checks only that the bytes follow the
  * lead/continuation pattern). */

@@ -343,6 +343,25 @@ static void test_ascii_span(void) {
         }
 }
 
+/* nxc__json_plain refuses every byte that needs an escape, or is not
+ * ASCII, at every position (the loop may take many bytes at a time). */
+static void test_json_plain(void) {
+    unsigned char s[40];
+    memset(s, 'a', sizeof s);
+    NXT_CHECK(nxc__json_plain(s, sizeof s));
+    NXT_CHECK(nxc__json_plain(s, 0));
+    for (size_t at = 0; at < sizeof s; at++)
+        for (unsigned v = 0; v < 256; v++) {
+            /* a fresh buffer per case: with one byte set and set back in
+             * place, gcc 12.2 -O2 lost the byte set back (s[0] stayed 0xff) */
+            memset(s, 'a', sizeof s);
+            s[at] = (unsigned char)v;
+            bool plain = v >= 0x20 && v <= 0x7e && v != '"' && v != '\\';
+            NXT_EQ_INT(nxc__json_plain(s, sizeof s), plain);
+            NXT_CHECK(nxc__json_plain(s, at));
+        }
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"device_parse", test_device_parse, 0},
     {"device_format", test_device_format, 0},
@@ -355,5 +374,6 @@ static const nxt_test_t nxt_tests[] = {
     {"random_fork_and_threads", test_random_fork_and_threads, 0},
     {"iov_slice", test_iov_slice, 0},
     {"ascii_span", test_ascii_span, 0},
+    {"json_plain", test_json_plain, 0},
 };
 NXT_MAIN(nxt_tests)

@@ -6,6 +6,7 @@
 
 #include "core/metadata.h"
 #include "core/metadata_json.h"
+#include "core/metadata_wrap.h"
 #include "nxt.h"
 
 /* ------------------------------------------------------------------------ */
@@ -988,10 +989,10 @@ static bool same_both_ways(const char *text, size_t len) {
     return used;
 }
 
-/* Every one-byte change (deleted, replaced, inserted) in and around the
- * descriptor list of an encoded text decodes the same with and without
- * the short cut; the short cut reads the list of the text as encoded and
- * of the changes that keep its layout (a digit for a digit). */
+/* Every one-byte change (deleted, replaced, inserted) anywhere in an
+ * encoded text decodes the same with and without the short cut; the short
+ * cut reads the list of the text as encoded and of the changes that keep
+ * its layout (a digit for a digit). */
 static void test_short_cut_matches_yajl(void) {
     static const char bytes[] = " \t09185-+.eE\"\\,:{}[]xa\x7f\xc3";
     fixture_t f;
@@ -1000,13 +1001,10 @@ static void test_short_cut_matches_yajl(void) {
     size_t len;
     char *text = encode(&f.md, &len);
     NXT_CHECK(same_both_ways(text, len));
-    const char *nixl = strstr(text, "\"nixl_metadata\"");
-    NXT_CHECK(nixl);
-    size_t region = (size_t)(nixl - text) + 2; /* the list, its ']' and ',' */
     char *v = malloc(len + 2);
     NXT_CHECK(v);
     int read_by_short_cut = 0;
-    for (size_t i = 0; i < region; i++) {
+    for (size_t i = 0; i < len; i++) {
         memcpy(v, text, i); /* deleted */
         memcpy(v + i, text + i + 1, len - i - 1);
         read_by_short_cut += same_both_ways(v, len - 1);
@@ -1021,6 +1019,109 @@ static void test_short_cut_matches_yajl(void) {
         }
     }
     NXT_CHECK(read_by_short_cut > 100);
+    free(v);
+    free(text);
+    fixture_free(&f);
+}
+
+/* The fields after the list at the short cut's edges: what it reads and
+ * what it leaves to yajl decode alike (same_both_ways). */
+static void test_short_cut_tail_edges(void) {
+    fixture_t f;
+    fixture_init(&f, 1, 1, NXC__MD_KIND_READ);
+    size_t len;
+    char *text = encode(&f.md, &len);
+    NXT_CHECK(same_both_ways(text, len));
+    const char *key = strstr(text, "\"notification_key\":\"") + strlen("\"notification_key\":\"");
+    size_t head = (size_t)(key - text);
+    static const char *tails[] = {
+        "k\",\"operation_kind\":1}",     "k\",\"operation_kind\":2}",
+        "k\",\"operation_kind\":3}",     "k\",\"operation_kind\":0}",
+        "k\",\"operation_kind\":01}",    "k\",\"operation_kind\":1} ",
+        "k\",\"operation_kind\":1}x",    "\",\"operation_kind\":1}",
+        "k\\\"\",\"operation_kind\":1}", "k\",\"operation_kind\":1,\"x\":1}",
+        "k\",\"operation_kind\":1.0}",
+    };
+    char *v = malloc(len + 64);
+    NXT_CHECK(v);
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        memcpy(v, text, head);
+        strcpy(v + head, tails[i]);
+        same_both_ways(v, strlen(v));
+    }
+    free(v);
+    free(text);
+    fixture_free(&f);
+}
+
+/* Decode `text` with the base64 memo holding `prior`'s and with the memo
+ * off: the same status, message and metadata. */
+static void same_with_memo(const char *prior, size_t prior_len, const char *text, size_t len) {
+    nxc__metadata_t m, fresh;
+    if (nxc__md_decode(prior, prior_len, &m) == NXC_OK) nxc__md_free(&m);
+    nxc_status_t st = nxc__md_decode(text, len, &m);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", st == NXC_OK ? "" : nxc_last_error());
+    nxc__md_b64_memo = false;
+    nxc_status_t st2 = nxc__md_decode(text, len, &fresh);
+    nxc__md_b64_memo = true;
+    NXT_EQ_INT(st2, st);
+    if (st != NXC_OK) {
+        NXT_EQ_STR(nxc_last_error(), msg);
+        return;
+    }
+    check_same(&fresh, &m);
+    nxc__md_free(&m);
+    nxc__md_free(&fresh);
+}
+
+/* Every one-character change (deleted, replaced, inserted) of the base64
+ * text decodes the same after the original text (the memo then holds it)
+ * as with no memo: a changed group is decoded, padding and white space
+ * included, and the groups after an insertion or deletion all differ. */
+static void test_base64_memo(void) {
+    static const char chars[] = "AQgw/+=a9 \n!*";
+    fixture_t f;
+    fixture_init(&f, 2, 2, NXC__MD_KIND_READ);
+    size_t len;
+    char *text = encode(&f.md, &len);
+    const char *b64 = strstr(text, "b64:") + 4, *end = strchr(b64, '"');
+    char *v = malloc(len + 2);
+    NXT_CHECK(v);
+    for (size_t i = (size_t)(b64 - text); i < (size_t)(end - text); i++) {
+        memcpy(v, text, i); /* deleted */
+        memcpy(v + i, text + i + 1, len - i - 1);
+        same_with_memo(text, len, v, len - 1);
+        for (size_t c = 0; c < sizeof chars - 1; c++) {
+            memcpy(v, text, len); /* replaced */
+            v[i] = chars[c];
+            same_with_memo(text, len, v, len);
+            memcpy(v, text, i); /* inserted */
+            v[i] = chars[c];
+            memcpy(v + i + 1, text + i, len - i);
+            same_with_memo(text, len, v, len + 1);
+        }
+    }
+    /* A padded last group is never taken from the memo for a longer
+     * text, where padding mid-text is invalid base64. */
+    for (int pads = 1; pads <= 2; pads++) {
+        char nixl[64] = "b64:QUJDQUJDQUJD", longer[64];
+        strcat(nixl, pads == 1 ? "QUI=" : "QQ==");
+        snprintf(longer, sizeof longer, "%sQUJD", nixl);
+        char *prior = wrap_nixl(nixl, 1, T_KEY, 1), *next = wrap_nixl(longer, 1, T_KEY, 1);
+        same_with_memo(prior, strlen(prior), next, strlen(next));
+        free(prior);
+        free(next);
+    }
+    /* and a text of other ops after this one, both ways round */
+    fixture_t g;
+    fixture_init(&g, 3, 1, NXC__MD_KIND_WRITE);
+    size_t glen;
+    char *other = encode(&g.md, &glen);
+    same_with_memo(text, len, other, glen);
+    same_with_memo(other, glen, text, len);
+    free(other);
+    fixture_free(&g);
     free(v);
     free(text);
     fixture_free(&f);
@@ -1503,6 +1604,8 @@ static void test_error_leaves_md_zeroed(void) {
 }
 
 static const nxt_test_t nxt_tests[] = {
+    {"short_cut_tail_edges", test_short_cut_tail_edges, 0},
+    {"base64_memo", test_base64_memo, 0},
     {"roundtrip_one", test_roundtrip_one, 0},
     {"roundtrip_sections", test_roundtrip_sections, 0},
     {"roundtrip_1000_cuda", test_roundtrip_1000_cuda, 0},
