@@ -626,7 +626,12 @@ NXC_API int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int time
 
 /* A file descriptor readable while the queue holds entries (level-
  * triggered: do not read from it) for epoll, asyncio or libuv. Owned by the
- * queue. With the progress thread off, also drive nxc_connector_fd(). */
+ * queue. After the last entry is taken it may stay readable until a
+ * nxc_cq_poll() or nxc_cq_wait() finds the queue empty, which makes it
+ * unreadable: on each readiness, poll until 0 (a loop that does never
+ * spins and never sleeps with entries waiting). Not waking anyone for an
+ * entry taken at once saves two system calls per op. With the progress
+ * thread off, also drive nxc_connector_fd(). */
 NXC_API int nxc_cq_fd(nxc_cq_t *cq);
 
 #ifdef __cplusplus

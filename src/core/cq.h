@@ -14,7 +14,8 @@ struct nxc_cq {
     nxc_cq_t *next;        /* in c->cqs */
     nxc_op_t *head, *tail; /* queued ops, oldest first (op->cq_prev/cq_next) */
     atomic_size_t count;   /* queued ops; read without the lock by waiters */
-    int efd;               /* eventfd: readable while count > 0 */
+    int efd;               /* eventfd: readable while count > 0, and perhaps after */
+    bool rung;             /* efd is readable (lock held) */
 };
 
 /* Lock held for each of these. */

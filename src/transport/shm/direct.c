@@ -400,14 +400,14 @@ static bool direct_read(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
     size_t n = direct_iovs(op, mine, theirs);
     bool moved = direct_copy(t, acc->pid, false, mine, theirs, n, nxc__op_total(op));
     /* still the same state: the op stayed live through the copy */
-    uint64_t seen = acc->seen, read = STATE(STATE_SEQ(seen), PHASE_READ, getpid());
+    uint64_t seen = acc->seen, read = STATE(STATE_SEQ(seen), PHASE_READ, t->pid);
     if (!moved || !atomic_compare_exchange_strong(acc->state, &seen, read)) return false;
     return tell_owner(t, op, acc, NXC__WIRE_READ_DONE);
 }
 
 static bool direct_write(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
     uint64_t seen = acc->seen;
-    uint64_t claimed = STATE(STATE_SEQ(seen), PHASE_CLAIMED, getpid());
+    uint64_t claimed = STATE(STATE_SEQ(seen), PHASE_CLAIMED, t->pid);
     if (!atomic_compare_exchange_strong(acc->state, &seen, claimed)) return false;
     struct iovec mine[IOVS], theirs[IOVS];
     size_t n = direct_iovs(op, mine, theirs);
@@ -416,7 +416,7 @@ static bool direct_write(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) 
         atomic_compare_exchange_strong(acc->state, &claimed, acc->seen);
         return false;
     }
-    uint64_t written = STATE(STATE_SEQ(claimed), PHASE_WRITTEN, getpid());
+    uint64_t written = STATE(STATE_SEQ(claimed), PHASE_WRITTEN, t->pid);
     if (!atomic_compare_exchange_strong(acc->state, &claimed, written)) {
         /* The owner gave the record up while we wrote (its drain bound
          * passed): the op is over for it, and the write must not count. */

@@ -350,6 +350,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
     shm_tp_t *t = calloc(1, sizeof *t);
     if (!t) return nxc__err(NXC_ERR_NO_MEMORY, "shm: out of memory");
     t->s.lfd = t->s.epfd = t->efd = t->arena_fd = t->notify_fd = -1;
+    t->pid = getpid();
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     char instance[2 * NXC__INSTANCE_LEN + 1];

@@ -125,6 +125,7 @@ typedef struct shm_tp {
     stream_tp_t s;
     char sock_name[64];
     size_t inline_max;
+    pid_t pid; /* this process, as records name readers and writers */
     int nthreads;
     pthread_t threads[MAX_THREADS];
     pthread_mutex_t mu;
