@@ -330,12 +330,15 @@ static bool direct_open(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec,
     acc->state = &shared->state;
     /* A seqlock read: the fields hold for the state word seen before the
      * copy if it is the same after it (the owner rewrites them only under a
-     * new seq). */
+     * new seq). The closing check is a compare-and-swap that writes back
+     * what it finds: it orders the copy's reads before it as the usual
+     * acquire fence would, and ThreadSanitizer, which does not model
+     * fences, understands it. */
     acc->seen = atomic_load_explicit(acc->state, memory_order_acquire);
     memcpy(&copy, shared, sizeof copy);
-    atomic_thread_fence(memory_order_acquire);
+    uint64_t now = acc->seen;
     return STATE_PHASE(acc->seen) == PHASE_LIVE &&
-           atomic_load_explicit(acc->state, memory_order_relaxed) == acc->seen &&
+           atomic_compare_exchange_strong(acc->state, &now, acc->seen) &&
            record_valid(&copy, &key, op);
 }
 
