@@ -378,8 +378,10 @@ static bool tell_owner(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc, ui
 
 /* Move all `total` bytes of the `n` side-by-side entries; true when every
  * byte moved. From SPLIT_MIN on, a copier thread (if one is idle) moves the
- * second half while this thread moves the first; this thread waits for it
- * in every case, as the half lives on its stack. */
+ * second half while this thread moves the first. A half no copier started
+ * by then (on a host with no free core, the thread may not run for a
+ * while) is taken back and moved here; one under way is waited for, as it
+ * lives on this stack. */
 static bool direct_copy(shm_tp_t *t, pid_t pid, bool write, const struct iovec *mine,
                         const struct iovec *theirs, size_t n, uint64_t total) {
     half_copy_t half = {.pid = pid,
@@ -393,8 +395,11 @@ static bool direct_copy(shm_tp_t *t, pid_t pid, bool write, const struct iovec *
         return nxc__shm_vm_copy(pid, write, mine, n, theirs, n) == (ssize_t)total;
     bool ok =
         nxc__shm_vm_copy_part(pid, write, mine, theirs, n, 0, total / 2) == (ssize_t)(total / 2);
-    while (!atomic_load_explicit(&half.done, memory_order_acquire))
-        sched_yield(); /* the other half is a copy under way: it ends */
+    if (nxc__shm_take_back_half(t, &half))
+        half.moved = nxc__shm_vm_copy_part(pid, write, mine, theirs, n, half.from, half.to);
+    else
+        while (!atomic_load_explicit(&half.done, memory_order_acquire))
+            sched_yield(); /* the other half is a copy under way: it ends */
     return ok && half.moved == (ssize_t)(total - total / 2);
 }
 

@@ -165,6 +165,18 @@ bool nxc__shm_post_half(shm_tp_t *t, half_copy_t *half) {
     return idle;
 }
 
+bool nxc__shm_take_back_half(shm_tp_t *t, half_copy_t *half) {
+    pthread_mutex_lock(&t->mu);
+    /* queued into an empty queue, it stays the head until a copier pops it */
+    bool queued = t->jobs == &half->job;
+    if (queued) {
+        job_t *j;
+        NXC__QUEUE_POP(t->jobs, t->jobs_tail, j);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return queued;
+}
+
 static void *copier(void *arg) {
     shm_tp_t *t = arg;
     pthread_mutex_lock(&t->mu);

@@ -181,6 +181,9 @@ ssize_t nxc__shm_vm_copy_part(pid_t pid, bool write, const struct iovec *mine,
 /* Queue `half` for an idle copier thread; false (nothing queued) when none
  * is idle. shm.c. */
 bool nxc__shm_post_half(shm_tp_t *t, half_copy_t *half);
+/* Take `half` back if no copier has started it (true: the caller copies it
+ * itself); false: a copier has it, and sets `done` when it is over. */
+bool nxc__shm_take_back_half(shm_tp_t *t, half_copy_t *half);
 /* Move op's bytes directly (a read or a write); false: take the grant path
  * instead (which also gives the passive side's reason if access is refused). */
 bool nxc__shm_direct(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec);
