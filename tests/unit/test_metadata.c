@@ -1105,7 +1105,7 @@ static void test_base64_memo(void) {
     /* A padded last group is never taken from the memo for a longer
      * text, where padding mid-text is invalid base64. */
     for (int pads = 1; pads <= 2; pads++) {
-        char nixl[64] = "b64:QUJDQUJDQUJD", longer[64];
+        char nixl[64] = "b64:QUJDQUJDQUJD", longer[sizeof nixl + 4];
         strcat(nixl, pads == 1 ? "QUI=" : "QQ==");
         snprintf(longer, sizeof longer, "%sQUJD", nixl);
         char *prior = wrap_nixl(nixl, 1, T_KEY, 1), *next = wrap_nixl(longer, 1, T_KEY, 1);
