@@ -221,6 +221,18 @@ static void test_forged_pid(void) {
     free(buf_b);
 }
 
+/* A first read by `c` of the readable of `size` bytes behind `md`: it makes
+ * the connection that direct access needs. */
+static void read_to_connect(nxc_connector_t *c, const char *md, size_t size) {
+    char *dst = nxt_alloc(size);
+    nxc_desc_t d = nxt_desc(dst, size);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
+    NXT_PASS(nxc_op_wait(op, WAIT_MS));
+    nxc_op_release(op);
+    free(dst);
+}
+
 /* --- direct reads and the notification key ----------------------------------------- */
 
 static void readables(int fd, void *arg) {
@@ -278,13 +290,10 @@ static void test_direct_read_key(void) {
     int fd = nxt_spawn_peer(readables, NULL, &pid);
     char *md0 = nxt_recv(fd, NULL, 30000), *md1 = nxt_recv(fd, NULL, 30000);
     nxc_connector_t *c = shm_connector("reader");
+    read_to_connect(c, md0, 4096);
     char *dst = nxt_alloc(4096);
     nxc_desc_t d = nxt_desc(dst, 4096);
     nxc_op_t *op;
-    /* a first read makes the connection that direct reads need */
-    NXT_PASS(nxc_begin_read(c, md0, 0, &d, 1, NULL, &op));
-    NXT_PASS(nxc_op_wait(op, WAIT_MS));
-    nxc_op_release(op);
 
     char *forged = forge_key(md1);
     memset(dst, 0, 4096);
@@ -520,12 +529,7 @@ static _Atomic uint64_t *record_state(const char *md, pid_t owner) {
 static void claimer(int fd, void *arg) {
     char *md_r = nxt_recv(fd, NULL, 30000), *md_w = nxt_recv(fd, NULL, 30000);
     nxc_connector_t *c = shm_connector("claimer");
-    char *dst = nxt_alloc(64);
-    nxc_desc_t d = nxt_desc(dst, 64);
-    nxc_op_t *op;
-    NXT_PASS(nxc_begin_read(c, md_r, 0, &d, 1, NULL, &op)); /* a connection to the owner */
-    NXT_PASS(nxc_op_wait(op, WAIT_MS));
-    nxc_op_release(op);
+    read_to_connect(c, md_r, 64);
     _Atomic uint64_t *state = record_state(md_w, getppid());
     uint64_t live = atomic_load(state);
     NXT_EQ_INT(STATE_PHASE(live), PHASE_LIVE);
@@ -539,7 +543,6 @@ static void claimer(int fd, void *arg) {
     nxt_send_str(fd, "written");
     free(nxt_recv(fd, NULL, 60000));
     nxc_connector_destroy(c);
-    free(dst);
     free(md_r);
     free(md_w);
 }
@@ -623,12 +626,7 @@ static void test_dead_claimer_fails_op(void) {
 static void ringer(int fd, void *arg) {
     char *md_first = nxt_recv(fd, NULL, 30000), *md = nxt_recv(fd, NULL, 30000);
     nxc_connector_t *c = shm_connector("ringer");
-    char *dst = nxt_alloc(64);
-    nxc_desc_t d = nxt_desc(dst, 64);
-    nxc_op_t *op;
-    NXT_PASS(nxc_begin_read(c, md_first, 0, &d, 1, NULL, &op));
-    NXT_PASS(nxc_op_wait(op, WAIT_MS));
-    nxc_op_release(op);
+    read_to_connect(c, md_first, 64);
     uint32_t slot;
     arena_t *a = owner_arena(md, getppid(), &slot);
     NXT_CHECK(a->notify_fd >= 0);
@@ -653,7 +651,6 @@ static void ringer(int fd, void *arg) {
     close(bell);
     close(pidfd);
     nxc_connector_destroy(c);
-    free(dst);
     free(md_first);
     free(md);
 }

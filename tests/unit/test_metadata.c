@@ -964,28 +964,34 @@ static void test_base64_one_text(void) {
 /* The descriptor list's short cut (metadata_json_canon.c)                   */
 /* ------------------------------------------------------------------------ */
 
-/* Decode `text` with the short cut and with yajl alone: the same status,
- * message and metadata. Returns whether the short cut read the list. */
+/* Decode `text` as it is and again with the short cut `*path` off: the
+ * same status, message and metadata. */
+static void same_without(bool *path, const char *text, size_t len) {
+    nxc__metadata_t fast, slow;
+    nxc_status_t st = nxc__md_decode(text, len, &fast);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", st == NXC_OK ? "" : nxc_last_error());
+    *path = false;
+    nxc_status_t st2 = nxc__md_decode(text, len, &slow);
+    *path = true;
+    NXT_EQ_INT(st2, st);
+    if (st != NXC_OK) {
+        NXT_EQ_STR(nxc_last_error(), msg);
+        return;
+    }
+    check_same(&slow, &fast);
+    nxc__md_free(&fast);
+    nxc__md_free(&slow);
+}
+
+/* Decode `text` with the short cut and with yajl alone (same_without).
+ * Returns whether the short cut read the list. */
 static bool same_both_ways(const char *text, size_t len) {
     nxc__rdesc_t *descs = NULL;
     size_t cap = 0, n = 0;
     bool used = nxc__md_json_canon_descs(text, len, &descs, &cap, &n) > 0;
     free(descs);
-    nxc__metadata_t fast, slow;
-    nxc_status_t st = nxc__md_decode(text, len, &fast);
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", st == NXC_OK ? "" : nxc_last_error());
-    nxc__md_json_canon = false;
-    nxc_status_t st2 = nxc__md_decode(text, len, &slow);
-    nxc__md_json_canon = true;
-    NXT_EQ_INT(st2, st);
-    if (st != NXC_OK) {
-        NXT_EQ_STR(nxc_last_error(), msg);
-        return used;
-    }
-    check_same(&slow, &fast);
-    nxc__md_free(&fast);
-    nxc__md_free(&slow);
+    same_without(&nxc__md_json_canon, text, len);
     return used;
 }
 
@@ -1057,22 +1063,9 @@ static void test_short_cut_tail_edges(void) {
 /* Decode `text` with the base64 memo holding `prior`'s and with the memo
  * off: the same status, message and metadata. */
 static void same_with_memo(const char *prior, size_t prior_len, const char *text, size_t len) {
-    nxc__metadata_t m, fresh;
+    nxc__metadata_t m;
     if (nxc__md_decode(prior, prior_len, &m) == NXC_OK) nxc__md_free(&m);
-    nxc_status_t st = nxc__md_decode(text, len, &m);
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", st == NXC_OK ? "" : nxc_last_error());
-    nxc__md_b64_memo = false;
-    nxc_status_t st2 = nxc__md_decode(text, len, &fresh);
-    nxc__md_b64_memo = true;
-    NXT_EQ_INT(st2, st);
-    if (st != NXC_OK) {
-        NXT_EQ_STR(nxc_last_error(), msg);
-        return;
-    }
-    check_same(&fresh, &m);
-    nxc__md_free(&m);
-    nxc__md_free(&fresh);
+    same_without(&nxc__md_b64_memo, text, len);
 }
 
 /* Every one-character change (deleted, replaced, inserted) of the base64
