@@ -128,9 +128,10 @@ void nxc__shm_collect(stream_tp_t *stream) {
     /* From here on a peer that finishes rings again (see arena_t). */
     atomic_store(&t->arena->wake, 0);
     for (unsigned w = 0; w < ARENA_RECORDS / 64; w++) {
-        uint64_t bits = atomic_load_explicit(&t->arena->done[w], memory_order_relaxed)
-                            ? atomic_exchange(&t->arena->done[w], 0)
-                            : 0;
+        /* seq_cst, as the store above: a bit set before a peer found
+         * `wake` still 1 is seen here */
+        uint64_t bits =
+            atomic_load(&t->arena->done[w]) ? atomic_exchange(&t->arena->done[w], 0) : 0;
         for (; bits; bits &= bits - 1) {
             nxc_op_kind_t kind;
             nxc_op_t *op = finished_op(t, w * 64 + (unsigned)__builtin_ctzll(bits), &kind);
