@@ -473,23 +473,20 @@ static void parse_reset(parse_t *p) {
     parse_start(p, p->m, p->cap);
 }
 
-/* The fields after the list, read by the short cut: what yajl's callbacks
- * would have left for that very text. */
-static bool take_canon_tail(parse_t *p, const char *text, size_t len) {
-    nxc__md_canon_tail_t tail;
-    if (!nxc__md_json_canon_tail(text, len, &tail) ||
-        !keep_nixl(p, (const unsigned char *)tail.nixl, tail.nixl_len))
-        return false;
+/* The fields after the list, as the short cut read them: the state yajl's
+ * callbacks would have left for that very text. */
+static nxc_status_t take_canon_tail(parse_t *p, const nxc__md_canon_tail_t *tail) {
+    if (!keep_nixl(p, (const unsigned char *)tail->nixl, tail->nixl_len)) return p->stop_st;
     p->root_type = JT_OBJECT;
     p->top_type[TOP_DESCRIPTORS] = JT_ARRAY;
     p->top_type[TOP_NIXL] = p->top_type[TOP_KEY] = JT_STRING;
     p->top_type[TOP_KIND] = JT_INTEGER;
-    p->kind = tail.kind;
-    p->key_len = tail.key_len;
-    p->key_printable = nxc__printable(tail.key, tail.key_len);
-    memcpy(p->m->notification_key, tail.key, tail.key_len);
-    p->m->notification_key[tail.key_len] = '\0';
-    return true;
+    p->kind = tail->kind;
+    p->key_len = tail->key_len;
+    p->key_printable = nxc__printable(tail->key, tail->key_len);
+    memcpy(p->m->notification_key, tail->key, tail->key_len);
+    p->m->notification_key[tail->key_len] = '\0';
+    return NXC_OK;
 }
 
 /* The whole text, read by the short cut when it is in the encoder's
@@ -502,9 +499,9 @@ static nxc_status_t parse_text(parse_t *p, const char *text, size_t len) {
     size_t close = nxc__md_json_canon_descs(text, len, &p->m->descs, &p->cap, &n);
     if (close) {
         p->ndescs = n;
-        if (take_canon_tail(p, text + close, len - close)) return NXC_OK;
-        parse_reset(p); /* keep_nixl() may have failed: start clean */
-        p->ndescs = n;
+        nxc__md_canon_tail_t tail;
+        if (nxc__md_json_canon_tail(text + close, len - close, &tail))
+            return take_canon_tail(p, &tail);
         nxc_status_t st =
             run_parser(p, text, sizeof NXC__MD_JSON_CANON_OPEN - 1, text + close, len - close);
         if (st == NXC_OK) return NXC_OK;

@@ -69,21 +69,19 @@ static bool memo_group(const b64_memo_t *m, const char *b, size_t g) {
  * then the memo is this text. */
 static bool base64_memo(const char *b, size_t bn, uint8_t *bin, size_t *bin_len) {
     b64_memo_t *m = &b64_memo;
-    size_t last = bn / 4 - 1, got;
-    for (size_t g = 0; g < last;) {
+    size_t last = bn / 4 - 1, got = 0;
+    bool ok = true;
+    for (size_t g = 0; ok && g < last;) {
         size_t end = g;
         while (end < last && !memo_group(m, b, end))
             end++;
         /* a run of changed groups: whole groups, no padding */
-        if (end > g &&
-            (!base64_strict(b + 4 * g, 4 * (end - g), bin + 3 * g, &got) || got != 3 * (end - g))) {
-            m->n = 0;
-            return false;
-        }
+        ok = end == g ||
+             (base64_strict(b + 4 * g, 4 * (end - g), bin + 3 * g, &got) && got == 3 * (end - g));
         for (g = end; g < last && memo_group(m, b, g); g++)
             memcpy(bin + 3 * g, m->bin + 3 * g, 3);
     }
-    if (!base64_strict(b + 4 * last, 4, bin + 3 * last, &got)) {
+    if (!ok || !base64_strict(b + 4 * last, 4, bin + 3 * last, &got)) {
         m->n = 0;
         return false;
     }
