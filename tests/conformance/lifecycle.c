@@ -344,9 +344,7 @@ static nxc_op_t *writable_granted(nxc_connector_t *c, char *buf, int fd) {
     const char *md;
     NXT_PASS(nxc_op_metadata(op, &md, NULL));
     nxt_send_str(fd, md);
-    for (int i = 0; i < 100000 && nxc_op_status(op) == NXC_OP_INITIALIZED; i++)
-        if (nxc_connector_progress(c) == 0) usleep(100);
-    NXT_EQ_INT(nxc_op_status(op), NXC_OP_IN_PROGRESS);
+    nxt_await_grant(c, op, 30000);
     return op;
 }
 

@@ -380,6 +380,16 @@ const char *nxt_transport(void) {
     return getenv("NXT_TRANSPORT");
 }
 
+void nxt_await_grant(nxc_connector_t *c, nxc_op_t *op, int timeout_ms) {
+    /* nxc_op_transport and nxc_op_result only read; a grant is what sets
+     * the transport of a passive op. */
+    for (uint64_t end = nxt_now_ms() + (uint64_t)timeout_ms;
+         !nxc_op_transport(op) && nxt_now_ms() < end;)
+        if (nxc_connector_progress(c) == 0) usleep(100);
+    NXT_CHECK(nxc_op_transport(op) != NULL);
+    NXT_EQ_INT(nxc_op_result(op), NXC_INPROGRESS);
+}
+
 nxc_connector_t *nxt_connector(const char *name, int progress_thread) {
     nxc_connector_params_t p = {0};
     p.field_mask = NXC_CONNECTOR_FIELD_PROGRESS_THREAD;

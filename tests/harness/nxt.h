@@ -170,5 +170,13 @@ nxc_connector_t *nxt_connector(const char *name, int progress_thread);
 nxc_connector_t *nxt_connector_on(const char *name, const char *transport);
 /* Environment override for the transport under test (conformance suite). */
 const char *nxt_transport(void);
+/* For a connector without a progress thread: progress `c` until a peer has
+ * reached the passive `op` (a grant), then check the op has not ended, and
+ * return. Every other progress pass is left to the caller, so the transfer
+ * is certain to be under way and unfinished, whatever the machine's load.
+ * Its reads never progress (nxc_op_status would: without a progress thread
+ * it runs a pass, which can land a whole transfer). Fails the test after
+ * timeout_ms. */
+void nxt_await_grant(nxc_connector_t *c, nxc_op_t *op, int timeout_ms);
 
 #endif

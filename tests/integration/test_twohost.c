@@ -165,10 +165,7 @@ static void passive_peer(int fd, void *arg) {
         }
         report_end(fd, op);
     } else {
-        for (uint64_t end = nxt_now_ms() + 30000;
-             nxc_op_status(op) == NXC_OP_INITIALIZED && nxt_now_ms() < end;)
-            if (nxc_connector_progress(c) == 0) usleep(100);
-        NXT_EQ_INT(nxc_op_status(op), NXC_OP_IN_PROGRESS);
+        nxt_await_grant(c, op, 30000);
         nxt_send_str(fd, "granted");
         free(nxt_recv(fd, NULL, MSG_MS)); /* "cut": the link is down now */
         nxc_op_wait(op, cut_wait_ms());
