@@ -51,12 +51,48 @@ _TEXTS = {}
 _TEXTS_MAX = 1024
 
 
+# The bytes JSON escapes inside a string, beside every non-ASCII character.
+_ESCAPED = bytes(range(0x20)) + b'\x7f"\\'
+
+
+def _plain(strs):
+    """Do these strs read in JSON exactly as they are between their quotes?
+    (printable ASCII, no quote, no backslash: one scan of them all, which is
+    a third of str.isprintable's time)"""
+    joined = "".join(strs)
+    if not joined.isascii():
+        return False
+    raw = joined.encode("ascii")
+    return len(raw.translate(None, _ESCAPED)) == len(raw)
+
+
+def _plain_text(m):
+    """The text _compact(_md_dict(m)) gives, built by formatting: a quarter
+    of the encoder's time for a one-descriptor text. None where a field is
+    anything but a plain str or an int (escapes, bool, subclasses): the
+    encoder does those."""
+    strs = [m.nixl_metadata, m.notification_key]
+    parts = []
+    for d in m.descriptors:
+        dev, ptr, size = d.device, d.ptr, d.size
+        if type(dev) is not str or type(ptr) is not int or type(size) is not int:
+            return None
+        strs.append(dev)
+        parts.append('{"device":"%s","ptr":%d,"size":%d}' % (dev, ptr, size))
+    kind = m.operation_kind
+    if type(strs[0]) is not str or type(strs[1]) is not str or type(kind) is not int or not _plain(strs):
+        return None
+    return '{"descriptors":[%s],"nixl_metadata":"%s","notification_key":"%s","operation_kind":%d}' % (
+        ",".join(parts), strs[0], strs[1], kind)
+
+
 def metadata_text(m):
     """nxc's metadata text for an RdmaMetadata."""
     known = _TEXTS.get(id(m))
     if known is not None and known[0] is m:
         return known[1]
-    return _compact(_md_dict(m))
+    text = _plain_text(m)
+    return text if text is not None else _compact(_md_dict(m))
 
 
 def _remember(model, text):

@@ -492,3 +492,38 @@ def test_register_with_connector(transports):
     finally:
         for c in (owner, reader, other):
             c.close()
+
+
+def test_metadata_text_formatting_matches_the_encoder():
+    """metadata_text() formats plain fields itself; its text must be the JSON
+    encoder's, byte for byte, and anything else must go to the encoder."""
+    import enum
+    from types import SimpleNamespace as NS
+
+    from nxc import _models
+
+    class Kind(enum.IntEnum):
+        READ = 1
+
+    def md(descs, nm="abc", key="k", kind=1):
+        return NS(descriptors=[NS(device=d, ptr=p, size=s) for d, p, s in descs],
+                  nixl_metadata=nm, notification_key=key, operation_kind=kind)
+
+    strings = ["", "cpu", "cuda:1", "a b", 'q"uote', "back\\slash", "tab\t", "nl\n", "\x7f", "\x1f",
+               "é", "名", "\U0001f600", "~!@#$%^&*()_+{}|:<>?`-=[];',./", "x" * 700]
+    ints = [0, 1, -1, 2**63 - 1, 2**64, -(2**70), True, False, Kind.READ]
+    cases = [md([]), md([("cpu", 1, 2)] * 3)]
+    cases += [md([(s, 4096, 8)]) for s in strings]
+    cases += [md([("cpu", 1, 2)], nm=s) for s in strings]
+    cases += [md([("cpu", 1, 2)], key=s) for s in strings]
+    cases += [md([("cpu", i, 2)]) for i in ints] + [md([("cpu", 1, i)]) for i in ints]
+    cases += [md([("cpu", 1, 2)], kind=i) for i in ints]
+    formatted = 0
+    for m in cases:
+        want = _models._compact(_models._md_dict(m))
+        assert _models.metadata_text(m) == want
+        formatted += _models._plain_text(m) is not None
+    # the formatting path is really taken, and really refused where it must be
+    assert 20 < formatted < len(cases) - 20
+    assert _models._plain_text(md([("cpu", True, 2)])) is None
+    assert _models._plain_text(md([("cpu", 1, 2)], nm='q"')) is None
