@@ -113,7 +113,7 @@ static int copy_once(int vm, pid_t pid, void *dst, void *src, uint64_t len) {
 int main(int argc, char **argv) {
     if (argc < 3 || (strcmp(argv[1], "vm_readv") && strcmp(argv[1], "memcpy"))) {
         fprintf(stderr, "usage: nxc-probe-copy vm_readv|memcpy SIZES [ITERS [MAX_BYTES "
-                        "[SECONDS]]]\n");
+                        "[SECONDS [BETWEEN_KIB]]]]\n");
         return 2;
     }
     int vm = !strcmp(argv[1], "vm_readv");
@@ -122,6 +122,12 @@ int main(int argc, char **argv) {
     if (argc > 3 && !parse_size(argv[3], &iters)) die("bad ITERS '%s'", argv[3]);
     if (argc > 4 && !parse_size(argv[4], &max_bytes)) die("bad MAX_BYTES '%s'", argv[4]);
     if (argc > 5 && !parse_size(argv[5], &seconds)) die("bad SECONDS '%s'", argv[5]);
+    /* As nxc-bench --between: that many KiB of other memory written before
+     * each copy, outside its timing (only the copies are summed). */
+    uint64_t between = 0;
+    if (argc > 6 && strcmp(argv[6], "0") && !parse_size(argv[6], &between))
+        die("bad BETWEEN_KIB '%s'", argv[6]);
+    uint8_t *scratch = between ? map(between << 10) : NULL;
     uint64_t max = 0;
     for (int i = 0; i < n; i++)
         if (sizes[i] > max) max = sizes[i];
@@ -163,13 +169,19 @@ int main(int argc, char **argv) {
         if (it < 3) it = 3;
         for (int w = 0; w < 2; w++)
             if (copy_once(vm, child, dst, src, len)) die("process_vm_readv: %s", strerror(errno));
-        uint64_t t0 = now_ns(), deadline = t0 + seconds * 1000000000ull, done = 0;
+        uint64_t t0 = now_ns(), deadline = t0 + seconds * 1000000000ull, done = 0, swept = 0;
         while (done < it) {
+            if (scratch) {
+                uint64_t s0 = now_ns();
+                for (uint64_t k = 0; k < between << 10; k += 64)
+                    scratch[k]++;
+                swept += now_ns() - s0;
+            }
             if (copy_once(vm, child, dst, src, len)) die("process_vm_readv: %s", strerror(errno));
             done++;
             if ((done & 15) == 0 && now_ns() > deadline) break;
         }
-        uint64_t dt = now_ns() - t0;
+        uint64_t dt = now_ns() - t0 - swept;
         printf("{\"probe\":\"%s\",\"block\":%" PRIu64 ",\"iters\":%" PRIu64
                ",\"gbps\":%.4f,\"us\":%.3f}\n",
                argv[1], len, done, (double)(len * done) / (double)dt,

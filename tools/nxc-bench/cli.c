@@ -74,6 +74,11 @@ void usage(FILE *f) {
             "  --no-prereg                  do not keep each buffer registered for the\n"
             "                               whole point (measures cold registration)\n"
             "  --seed N                     data pattern seed for --check\n"
+            "  --between KIB                initiator: write that many KiB of other memory\n"
+            "                               before each op, outside its timing (the\n"
+            "                               application's work between ops: each op\n"
+            "                               starts from caches as a server leaves them;\n"
+            "                               read the latencies: GB/s counts the sweeps)\n"
             "\n"
             "Table columns, one row per point (op, block size, batch):\n"
             "  transport   what moved the bytes (nxc_op_transport of the first op)\n"
@@ -247,6 +252,7 @@ enum {
     O_BUSY,
     O_LOOP,
     O_SEED,
+    O_BETWEEN,
 };
 
 /* A switch takes no value, but "--check=VALUE" has always been accepted
@@ -290,6 +296,7 @@ static const struct option options[] = {
     {"busy", SWITCH, NULL, O_BUSY},
     {"loop", SWITCH, NULL, O_LOOP},
     {"seed", VALUE, NULL, O_SEED},
+    {"between", VALUE, NULL, O_BETWEEN},
     {NULL, 0, NULL, 0},
 };
 
@@ -397,6 +404,7 @@ static int apply(int opt, const char *name, const char *v) {
     case O_BUSY: cfg.wait = WAIT_BUSY; break;
     case O_LOOP: cfg.wait = WAIT_LOOP; break;
     case O_SEED: cfg.seed = (uint64_t)need_long(name, v, 0, LONG_MAX); break;
+    case O_BETWEEN: cfg.between_kib = (int)need_long(name, v, 0, 1 << 20); break;
     }
     return NEXT_OPTION;
 }

@@ -48,6 +48,7 @@ typedef struct cfg {
     int timeout_s;      /* whole run, 0 = none */
     uint64_t max_mem;   /* buffer bytes per process and point */
     int round_max;
+    int between_kib; /* --between: KiB the initiator sweeps between two ops */
     uint64_t seed;
     bool list_transports; /* --list-transports: print them and exit */
 } cfg_t;

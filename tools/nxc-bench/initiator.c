@@ -123,6 +123,19 @@ static void round_setup(nxc_connector_t *c, ipoint_t *ip, iround_t *r) {
         r->free_slots[i] = ip->conc - 1 - i;
 }
 
+/* --between: the application's work between two ops, as a write to every
+ * cache line of that much other memory, before the op's clock starts. A
+ * tight loop of ops keeps the library's working set in cache; a server
+ * runs other code in between, and its ops pay for the misses. */
+static void work_between_ops(void) {
+    static uint8_t *scratch;
+    size_t n = (size_t)cfg.between_kib << 10;
+    if (n == 0) return;
+    if (!scratch) scratch = xcalloc(n, 1);
+    for (size_t i = 0; i < n; i += 64)
+        scratch[i]++;
+}
+
 /* Begin ops until --concurrency are in flight, all are begun, or stop_at
  * (--point-time) is reached. */
 static void round_begin(nxc_connector_t *c, ipoint_t *ip, iround_t *r, uint64_t stop_at) {
@@ -141,6 +154,7 @@ static void round_begin(nxc_connector_t *c, ipoint_t *ip, iround_t *r, uint64_t 
         r->prm.user_data = (void *)(intptr_t)s;
         const char *md = r->md[r->next];
         size_t mdlen = r->mdlen[r->next], n = (size_t)ip->batch;
+        work_between_ops();
         uint64_t t0 = now_ns();
         nxc_status_t st = ip->kind == OP_READ
                               ? nxc_begin_read(c, md, mdlen, r->descs, n, &r->prm, &op)
