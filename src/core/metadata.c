@@ -15,6 +15,7 @@
 #include "core/metadata_json.h"
 #include "core/metadata_wrap.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +30,18 @@
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* sodium_init() once: each call takes libsodium's global lock, a cost on
+ * every encode and decode when it was called each time. */
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static int sodium_status;
+
+static void init_sodium(void) {
+    sodium_status = sodium_init();
+}
+
 static nxc_status_t lib_init(void) {
-    if (sodium_init() < 0)
+    pthread_once(&sodium_once, init_sodium);
+    if (sodium_status < 0)
         return nxc__err(NXC_ERR_SYSTEM, "metadata: libsodium failed to initialize");
     return NXC_OK;
 }

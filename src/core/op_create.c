@@ -230,7 +230,7 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
         free(op);
         return st;
     }
-    snprintf(op->key, sizeof op->key, "%s", op->md.notification_key);
+    nxc__str_copy(op->key, sizeof op->key, op->md.notification_key);
 
     nxc__lock(c);
     nxc__op_link(c, op);

@@ -7,11 +7,13 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/cq.h"
 #include "core/op.h"
 #include "util/eventfd.h"
 #include "util/log.h"
+#include "util/text.h"
 
 const char *nxc__op_kind_name(nxc_op_kind_t kind) {
     switch (kind) {
@@ -38,7 +40,12 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
     op->result = result;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(op->message, sizeof op->message, fmt, ap);
+    if (strcmp(fmt, "%s") == 0) { /* most ends, and every success ("%s", "") */
+        const char *text = va_arg(ap, const char *);
+        nxc__str_copy(op->message, sizeof op->message, text ? text : "(null)");
+    } else {
+        vsnprintf(op->message, sizeof op->message, fmt, ap);
+    }
     va_end(ap);
     /* A passive op's transports refuse access before anyone can see it end
      * (and hand its buffers back to their owner). */
