@@ -527,3 +527,45 @@ def test_metadata_text_formatting_matches_the_encoder():
     assert 20 < formatted < len(cases) - 20
     assert _models._plain_text(md([("cpu", True, 2)])) is None
     assert _models._plain_text(md([("cpu", 1, 2)], nm='q"')) is None
+
+
+def test_connector_follows_the_running_loop(monkeypatch):
+    """One connector used from successive loops and from a loop in another
+    thread: each wait is woken through the loop it runs in (tcp, so that no
+    read ends inside begin_read), and within one loop the connector asks
+    asyncio for the running loop only once (its getpid() is the cost)."""
+    import threading
+
+    owner, reader = connect.Connector(transports="tcp"), connect.Connector(transports="tcp")
+    asks = []
+    real = asyncio.get_running_loop
+
+    def counted():
+        asks.append(1)
+        return real()
+
+    monkeypatch.setattr(connect.asyncio, "get_running_loop", counted)
+
+    async def reads(n):
+        for i in range(n):
+            src, dst = bytearray(bytes([i + 1]) * 4096), bytearray(4096)
+            with await owner.create_readable(connect.Descriptor(src)) as r:
+                with await reader.begin_read(r.metadata(), connect.Descriptor(dst)) as op:
+                    await op.wait_for_completion(timeout=10)
+                    await r.wait_for_completion(timeout=10)
+            assert dst == src
+
+    try:
+        for _ in range(2):  # a new loop each time
+            del asks[:]
+            run(reads(4))
+            assert len(asks) <= 2  # one per connector, on the first call in this loop
+        done = []
+        t = threading.Thread(target=lambda: done.append(run(reads(2)) is None))
+        t.start()
+        t.join(30)
+        assert done == [True]
+        run(reads(2))  # and back on this thread
+    finally:
+        reader.close()
+        owner.close()
