@@ -262,7 +262,7 @@ void nxc_connector_destroy(nxc_connector_t *c) {
     c->destroying = true;
     pthread_cond_broadcast(&c->done_cond);
     pthread_mutex_unlock(&c->done_lock);
-    pthread_cond_broadcast(&c->cond);
+    nxc__wake_sleepers(c);
     /* Release what the user left: every op stopped together, one bound. */
     nxc__stop_all(c);
     nxc__unlock(c);

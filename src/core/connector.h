@@ -43,6 +43,14 @@ struct nxc_connector {
     /* Threads blocked on `lock`: the progress thread steps aside for them
      * between passes, so a long transfer cannot starve API calls. */
     atomic_int waiters;
+    /* Threads asleep on `cond` in nxc__wait_locked() (under `lock`), and
+     * of those the ones a broadcast woke that have not re-taken `lock`
+     * yet: those count for stepping aside too. A sleeper that nothing woke
+     * does not: stepping aside for it waited its whole sleep, up to 1000
+     * sched_yield() calls after every busy pass, and on a loaded host a
+     * drain's own progress stalled for seconds behind it. */
+    int sleepers;
+    atomic_int woken;
     /* nxc_op_wait() sleeps here, not on `lock`, so that waking up does not
      * depend on winning `lock` from a busy progress thread. */
     pthread_mutex_t done_lock;
@@ -101,6 +109,13 @@ static inline void nxc__lock(nxc_connector_t *c) {
 }
 static inline void nxc__unlock(nxc_connector_t *c) {
     pthread_mutex_unlock(&c->lock);
+}
+
+/* Wake the threads asleep in nxc__wait_locked() (lock held): they will
+ * want the lock back, and the progress thread steps aside for them. */
+static inline void nxc__wake_sleepers(nxc_connector_t *c) {
+    if (c->sleepers > 0) atomic_store(&c->woken, c->sleepers);
+    pthread_cond_broadcast(&c->cond);
 }
 
 #endif

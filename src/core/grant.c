@@ -226,7 +226,7 @@ static bool take_grant(nxc_op_t *op, void *peer, uint64_t id) {
             free(grant);
             /* The status stays IN_PROGRESS: it never goes back, and a peer
              * that gave up may have moved part of the bytes. */
-            pthread_cond_broadcast(&op->c->cond);
+            nxc__wake_sleepers(op->c);
             return true;
         }
     }
@@ -259,7 +259,7 @@ bool nxc__complete_direct_op(nxc_connector_t *c, nxc__tp_t *tp, nxc_op_t *op, nx
     if (!op || op->kind != kind || op->revoked || nxc__op_terminal(op)) {
         /* A drain may be waiting for this peer's direct access to end
          * (nxc__op_finish() wakes it when the op completes instead). */
-        pthread_cond_broadcast(&c->cond);
+        nxc__wake_sleepers(c);
         return false;
     }
     op->used = tp->ops;

@@ -63,7 +63,7 @@ void nxc__op_finish(nxc_op_t *op, nxc_status_t result, const char *fmt, ...) {
                      __ATOMIC_RELEASE);
     nxc__cq_push(op);
     if (op->efd >= 0) nxc__eventfd_ring(op->efd);
-    pthread_cond_broadcast(&op->c->cond);
+    nxc__wake_sleepers(op->c);
     pthread_mutex_lock(&op->c->done_lock);
     pthread_cond_broadcast(&op->c->done_cond);
     pthread_mutex_unlock(&op->c->done_lock);
@@ -84,7 +84,7 @@ void nxc__op_io_begin(nxc_op_t *op) {
 void nxc__op_io_end(nxc_op_t *op) {
     /* The last unit may be what a drain waits for (all_stopped() at
      * destroy): wake it now rather than at its next timed poll. */
-    if (--op->busy == 0) pthread_cond_broadcast(&op->c->cond);
+    if (--op->busy == 0) nxc__wake_sleepers(op->c);
 }
 bool nxc__op_io_pending(const nxc_op_t *op) {
     return op->busy > 0;

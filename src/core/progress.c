@@ -88,10 +88,14 @@ void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms) {
 }
 
 /* Let API calls blocked on the lock in between two busy passes. */
+bool nxc__lock_wanted(nxc_connector_t *c) {
+    return atomic_load(&c->waiters) > 0 || atomic_load(&c->woken) > 0;
+}
+
 static void step_aside(nxc_connector_t *c) {
-    if (atomic_load(&c->waiters) == 0) return;
+    if (!nxc__lock_wanted(c)) return;
     pthread_mutex_unlock(&c->lock);
-    for (int i = 0; i < 1000 && atomic_load(&c->waiters) > 0; i++)
+    for (int i = 0; i < 1000 && nxc__lock_wanted(c); i++)
         sched_yield();
     pthread_mutex_lock(&c->lock);
 }
@@ -118,9 +122,12 @@ bool nxc__wait_locked(nxc_connector_t *c, bool (*pred)(const void *arg), const v
         if (c->use_thread) {
             struct timespec ts =
                 nxc__clock_kernel(nxc__now_ns() + (uint64_t)(ms ? ms : 1) * 1000000u);
-            atomic_fetch_add(&c->waiters, 1); /* counts while re-taking the lock */
+            c->sleepers++;
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-            atomic_fetch_sub(&c->waiters, 1);
+            c->sleepers--;
+            /* The lock is ours again: one fewer to step aside for (`woken`
+             * changes only under the lock; step_aside() reads it without). */
+            if (atomic_load(&c->woken) > 0) atomic_fetch_sub(&c->woken, 1);
         } else {
             if (nxc__progress_locked(c) > 0) continue;
             if (pred(arg)) break;

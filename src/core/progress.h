@@ -28,6 +28,10 @@ void nxc__loop_drain(nxc_connector_t *c);
  * exit). */
 void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms);
 void *nxc__progress_thread(void *arg);
+/* Does a thread want the lock the progress thread holds (blocked in
+ * nxc__lock(), or woken in nxc__wait_locked() and not yet back)? The
+ * progress thread steps aside between busy passes while one does. */
+bool nxc__lock_wanted(nxc_connector_t *c);
 /* A public wait begins / ends: nxc_connector_destroy() frees nothing while
  * any is inside (c->in_wait). Call enter before touching anything else. */
 void nxc__waiter_enter(nxc_connector_t *c);

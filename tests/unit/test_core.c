@@ -3,15 +3,19 @@
  * scatter/gather planning, the registration cache, random bytes, and the
  * iovec and text helpers of util/. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
+#include "core/connector.h"
 #include "core/device.h"
+#include "core/progress.h"
 #include "core/regcache.h"
 #include "core/sglist.h"
 #include "nxt.h"
 #include "util/iov.h"
 #include "util/sys.h"
 #include "util/text.h"
+#include "util/time.h"
 
 static void test_device_parse(void) {
     static const struct {
@@ -362,6 +366,54 @@ static void test_json_plain(void) {
         }
 }
 
+/* A thread asleep in nxc__wait_locked() does not make the progress thread
+ * step aside (it used to count as a lock waiter for its whole sleep: up to
+ * 1000 sched_yield() calls after every busy pass, seconds of a drain's own
+ * progress on a loaded host); once a broadcast wakes it, it does until it
+ * has the lock back. */
+static atomic_bool sleeper_go;
+
+static bool go_given(const void *arg) {
+    (void)arg;
+    return atomic_load(&sleeper_go);
+}
+
+static void *sleeper(void *arg) {
+    nxc_connector_t *c = arg;
+    nxc__lock(c);
+    bool ok = nxc__wait_locked(c, go_given, NULL, nxc__deadline_after_ms(20000));
+    nxc__unlock(c);
+    return (void *)(intptr_t)ok;
+}
+
+static int sleepers_now(nxc_connector_t *c) {
+    nxc__lock(c);
+    int n = c->sleepers;
+    nxc__unlock(c);
+    return n;
+}
+
+static void test_sleeper_is_no_lock_waiter(void) {
+    nxc_connector_t *c = nxt_connector_on("sleepy", "tcp");
+    atomic_store(&sleeper_go, false);
+    pthread_t t;
+    NXT_CHECK(pthread_create(&t, NULL, sleeper, c) == 0);
+    for (uint64_t end = nxt_now_ms() + 10000; sleepers_now(c) == 0 && nxt_now_ms() < end;)
+        usleep(1000);
+    NXT_EQ_INT(sleepers_now(c), 1);
+    NXT_CHECK(!nxc__lock_wanted(c)); /* asleep: nothing to step aside for */
+    nxc__lock(c);
+    atomic_store(&sleeper_go, true);
+    nxc__wake_sleepers(c);
+    NXT_CHECK(nxc__lock_wanted(c)); /* woken: it wants the lock back */
+    nxc__unlock(c);
+    void *ok = NULL;
+    NXT_CHECK(pthread_join(t, &ok) == 0);
+    NXT_CHECK(ok != NULL);
+    NXT_CHECK(!nxc__lock_wanted(c)); /* back, and gone */
+    nxc_connector_destroy(c);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"device_parse", test_device_parse, 0},
     {"device_format", test_device_format, 0},
@@ -375,5 +427,6 @@ static const nxt_test_t nxt_tests[] = {
     {"iov_slice", test_iov_slice, 0},
     {"ascii_span", test_ascii_span, 0},
     {"json_plain", test_json_plain, 0},
+    {"sleeper_is_no_lock_waiter", test_sleeper_is_no_lock_waiter, 0},
 };
 NXT_MAIN(nxt_tests)
