@@ -199,7 +199,7 @@ static void inflater_key_create(void) {
 }
 
 /* The thread's inflater, ready for a new stream (NULL: out of memory, or
- * no key: the caller then makes a stream of its own). */
+ * no thread key; the caller reports it as out of memory). */
 static z_stream *thread_inflater(void) {
     pthread_once(&inflater_once, inflater_key_create);
     if (!inflater_keyed) return NULL;

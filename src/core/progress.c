@@ -87,11 +87,11 @@ void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms) {
     nxc__loop_drain(c);
 }
 
-/* Let API calls blocked on the lock in between two busy passes. */
 bool nxc__lock_wanted(nxc_connector_t *c) {
     return atomic_load(&c->waiters) > 0 || atomic_load(&c->woken) > 0;
 }
 
+/* Let API calls that want the lock in between two busy passes. */
 static void step_aside(nxc_connector_t *c) {
     if (!nxc__lock_wanted(c)) return;
     pthread_mutex_unlock(&c->lock);
