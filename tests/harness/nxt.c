@@ -22,6 +22,15 @@
 #endif
 #endif
 
+/* An AddressSanitizer build (the same two ways). */
+#if defined(__SANITIZE_ADDRESS__)
+#define NXT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NXT_ASAN 1
+#endif
+#endif
+
 uint64_t nxt_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -345,8 +354,13 @@ unsigned nxt_size_scale(void) {
         unsigned long v = strtoul(e, &end, 10);
         if (*end == '\0' && v >= 1 && v <= 1024) return (unsigned)v;
     }
-#ifdef NXT_TSAN
+#if defined(NXT_TSAN)
     return 8;
+#elif defined(NXT_ASAN)
+    /* Each big buffer is zeroed, its shadow faulted in and, at exit, the
+     * leak checker scans the heap: beside CPU hogs, 768 MiB cases took
+     * 50-60 s of their 60 s (scripts/stress.sh asan). */
+    return 4;
 #else
     return 1;
 #endif

@@ -154,11 +154,11 @@ void *nxt_alloc(size_t len);
  * transfers, and the op counts of cases built to be long, in builds whose
  * every byte copied and every lock taken costs many times what it costs in
  * a normal build. The scale is NXT_SIZE_SCALE when that is set to 1..1024;
- * otherwise 8 in a ThreadSanitizer build (detected at compile time) and 1
- * in any other build, whose sizes stay as written. Only the amount shrinks,
- * never what a case checks: a case that needs a transfer still under way
- * when something happens to it (a kill, a cancel, a freeze) keeps `min`
- * large enough for that. */
+ * otherwise 8 in a ThreadSanitizer build, 4 in an AddressSanitizer build
+ * (both detected at compile time) and 1 in any other build, whose sizes
+ * stay as written. Only the amount shrinks, never what a case checks: a
+ * case that needs a transfer still under way when something happens to it
+ * (a kill, a cancel, a freeze) keeps `min` large enough for that. */
 size_t nxt_size(size_t full, size_t min);
 /* The divisor nxt_size() uses. */
 unsigned nxt_size_scale(void);
