@@ -285,7 +285,9 @@ NXC_API nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
  * (their handles become invalid), all together: transfers still moving get
  * one drain period (2 s), then are aborted, so stopping them takes at most
  * about 4 s however many are stuck (closing a transport's connections to
- * unresponsive peers adds its own bounded wait, up to 3 s for ucx).
+ * unresponsive peers adds its own bounded wait, up to 4 s for ucx; ucx
+ * waits longer, up to 10 s for the flush and 10 s for the close, for a
+ * peer that is slow but still taking what was sent to it).
  * Threads already blocked in nxc_op_wait() on its ops are woken and return
  * NXC_ERR_CANCELED (or the op's result, if it ended first); nothing is
  * freed until they have left. Returns after the progress thread has

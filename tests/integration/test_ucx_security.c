@@ -748,7 +748,8 @@ static void test_unknown_am_ids(void) {
     target_t t = target_new(owner, false, 0x700);
     raw_t r;
     raw_open(&r, nxc__md_section(&t.md, "ucx"));
-    unsigned ids[] = {0, 7, 100, 4096, 32768, 65534, 65535};
+    /* 7 and 8 are BYE and BYE_ACK, here malformed (64 bytes): ignored */
+    unsigned ids[] = {0, 7, 8, 9, 100, 4096, 32768, 65534, 65535};
     uint8_t junk[64];
     nxt_fill(junk, sizeof junk, 0x701);
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {

@@ -45,6 +45,38 @@ AM_HANDLER(AM_GRANT_REP)
 AM_HANDLER(AM_DONE)
 AM_HANDLER(AM_READ_REQ)
 
+/* The peer a well-formed BYE or BYE_ACK came from, or NULL. */
+static ucx_peer_t *bye_peer(ucx_tp_t *t, const void *d, size_t len,
+                            const ucp_am_recv_param_t *param) {
+    msg_bye_t m;
+    if (len != sizeof m || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) return NULL;
+    memcpy(&m, d, sizeof m);
+    if (m.magic != MSG_MAGIC) return NULL;
+    return nxc__ucx_peer_of_ep(t, nxc__ucx_reply_ep(param), NULL, false);
+}
+
+/* BYE: answered here, inside ucp_worker_progress, even while destroying
+ * (two connectors destroyed together answer each other). Every message the
+ * peer sent before it was received, and queued, before this callback ran:
+ * see ucx_wire.h. */
+static ucs_status_t am_bye_cb(void *arg, const void *h, size_t hl, void *d, size_t len,
+                              const ucp_am_recv_param_t *param) {
+    ucx_tp_t *t = arg;
+    if (!bye_peer(t, d, len, param)) return UCS_OK;
+    msg_bye_t ack = {.magic = MSG_MAGIC};
+    nxc__ucx_ep_send(t, nxc__ucx_reply_ep(param), AM_BYE_ACK, &ack, sizeof ack, NULL, 0, NULL,
+                     UCP_AM_SEND_FLAG_REPLY);
+    return UCS_OK;
+}
+
+/* BYE_ACK: the peer has every message we sent before our BYE. */
+static ucs_status_t am_bye_ack_cb(void *arg, const void *h, size_t hl, void *d, size_t len,
+                                  const ucp_am_recv_param_t *param) {
+    ucx_peer_t *p = bye_peer(arg, d, len, param);
+    if (p && p->bye_sent) p->bye_acked = true;
+    return UCS_OK;
+}
+
 /* A GRANT_REQ taken apart: lengths checked against the bytes present,
  * nothing interpreted yet. addr (always empty from nxc: see ucx_wire.h) and
  * ranges point into the message. */
@@ -253,10 +285,14 @@ static ucs_status_t set_am_handler(ucx_tp_t *t, unsigned id, ucp_am_recv_callbac
  * send, crashed the process (SIGSEGV in ucp_am_handler). Setting every id
  * costs about 1.5 ms and 1.6 MiB per worker. */
 ucs_status_t nxc__ucx_set_am_handlers(ucx_tp_t *t) {
-    ucp_am_recv_callback_t cbs[] = {
-        [AM_GRANT_REQ] = am_grant_req_cb,  [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
-        [AM_DONE] = am_cb_AM_DONE,         [AM_DATA] = nxc__ucx_am_data_cb,
-        [AM_READ_REQ] = am_cb_AM_READ_REQ, [AM_READ_DATA] = nxc__ucx_am_read_data_cb};
+    ucp_am_recv_callback_t cbs[] = {[AM_GRANT_REQ] = am_grant_req_cb,
+                                    [AM_GRANT_REP] = am_cb_AM_GRANT_REP,
+                                    [AM_DONE] = am_cb_AM_DONE,
+                                    [AM_DATA] = nxc__ucx_am_data_cb,
+                                    [AM_READ_REQ] = am_cb_AM_READ_REQ,
+                                    [AM_READ_DATA] = nxc__ucx_am_read_data_cb,
+                                    [AM_BYE] = am_bye_cb,
+                                    [AM_BYE_ACK] = am_bye_ack_cb};
     ucs_status_t s = UCS_OK;
     for (unsigned id = 0; s == UCS_OK && id <= UINT16_MAX; id++)
         s = set_am_handler(t, id, id >= AM_GRANT_REQ && id <= AM_LAST ? cbs[id] : am_drop_cb);

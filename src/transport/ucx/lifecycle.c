@@ -66,12 +66,34 @@ static void set_default(ucp_config_t *cfg, const char *key, const char *value) {
     if (!getenv(env)) ucp_config_modify(cfg, key, value);
 }
 
+/* How long destroy waits for a flush or a close: while UCX keeps finding
+ * work (a slow peer still taking what we send), up to `until`; once it has
+ * found none for `idle` ns, the peers still waited for count as
+ * unresponsive. One bound serves a whole round of requests, so a round
+ * with many frozen peers costs one idle period, not one each. */
+typedef struct {
+    uint64_t until, idle, busy;
+} wait_bound_t;
+
+static wait_bound_t wait_bound(uint64_t idle_ns, uint64_t max_ns) {
+    uint64_t now = nxc__now_ns();
+    return (wait_bound_t){.until = now + max_ns, .idle = idle_ns, .busy = now};
+}
+
+/* One worker progress call, unless `b` ran out (then false). */
+static bool progress_within(ucx_tp_t *t, wait_bound_t *b) {
+    uint64_t now = nxc__now_ns();
+    if (now >= b->until || now - b->busy >= b->idle) return false;
+    if (ucp_worker_progress(t->worker)) b->busy = now;
+    return true;
+}
+
 /* Progress until `r` (a request, or the status of one that needs none)
- * completes or `until` passes, then release it. True if it completed. */
-static bool settle(ucx_tp_t *t, ucs_status_ptr_t r, uint64_t until) {
+ * completes or `b` runs out, then release it. True if it completed. */
+static bool settle(ucx_tp_t *t, ucs_status_ptr_t r, wait_bound_t *b) {
     if (!UCS_PTR_IS_PTR(r)) return true;
-    while (ucp_request_check_status(r) == UCS_INPROGRESS && nxc__now_ns() < until)
-        ucp_worker_progress(t->worker);
+    while (ucp_request_check_status(r) == UCS_INPROGRESS && progress_within(t, b))
+        ;
     bool done = ucp_request_check_status(r) != UCS_INPROGRESS;
     ucp_request_free(r);
     return done;
@@ -86,12 +108,13 @@ static void progress_until_quiet(ucx_tp_t *t, uint64_t quiet, uint64_t until) {
     }
 }
 
-/* Flush every healthy endpoint of ours, together, until `until`. A flush
+/* Flush every healthy endpoint of ours, together, within `b`. A flush
  * completes once the endpoint's wire-up is over and what we sent reached
  * the peer (a DONE sent just before the application destroys the connector
  * must not be lost). A peer whose flush does not complete in time counts as
- * failed from here on: its endpoint is then closed forced. */
-static void flush_peers(ucx_tp_t *t, uint64_t until) {
+ * failed from here on: its endpoint is then closed forced, and what was
+ * still queued for it is lost (said in a warning). */
+static void flush_peers(ucx_tp_t *t, wait_bound_t *b) {
     for (ucx_peer_t *p = t->peers; p; p = p->next) {
         if (p->failed || !p->ep) continue;
         ucp_request_param_t rp = {0};
@@ -99,15 +122,49 @@ static void flush_peers(ucx_tp_t *t, uint64_t until) {
         p->flush_req = UCS_PTR_IS_PTR(r) ? r : NULL;
     }
     for (ucx_peer_t *p = t->peers; p; p = p->next) {
-        if (p->flush_req && !settle(t, p->flush_req, until)) p->failed = true;
+        if (p->flush_req && !settle(t, p->flush_req, b) && !p->failed) {
+            p->failed = true;
+            NXC_LOG_W("ucx: destroy: peer %s took nothing of what was still queued for it for "
+                      "%llu ms; its endpoint is closed forced",
+                      p->name[0] ? p->name : "(unnamed)", (unsigned long long)(b->idle / 1000000));
+        }
         p->flush_req = NULL;
     }
 }
 
+/* Say BYE to every peer we are connected to and have spoken with (see
+ * ucx_wire.h); await_byes() waits for the answers. */
+static void say_bye(ucx_tp_t *t) {
+    msg_bye_t m = {.magic = MSG_MAGIC};
+    for (ucx_peer_t *p = t->peers; p; p = p->next)
+        if (!p->failed && p->ep && (p->wire == WIRE_DONE || p->bound))
+            p->bye_sent = nxc__ucx_ep_send(t, p->ep, AM_BYE, &m, sizeof m, NULL, 0, NULL,
+                                           UCP_AM_SEND_FLAG_REPLY) == UCS_OK;
+}
+
+static bool bye_awaited(const ucx_tp_t *t) {
+    for (const ucx_peer_t *p = t->peers; p; p = p->next)
+        if (p->bye_sent && !p->bye_acked && !p->failed) return true;
+    return false;
+}
+
+/* Progress until every live peer answered our BYE, within `b`. A peer that
+ * does not answer is closed all the same (in flush mode): it is only no
+ * longer known to have handled all we sent. */
+static void await_byes(ucx_tp_t *t, wait_bound_t *b) {
+    uint64_t t0 = nxc__now_ns();
+    while (bye_awaited(t) && progress_within(t, b))
+        ;
+    for (const ucx_peer_t *p = t->peers; p; p = p->next)
+        if (p->bye_sent && !p->bye_acked && !p->failed)
+            NXC_LOG_I("ucx: destroy: peer %s did not answer BYE in %llu ms", p->name,
+                      (unsigned long long)((nxc__now_ns() - t0) / 1000000));
+}
+
 /* Close every endpoint, together: a healthy peer's in flush mode, so that
  * what is still queued on it (a wire-up reply included) goes out first, a
- * failed peer's forced (see begin_close()). Wait for them until `until`. */
-static void close_peers(ucx_tp_t *t, uint64_t until) {
+ * failed peer's forced (see begin_close()). Wait for them within `b`. */
+static void close_peers(ucx_tp_t *t, wait_bound_t *b) {
     for (ucx_peer_t *p = t->peers; p; p = p->next) {
         if (!p->ep) continue;
         ucp_request_param_t rp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
@@ -117,7 +174,7 @@ static void close_peers(ucx_tp_t *t, uint64_t until) {
         p->close_req = UCS_PTR_IS_PTR(r) ? r : NULL;
     }
     for (ucx_peer_t *p = t->peers; p; p = p->next) {
-        settle(t, p->close_req, until);
+        settle(t, p->close_req, b);
         p->close_req = NULL;
     }
     while (t->peers)
@@ -125,19 +182,30 @@ static void close_peers(ucx_tp_t *t, uint64_t until) {
 }
 
 /* Let UCX finish what is under way before the worker goes, each step
- * bounded: progress until quiet, our endpoints flushed (what we sent, a
- * DONE included, reached the peer), the worker flushed, our endpoints closed
+ * bounded: progress until quiet, BYE said (see say_bye()), our endpoints
+ * flushed (what we sent, a DONE included, reached the peer), the worker
+ * flushed, the answers to BYE awaited, our endpoints closed
  * (see close_peers()) and their close requests waited for, then progress
  * until UCX has been quiet a moment. Meanwhile our listener rejects new
- * connections (see nxc__ucx_destroy()). A peer that stays silent (stopped) costs
- * the 1 s bounds. */
+ * connections (see nxc__ucx_destroy()). The flush and the close each wait
+ * while UCX keeps making progress, up to 10 s, so a slow but live peer (a
+ * loaded server draining many clients) still gets our last bytes; a peer
+ * that takes nothing for 3 s counts as stopped. 1 s was too short: in the
+ * fan-in test under load (ASan, CPU hogs, 64 clients) a live server took
+ * nothing from one client for over a second, and the forced close lost
+ * that client's last DONE. */
+#define QUIESCE_IDLE_NS 3000000000ull
+#define QUIESCE_MAX_NS 10000000000ull
 static void quiesce(ucx_tp_t *t) {
     progress_until_quiet(t, 20000000ull, nxc__now_ns() + 500000000ull);
-    uint64_t until = nxc__now_ns() + 1000000000ull;
-    flush_peers(t, until);
+    wait_bound_t b = wait_bound(QUIESCE_IDLE_NS, QUIESCE_MAX_NS);
+    say_bye(t);
+    flush_peers(t, &b);
     ucp_request_param_t rp = {0};
-    settle(t, ucp_worker_flush_nbx(t->worker, &rp), until);
-    close_peers(t, nxc__now_ns() + 1000000000ull);
+    settle(t, ucp_worker_flush_nbx(t->worker, &rp), &b);
+    await_byes(t, &b);
+    b = wait_bound(QUIESCE_IDLE_NS, QUIESCE_MAX_NS);
+    close_peers(t, &b);
     progress_until_quiet(t, 20000000ull, nxc__now_ns() + 500000000ull);
 }
 

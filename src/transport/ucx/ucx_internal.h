@@ -37,12 +37,15 @@ enum {
     AM_DATA = NXC__UCX_AM_DATA,
     AM_READ_REQ = NXC__UCX_AM_READ_REQ,
     AM_READ_DATA = NXC__UCX_AM_READ_DATA,
+    AM_BYE = NXC__UCX_AM_BYE,
+    AM_BYE_ACK = NXC__UCX_AM_BYE_ACK,
     AM_LAST = NXC__UCX_AM_LAST
 };
 #define MSG_MAGIC NXC__UCX_MAGIC
 typedef nxc__ucx_grant_req_t msg_grant_req_t;
 typedef nxc__ucx_grant_rep_t msg_grant_rep_t;
 typedef nxc__ucx_done_t msg_done_t;
+typedef nxc__ucx_bye_t msg_bye_t;
 typedef nxc__ucx_range_t msg_range_t;
 typedef nxc__ucx_read_data_t msg_read_data_t;
 /* Largest message of the message path (bigger segments are split). */
@@ -65,6 +68,8 @@ typedef struct ucx_peer {
                         endpoint our listener accepted (see on_grant_req()) */
     void *close_req; /* a close in progress */
     void *flush_req; /* at destroy: its flush */
+    bool bye_sent;   /* at destroy: BYE sent, its answer awaited */
+    bool bye_acked;  /* the answer came */
     bool failed;     /* the error callback fired, or we cut it off */
     bool handled;    /* ops were told */
     ucs_status_t status;

@@ -13,6 +13,10 @@
  *             ◀─ GRANT_REP {status, grant}
  *   get/put or DATA/READ_REQ per segment
  *   DONE {grant, complete} ──────────────────▶
+ *
+ * At destroy, to every connected peer (either side):
+ *   BYE ─────────────────────────────────────▶ answered at once, after
+ *             ◀─ BYE_ACK                        every message before it
  */
 #ifndef NXC_TRANSPORT_UCX_WIRE_H
 #define NXC_TRANSPORT_UCX_WIRE_H
@@ -28,7 +32,9 @@ enum {
     NXC__UCX_AM_DATA = 4,      /* write, message path: bytes for a writable */
     NXC__UCX_AM_READ_REQ = 5,  /* read, message path: send me this range */
     NXC__UCX_AM_READ_DATA = 6, /* read, message path: bytes of a readable */
-    NXC__UCX_AM_LAST = NXC__UCX_AM_READ_DATA
+    NXC__UCX_AM_BYE = 7,       /* destroying: answer once you have my messages */
+    NXC__UCX_AM_BYE_ACK = 8,   /* the answer */
+    NXC__UCX_AM_LAST = NXC__UCX_AM_BYE_ACK
 };
 
 /* "NXX3": version 2 added GRANT_REQ.want; version 3 connects through
@@ -76,6 +82,19 @@ typedef struct nxc__ucx_done {
     uint64_t grant_id;
     uint8_t instance[NXC__INSTANCE_LEN]; /* the active side's */
 } nxc__ucx_done_t;
+
+/* BYE and BYE_ACK. A connector being destroyed sends BYE to each peer it
+ * is connected to and closes the endpoint once BYE_ACK came back (or its
+ * wait ran out). UCX delivers a peer's disconnect on the connection
+ * manager's socket, not in order with its messages: a DONE sent right
+ * before the close could reach the owner after the disconnect had already
+ * failed its op. The answer to BYE is sent from the callback that receives
+ * it, so every message the peer sent before BYE has been received (and
+ * queued) first. */
+typedef struct nxc__ucx_bye {
+    uint32_t magic;
+    uint32_t reserved; /* 0 */
+} nxc__ucx_bye_t;
 
 /* Header of AM_DATA and AM_READ_REQ: which grant, which remote range. */
 typedef struct nxc__ucx_range {
