@@ -72,12 +72,29 @@ static void set_default(ucp_config_t *cfg, const char *key, const char *value) {
  * unresponsive. One bound serves a whole round of requests, so a round
  * with many frozen peers costs one idle period, not one each. */
 typedef struct {
-    uint64_t until, idle, busy;
+    uint64_t until, idle, busy, max;
 } wait_bound_t;
 
 static wait_bound_t wait_bound(uint64_t idle_ns, uint64_t max_ns) {
     uint64_t now = nxc__now_ns();
-    return (wait_bound_t){.until = now + max_ns, .idle = idle_ns, .busy = now};
+    return (wait_bound_t){.until = now + max_ns, .idle = idle_ns, .busy = now, .max = max_ns};
+}
+
+/* Why `b` ran out, for a warning: no progress for its idle period, or its
+ * overall cap with a peer still taking data. */
+static const char *bound_reason(const wait_bound_t *b, char *buf, size_t len) {
+    uint64_t now = nxc__now_ns();
+    if (now >= b->until)
+        snprintf(buf, len, "the flush reached its %llu ms cap while the peer still took data",
+                 (unsigned long long)(b->max / 1000000));
+    else
+        snprintf(buf, len, "the peer took nothing for %llu ms",
+                 (unsigned long long)(b->idle / 1000000));
+    return buf;
+}
+
+static const char *peer_name(const ucx_peer_t *p) {
+    return p->name[0] ? p->name : "(unnamed)";
 }
 
 /* One worker progress call, unless `b` ran out (then false). */
@@ -124,9 +141,10 @@ static void flush_peers(ucx_tp_t *t, wait_bound_t *b) {
     for (ucx_peer_t *p = t->peers; p; p = p->next) {
         if (p->flush_req && !settle(t, p->flush_req, b) && !p->failed) {
             p->failed = true;
-            NXC_LOG_W("ucx: destroy: peer %s took nothing of what was still queued for it for "
-                      "%llu ms; its endpoint is closed forced",
-                      p->name[0] ? p->name : "(unnamed)", (unsigned long long)(b->idle / 1000000));
+            char why[96];
+            NXC_LOG_W("ucx: destroy: what was still queued for peer %s may be lost (%s); its "
+                      "endpoint is closed forced",
+                      peer_name(p), bound_reason(b, why, sizeof why));
         }
         p->flush_req = NULL;
     }
@@ -142,9 +160,13 @@ static void say_bye(ucx_tp_t *t) {
                                            UCP_AM_SEND_FLAG_REPLY) == UCS_OK;
 }
 
+static bool bye_unanswered(const ucx_peer_t *p) {
+    return p->bye_sent && !p->bye_acked && !p->failed;
+}
+
 static bool bye_awaited(const ucx_tp_t *t) {
     for (const ucx_peer_t *p = t->peers; p; p = p->next)
-        if (p->bye_sent && !p->bye_acked && !p->failed) return true;
+        if (bye_unanswered(p)) return true;
     return false;
 }
 
@@ -156,8 +178,8 @@ static void await_byes(ucx_tp_t *t, wait_bound_t *b) {
     while (bye_awaited(t) && progress_within(t, b))
         ;
     for (const ucx_peer_t *p = t->peers; p; p = p->next)
-        if (p->bye_sent && !p->bye_acked && !p->failed)
-            NXC_LOG_I("ucx: destroy: peer %s did not answer BYE in %llu ms", p->name,
+        if (bye_unanswered(p))
+            NXC_LOG_I("ucx: destroy: peer %s did not answer BYE in %llu ms", peer_name(p),
                       (unsigned long long)((nxc__now_ns() - t0) / 1000000));
 }
 
