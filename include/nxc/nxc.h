@@ -263,6 +263,7 @@ typedef struct nxc_connector_params {
      *   shm.threads     0..8 (NXC_SHM_THREADS)
      *   shm.inline_max  0..1073741824 (NXC_SHM_INLINE_MAX)
      *   shm.doorbell    0..1 (NXC_SHM_DOORBELL)
+     *   shm.linger_us   0..10000 (NXC_SHM_LINGER_US)
      *   ucx.address     dotted IPv4 address of ucx's listener
      * (README.md, "Configuration", says what each does.) Checked strictly,
      * unlike the environment: NXC_ERR_INVALID_PARAM, with a message naming

@@ -100,14 +100,48 @@ static void step_aside(nxc_connector_t *c) {
     pthread_mutex_lock(&c->lock);
 }
 
+/* The longest linger a transport asks for (see nxc__tp_t.linger_ns). */
+static uint64_t linger_ns(const nxc_connector_t *c) {
+    uint64_t ns = 0;
+    for (size_t i = 0; i < c->ntps; i++)
+        if (c->tps[i]->ops->ready && c->tps[i]->linger_ns > ns) ns = c->tps[i]->linger_ns;
+    return ns;
+}
+
+static bool any_ready(nxc_connector_t *c) {
+    for (size_t i = 0; i < c->ntps; i++)
+        if (c->tps[i]->ops->ready && c->tps[i]->ops->ready(c->tps[i])) return true;
+    return false;
+}
+
+/* Keep looking, lock released, until a transport has work (true), an API
+ * call wants the lock (true: destroy takes it too), or `until` passes
+ * (false). A peer that
+ * finishes an op meanwhile finds the doorbell unarmed and rings no one: at
+ * one op every few microseconds, the wake-up each op would cost its
+ * initiator (a cross-CPU interrupt inside its system call) is not paid.
+ * Yielding, so that on a host with no free core the others run. */
+static bool linger(nxc_connector_t *c, uint64_t until) {
+    pthread_mutex_unlock(&c->lock);
+    bool work = false;
+    while (!(work = any_ready(c) || nxc__lock_wanted(c)) && nxc__now_ns() < until)
+        sched_yield();
+    pthread_mutex_lock(&c->lock);
+    return work;
+}
+
 void *nxc__progress_thread(void *arg) {
     nxc_connector_t *c = arg;
     pthread_mutex_lock(&c->lock);
+    uint64_t last_work = 0, linger_for = linger_ns(c);
     while (!c->stopping) {
         if (nxc__progress_locked(c) > 0) {
+            if (linger_for) last_work = nxc__now_ns();
             step_aside(c);
             continue;
         }
+        if (last_work && linger(c, last_work + linger_for)) continue;
+        last_work = 0;
         nxc__sleep_locked(c, SLEEP_MAX_MS);
     }
     pthread_mutex_unlock(&c->lock);

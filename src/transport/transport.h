@@ -54,6 +54,9 @@ typedef struct nxc__tp {
     /* Set by create(): works, but other transports should be tried first
      * unless the user ordered the transports (ucx without RDMA hardware). */
     bool fallback;
+    /* Set by create(), with ready(): how long the progress thread keeps
+     * looking (ready()) after its last work before it sleeps; 0: not. */
+    uint64_t linger_ns;
 } nxc__tp_t;
 
 struct nxc__transport_ops {
@@ -72,6 +75,10 @@ struct nxc__transport_ops {
     int (*progress)(nxc__tp_t *tp);
     /* Re-arm event_fd before sleeping on it: false means "progress again". */
     bool (*arm)(nxc__tp_t *tp);
+    /* Optional: has progress() work, by a look at memory only (no system
+     * call, no lock: any thread, any time while the transport lives)? The
+     * progress thread asks while it lingers before sleeping (progress.c). */
+    bool (*ready)(nxc__tp_t *tp);
     /* Optional: the monotonic ns by which progress() must run again even if
      * event_fd stays quiet (a timeout to check, a keepalive), UINT64_MAX for
      * none. The loop sleeps on a timer set to it; nothing else wakes it. */

@@ -125,11 +125,7 @@ static nxc_op_t *finished_op(shm_tp_t *t, unsigned slot, nxc_op_kind_t *kind) {
 void nxc__shm_collect(stream_tp_t *stream) {
     shm_tp_t *t = shm_of(stream);
     nxc__eventfd_drain(t->notify_fd);
-    /* From here on a peer that finishes rings again (see arena_t). */
-    atomic_store(&t->arena->wake, 0);
     for (unsigned w = 0; w < ARENA_RECORDS / 64; w++) {
-        /* seq_cst, as the store above: a bit set before a peer found
-         * `wake` still 1 is seen here */
         uint64_t bits =
             atomic_load(&t->arena->done[w]) ? atomic_exchange(&t->arena->done[w], 0) : 0;
         for (; bits; bits &= bits - 1) {
@@ -139,6 +135,21 @@ void nxc__shm_collect(stream_tp_t *stream) {
             if (op) nxc__complete_direct_op(t->s.base.c, &t->s.base, op, kind);
         }
     }
+}
+
+bool nxc__shm_finished_any(const shm_tp_t *t) {
+    if (!t->arena) return false;
+    for (unsigned w = 0; w < ARENA_RECORDS / 64; w++)
+        if (atomic_load(&t->arena->done[w])) return true;
+    return false;
+}
+
+bool nxc__shm_doorbell_arm(shm_tp_t *t) {
+    if (!t->arena) return true;
+    /* seq_cst, as the peers' bit and exchange: a peer that sets its bit
+     * after the look below finds `wake` 0 and rings */
+    atomic_store(&t->arena->wake, 0);
+    return !nxc__shm_finished_any(t);
 }
 
 nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p) {

@@ -373,6 +373,8 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
         NXC_LOG_I("shm: no arena for direct access (%s); every transfer takes a grant",
                   strerror(errno));
     t->inline_max = (size_t)nxc__option_int(c, "shm", "inline_max", 1 << 20);
+    if (t->notify_fd >= 0)
+        t->s.base.linger_ns = (uint64_t)nxc__option_int(c, "shm", "linger_us", 50) * 1000u;
     int want_threads = (int)nxc__option_int(c, "shm", "threads", 2);
 
     struct sockaddr_un sa;
@@ -482,18 +484,42 @@ static void shm_describe(nxc__tp_t *tp, char *buf, size_t len) {
              t->sock_name, t->nthreads, t->inline_max >> 10, yama);
 }
 
+/* The engine's progress, and the ops peers finished directly while the
+ * doorbell was not armed (they did not ring). */
+static int shm_progress(nxc__tp_t *tp) {
+    shm_tp_t *t = (shm_tp_t *)tp;
+    int work = nxc__stream_progress(tp);
+    if (nxc__shm_finished_any(t)) {
+        nxc__shm_collect(&t->s);
+        work++;
+    }
+    return work;
+}
+
+static bool shm_arm(nxc__tp_t *tp) {
+    return nxc__stream_arm(tp) && nxc__shm_doorbell_arm((shm_tp_t *)tp);
+}
+
+static bool shm_ready(nxc__tp_t *tp) {
+    return nxc__shm_finished_any((shm_tp_t *)tp);
+}
+
 /* shm.<key> in the connector's options; NXC_SHM_<KEY> otherwise. */
 static const nxc__tp_option_t shm_options[] = {
     {.key = "timeout_ms", .env = "NXC_SHM_TIMEOUT_MS", .lo = 100, .hi = 3600000},
     {.key = "threads", .env = "NXC_SHM_THREADS", .lo = 0, .hi = MAX_THREADS},
     {.key = "inline_max", .env = "NXC_SHM_INLINE_MAX", .lo = 0, .hi = 1 << 30},
     {.key = "doorbell", .env = "NXC_SHM_DOORBELL", .lo = 0, .hi = 1},
+    {.key = "linger_us", .env = "NXC_SHM_LINGER_US", .lo = 0, .hi = 10000},
 };
 
 const nxc__transport_ops_t nxc__transport_shm = {
     .name = "shm",
     .create = shm_create,
-    NXC__STREAM_OPS,
+    NXC__STREAM_OPS_BUT_LOOP,
+    .progress = shm_progress,
+    .arm = shm_arm,
+    .ready = shm_ready,
     .expose = nxc__shm_expose,
     .retire = nxc__shm_retire,
     .direct_busy = nxc__shm_direct_busy,

@@ -92,8 +92,9 @@ typedef struct record {
 /* The owner's records in a sealed memfd that peers map too, and the
  * doorbell through which peers report the ops they finished: a peer marks
  * the record (READ or WRITTEN), sets its bit in `done`, and rings the
- * owner's eventfd only if `wake` was 0; the owner clears `wake` before it
- * collects, so ops that finish while it is awake cost no system call. */
+ * owner's eventfd only if `wake` was 0; the owner clears `wake` only when
+ * it is about to sleep (arm), so ops that finish while it is awake, or
+ * lingering before sleep, cost no system call. */
 typedef struct arena {
     uint64_t magic;
     uint8_t instance[NXC__INSTANCE_LEN]; /* the owner connector's */
@@ -159,8 +160,15 @@ static inline shm_tp_t *shm_of(stream_tp_t *t) {
  * unmapped at destroy with the peers' arenas. */
 bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance, bool doorbell);
 void nxc__shm_arena_close(shm_tp_t *t);
-/* The doorbell rang: complete the ops peers finished directly. */
+/* Complete the ops peers finished directly (the doorbell rang, or a
+ * progress pass found a bit set). */
 void nxc__shm_collect(stream_tp_t *stream);
+/* Did a peer finish an op directly that collect() has not seen? Memory
+ * only: any thread, no lock. */
+bool nxc__shm_finished_any(const shm_tp_t *t);
+/* Before the owner sleeps: from here on a peer that finishes rings; false
+ * if one finished meanwhile (progress again instead). */
+bool nxc__shm_doorbell_arm(shm_tp_t *t);
 nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p);
 void nxc__shm_retire(nxc__tp_t *tp, nxc_op_t *op, void *state);
 bool nxc__shm_direct_busy(nxc__tp_t *tp, nxc_op_t *op, void *state);

@@ -142,8 +142,10 @@ void nxc__stream_release(nxc__tp_t *tp, nxc_op_t *op);
  * the flavour adds create, expose, reachable, post and describe (and shm
  * retire and unexpose). */
 #define NXC__STREAM_OPS                                                                            \
+    NXC__STREAM_OPS_BUT_LOOP, .progress = nxc__stream_progress, .arm = nxc__stream_arm
+/* The same without progress and arm, for a flavour that wraps them (shm). */
+#define NXC__STREAM_OPS_BUT_LOOP                                                                   \
     .destroy = nxc__stream_destroy, .event_fd = nxc__stream_event_fd,                              \
-    .progress = nxc__stream_progress, .arm = nxc__stream_arm,                                      \
     .next_timer = nxc__stream_next_timer, .supports_device = nxc__stream_supports_device,          \
     .drop_peer = nxc__stream_drop_peer, .cancel = nxc__stream_cancel,                              \
     .abort_io = nxc__stream_abort_io, .release = nxc__stream_release
