@@ -7,6 +7,9 @@
  *   create   nxc_create_readable of one 4 KiB descriptor + nxc_op_metadata
  *            (the text a peer needs), registered memory, no peer involved
  *   release  nxc_op_release of that readable (nobody read it)
+ *   create_timeout  create as above with a 60 s deadline (a server's ops
+ *            have one): the connector's progress thread sleeps on a timer
+ *            for the earliest deadline, and must not be woken per op
  *   begin    nxc_begin_read of that metadata by a second connector in this
  *            process, up to the op's completion (shm reads a reachable
  *            readable inside the call), then its release
@@ -61,12 +64,13 @@ static void report(const char *what, const char *transport, int ndesc, int iters
 /* One round: create a readable and its metadata, let `reader` (if any)
  * read it, release both; the three spans are added to `ns`. */
 static void round_trip(nxc_connector_t *owner, nxc_connector_t *reader, nxc_desc_t *src,
-                       nxc_desc_t *dst, size_t ndesc, uint64_t ns[3]) {
+                       nxc_desc_t *dst, size_t ndesc, const nxc_op_params_t *params,
+                       uint64_t ns[3]) {
     uint64_t t0 = now_ns();
     nxc_op_t *readable = NULL, *read = NULL;
     const char *md = NULL;
     size_t len = 0;
-    check(nxc_create_readable(owner, src, ndesc, NULL, &readable), "create_readable");
+    check(nxc_create_readable(owner, src, ndesc, params, &readable), "create_readable");
     check(nxc_op_metadata(readable, &md, &len), "op_metadata");
     uint64_t t1 = now_ns();
     if (reader) {
@@ -119,15 +123,20 @@ int main(int argc, char **argv) {
     uint64_t ns[3] = {0};
     int warmup = iters < 1000 ? iters : 1000;
     for (int i = 0; i < warmup; i++)
-        round_trip(owner, reader, src, dst, n, ns);
+        round_trip(owner, reader, src, dst, n, NULL, ns);
     memset(ns, 0, sizeof ns);
     for (int i = 0; i < iters; i++) /* create and release alone */
-        round_trip(owner, NULL, src, dst, n, ns);
+        round_trip(owner, NULL, src, dst, n, NULL, ns);
     report("create", transport, ndesc, iters, ns[0]);
     report("release", transport, ndesc, iters, ns[2]);
+    nxc_op_params_t due = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 60000};
     memset(ns, 0, sizeof ns);
     for (int i = 0; i < iters; i++)
-        round_trip(owner, reader, src, dst, n, ns);
+        round_trip(owner, NULL, src, dst, n, &due, ns);
+    report("create_timeout", transport, ndesc, iters, ns[0]);
+    memset(ns, 0, sizeof ns);
+    for (int i = 0; i < iters; i++)
+        round_trip(owner, reader, src, dst, n, NULL, ns);
     if (memcmp(src_buf, dst_buf, bytes) != 0) {
         fprintf(stderr, "nxc-micro-op: the bytes read differ from the source\n");
         return 1;

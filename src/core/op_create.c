@@ -145,8 +145,13 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
         nxc__unlock(c);
         return st;
     }
+    /* A deadline before the timer the loop armed makes it re-plan its
+     * sleep; a later one is taken up when that timer fires (the pass it
+     * wakes re-arms for the earliest deadline), so a server creating ops
+     * of one timeout does not wake its progress thread for each. */
+    bool replan = op->deadline < c->timer_set;
     nxc__unlock(c);
-    if (op->deadline != UINT64_MAX) nxc__wake(c); /* re-plan its sleep for the deadline */
+    if (replan) nxc__wake(c);
     *op_p = op;
     return NXC_OK;
 }

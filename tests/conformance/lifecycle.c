@@ -79,6 +79,49 @@ static void test_passive_deadline(void) {
     unpair(&s);
 }
 
+/* A readable of `c` over `buf` with a deadline `ms` from now. */
+static nxc_op_t *readable_due(nxc_connector_t *c, char *buf, int ms) {
+    nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = ms};
+    nxc_desc_t d = nxt_desc(buf, 4096);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_readable(c, &d, 1, &p, &op));
+    return op;
+}
+
+/* Deadlines created while the progress thread sleeps on an armed timer: an
+ * earlier one wakes it to re-plan (long before its one-second nap ends), a
+ * later one (no wake-up) is taken up when the armed timer fires. */
+static void test_deadlines_replan_the_sleep(void) {
+    nxc_connector_t *c = nxt_connector("deadlines", 1);
+    char *buf = nxt_alloc(4096);
+    nxc_op_t *late = readable_due(c, buf, 20000);
+    usleep(50 * 1000); /* its thread asleep, the timer armed for `late` */
+    uint64_t t0 = nxt_now_ms();
+    nxc_op_t *early = readable_due(c, buf, 100);
+    NXT_EQ_INT(nxc_op_wait(early, 10000), NXC_ERR_TIMED_OUT);
+    uint64_t took_early = nxt_now_ms() - t0;
+    NXT_EQ_INT(nxc_op_status(late), NXC_OP_INITIALIZED);
+
+    t0 = nxt_now_ms();
+    nxc_op_t *first = readable_due(c, buf, 200);
+    usleep(50 * 1000);
+    nxc_op_t *second = readable_due(c, buf, 350); /* after `first`'s timer */
+    NXT_EQ_INT(nxc_op_wait(second, 10000), NXC_ERR_TIMED_OUT);
+    uint64_t took_second = nxt_now_ms() - t0;
+    NXT_EQ_INT(nxc_op_result(first), NXC_ERR_TIMED_OUT);
+    printf("  deadline 100 ms under one of 20 s: ended after %llu ms; 350 ms, 50 ms after one of "
+           "200 ms: %llu ms after that one\n",
+           (unsigned long long)took_early, (unsigned long long)took_second);
+    NXT_CHECK(took_early >= 95 && took_early < 700);
+    NXT_CHECK(took_second >= 395 && took_second < 900);
+    nxc_op_release(early);
+    nxc_op_release(first);
+    nxc_op_release(second);
+    nxc_op_release(late);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
 /* Destroy while other threads are blocked in nxc_op_wait(): they are woken
  * and return NXC_ERR_CANCELED, and nothing is freed under them (ASan). */
 typedef struct waiter {
@@ -705,6 +748,7 @@ static void test_kill_storm(void) {
 static const nxt_test_t nxt_tests[] = {
     {"wait_timeout", test_wait_timeout, 0},
     {"passive_deadline", test_passive_deadline, 0},
+    {"deadlines_replan_the_sleep", test_deadlines_replan_the_sleep, 0},
     {"active_deadline_and_cancel", test_active_deadline_and_cancel, 0},
     {"terminal_is_final", test_terminal_is_final, 0},
     {"destroy_while_waiting", test_destroy_while_waiting, 0},
