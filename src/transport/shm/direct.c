@@ -57,6 +57,7 @@
 #include "util/eventfd.h"
 #include "util/log.h"
 #include "util/sys.h"
+#include "util/time.h"
 
 /* The owner's hold on one record (the expose() state). */
 typedef struct direct_op {
@@ -382,20 +383,72 @@ static bool tell_owner(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc, ui
     return nxc__stream_send_direct_done(&t->s, md->instance, nxc__op_key(op), md->secret, type);
 }
 
-/* A copy at least this large is split with an idle copier thread: posting
- * the half and the thread's wake-up cost about 12 us, the half saves copy
- * time / 2 (50 us at 1 MiB). At 256 KiB the two were even: 31 or 39-44 us
- * by how the threads fell on this host's two cores, against 35 us whole. */
+/* Below this a copy is never split: posting the half and waking a copier
+ * thread cost 12 us on one host and 14-27 us on another, against the copy
+ * time / 2 the half saves (at 256 KiB the two were even on the first). */
 #define SPLIT_MIN (512u << 10)
 
+/* Whether a split pays depends on the host, so each copy's cost is kept
+ * and the cheaper way taken. Where waking a thread is cheap and one
+ * thread's copy is bound by its core, two halves beat one copy (1 MiB at
+ * 1.1-1.4x the bare copy on one host); where the wake-up is a slow
+ * cross-CPU interrupt (14-27 us in a paravirtualized VM) or the copy is
+ * bound by the memory both halves share, the split lost (1 MiB at 0.6-0.7x,
+ * whole at 0.85-1.0x). */
+unsigned nxc__shm_split_class(uint64_t total) {
+    unsigned c = 0;
+    for (uint64_t size = (uint64_t)SPLIT_MIN * 2; size <= total && c < SPLIT_CLASSES - 1; size *= 2)
+        c++;
+    return c;
+}
+
+bool nxc__shm_split_choose(split_cost_t *cost) {
+    uint32_t n = ++cost->copies;
+    if (cost->ns_per_byte[1] == 0) return true;
+    if (cost->ns_per_byte[0] == 0) return false;
+    bool split = cost->ns_per_byte[1] < cost->ns_per_byte[0];
+    return n % SPLIT_PROBE == 0 ? !split : split;
+}
+
+void nxc__shm_split_record(split_cost_t *cost, bool split, uint64_t total, uint64_t ns) {
+    double *avg = &cost->ns_per_byte[split], v = (double)ns / (double)total;
+    if (*avg == 0) {
+        *avg = v;
+        return;
+    }
+    /* one copy the scheduler held up moves the average by a bounded step */
+    if (v > 4 * *avg) v = 4 * *avg;
+    *avg += (v - *avg) / 8;
+}
+
+/* This thread's half of a copy whose second half `half` was posted: the
+ * copier's half taken back if no copier started it, else waited for (it
+ * lives on this stack). True when every byte moved. */
+static bool split_copy(shm_tp_t *t, half_copy_t *half) {
+    const struct iovec *mine = half->mine, *theirs = half->theirs;
+    uint64_t first = half->from;
+    bool ok = nxc__shm_vm_copy_part(half->pid, half->write, mine, theirs, half->n, 0, first) ==
+              (ssize_t)first;
+    if (nxc__shm_take_back_half(t, half))
+        half->moved = nxc__shm_vm_copy_part(half->pid, half->write, mine, theirs, half->n,
+                                            half->from, half->to);
+    else
+        while (!atomic_load_explicit(&half->done, memory_order_acquire))
+            sched_yield(); /* the other half is a copy under way: it ends */
+    return ok && half->moved == (ssize_t)(half->to - half->from);
+}
+
 /* Move all `total` bytes of the `n` side-by-side entries; true when every
- * byte moved. From SPLIT_MIN on, a copier thread (if one is idle) moves the
- * second half while this thread moves the first. A half no copier started
- * by then (on a host with no free core, the thread may not run for a
- * while) is taken back and moved here; one under way is waited for, as it
- * lives on this stack. */
+ * byte moved. From SPLIT_MIN on, where splitting has paid lately and a
+ * copier thread is idle, the copier moves the second half while this
+ * thread moves the first (a half no copier started by then, on a host with
+ * no free core, is moved here). */
 static bool direct_copy(shm_tp_t *t, pid_t pid, bool write, const struct iovec *mine,
                         const struct iovec *theirs, size_t n, uint64_t total) {
+    if (total < SPLIT_MIN)
+        return nxc__shm_vm_copy(pid, write, mine, n, theirs, n) == (ssize_t)total;
+    split_cost_t *cost = &t->split[nxc__shm_split_class(total)];
+    uint64_t t0 = nxc__now_ns();
     half_copy_t half = {.pid = pid,
                         .write = write,
                         .mine = mine,
@@ -403,16 +456,11 @@ static bool direct_copy(shm_tp_t *t, pid_t pid, bool write, const struct iovec *
                         .n = n,
                         .from = total / 2,
                         .to = total};
-    if (total < SPLIT_MIN || !nxc__shm_post_half(t, &half))
-        return nxc__shm_vm_copy(pid, write, mine, n, theirs, n) == (ssize_t)total;
-    bool ok =
-        nxc__shm_vm_copy_part(pid, write, mine, theirs, n, 0, total / 2) == (ssize_t)(total / 2);
-    if (nxc__shm_take_back_half(t, &half))
-        half.moved = nxc__shm_vm_copy_part(pid, write, mine, theirs, n, half.from, half.to);
-    else
-        while (!atomic_load_explicit(&half.done, memory_order_acquire))
-            sched_yield(); /* the other half is a copy under way: it ends */
-    return ok && half.moved == (ssize_t)(total - total / 2);
+    bool split = nxc__shm_split_choose(cost) && nxc__shm_post_half(t, &half);
+    bool ok = split ? split_copy(t, &half)
+                    : nxc__shm_vm_copy(pid, write, mine, n, theirs, n) == (ssize_t)total;
+    if (ok) nxc__shm_split_record(cost, split, total, nxc__now_ns() - t0);
+    return ok;
 }
 
 static bool direct_read(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {

@@ -122,6 +122,16 @@ typedef struct peer_arena {
 } peer_arena_t;
 #define PEER_ARENAS 16
 
+/* What large direct copies have cost lately, per size class (512 KiB,
+ * 1 MiB, ... 64 MiB and more): nanoseconds per byte, a moving average of
+ * copies made whole [0] and split with a copier thread [1] (0: none yet). */
+#define SPLIT_CLASSES 8
+#define SPLIT_PROBE 16 /* one copy in this many goes the way that cost more lately */
+typedef struct split_cost {
+    double ns_per_byte[2];
+    uint32_t copies;
+} split_cost_t;
+
 typedef struct shm_tp {
     stream_tp_t s;
     char sock_name[64];
@@ -147,6 +157,7 @@ typedef struct shm_tp {
     /* direct access, active side: the arenas of peers, mapped on first use */
     peer_arena_t peers[PEER_ARENAS];
     unsigned next_evict;
+    split_cost_t split[SPLIT_CLASSES]; /* (connector lock) */
 } shm_tp_t;
 
 static inline shm_tp_t *shm_of(stream_tp_t *t) {
@@ -192,6 +203,14 @@ bool nxc__shm_post_half(shm_tp_t *t, half_copy_t *half);
 /* Take `half` back if no copier has started it (true: the caller copies it
  * itself); false: a copier has it, and sets `done` when it is over. */
 bool nxc__shm_take_back_half(shm_tp_t *t, half_copy_t *half);
+/* The size class of a direct copy of `total` bytes (at least SPLIT_MIN). */
+unsigned nxc__shm_split_class(uint64_t total);
+/* Split the next copy of this class? The way that cost less lately, but
+ * every SPLIT_PROBE-th copy the other way, to follow a host whose load
+ * changes; each way is tried once first. */
+bool nxc__shm_split_choose(split_cost_t *cost);
+/* A copy of `total` bytes, split or whole, took `ns`. */
+void nxc__shm_split_record(split_cost_t *cost, bool split, uint64_t total, uint64_t ns);
 /* Move op's bytes directly (a read or a write); false: take the grant path
  * instead (which also gives the passive side's reason if access is refused). */
 bool nxc__shm_direct(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec);
