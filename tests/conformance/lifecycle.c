@@ -412,12 +412,29 @@ static void test_kill_active_mid_transfer(void) {
 }
 
 /* Release while a stopped peer holds a grant mid-write: release returns in
- * bounded time, and once it has, no byte lands even when the peer resumes. */
-static uint64_t checksum(const char *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i += 64)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return h;
+ * bounded time, and once it has, nothing lands when the peer resumes, but
+ * what docs/transports.md allows on shm: a copier thread the stop caught
+ * between its check of the connection and its next chunk (the stop takes
+ * effect as that check's poll() returns) moves that one chunk, at most
+ * SHM_LATE_CHUNK bytes, for each of the peer's copier threads. */
+#define SAMPLE 512 /* a landed chunk writes every byte: one in SAMPLE shows it */
+#define SHM_LATE_CHUNK (4u << 20)
+#define SHM_COPIERS 2 /* NXC_SHM_THREADS's default */
+
+static uint8_t *samples_of(const char *buf, size_t n) {
+    uint8_t *s = malloc(n / SAMPLE);
+    NXT_CHECK(s != NULL);
+    for (size_t i = 0; i < n / SAMPLE; i++)
+        s[i] = (uint8_t)buf[i * SAMPLE];
+    return s;
+}
+
+/* Bytes (to SAMPLE's precision) of `buf` that differ from `before`. */
+static size_t landed_since(const char *buf, size_t n, const uint8_t *before) {
+    size_t changed = 0;
+    for (size_t i = 0; i < n / SAMPLE; i++)
+        changed += (uint8_t)buf[i * SAMPLE] != before[i];
+    return changed * SAMPLE;
 }
 
 static void test_release_cuts_stuck_writer(void) {
@@ -426,19 +443,23 @@ static void test_release_cuts_stuck_writer(void) {
     nxc_connector_t *c = nxt_connector("target", 0);
     char *buf = nxt_alloc(BIG);
     nxc_op_t *op = writable_granted(c, buf, fd);
+    bool shm = !strcmp(nxc_op_transport(op), "shm");
     nxt_stop(pid);
     uint64_t t0 = nxt_now_ms();
     nxc_op_release(op);
     uint64_t took = nxt_now_ms() - t0;
-    printf("  release with a stuck writer took %llu ms\n", (unsigned long long)took);
     NXT_CHECK(took < 10000);
-    uint64_t before = checksum(buf, BIG);
+    uint8_t *before = samples_of(buf, BIG);
     NXT_CHECK((unsigned char)buf[BIG - 1] == 0); /* the write was cut short */
     kill(pid, SIGCONT);
     /* serve anything that still comes */
     for (uint64_t end = nxt_now_ms() + 1500; nxt_now_ms() < end;)
         if (nxc_connector_progress(c) == 0) usleep(1000);
-    NXT_CHECK(checksum(buf, BIG) == before);
+    size_t landed = landed_since(buf, BIG, before);
+    printf("  release with a stuck writer took %llu ms; %zu bytes landed after it\n",
+           (unsigned long long)took, landed);
+    NXT_CHECK(landed <= (shm ? (size_t)SHM_COPIERS * SHM_LATE_CHUNK : 0));
+    free(before);
     nxt_kill(pid, 10000);
     nxc_connector_destroy(c);
     free(buf);
