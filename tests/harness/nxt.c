@@ -225,11 +225,19 @@ static void write_all(int fd, const void *buf, size_t len) {
     }
 }
 
-static void read_all(int fd, void *buf, size_t len, uint64_t deadline) {
+/* Read `len` bytes before `deadline`; `what` and `timeout_ms` name the wait
+ * in a failure (which process waited, for what, how long). */
+static void read_all(int fd, void *buf, size_t len, uint64_t deadline, const char *what,
+                     int timeout_ms) {
     char *p = buf;
+    size_t want = len;
     while (len) {
         uint64_t now = nxt_now_ms();
-        if (now >= deadline) nxt_failf(__FILE__, __LINE__, "channel read timed out");
+        if (now >= deadline)
+            nxt_failf(__FILE__, __LINE__,
+                      "channel read timed out: process %d waited %d ms for %s (%zu of %zu "
+                      "bytes came)",
+                      (int)getpid(), timeout_ms, what, want - len, want);
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int r = poll(&pfd, 1, (int)(deadline - now));
         if (r < 0 && errno == EINTR) continue;
@@ -255,11 +263,11 @@ void nxt_send_str(int fd, const char *s) {
 char *nxt_recv(int fd, size_t *len_p, int timeout_ms) {
     uint64_t deadline = nxt_now_ms() + (uint64_t)timeout_ms;
     uint64_t n;
-    read_all(fd, &n, sizeof n, deadline);
+    read_all(fd, &n, sizeof n, deadline, "a message", timeout_ms);
     if (n > (64u << 20)) nxt_failf(__FILE__, __LINE__, "channel message too large");
     char *buf = malloc(n + 1);
     if (!buf) nxt_failf(__FILE__, __LINE__, "out of memory");
-    read_all(fd, buf, n, deadline);
+    read_all(fd, buf, n, deadline, "the rest of a message", timeout_ms);
     buf[n] = '\0';
     if (len_p) *len_p = n;
     return buf;
