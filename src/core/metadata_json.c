@@ -103,9 +103,9 @@ typedef struct parse {
     nxc__device_memo_t memo; /* the last device text parsed */
     nxc_status_t desc_st;    /* the first descriptor's fault, reported after the fields above */
     char desc_why[256];
-    nxc__md_keyset_t *unknown;     /* the keys nxc does not know, of every object */
-    nxc_status_t stop_st;          /* why a callback stopped the parse (message already set) */
-    frame_t stack[JSON_MAX_DEPTH]; /* last: parse_start() leaves it as it is */
+    nxc__md_keyset_t *unknown; /* the keys nxc does not know, of every object */
+    nxc_status_t stop_st;      /* why a callback stopped the parse (message already set) */
+    frame_t *stack;            /* JSON_MAX_DEPTH frames, allocated when yajl first parses */
 } parse_t;
 
 static const char *jtype_name(jtype_t t) {
@@ -434,6 +434,8 @@ static const yajl_callbacks callbacks = {
  * split). */
 static nxc_status_t run_parser(parse_t *p, const char *text, size_t len, const char *tail,
                                size_t tail_len) {
+    if (!p->stack && !(p->stack = malloc(JSON_MAX_DEPTH * sizeof *p->stack)))
+        return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
     yajl_handle h = yajl_alloc(&callbacks, NULL, p);
     if (!h) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
     /* check_string() checks every string and key, strictly: yajl's own,
@@ -458,9 +460,13 @@ static nxc_status_t run_parser(parse_t *p, const char *text, size_t len, const c
 }
 
 /* The state before parsing into `m`, whose descs have room for `cap`. The
- * 16 KiB nesting stack is left as it is: push() writes a frame before use. */
+ * nesting stack is kept as it is: push() writes a frame before use. A text
+ * the short cut reads whole never needs it, and its 16 KiB were most of
+ * what decoding a one-descriptor text allocated. */
 static void parse_start(parse_t *p, nxc__metadata_t *m, size_t cap) {
-    memset(p, 0, offsetof(parse_t, stack));
+    frame_t *stack = p->stack;
+    memset(p, 0, sizeof *p);
+    p->stack = stack;
     p->m = m;
     p->cap = cap;
     p->field = -1;
@@ -549,8 +555,7 @@ static nxc_status_t check_fields(const parse_t *p, nxc__metadata_t *m) {
 
 nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m, char **nixl_p,
                                  size_t *nixl_len_p) {
-    parse_t *p = malloc(sizeof *p);
-    if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    parse_t state = {.stack = NULL}, *p = &state;
     parse_start(p, m, 0);
     nxc_status_t st = parse_text(p, text, len);
     if (st == NXC_OK) st = check_fields(p, m);
@@ -560,6 +565,6 @@ nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *
         *nixl_len_p = p->nixl_len;
     } else
         free(p->nixl);
-    free(p);
+    free(p->stack);
     return st;
 }

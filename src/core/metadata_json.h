@@ -45,8 +45,9 @@ int nxc__md_keyset_add(nxc__md_keyset_t **set, uint32_t serial, const unsigned c
 void nxc__md_keyset_free(nxc__md_keyset_t **set);
 
 /* Room in *descs (room for *cap, malloc'd or NULL) for descriptor `i`,
- * doubling: both decoding paths grow the list with it. false: out of
- * memory (the list stays valid, with its old room). */
+ * doubling, or straight to i + 1 when that is more (a reservation): both
+ * decoding paths grow the list with it. false: out of memory (the list
+ * stays valid, with its old room). */
 bool nxc__md_descs_room(nxc__rdesc_t **descs, size_t *cap, size_t i);
 
 /*

@@ -31,6 +31,12 @@
 
 bool nxc__md_json_canon = true;
 
+/* Fewer bytes than a canonical descriptor of host memory with an address
+ * of 12 digits and a size of 4 ({"device":"cpu","ptr":...,"size":4096},
+ * 51 bytes with its comma): the text's length over this is a little more
+ * than the descriptors it holds. */
+#define CANON_DESC_BYTES 48
+
 typedef struct cursor {
     const char *at, *end;
 } cursor_t;
@@ -88,6 +94,7 @@ static bool descriptor(cursor_t *c, nxc__device_memo_t *memo, nxc__rdesc_t *d) {
 bool nxc__md_descs_room(nxc__rdesc_t **descs, size_t *cap, size_t i) {
     while (i >= *cap) {
         size_t want = *cap ? *cap * 2 : 4;
+        if (want <= i) want = i + 1;
         nxc__rdesc_t *d = realloc(*descs, want * sizeof *d);
         if (!d) return false;
         *descs = d;
@@ -101,6 +108,10 @@ size_t nxc__md_json_canon_descs(const char *text, size_t len, nxc__rdesc_t **des
     cursor_t c = {text, text + len};
     nxc__device_memo_t memo = {.len = 0};
     if (!nxc__md_json_canon || !LITERAL(&c, NXC__MD_JSON_CANON_OPEN)) return 0;
+    /* Room for as many descriptors as the text likely holds: a canonical
+     * one of host memory takes about 50 bytes. Growing from 4 by doubling
+     * took nine reallocations for 1024, each freeing the last. */
+    if (!nxc__md_descs_room(descs, cap, (size_t)(c.end - c.at) / CANON_DESC_BYTES)) return 0;
     size_t n = 0;
     do {
         if (n == NXC__MD_MAX_DESCS || !nxc__md_descs_room(descs, cap, n) ||

@@ -63,26 +63,62 @@ static nxc_status_t gen_text(yajl_gen gen, const nxc__metadata_t *md, const char
     return ok ? NXC_OK : nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
 }
 
+/* The text as yajl writes it, straight into one buffer sized for it. yajl's
+ * own buffer grows from 2 KiB by doubling, and its text was then copied
+ * out: for 1024 descriptors, six reallocations and a copy of 52 KiB. */
+typedef struct text_sink {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} text_sink_t;
+
+static void sink_write(void *ctx, const char *str, size_t len) {
+    text_sink_t *t = ctx;
+    if (t->oom) return;
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = (t->len + len + 1) * 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->oom = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, str, len);
+    t->len += len;
+}
+
+/* A little more than the text of `md` takes when its descriptors are host
+ * memory with 12-digit addresses (about 50 bytes each). */
+static size_t text_estimate(const nxc__metadata_t *md, size_t nixl_len) {
+    return 160 + nixl_len + strlen(md->notification_key) + 56 * md->ndesc;
+}
+
 nxc_status_t nxc__md_json_encode(const nxc__metadata_t *md, const char *nixl, size_t nixl_len,
                                  char **text_p, size_t *len_p) {
-    yajl_gen gen = yajl_gen_alloc(NULL);
-    if (!gen) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    nxc_status_t st = gen_text(gen, md, nixl, nixl_len);
-    const unsigned char *buf = NULL;
-    size_t n = 0;
-    if (st == NXC_OK) yajl_gen_get_buf(gen, &buf, &n);
-    if (st == NXC_OK && n > NXC_METADATA_MAX)
-        st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
-                      "metadata encode: the text would be %zu bytes; at most %u", n,
-                      (unsigned)NXC_METADATA_MAX);
-    char *text = st == NXC_OK ? malloc(n + 1) : NULL;
-    if (st == NXC_OK && !text) st = nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    if (st == NXC_OK) {
-        memcpy(text, buf, n);
-        text[n] = '\0';
-        *text_p = text;
-        if (len_p) *len_p = n;
+    text_sink_t sink = {.cap = text_estimate(md, nixl_len)};
+    sink.p = malloc(sink.cap);
+    yajl_gen gen = sink.p ? yajl_gen_alloc(NULL) : NULL;
+    if (!gen || !yajl_gen_config(gen, yajl_gen_print_callback, sink_write, &sink)) {
+        if (gen) yajl_gen_free(gen);
+        free(sink.p);
+        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
     }
+    nxc_status_t st = gen_text(gen, md, nixl, nixl_len);
     yajl_gen_free(gen);
-    return st;
+    if (st == NXC_OK && sink.oom)
+        st = nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    if (st == NXC_OK && sink.len > NXC_METADATA_MAX)
+        st = nxc__err(NXC_ERR_METADATA_TOO_LARGE,
+                      "metadata encode: the text would be %zu bytes; at most %u", sink.len,
+                      (unsigned)NXC_METADATA_MAX);
+    if (st != NXC_OK) {
+        free(sink.p);
+        return st;
+    }
+    sink.p[sink.len] = '\0';
+    *text_p = sink.p;
+    if (len_p) *len_p = sink.len;
+    return NXC_OK;
 }

@@ -93,31 +93,89 @@ static bool base64_memo(const char *b, size_t bn, uint8_t *bin, size_t *bin_len)
     return true;
 }
 
+/* One inflater and two deflaters (stored, compressing) per thread, reset
+ * for each text. Setting one up allocates its state (about 7 KiB to
+ * inflate, five blocks of 25 KiB to deflate) and ending it frees that:
+ * once per begin, that was a tenth of decoding a one-descriptor text from
+ * cold caches, and once per create a fifth of creating one. A thread's
+ * streams are ended when the thread exits (the key's destructor). */
+enum { DEFLATE_STORED, DEFLATE_FAST, DEFLATERS };
+typedef struct zlib_streams {
+    z_stream inflater, deflater[DEFLATERS];
+    bool inflating, deflating[DEFLATERS]; /* set up */
+} zlib_streams_t;
+
+static pthread_key_t zlib_key;
+static pthread_once_t zlib_once = PTHREAD_ONCE_INIT;
+static bool zlib_keyed;
+
+static void zlib_streams_free(void *p) {
+    zlib_streams_t *z = p;
+    if (z->inflating) inflateEnd(&z->inflater);
+    for (int i = 0; i < DEFLATERS; i++)
+        if (z->deflating[i]) deflateEnd(&z->deflater[i]);
+    free(z);
+}
+
+static void zlib_key_create(void) {
+    zlib_keyed = pthread_key_create(&zlib_key, zlib_streams_free) == 0;
+}
+
+/* This thread's streams (NULL: out of memory, or no thread key). */
+static zlib_streams_t *thread_zlib(void) {
+    pthread_once(&zlib_once, zlib_key_create);
+    if (!zlib_keyed) return NULL;
+    zlib_streams_t *z = pthread_getspecific(zlib_key);
+    if (z) return z;
+    z = calloc(1, sizeof *z);
+    if (z && pthread_setspecific(zlib_key, z) != 0) {
+        free(z);
+        return NULL;
+    }
+    return z;
+}
+
+/* The thread's inflater, ready for a new stream (NULL: out of memory, or
+ * no thread key; the caller reports it as out of memory). */
+static z_stream *thread_inflater(void) {
+    zlib_streams_t *z = thread_zlib();
+    if (!z) return NULL;
+    if (z->inflating) return inflateReset(&z->inflater) == Z_OK ? &z->inflater : NULL;
+    if (inflateInit(&z->inflater) != Z_OK) return NULL;
+    z->inflating = true;
+    return &z->inflater;
+}
+
+/* The thread's deflater for `level` (Z_NO_COMPRESSION or ZLIB_LEVEL), ready
+ * for a new stream. A 4 KiB window and small hash keep the stream standard
+ * zlib, readable by any inflater; compress2()'s defaults would set up a
+ * 32 KiB window and 64 KiB of hash state for a blob of a few hundred
+ * bytes. NULL: as thread_inflater(). */
+static z_stream *thread_deflater(int level) {
+    zlib_streams_t *z = thread_zlib();
+    if (!z) return NULL;
+    int i = level == Z_NO_COMPRESSION ? DEFLATE_STORED : DEFLATE_FAST;
+    z_stream *zs = &z->deflater[i];
+    if (z->deflating[i]) return deflateReset(zs) == Z_OK ? zs : NULL;
+    if (deflateInit2(zs, level, Z_DEFLATED, 12, 4, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+    z->deflating[i] = true;
+    return zs;
+}
+
 /* "b64:" + base64(zlib(blob)) as a malloc'd NUL-terminated string. */
 nxc_status_t nxc__md_pack(const uint8_t *blob, size_t blob_len, char **out_p) {
-    /* compress2() would set up a 32 KiB window and 64 KiB of hash state
-     * (and zero ~256 KiB) for a blob of a few hundred bytes: that was most
-     * of the cost of creating an op. A 4 KiB window and small hash keep the
-     * stream standard zlib, readable by any inflater. */
-    z_stream zs = {0};
-    int level = blob_len <= ZLIB_STORE_MAX ? Z_NO_COMPRESSION : ZLIB_LEVEL;
-    int rc = deflateInit2(&zs, level, Z_DEFLATED, 12, 4, Z_DEFAULT_STRATEGY);
-    if (rc != Z_OK)
-        return nxc__err(rc == Z_MEM_ERROR ? NXC_ERR_NO_MEMORY : NXC_ERR_SYSTEM,
-                        "metadata encode: zlib deflateInit2 failed (%d)", rc);
-    uLong zlen = deflateBound(&zs, (uLong)blob_len);
+    z_stream *zs = thread_deflater(blob_len <= ZLIB_STORE_MAX ? Z_NO_COMPRESSION : ZLIB_LEVEL);
+    if (!zs)
+        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory for a zlib deflater");
+    uLong zlen = deflateBound(zs, (uLong)blob_len);
     uint8_t *z = malloc(zlen);
-    if (!z) {
-        deflateEnd(&zs);
-        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    }
-    zs.next_in = (Bytef *)blob;
-    zs.avail_in = (uInt)blob_len;
-    zs.next_out = z;
-    zs.avail_out = (uInt)zlen;
-    rc = deflate(&zs, Z_FINISH);
-    zlen = zs.total_out;
-    deflateEnd(&zs);
+    if (!z) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
+    zs->next_in = (Bytef *)blob;
+    zs->avail_in = (uInt)blob_len;
+    zs->next_out = z;
+    zs->avail_out = (uInt)zlen;
+    int rc = deflate(zs, Z_FINISH);
+    zlen = zs->total_out;
     if (rc != Z_STREAM_END) {
         free(z);
         return nxc__err(NXC_ERR_SYSTEM, "metadata encode: zlib deflate failed (%d)", rc);
@@ -179,39 +237,6 @@ nxc_status_t nxc__md_unwrap(const char *s, size_t n, uint8_t **out, size_t *out_
     *out = bin;
     *out_len = bin_len;
     return NXC_OK;
-}
-
-/* One inflater per thread, reset for each text. inflateInit() allocates
- * and inflateEnd() frees about 7 KiB of state: once per begin, that was a
- * tenth of decoding a one-descriptor text from cold caches. A thread's
- * inflater is freed when the thread exits (the key's destructor). */
-static pthread_key_t inflater_key;
-static pthread_once_t inflater_once = PTHREAD_ONCE_INIT;
-static bool inflater_keyed;
-
-static void inflater_free(void *zs) {
-    inflateEnd(zs);
-    free(zs);
-}
-
-static void inflater_key_create(void) {
-    inflater_keyed = pthread_key_create(&inflater_key, inflater_free) == 0;
-}
-
-/* The thread's inflater, ready for a new stream (NULL: out of memory, or
- * no thread key; the caller reports it as out of memory). */
-static z_stream *thread_inflater(void) {
-    pthread_once(&inflater_once, inflater_key_create);
-    if (!inflater_keyed) return NULL;
-    z_stream *zs = pthread_getspecific(inflater_key);
-    if (zs) return inflateReset(zs) == Z_OK ? zs : NULL;
-    zs = calloc(1, sizeof *zs);
-    if (!zs) return NULL;
-    if (inflateInit(zs) != Z_OK || pthread_setspecific(inflater_key, zs) != 0) {
-        inflater_free(zs);
-        return NULL;
-    }
-    return zs;
 }
 
 /* Inflate one complete zlib stream with nothing after it, producing at most

@@ -20,6 +20,9 @@
 #include "util/text.h"
 #include "util/time.h"
 
+/* Descriptor lists up to this long are planned from sizes on the stack. */
+#define PLAN_FEW 16
+
 static nxc_status_t check_op_params(nxc_connector_t *c, const nxc_op_params_t *params,
                                     bool passive) {
     uint64_t mask = params ? params->field_mask : 0;
@@ -202,15 +205,19 @@ static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char 
     if (st == NXC_OK) st = nxc__check_device(c, md->descs[0].device, "remote");
     if (st != NXC_OK) return st;
 
-    uint64_t *ls = malloc(op->nlocal * sizeof *ls), *rs = malloc(md->ndesc * sizeof *rs);
+    /* the sizes side by side, as the plan takes them; on the stack for the
+     * few descriptors most ops have */
+    uint64_t ls_few[PLAN_FEW], rs_few[PLAN_FEW];
+    uint64_t *ls = op->nlocal <= PLAN_FEW ? ls_few : malloc(op->nlocal * sizeof *ls);
+    uint64_t *rs = md->ndesc <= PLAN_FEW ? rs_few : malloc(md->ndesc * sizeof *rs);
     if (!ls || !rs) st = nxc__err(NXC_ERR_NO_MEMORY, "begin: out of memory");
     for (size_t i = 0; st == NXC_OK && i < op->nlocal; i++)
         ls[i] = op->local[i].size;
     for (size_t i = 0; st == NXC_OK && i < md->ndesc; i++)
         rs[i] = md->descs[i].size;
     if (st == NXC_OK) st = nxc__sg_plan(ls, op->nlocal, rs, md->ndesc, &op->segs, &op->nsegs);
-    free(ls);
-    free(rs);
+    if (ls != ls_few) free(ls);
+    if (rs != rs_few) free(rs);
     return st;
 }
 

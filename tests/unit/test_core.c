@@ -170,6 +170,12 @@ static void test_sg_plan(void) {
     check_plan(one, 1, four, 4);
     check_plan(four, 4, one, 1);
     check_plan(four, 4, four, 4);
+    /* lists that cut alike give one segment per descriptor, not the bound */
+    nxc__seg_t *alike;
+    size_t nalike;
+    NXT_PASS(nxc__sg_plan(four, 4, four, 4, &alike, &nalike));
+    NXT_EQ_INT(nalike, 4);
+    free(alike);
     uint64_t a[] = {3, 5, 7, 1}, b[] = {8, 8};
     check_plan(a, 4, b, 2);
     nxc__seg_t *segs;

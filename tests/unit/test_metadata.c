@@ -396,6 +396,44 @@ static void test_roundtrip_1000_cuda(void) {
     fixture_free(&f);
 }
 
+/* Descriptors whose JSON is longer than the encoder's size estimate (18-digit
+ * numbers, a longer device name): the text's buffer grows while yajl writes
+ * it, and the text still decodes to the same descriptors. */
+static void test_roundtrip_long_descriptors(void) {
+    fixture_t f;
+    fixture_init(&f, 300, 1, NXC__MD_KIND_WRITE);
+    for (size_t i = 0; i < 300; i++) {
+        f.md.descs[i].addr = 100000000000000000ull + i * 100000000000000ull;
+        f.md.descs[i].size = 900000000000000000ull - i;
+        f.md.descs[i].device = (nxc_device_t){NXC_DEVICE_CUDA, 15};
+    }
+    size_t len;
+    char *text = encode(&f.md, &len);
+    NXT_CHECK(len > 300 * 70);
+    free(text);
+    roundtrip(&f.md);
+    fixture_free(&f);
+}
+
+/* The per-thread deflaters are reset between texts: encoding the same op
+ * again, after others of either kind (stored and compressed blobs), gives
+ * the same text. */
+static void test_encode_repeatable(void) {
+    fixture_t big, small;
+    fixture_init(&big, 200, 2, NXC__MD_KIND_READ); /* its blob is compressed */
+    fixture_init(&small, 1, 1, NXC__MD_KIND_READ); /* stored */
+    char *big1 = encode(&big.md, NULL), *small1 = encode(&small.md, NULL);
+    char *big2 = encode(&big.md, NULL), *small2 = encode(&small.md, NULL);
+    NXT_EQ_STR(big2, big1);
+    NXT_EQ_STR(small2, small1);
+    free(big1);
+    free(big2);
+    free(small1);
+    free(small2);
+    fixture_free(&big);
+    fixture_free(&small);
+}
+
 static void test_roundtrip_empty_keys(void) {
     fixture_t f;
     fixture_init(&f, 5, 2, NXC__MD_KIND_READ);
@@ -1602,6 +1640,8 @@ static const nxt_test_t nxt_tests[] = {
     {"roundtrip_one", test_roundtrip_one, 0},
     {"roundtrip_sections", test_roundtrip_sections, 0},
     {"roundtrip_1000_cuda", test_roundtrip_1000_cuda, 0},
+    {"roundtrip_long_descriptors", test_roundtrip_long_descriptors, 0},
+    {"encode_repeatable", test_encode_repeatable, 0},
     {"roundtrip_empty_keys", test_roundtrip_empty_keys, 0},
     {"roundtrip_max_lengths", test_roundtrip_max_lengths, 0},
     {"json_shape", test_json_shape, 0},

@@ -371,6 +371,18 @@ static void stripe_add(stream_stripe_t *s, uint64_t remote, void *local, uint64_
     s->bytes += len;
 }
 
+/* Give back the room a stripe did not use: neighbouring blocks merge into
+ * one range, so 1024 blocks side by side take one entry of the 1025 set
+ * aside, and the rest (32 KiB) would stay allocated for the op's life.
+ * A shrink that fails leaves the room as it was. */
+static void stripe_fit(stream_stripe_t *s, size_t cap) {
+    if (s->n == 0 || s->n > cap / 2) return;
+    void *remote = realloc(s->remote, s->n * sizeof *s->remote);
+    if (remote) s->remote = remote;
+    void *local = realloc(s->local, s->n * sizeof *s->local);
+    if (local) s->local = local;
+}
+
 static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
     uint64_t total = nxc__op_total(op);
     const nxc__metadata_t *md = nxc__op_peer_md(op);
@@ -411,6 +423,7 @@ static nxc_status_t make_stripes(stream_tp_t *t, nxc_op_t *op, aop_t *a) {
                 seg_off = 0;
             }
         }
+        stripe_fit(s, cap);
     }
     return NXC_OK;
 }
