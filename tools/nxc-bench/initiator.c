@@ -87,6 +87,20 @@ static int64_t measure_offset(int fd, buf_t *b) {
     return best;
 }
 
+/* Read a byte of every page of [p, p + n). An application has read the
+ * message that brought it a metadata text before it begins the op; the
+ * round's texts came in one receive, into pages only the kernel wrote.
+ * On the paravirtualised VM this was measured on, the first user-space
+ * read of each such page cost about 7 us: decoding a text of 1024
+ * descriptors (13 pages) took 120 us untouched and 26 us touched. That is
+ * the rendezvous's cost, not the op's. */
+static void touch_pages(const uint8_t *p, size_t n) {
+    volatile uint8_t sink = 0;
+    for (size_t off = 0; off < n; off += 4096)
+        sink ^= p[off];
+    (void)sink;
+}
+
 /* Ask the target for the round's ops and take their metadata. */
 static void round_fetch(int fd, ipoint_t *ip, iround_t *r, buf_t *b) {
     buf_clear(b);
@@ -102,6 +116,7 @@ static void round_fetch(int fd, ipoint_t *ip, iround_t *r, buf_t *b) {
     for (uint64_t i = 0; i < r->n; i++)
         r->md[i] = get_str(b, &r->mdlen[i]);
     if (b->bad) die("rendezvous: truncated metadata message");
+    touch_pages(b->p, b->len);
 }
 
 static void round_setup(nxc_connector_t *c, ipoint_t *ip, iround_t *r) {
