@@ -44,7 +44,7 @@ nxc_status_t nxc__sg_plan(const uint64_t *local_sizes, size_t nlocal, const uint
      * into 1024 blocks), and for large lists that spare half was the
      * biggest allocation an op made. */
     size_t n = plan_walk(local_sizes, nlocal, remote_sizes, nremote, NULL);
-    nxc__seg_t *segs = calloc(n, sizeof *segs);
+    nxc__seg_t *segs = malloc(n * sizeof *segs); /* the second walk writes every one */
     if (!segs) return nxc__err(NXC_ERR_NO_MEMORY, "scatter/gather plan: out of memory");
     plan_walk(local_sizes, nlocal, remote_sizes, nremote, segs);
     *segs_p = segs;
