@@ -12,6 +12,7 @@
  * an idle connector's fd stays quiet (see nxc_connector_arm() in nxc.h).
  */
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -114,20 +115,46 @@ static bool any_ready(nxc_connector_t *c) {
     return false;
 }
 
-/* Keep looking, lock released, until a transport has work (true), an API
- * call wants the lock (true: destroy takes it too), or `until` passes
- * (false). A peer that
- * finishes an op meanwhile finds the doorbell unarmed and rings no one: at
- * one op every few microseconds, the wake-up each op would cost its
- * initiator (a cross-CPU interrupt inside its system call) is not paid.
+/* Has a transport's event fd an event? Peeked with poll(), not taken: the
+ * pass that follows handles it. The wake eventfd and the timerfd are not
+ * looked at: an API call that wakes the loop wants the lock too, and a
+ * timer waits for the linger's end as it did. */
+static bool fd_ready(nxc_connector_t *c) {
+    struct pollfd fds[NXC__MAX_TRANSPORTS];
+    nfds_t n = 0;
+    for (size_t i = 0; i < c->ntps; i++)
+        fds[n++] = (struct pollfd){.fd = c->tps[i]->ops->event_fd(c->tps[i]), .events = POLLIN};
+    return poll(fds, n, 0) > 0;
+}
+
+typedef enum { LINGER_OVER, LINGER_WORK, LINGER_FD } linger_end_t;
+
+/* The fds are polled at one look in this many: a system call at every
+ * look slowed the looks at the bitmap (a shm owner's 4 KiB ops). */
+#define FD_LOOK_EVERY 4
+
+/* Keep looking, lock released, until a transport has work (WORK), an API
+ * call wants the lock (WORK: destroy takes it too), a transport's fd has
+ * an event (FD), or `until` passes (OVER). A peer that finishes an op
+ * meanwhile finds the doorbell unarmed and rings no one: at one op every
+ * few microseconds, the wake-up each op would cost its initiator (a
+ * cross-CPU interrupt inside its system call) is not paid. The fds are
+ * looked at so that a frame that arrives meanwhile (a grant, the end of a
+ * stream op, a tcp op of the same connector) is taken at once, not when
+ * the linger runs out up to linger_ns later.
  * Yielding, so that on a host with no free core the others run. */
-static bool linger(nxc_connector_t *c, uint64_t until) {
+static linger_end_t linger(nxc_connector_t *c, uint64_t until) {
     pthread_mutex_unlock(&c->lock);
-    bool work = false;
-    while (!(work = any_ready(c) || nxc__lock_wanted(c)) && nxc__now_ns() < until)
+    linger_end_t end;
+    for (unsigned looks = 0;; looks++) {
+        end = any_ready(c) || nxc__lock_wanted(c)         ? LINGER_WORK
+              : looks % FD_LOOK_EVERY == 0 && fd_ready(c) ? LINGER_FD
+                                                          : LINGER_OVER;
+        if (end != LINGER_OVER || nxc__now_ns() >= until) break;
         sched_yield();
+    }
     pthread_mutex_lock(&c->lock);
-    return work;
+    return end;
 }
 
 void *nxc__progress_thread(void *arg) {
@@ -140,8 +167,15 @@ void *nxc__progress_thread(void *arg) {
             step_aside(c);
             continue;
         }
-        if (last_work && linger(c, last_work + linger_for)) continue;
-        last_work = 0;
+        if (last_work) {
+            linger_end_t end = linger(c, last_work + linger_for);
+            if (end == LINGER_WORK) continue;
+            /* One pass for the fd's event; one that brought no work (an fd
+             * that stays readable with nothing to do) ends in the sleep,
+             * which arms and drains, instead of lingering on it. */
+            last_work = 0;
+            if (end == LINGER_FD) continue;
+        }
         nxc__sleep_locked(c, SLEEP_MAX_MS);
     }
     pthread_mutex_unlock(&c->lock);

@@ -83,6 +83,12 @@ struct nxc__transport_ops {
      * event_fd stays quiet (a timeout to check, a keepalive), UINT64_MAX for
      * none. The loop sleeps on a timer set to it; nothing else wakes it. */
     uint64_t (*next_timer)(nxc__tp_t *tp);
+    /* Optional (lock held, no side effect): is nothing left for the loop
+     * until one of the transport's fds has an event or next_timer comes?
+     * Asked after a post that left the op running: the loop is woken only
+     * if not (core/progress.c, nxc__wake_for_post). Without it the loop is
+     * always woken. */
+    bool (*idle)(nxc__tp_t *tp);
 
     /* Can this transport move memory of this device kind? */
     bool (*supports_device)(nxc__tp_t *tp, nxc_device_kind_t kind);

@@ -418,8 +418,15 @@ int nxc__stream_progress(nxc__tp_t *tp) {
     return work;
 }
 
-bool nxc__stream_arm(nxc__tp_t *tp) {
+/* A post sends its request at once or queues it with `dirty` set; a
+ * connection it opens, and output a full socket holds back, wait on the
+ * transport's epoll set (EPOLLOUT), and stall checks on next_timer. */
+bool nxc__stream_idle(nxc__tp_t *tp) {
     return !stream_of(tp)->dirty;
+}
+
+bool nxc__stream_arm(nxc__tp_t *tp) {
+    return nxc__stream_idle(tp);
 }
 
 int nxc__stream_event_fd(nxc__tp_t *tp) {

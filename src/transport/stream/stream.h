@@ -130,6 +130,7 @@ bool nxc__stream_send_direct_done(stream_tp_t *t, const uint8_t *instance, const
 int nxc__stream_event_fd(nxc__tp_t *tp);
 int nxc__stream_progress(nxc__tp_t *tp);
 bool nxc__stream_arm(nxc__tp_t *tp);
+bool nxc__stream_idle(nxc__tp_t *tp);
 uint64_t nxc__stream_next_timer(nxc__tp_t *tp);
 bool nxc__stream_supports_device(nxc__tp_t *tp, nxc_device_kind_t kind);
 void nxc__stream_drop_peer(nxc__tp_t *tp, void *grant_peer);
@@ -146,8 +147,8 @@ void nxc__stream_release(nxc__tp_t *tp, nxc_op_t *op);
 /* The same without progress and arm, for a flavour that wraps them (shm). */
 #define NXC__STREAM_OPS_BUT_LOOP                                                                   \
     .destroy = nxc__stream_destroy, .event_fd = nxc__stream_event_fd,                              \
-    .next_timer = nxc__stream_next_timer, .supports_device = nxc__stream_supports_device,          \
-    .drop_peer = nxc__stream_drop_peer, .cancel = nxc__stream_cancel,                              \
-    .abort_io = nxc__stream_abort_io, .release = nxc__stream_release
+    .next_timer = nxc__stream_next_timer, .idle = nxc__stream_idle,                                \
+    .supports_device = nxc__stream_supports_device, .drop_peer = nxc__stream_drop_peer,            \
+    .cancel = nxc__stream_cancel, .abort_io = nxc__stream_abort_io, .release = nxc__stream_release
 
 #endif
