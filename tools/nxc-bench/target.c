@@ -131,12 +131,15 @@ static void round_expire(int fd, tround_t *r) {
     if (!r->ended) send_error(fd, "target: initiator silent past the round's deadline");
 }
 
-/* Record the ops the completion queue reports ended, at time t; returns
- * how many. */
-static uint64_t round_reap(tpoint_t *tp, tround_t *r, uint64_t t) {
+/* Record the ops the completion queue reports ended, each batch at the
+ * time the poll returned it; returns how many. (A time read before the
+ * poll came before entries the poll waited for: where nxc_cq_poll() waited
+ * for the connector lock, ops begun meanwhile showed a negative ntf.) */
+static uint64_t round_reap(tpoint_t *tp, tround_t *r) {
     nxc_cq_entry_t ends[256];
     uint64_t reaped = 0;
     for (int got; (got = nxc_cq_poll(r->cq, ends, 256)) > 0; reaped += (uint64_t)got) {
+        uint64_t t = now_ns();
         for (int e = 0; e < got; e++) {
             uint64_t i = (uintptr_t)ends[e].user_data;
             if (ends[e].result == NXC_OK) {
@@ -204,7 +207,7 @@ static void round_wait(int fd, nxc_connector_t *c, tpoint_t *tp, tround_t *r, bu
         int got = poll(pfd, n, slice);
         if (got < 0 && errno != EINTR) send_error(fd, "target: poll: %s", strerror(errno));
         /* the ops first, so that their times are not delayed by the socket */
-        if (round_reap(tp, r, now_ns()) == 0 && cfg.wait == WAIT_BUSY)
+        if (round_reap(tp, r) == 0 && cfg.wait == WAIT_BUSY)
             sched_yield(); /* spin, but let copier threads run */
         if (got > 0 && sock && (sock->revents & (POLLIN | POLLHUP | POLLERR)))
             round_on_end(fd, r, in);
