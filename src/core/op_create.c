@@ -225,15 +225,9 @@ static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char 
 /* Must the loop be woken for the op just posted (lock held)? Not for a
  * transfer the transport finished inside post (a direct shm read): no
  * wake-up, no thread hand-off. Nor for one whose transport sent its
- * request and now waits on its fds (idle), unless the op's deadline or a
- * timer the post set comes before the timer the loop armed: the reply
- * wakes the loop. Waking it anyway cost the caller a write that interrupts
- * the CPU the loop sleeps on (up to 9 us on the development VM), and the
- * loop a pass with nothing to do. */
+ * request and now waits on its fds: the reply wakes the loop. */
 static bool post_needs_wake(nxc_connector_t *c, nxc_op_t *op) {
-    if (nxc__op_terminal(op)) return false;
-    const nxc__transport_ops_t *ops = op->tp->ops;
-    return !ops->idle || !ops->idle(op->tp) || nxc__next_due(c) < c->timer_set;
+    return !nxc__op_terminal(op) && nxc__loop_needs_wake(c, op->tp);
 }
 
 static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const char *md_text,

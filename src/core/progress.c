@@ -31,6 +31,21 @@ void nxc__wake(nxc_connector_t *c) {
     nxc__eventfd_ring(c->wakefd);
 }
 
+bool nxc__loop_needs_wake(nxc_connector_t *c, nxc__tp_t *tp) {
+    const nxc__transport_ops_t *ops = tp->ops;
+    return !ops->idle || !ops->idle(tp) || nxc__next_due(c) < c->timer_set;
+}
+
+bool nxc__try_lock(nxc_connector_t *c) {
+    return pthread_mutex_trylock(&c->lock) == 0;
+}
+
+void nxc__unlock_and_wake_if_needed(nxc_connector_t *c, nxc__tp_t *tp) {
+    bool wake = nxc__loop_needs_wake(c, tp);
+    pthread_mutex_unlock(&c->lock);
+    if (wake) nxc__wake(c);
+}
+
 void nxc__loop_drain(nxc_connector_t *c) {
     nxc__eventfd_drain(c->wakefd);
     uint64_t count;

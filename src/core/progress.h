@@ -14,6 +14,13 @@
 #include "nxc/nxc.h"
 
 int nxc__progress_locked(nxc_connector_t *c);
+/* Lock held, after work done outside a pass (an op posted, a transport's
+ * thread finishing a copy): must the loop be woken? Not when `tp` is idle
+ * (every fd it sleeps on will signal what comes next) and nothing comes
+ * due before the timer the loop armed: a wake-up cost the caller a write
+ * that interrupts the CPU the loop sleeps on (up to 9 us on the
+ * development VM), and the loop a pass with nothing to do. */
+bool nxc__loop_needs_wake(nxc_connector_t *c, nxc__tp_t *tp);
 /* Arm every transport for sleeping; false: work is pending, progress again. */
 bool nxc__arm_all(nxc_connector_t *c);
 /* The earliest monotonic ns at which progress must run (an op's deadline,

@@ -276,6 +276,14 @@ void nxc__op_progressing(nxc_op_t *op);
 
 /* Wake the progress thread or a waiter (any thread, lock held or not). */
 void nxc__wake(nxc_connector_t *c);
+/* For a transport's own threads (shm's copiers): take the connector lock
+ * if it is free (true), to finish work in place of the loop; false leaves
+ * the work to the loop. Never blocks, so it needs no lock order. */
+bool nxc__try_lock(nxc_connector_t *c);
+/* Release a lock taken with nxc__try_lock(), waking the loop if the work
+ * done under it left the loop something: `tp` not idle, or something due
+ * before the timer the loop armed. */
+void nxc__unlock_and_wake_if_needed(nxc_connector_t *c, nxc__tp_t *tp);
 
 /* Registry (registry.c, generated from registry.c.in by CMake): the
  * transports built in, in default preference order; each folder defines

@@ -130,7 +130,28 @@ static const char *copy_error(const stream_stripe_t *s, int err, char *buf, size
     return buf;
 }
 
+/* Connector lock held: tell the stream engine that `group`'s copy is
+ * over (the op may complete), and free the group. */
+static void report_group(stream_tp_t *stream, group_t *group) {
+    int err = atomic_load(&group->failed);
+    char buf[160];
+    nxc__stream_copy_done(stream, group->s, copy_status(group->s, err),
+                          err ? copy_error(group->s, err, buf, sizeof buf) : "");
+    close(group->ctl);
+    free(group);
+}
+
+/* The group's last job ended (in a copier). Where the connector lock is
+ * free the copier reports it itself; else the loop does, woken through
+ * t->efd. Handing every end to the loop cost a wake-up of the progress
+ * thread before the op could complete: 27 us of a 4 MiB write's 320 here. */
 static void group_finish(shm_tp_t *t, group_t *group) {
+    nxc_connector_t *c = t->s.base.c;
+    if (nxc__try_lock(c)) {
+        report_group(&t->s, group);
+        nxc__unlock_and_wake_if_needed(c, &t->s.base);
+        return;
+    }
     pthread_mutex_lock(&t->mu);
     group->next = t->done;
     t->done = group;
@@ -218,12 +239,7 @@ static void on_copies_done(stream_tp_t *stream) {
     pthread_mutex_unlock(&t->mu);
     while (group) {
         group_t *next = group->next;
-        int err = atomic_load(&group->failed);
-        char buf[160];
-        nxc__stream_copy_done(stream, group->s, copy_status(group->s, err),
-                              err ? copy_error(group->s, err, buf, sizeof buf) : "");
-        close(group->ctl);
-        free(group);
+        report_group(stream, group);
         group = next;
     }
 }

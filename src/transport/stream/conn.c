@@ -418,15 +418,25 @@ int nxc__stream_progress(nxc__tp_t *tp) {
     return work;
 }
 
-/* A post sends its request at once or queues it with `dirty` set; a
- * connection it opens, and output a full socket holds back, wait on the
- * transport's epoll set (EPOLLOUT), and stall checks on next_timer. */
+/* Does a stripe wait for a connection (in its peer's queue)? */
+static bool stripes_waiting(const stream_tp_t *t) {
+    for (const stream_peer_t *p = t->peers; p; p = p->next)
+        if (p->queue) return true;
+    return false;
+}
+
+/* A post sends its request at once or queues it; a connection it opens,
+ * and output a full socket holds back, wait on the transport's epoll set
+ * (EPOLLOUT), and stall checks on next_timer. `dirty` is set whenever a
+ * connection frees up (a stripe ends): the pass it asks for has work only
+ * while stripes wait. */
 bool nxc__stream_idle(nxc__tp_t *tp) {
-    return !stream_of(tp)->dirty;
+    const stream_tp_t *t = stream_of(tp);
+    return !t->dirty || !stripes_waiting(t);
 }
 
 bool nxc__stream_arm(nxc__tp_t *tp) {
-    return nxc__stream_idle(tp);
+    return !stream_of(tp)->dirty;
 }
 
 int nxc__stream_event_fd(nxc__tp_t *tp) {
