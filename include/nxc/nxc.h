@@ -618,10 +618,7 @@ NXC_API nxc_status_t nxc_cq_create(nxc_connector_t *connector, const nxc_cq_para
 NXC_API void nxc_cq_destroy(nxc_cq_t *cq);
 
 /* Take up to `max` entries without blocking (with the progress thread off,
- * progress is driven once first). With the progress thread on it takes only
- * the queue's own lock, held for no more than the taking: it never waits for
- * a progress pass, whose lock the other calls share. Any thread may poll or
- * wait on a queue, several at once. Returns how many were written to
+ * progress is driven once first). Returns how many were written to
  * `entries` (0: none yet), or NXC_ERR_INVALID_PARAM. */
 NXC_API int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max);
 

@@ -8,10 +8,6 @@
  * last entry is taken: a consumer that keeps up (an op ending inside
  * begin, taken at once) then costs no system call on either side of the
  * queue, where it cost a write and a read per op.
- *
- * The list has its own lock (cq->mu, see cq.h): ops are queued and
- * withdrawn under the connector lock and then cq->mu; with the progress
- * thread on, entries are taken under cq->mu alone.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -36,24 +32,16 @@ static void unlink_entry(nxc_cq_t *cq, nxc_op_t *op) {
 
 void nxc__cq_push(nxc_op_t *op) {
     nxc_cq_t *cq = op->cq;
-    if (!cq || op->released) return;
-    pthread_mutex_lock(&cq->mu);
-    if (!op->cq_queued) {
-        NXC__DLIST_APPEND(cq->head, cq->tail, op, cq_prev, cq_next);
-        op->cq_queued = true;
-        atomic_fetch_add(&cq->count, 1);
-        if (!cq->rung) nxc__eventfd_ring(cq->efd);
-        cq->rung = true;
-    }
-    pthread_mutex_unlock(&cq->mu);
+    if (!cq || op->released || op->cq_queued) return;
+    NXC__DLIST_APPEND(cq->head, cq->tail, op, cq_prev, cq_next);
+    op->cq_queued = true;
+    atomic_fetch_add(&cq->count, 1);
+    if (!cq->rung) nxc__eventfd_ring(cq->efd);
+    cq->rung = true;
 }
 
 void nxc__cq_withdraw(nxc_op_t *op) {
-    nxc_cq_t *cq = op->cq;
-    if (!cq) return;
-    pthread_mutex_lock(&cq->mu);
-    if (op->cq_queued) unlink_entry(cq, op);
-    pthread_mutex_unlock(&cq->mu);
+    if (op->cq_queued) unlink_entry(op->cq, op);
 }
 
 bool nxc__cq_of(nxc_connector_t *c, const nxc_cq_t *cq) {
@@ -74,7 +62,6 @@ static void detach_ops(nxc_cq_t *cq) {
 
 static void cq_free(nxc_cq_t *cq) {
     if (cq->efd >= 0) close(cq->efd);
-    pthread_mutex_destroy(&cq->mu);
     free(cq);
 }
 
@@ -102,7 +89,6 @@ nxc_status_t nxc_cq_create(nxc_connector_t *c, const nxc_cq_params_t *params, nx
         free(cq);
         return st;
     }
-    pthread_mutex_init(&cq->mu, NULL);
     nxc__lock(c);
     cq->next = c->cqs;
     c->cqs = cq;
@@ -121,12 +107,10 @@ void nxc_cq_destroy(nxc_cq_t *cq) {
     cq_free(cq);
 }
 
-/* Take up to max entries. Finding none makes the fd unreadable until the
- * next entry. An op's result and user data were set before its entry was
- * queued, under cq->mu: they are seen here. */
+/* Take up to max entries (lock held). Finding none makes the fd
+ * unreadable until the next entry. */
 static int take(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
     int n = 0;
-    pthread_mutex_lock(&cq->mu);
     while (n < max && cq->head) {
         nxc_op_t *op = cq->head;
         entries[n++] = (nxc_cq_entry_t){
@@ -137,7 +121,6 @@ static int take(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
         nxc__eventfd_drain(cq->efd);
         cq->rung = false;
     }
-    pthread_mutex_unlock(&cq->mu);
     return n;
 }
 
@@ -149,11 +132,10 @@ static int bad_args(const char *call) {
 int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
     if (!cq || !entries || max <= 0) return bad_args("cq_poll");
     nxc_connector_t *c = cq->c;
-    if (c->use_thread) return take(cq, entries, max);
     nxc__err_guard_t guard; /* progress may note errors that are not this call's */
     nxc__err_guard_begin(&guard);
     nxc__lock(c);
-    nxc__progress_locked(c);
+    if (!c->use_thread) nxc__progress_locked(c);
     int n = take(cq, entries, max);
     nxc__unlock(c);
     nxc__err_guard_end(&guard, false);
@@ -177,16 +159,12 @@ int nxc_cq_wait(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max, int timeout_ms) 
     int n = 0;
     bool destroyed = false;
     for (;;) {
-        if (c->use_thread) {
-            destroyed = nxc__sleep_until_done(c, has_entries, cq, deadline);
-            n = take(cq, entries, max);
-        } else {
-            nxc__lock(c);
-            nxc__wait_locked(c, has_entries, cq, deadline);
-            n = take(cq, entries, max);
-            destroyed = c->destroying;
-            nxc__unlock(c);
-        }
+        if (c->use_thread) nxc__sleep_until_done(c, has_entries, cq, deadline);
+        nxc__lock(c);
+        if (!c->use_thread) nxc__wait_locked(c, has_entries, cq, deadline);
+        n = take(cq, entries, max);
+        destroyed = c->destroying;
+        nxc__unlock(c);
         /* another waiter may have taken what woke us: wait on */
         if (n > 0 || destroyed || nxc__now_ns() >= deadline) break;
     }

@@ -231,7 +231,7 @@ void nxc__waiter_leave(nxc_connector_t *c) {
     pthread_mutex_unlock(&c->done_lock);
 }
 
-bool nxc__sleep_until_done(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,
+void nxc__sleep_until_done(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,
                            uint64_t deadline) {
     pthread_mutex_lock(&c->done_lock);
     while (!pred(arg) && !c->destroying) {
@@ -241,7 +241,5 @@ bool nxc__sleep_until_done(nxc_connector_t *c, bool (*pred)(const void *arg), co
         struct timespec ts = nxc__clock_kernel(until);
         pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
     }
-    bool destroying = c->destroying;
     pthread_mutex_unlock(&c->done_lock);
-    return destroying;
 }

@@ -45,9 +45,8 @@ void nxc__waiter_enter(nxc_connector_t *c);
 void nxc__waiter_leave(nxc_connector_t *c);
 /* With a progress thread, lock not held: sleep on done_cond (broadcast when
  * any op ends) until pred(arg) (read without the lock: atomics only), the
- * connector is being destroyed, or the deadline. Returns whether the
- * connector is being destroyed (read under done_lock, where it is set). */
-bool nxc__sleep_until_done(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,
+ * connector is being destroyed, or the deadline. */
+void nxc__sleep_until_done(nxc_connector_t *c, bool (*pred)(const void *arg), const void *arg,
                            uint64_t deadline);
 /* Wait (lock held) until pred(arg) or the deadline; drives progress when
  * the connector has no thread. Returns pred(arg). */

@@ -461,26 +461,18 @@ static const nxc__transport_ops_t fake_ops = {
 
 /* --- the tests' side -------------------------------------------------------------- */
 
-static nxc_connector_t *connector_on_fake(const char *name, int progress_thread) {
+nxc_connector_t *fake_connector(const char *name) {
     nxc__transport_for_tests = &fake_ops;
     nxc_connector_params_t p = {
         .field_mask = NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |
                       NXC_CONNECTOR_FIELD_PROGRESS_THREAD,
         .name = name,
         .transports = "fake",
-        .progress_thread = progress_thread,
+        .progress_thread = 0,
     };
     nxc_connector_t *c = NULL;
     NXT_PASS(nxc_connector_create(&p, &c));
     return c;
-}
-
-nxc_connector_t *fake_connector(const char *name) {
-    return connector_on_fake(name, 0);
-}
-
-nxc_connector_t *fake_connector_threaded(const char *name) {
-    return connector_on_fake(name, 1);
 }
 
 fake_t *fake_of(nxc_connector_t *c) {

@@ -35,9 +35,6 @@ typedef struct fake fake_t;
 
 /* A connector named `name` on the fake transport alone, progress thread off. */
 nxc_connector_t *fake_connector(const char *name);
-/* The same with its progress thread on (the fake transport has no fd: the
- * thread sleeps on the connector's wake fd and timer only). */
-nxc_connector_t *fake_connector_threaded(const char *name);
 /* Its fake transport. */
 fake_t *fake_of(nxc_connector_t *c);
 

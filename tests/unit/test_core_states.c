@@ -8,10 +8,6 @@
  * core made. No socket and no sleep: time passes with nxc__clock_skip(),
  * so a 2 s drain costs nothing.
  */
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
-
 #include "core/connector.h"
 #include "core/op.h"
 #include "fake_transport.h"
@@ -525,55 +521,6 @@ static void test_wait_times_out_on_the_clock(void) {
     scene_end(&s);
 }
 
-typedef struct poller {
-    nxc_cq_t *cq;
-    nxc_cq_entry_t entries[4];
-    int n;
-    atomic_bool returned;
-} poller_t;
-
-static void *poll_cq(void *arg) {
-    poller_t *p = arg;
-    p->n = nxc_cq_poll(p->cq, p->entries, 4);
-    atomic_store(&p->returned, true);
-    return NULL;
-}
-
-/* With the progress thread on, taking a queue's entries does not wait for
- * the connector lock, which the thread holds through each pass: a poll
- * returns while another thread holds the lock. (It waited for the lock
- * before: a server polling its queue waited for every pass.) */
-static void test_cq_poll_without_the_connector_lock(void) {
-    nxc_connector_t *c = fake_connector_threaded("cq");
-    nxc_cq_t *cq = NULL;
-    NXT_PASS(nxc_cq_create(c, NULL, &cq));
-    char buf[64];
-    nxc_desc_t d = nxt_desc(buf, sizeof buf);
-    nxc_op_params_t params = {
-        .field_mask = NXC_OP_FIELD_CQ | NXC_OP_FIELD_USER_DATA, .cq = cq, .user_data = buf};
-    nxc_op_t *op = NULL;
-    NXT_PASS(nxc_create_readable(c, &d, 1, &params, &op));
-    NXT_PASS(nxc_op_cancel(op)); /* it ends: its entry is queued */
-
-    poller_t p = {.cq = cq};
-    pthread_t th;
-    nxc__lock(c); /* as a progress pass does */
-    NXT_CHECK(pthread_create(&th, NULL, poll_cq, &p) == 0);
-    uint64_t until = nxc__now_ns() + 5000 * MS;
-    while (!atomic_load(&p.returned) && nxc__now_ns() < until)
-        sched_yield();
-    bool returned_while_locked = atomic_load(&p.returned);
-    nxc__unlock(c);
-    pthread_join(th, NULL);
-    NXT_CHECK(returned_while_locked);
-    NXT_EQ_INT(p.n, 1);
-    NXT_CHECK(p.entries[0].op == op && p.entries[0].user_data == buf);
-    NXT_EQ_INT(p.entries[0].result, NXC_ERR_CANCELED);
-    nxc_op_release(op);
-    nxc_cq_destroy(cq);
-    nxc_connector_destroy(c);
-}
-
 static const nxt_test_t nxt_tests[] = {
     {"read_step_by_step", test_read_step_by_step, 0},
     {"write_step_by_step", test_write_step_by_step, 0},
@@ -590,6 +537,5 @@ static const nxt_test_t nxt_tests[] = {
     {"destroy_initiator_order", test_destroy_initiator_order, 0},
     {"destroy_owner_order", test_destroy_owner_order, 0},
     {"wait_times_out_on_the_clock", test_wait_times_out_on_the_clock, 0},
-    {"cq_poll_without_the_connector_lock", test_cq_poll_without_the_connector_lock, 0},
 };
 NXT_MAIN(nxt_tests)
