@@ -42,7 +42,7 @@ bool nxc__try_lock(nxc_connector_t *c) {
 
 void nxc__unlock_and_wake_if_needed(nxc_connector_t *c, nxc__tp_t *tp) {
     bool wake = nxc__loop_needs_wake(c, tp);
-    pthread_mutex_unlock(&c->lock);
+    nxc__unlock(c);
     if (wake) nxc__wake(c);
 }
 
@@ -130,16 +130,15 @@ static bool any_ready(nxc_connector_t *c) {
     return false;
 }
 
-/* Has a transport's event fd an event? Peeked with poll(), not taken: the
- * pass that follows handles it. The wake eventfd and the timerfd are not
- * looked at: an API call that wakes the loop wants the lock too, and a
- * timer waits for the linger's end as it did. */
-static bool fd_ready(nxc_connector_t *c) {
-    struct pollfd fds[NXC__MAX_TRANSPORTS];
+/* The transports' event fds, to peek at with poll() while lingering. The
+ * wake eventfd and the timerfd are not among them: an API call that wakes
+ * the loop wants the lock too, and a timer waits for the linger's end as
+ * it did. */
+static nfds_t transport_fds(nxc_connector_t *c, struct pollfd *fds) {
     nfds_t n = 0;
     for (size_t i = 0; i < c->ntps; i++)
         fds[n++] = (struct pollfd){.fd = c->tps[i]->ops->event_fd(c->tps[i]), .events = POLLIN};
-    return poll(fds, n, 0) > 0;
+    return n;
 }
 
 typedef enum { LINGER_OVER, LINGER_WORK, LINGER_FD } linger_end_t;
@@ -159,12 +158,15 @@ typedef enum { LINGER_OVER, LINGER_WORK, LINGER_FD } linger_end_t;
  * the linger runs out up to linger_ns later.
  * Yielding, so that on a host with no free core the others run. */
 static linger_end_t linger(nxc_connector_t *c, uint64_t until) {
+    struct pollfd fds[NXC__MAX_TRANSPORTS];
+    nfds_t nfds = transport_fds(c, fds);
     pthread_mutex_unlock(&c->lock);
     linger_end_t end;
     for (unsigned looks = 0;; looks++) {
-        end = any_ready(c) || nxc__lock_wanted(c)         ? LINGER_WORK
-              : looks % FD_LOOK_EVERY == 0 && fd_ready(c) ? LINGER_FD
-                                                          : LINGER_OVER;
+        /* peeked, not taken: the pass that follows handles the event */
+        end = any_ready(c) || nxc__lock_wanted(c)                    ? LINGER_WORK
+              : looks % FD_LOOK_EVERY == 0 && poll(fds, nfds, 0) > 0 ? LINGER_FD
+                                                                     : LINGER_OVER;
         if (end != LINGER_OVER || nxc__now_ns() >= until) break;
         sched_yield();
     }

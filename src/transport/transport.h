@@ -85,8 +85,9 @@ struct nxc__transport_ops {
     uint64_t (*next_timer)(nxc__tp_t *tp);
     /* Optional (lock held, no side effect): is nothing left for the loop
      * until one of the transport's fds has an event or next_timer comes?
-     * Asked after a post that left the op running: the loop is woken only
-     * if not (core/progress.c, nxc__wake_for_post). Without it the loop is
+     * Asked after work done outside a pass (a post that left the op
+     * running, a copier's report): the loop is woken only if not
+     * (nxc__loop_needs_wake in core/progress.c). Without it the loop is
      * always woken. */
     bool (*idle)(nxc__tp_t *tp);
 
