@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,6 +42,42 @@ double nxt_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#define STALL_NAP_MS 2
+
+struct nxt_stall_watch {
+    pthread_t th;
+    _Atomic bool stop;
+    _Atomic uint64_t longest_ms;
+};
+
+static void *stall_watch(void *arg) {
+    nxt_stall_watch_t *w = arg;
+    const struct timespec nap = {.tv_nsec = STALL_NAP_MS * 1000000L};
+    while (!atomic_load(&w->stop)) {
+        uint64_t t0 = nxt_now_ms();
+        nanosleep(&nap, NULL);
+        uint64_t slept = nxt_now_ms() - t0;
+        uint64_t over = slept > STALL_NAP_MS ? slept - STALL_NAP_MS : 0;
+        if (over > atomic_load(&w->longest_ms)) atomic_store(&w->longest_ms, over);
+    }
+    return NULL;
+}
+
+nxt_stall_watch_t *nxt_stall_watch_start(void) {
+    nxt_stall_watch_t *w = calloc(1, sizeof *w);
+    NXT_CHECK(w != NULL);
+    NXT_CHECK(pthread_create(&w->th, NULL, stall_watch, w) == 0);
+    return w;
+}
+
+uint64_t nxt_stall_watch_stop(nxt_stall_watch_t *w) {
+    atomic_store(&w->stop, true);
+    pthread_join(w->th, NULL);
+    uint64_t longest = atomic_load(&w->longest_ms);
+    free(w);
+    return longest;
 }
 
 void nxt_failf(const char *file, int line, const char *fmt, ...) {

@@ -103,6 +103,17 @@ void nxt_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2
 uint64_t nxt_now_ms(void);
 double nxt_now_s(void);
 
+/* What the host took from this process while a timing was measured. A
+ * thread sleeps 2 ms at a time and keeps the longest it overslept: on a
+ * loaded host the time its threads waited for a CPU, on a paused virtual
+ * machine the pause. A check that tells a library's latency from a fault
+ * (a wake-up missed) by a margin the host can eat adds the stall it saw to
+ * its bound, so it fails on the fault and not on the host. */
+typedef struct nxt_stall_watch nxt_stall_watch_t;
+nxt_stall_watch_t *nxt_stall_watch_start(void);
+/* Stop and free the watch: the longest stall it saw, in ms. */
+uint64_t nxt_stall_watch_stop(nxt_stall_watch_t *w);
+
 /* --- multi-process helpers ------------------------------------------------ */
 
 /* A bidirectional message channel between a test and a peer it forks
