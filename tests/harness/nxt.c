@@ -49,18 +49,16 @@ double nxt_now_s(void) {
 struct nxt_stall_watch {
     pthread_t th;
     _Atomic bool stop;
-    _Atomic uint64_t longest_ms;
+    uint64_t longest_ms; /* the watch thread's alone until joined */
 };
 
 static void *stall_watch(void *arg) {
     nxt_stall_watch_t *w = arg;
-    const struct timespec nap = {.tv_nsec = STALL_NAP_MS * 1000000L};
     while (!atomic_load(&w->stop)) {
         uint64_t t0 = nxt_now_ms();
-        nanosleep(&nap, NULL);
+        usleep(STALL_NAP_MS * 1000);
         uint64_t slept = nxt_now_ms() - t0;
-        uint64_t over = slept > STALL_NAP_MS ? slept - STALL_NAP_MS : 0;
-        if (over > atomic_load(&w->longest_ms)) atomic_store(&w->longest_ms, over);
+        if (slept > STALL_NAP_MS + w->longest_ms) w->longest_ms = slept - STALL_NAP_MS;
     }
     return NULL;
 }
@@ -75,7 +73,7 @@ nxt_stall_watch_t *nxt_stall_watch_start(void) {
 uint64_t nxt_stall_watch_stop(nxt_stall_watch_t *w) {
     atomic_store(&w->stop, true);
     pthread_join(w->th, NULL);
-    uint64_t longest = atomic_load(&w->longest_ms);
+    uint64_t longest = w->longest_ms;
     free(w);
     return longest;
 }
