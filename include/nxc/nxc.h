@@ -572,10 +572,44 @@ NXC_API nxc_status_t nxc_mem_register(nxc_connector_t *connector, const nxc_desc
                                       size_t count, const nxc_mem_params_t *params,
                                       nxc_mem_t **mem_p);
 
+/* Allocate `size` bytes of host memory (zeroed, page-aligned, rounded up to
+ * whole pages) and register it as nxc_mem_register() would; *ptr_p gets its
+ * address, *mem_p the registration.
+ *
+ * Why: this memory is shared with peers on this host. It is a sealed
+ * memfd; the shm transport names it in the access record of each op that
+ * exposes it, and a peer's shm transport maps it once (through /proc,
+ * where the kernel would allow process_vm_readv) and from then on reads or
+ * writes an op's bytes with memcpy, not a system call per op. A 4 KiB op
+ * then costs about what nxc's own bookkeeping costs (docs/benchmarks.md).
+ * Ops over other memory, and ops over this memory on tcp or ucx, are
+ * unchanged. Only the passive side's memory matters: a reader's or
+ * writer's own buffers can be anything.
+ *
+ * Access: peers still reach the memory only through live ops (a read or
+ * write of an op that has ended fails as before). A peer that mapped it
+ * could, as one with process_vm_readv rights (the same user) can reach all
+ * of this process's memory anyway, touch the rest of it: allocate from it
+ * only what peers may see, as with any registration.
+ *
+ * Lifetime: nxc_mem_deregister() unmaps it. Release the ops over it first,
+ * as before freeing any buffer an op uses. Peers that mapped it keep their
+ * mapping, so its pages live on until each of them drops it (they keep a
+ * few such mappings per connector and drop the oldest for a new one, and
+ * all at nxc_connector_destroy()).
+ *
+ * Errors: NXC_ERR_INVALID_PARAM (NULL argument, size 0, unknown params
+ * field), NXC_ERR_NO_MEMORY (the memfd or its mapping could not be made),
+ * NXC_ERR_TRANSPORT (a transport refused the registration). */
+NXC_API nxc_status_t nxc_mem_alloc(nxc_connector_t *connector, size_t size,
+                                   const nxc_mem_params_t *params, void **ptr_p, nxc_mem_t **mem_p);
+
 /* Drop a registration. Ops still using the memory keep their own hold on
  * it: the registration goes when the last of them ends (deferred, never
- * refused). The handle is invalid afterwards. Registrations left at
- * nxc_connector_destroy() go with the connector. NULL is a no-op. */
+ * refused). Memory from nxc_mem_alloc() is unmapped here (see there). The
+ * handle is invalid afterwards. Registrations left at
+ * nxc_connector_destroy() go with the connector (allocated memory
+ * unmapped). NULL is a no-op. */
 NXC_API void nxc_mem_deregister(nxc_mem_t *mem);
 
 /* ------------------------------------------------------------------------ */

@@ -19,7 +19,12 @@
  * notification key was edited must be refused as tcp refuses it, not
  * complete on the reader while the owner's op never does; and a copy whose
  * control connection the owner cuts in the middle ends PEER_FAILED, never
- * CANCELLED (nobody cancelled it). */
+ * CANCELLED (nobody cancelled it).
+ *
+ * Memory from nxc_mem_alloc(): a peer maps it and copies with memcpy, and
+ * still only through live ops; an fd number the owner reuses for new
+ * memory is never mistaken for the old mapping; and a record whose memory
+ * fields were forged is never followed outside the mapping. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -748,6 +753,242 @@ static void test_direct_burst(void) {
     free(buf);
 }
 
+/* --- memory from nxc_mem_alloc() ----------------------------------------------------------- */
+
+#define POOL_LEN (64u << 10)
+
+/* Mappings of nxc_mem_alloc() memory in this process (the memfd's name
+ * shows in /proc/self/maps). */
+static int pool_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    NXT_CHECK(f);
+    int n = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "memfd:nxc-mem") != NULL;
+    fclose(f);
+    return n;
+}
+
+/* The fd number of this process's nxc_mem_alloc() memfd (-1: none). */
+static int pool_fd(void) {
+    for (int fd = 0; fd < 1024; fd++) {
+        char path[64], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n > 0 && (link[n] = 0, strstr(link, "memfd:nxc-mem"))) return fd;
+    }
+    return -1;
+}
+
+typedef struct pool_owner {
+    nxc_connector_t *c;
+    nxc_mem_t *mem;
+    char *pool;
+    nxc_op_t *rd, *wr; /* a readable of pool[0, 4K), a writable of pool[4K, 8K) */
+} pool_owner_t;
+
+static void pool_new(pool_owner_t *o, int seed) {
+    NXT_PASS(nxc_mem_alloc(o->c, POOL_LEN, NULL, (void **)&o->pool, &o->mem));
+    nxt_fill(o->pool, 4096, (uint64_t)seed);
+}
+
+static void pool_drop_ops(pool_owner_t *o) {
+    nxc_op_release(o->rd);
+    nxc_op_release(o->wr);
+    o->rd = o->wr = NULL;
+}
+
+/* Serves ops over an nxc_mem_alloc() pool (after a plain readable to
+ * connect with). Questions: "ops" (new ops, the writable's memory zeroed;
+ * answers their two texts), "W?" (the writable's end and whether it holds
+ * SEED_DATA), "zero?" (whether it is still all zero), "drop" (release the
+ * ops), "swap" (a new pool in place of the old: answers whether its memfd
+ * took the old one's fd number). */
+static void pool_owner(int fd, void *arg) {
+    pool_owner_t o = {.c = shm_connector("owner")};
+    char *first = nxt_alloc(64);
+    nxc_desc_t d = nxt_desc(first, 64);
+    nxc_op_t *connect;
+    const char *md;
+    NXT_PASS(nxc_create_readable(o.c, &d, 1, NULL, &connect));
+    NXT_PASS(nxc_op_metadata(connect, &md, NULL));
+    nxt_send_str(fd, md);
+    pool_new(&o, SEED_OWNER);
+    for (char *m; (m = next_question(fd)); free(m)) {
+        char reply[64] = "ok";
+        if (!strcmp(m, "ops")) {
+            pool_drop_ops(&o);
+            memset(o.pool + 4096, 0, 4096);
+            nxc_desc_t r = nxt_desc(o.pool, 4096), w = nxt_desc(o.pool + 4096, 4096);
+            NXT_PASS(nxc_create_readable(o.c, &r, 1, NULL, &o.rd));
+            NXT_PASS(nxc_create_writable(o.c, &w, 1, NULL, &o.wr));
+            NXT_PASS(nxc_op_metadata(o.rd, &md, NULL));
+            nxt_send_str(fd, md);
+            NXT_PASS(nxc_op_metadata(o.wr, &md, NULL));
+            nxt_send_str(fd, md);
+            continue;
+        } else if (!strcmp(m, "W?")) {
+            nxc_op_wait(o.wr, WAIT_MS);
+            snprintf(reply, sizeof reply, "%d %s", (int)nxc_op_status(o.wr),
+                     nxt_verify(o.pool + 4096, 4096, SEED_DATA) == SIZE_MAX ? "data" : "nodata");
+        } else if (!strcmp(m, "zero?")) {
+            bool zero = true;
+            for (int i = 4096; i < 8192; i++)
+                zero &= o.pool[i] == 0;
+            snprintf(reply, sizeof reply, "%s", zero ? "zero" : "written");
+        } else if (!strcmp(m, "drop")) {
+            pool_drop_ops(&o);
+        } else if (!strcmp(m, "swap")) {
+            pool_drop_ops(&o);
+            int old = pool_fd();
+            nxc_mem_deregister(o.mem);
+            pool_new(&o, SEED_OWNER + 1);
+            snprintf(reply, sizeof reply, "%s", pool_fd() == old ? "same fd" : "new fd");
+        }
+        nxt_send_str(fd, reply);
+    }
+    pool_drop_ops(&o);
+    nxc_op_release(connect);
+    nxc_connector_destroy(o.c);
+    free(first);
+}
+
+/* A 4 KiB read of the pool behind `md` into plain memory: how it ended and
+ * whether it was complete when begin returned; the bytes read must be the
+ * pool's `seed`. */
+static nxc_status_t pool_read(nxc_connector_t *c, const char *md, int seed, bool *at_begin) {
+    char *dst = nxt_alloc(4096);
+    nxc_desc_t d = nxt_desc(dst, 4096);
+    nxc_op_t *op;
+    nxc_status_t st = nxc_begin_read(c, md, 0, &d, 1, NULL, &op);
+    if (st != NXC_OK) {
+        free(dst);
+        return st;
+    }
+    *at_begin = nxc_op_status(op) == NXC_OP_COMPLETE;
+    st = nxc_op_wait(op, WAIT_MS);
+    if (st == NXC_OK) NXT_EQ_INT(nxt_verify(dst, 4096, (uint64_t)seed), SIZE_MAX);
+    nxc_op_release(op);
+    free(dst);
+    return st;
+}
+
+static nxc_status_t pool_write(nxc_connector_t *c, const char *md, bool *at_begin) {
+    char *src = nxt_alloc(4096);
+    nxt_fill(src, 4096, SEED_DATA);
+    nxc_desc_t d = nxt_desc(src, 4096);
+    nxc_op_t *op;
+    nxc_status_t st = nxc_begin_write(c, &d, 1, md, 0, NULL, &op);
+    if (st == NXC_OK) {
+        *at_begin = nxc_op_status(op) == NXC_OP_COMPLETE;
+        st = nxc_op_wait(op, WAIT_MS);
+        nxc_op_release(op);
+    }
+    free(src);
+    return st;
+}
+
+/* The next ops of the pool owner: their two texts. */
+static void pool_ops(int fd, char **md_r, char **md_w) {
+    nxt_send_str(fd, "ops");
+    *md_r = nxt_recv(fd, NULL, 30000);
+    *md_w = nxt_recv(fd, NULL, 30000);
+}
+
+static void test_pool_mapped(void) {
+    pid_t pid;
+    int fd = nxt_spawn_peer(pool_owner, NULL, &pid);
+    char *md_connect = nxt_recv(fd, NULL, 30000), *md_r, *md_w, r[64];
+    nxc_connector_t *c = shm_connector("reader");
+    read_to_connect(c, md_connect, 64);
+    NXT_EQ_INT(pool_mappings(), 0);
+
+    /* read and write straight through the mapping, complete at begin */
+    bool at_begin = false;
+    pool_ops(fd, &md_r, &md_w);
+    NXT_PASS(pool_read(c, md_r, SEED_OWNER, &at_begin));
+    NXT_CHECK(at_begin);
+    printf("  pool mappings in the reader after a direct read: %d\n", pool_mappings());
+    NXT_EQ_INT(pool_mappings(), 1);
+    at_begin = false;
+    NXT_PASS(pool_write(c, md_w, &at_begin));
+    NXT_CHECK(at_begin);
+    ask(fd, "W?", r, sizeof r);
+    printf("  owner's writable after a mapped write: %s\n", r);
+    NXT_CHECK(atoi(r) == NXC_OP_COMPLETE && strstr(r, " data"));
+    free(md_r);
+    free(md_w);
+
+    /* released ops: the mapping stays, access does not */
+    pool_ops(fd, &md_r, &md_w);
+    ask(fd, "drop", r, sizeof r);
+    nxc_status_t st = pool_read(c, md_r, SEED_OWNER, &at_begin);
+    printf("  read of a released readable: %s\n", nxc_status_string(st));
+    NXT_CHECK(st != NXC_OK);
+    st = pool_write(c, md_w, &at_begin);
+    printf("  write of a released writable: %s\n", nxc_status_string(st));
+    NXT_CHECK(st != NXC_OK);
+    ask(fd, "zero?", r, sizeof r);
+    NXT_EQ_STR(r, "zero");
+
+    /* new memory under the old fd number: read from the new memory (the
+     * first read connects again: a refusal closed the connection) */
+    ask(fd, "swap", r, sizeof r);
+    printf("  the owner's new pool: %s\n", r);
+    for (int i = 0; i < 2; i++) {
+        free(md_r);
+        free(md_w);
+        pool_ops(fd, &md_r, &md_w);
+        NXT_PASS(pool_read(c, md_r, SEED_OWNER + 1, &at_begin));
+    }
+    NXT_CHECK(at_begin);
+    NXT_EQ_INT(pool_mappings(), 2); /* the old one stays cached until evicted */
+    free(md_r);
+    free(md_w);
+
+    nxt_send_str(fd, "quit");
+    nxt_join(pid, 30000);
+    nxc_connector_destroy(c);
+    NXT_EQ_INT(pool_mappings(), 0);
+    free(md_connect);
+}
+
+/* A record naming the pool at another address: the reader copies nothing
+ * outside its mapping (the read takes the grant path instead, and moves
+ * the right bytes). A record naming another file: the reader maps nothing
+ * (and copies with process_vm_readv, still inside begin). */
+static void test_pool_forged_record(void) {
+    pid_t pid;
+    int fd = nxt_spawn_peer(pool_owner, NULL, &pid);
+    char *md_connect = nxt_recv(fd, NULL, 30000), *md_r, *md_w;
+    nxc_connector_t *c = shm_connector("reader");
+    read_to_connect(c, md_connect, 64);
+    bool at_begin = true;
+    for (int forge = 0; forge < 3; forge++) {
+        pool_ops(fd, &md_r, &md_w);
+        uint32_t slot;
+        arena_t *a = owner_arena(md_r, pid, &slot);
+        record_t *rec = &a->records[slot];
+        NXT_CHECK(rec->mem_fd >= 0);
+        if (forge == 0) rec->mem_base = rec->ranges[0].addr - POOL_LEN; /* past the end */
+        if (forge == 1) rec->mem_base = rec->ranges[0].addr + 4096;     /* before the start */
+        if (forge == 2) rec->mem_ino++;                                 /* another file */
+        NXT_PASS(pool_read(c, md_r, SEED_OWNER, &at_begin));
+        printf("  forged record %d: read complete at begin: %s, pool mappings %d\n", forge,
+               at_begin ? "yes" : "no", pool_mappings());
+        NXT_CHECK(at_begin == (forge == 2));
+        NXT_EQ_INT(pool_mappings(), 1); /* made by the first, and only by it */
+        munmap(a, sizeof(arena_t));
+        free(md_r);
+        free(md_w);
+    }
+    nxt_send_str(fd, "quit");
+    nxt_join(pid, 30000);
+    nxc_connector_destroy(c);
+    free(md_connect);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"doorbell_checks_record", test_doorbell_checks_record, 60},
     {"direct_burst", test_direct_burst, 60},
@@ -757,5 +998,7 @@ static const nxt_test_t nxt_tests[] = {
     {"forged_pid", test_forged_pid, 60},
     {"direct_read_key", test_direct_read_key, 60},
     {"cut_mid_copy", test_cut_mid_copy, 120},
+    {"pool_mapped", test_pool_mapped, 60},
+    {"pool_forged_record", test_pool_forged_record, 60},
 };
 NXT_MAIN(nxt_tests)

@@ -37,6 +37,9 @@ nxc_status_t connector_try(const char *name, const char *transport, bool thread,
                            nxc_connector_t **c);
 nxc_connector_t *connector_make(const char *name, const char *transport, bool thread);
 nxc_mem_t *buffer_register(nxc_connector_t *c, uint8_t *buf, uint64_t len);
+/* `len` bytes from nxc_mem_alloc(), filled as buf_alloc() fills; dies on
+ * failure. The memory goes with nxc_mem_deregister(). */
+nxc_mem_t *buffer_alloc(nxc_connector_t *c, uint8_t **buf, uint64_t len);
 
 /* pattern.c: the bytes --check expects of op k of a point (`batch` blocks
  * of `block` bytes from base on). */

@@ -73,6 +73,8 @@ void usage(FILE *f) {
             "                               a core per side)\n"
             "  --no-prereg                  do not keep each buffer registered for the\n"
             "                               whole point (measures cold registration)\n"
+            "  --alloc                      the target's buffers come from nxc_mem_alloc():\n"
+            "                               shm peers map them and copy with memcpy\n"
             "  --seed N                     data pattern seed for --check\n"
             "  --between KIB                initiator: write that many KiB of other memory\n"
             "                               before each op, outside its timing (the\n"
@@ -249,6 +251,7 @@ enum {
     O_MAX_MEM,
     O_ROUND,
     O_NO_PREREG,
+    O_ALLOC,
     O_BUSY,
     O_LOOP,
     O_SEED,
@@ -293,6 +296,7 @@ static const struct option options[] = {
     {"max-mem", VALUE, NULL, O_MAX_MEM},
     {"round", VALUE, NULL, O_ROUND},
     {"no-prereg", SWITCH, NULL, O_NO_PREREG},
+    {"alloc", SWITCH, NULL, O_ALLOC},
     {"busy", SWITCH, NULL, O_BUSY},
     {"loop", SWITCH, NULL, O_LOOP},
     {"seed", VALUE, NULL, O_SEED},
@@ -401,6 +405,7 @@ static int apply(int opt, const char *name, const char *v) {
         cfg.round_max = (int)need_long(name, v, 1, 1024);
         break;
     case O_NO_PREREG: cfg.prereg = false; break;
+    case O_ALLOC: cfg.alloc = true; break;
     case O_BUSY: cfg.wait = WAIT_BUSY; break;
     case O_LOOP: cfg.wait = WAIT_LOOP; break;
     case O_SEED: cfg.seed = (uint64_t)need_long(name, v, 0, LONG_MAX); break;

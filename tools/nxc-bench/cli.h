@@ -39,7 +39,8 @@ typedef struct cfg {
     int concurrency;
     const char *transport;
     bool check, prereg, quiet;
-    int wait; /* how nxc is driven and waited for, WAIT_* (the target learns it at HELLO) */
+    bool alloc; /* the target's buffers from nxc_mem_alloc() */
+    int wait;   /* how nxc is driven and waited for, WAIT_* (the target learns it at HELLO) */
     enum fmt fmt;
     const char *out_path;
     int progress; /* -1 auto (stderr is a tty) */

@@ -342,7 +342,7 @@ static void point_start(int fd, nxc_connector_t *c, ipoint_t *ip, buf_t *b) {
     put_u64(b, cfg.check);
     put_u64(b, cfg.seed);
     put_u64(b, passive_ms);
-    put_u64(b, cfg.prereg);
+    put_u64(b, cfg.alloc ? TARGET_MEM_ALLOC : cfg.prereg ? TARGET_MEM_REGISTER : TARGET_MEM_PLAIN);
     msg_send(fd, M_POINT, b, 10000);
     msg_expect(fd, b, M_POINT_OK, 120000);
 

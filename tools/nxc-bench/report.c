@@ -62,11 +62,11 @@ void print_header(const char *transports, const char *target_transports, bool sh
     char between[48] = "";
     if (cfg.between_kib) snprintf(between, sizeof between, ", --between %d KiB", cfg.between_kib);
     fprintf(table_out,
-            "# nxc-bench %s, transports %s (target: %s), concurrency %d, %s clock%s%s%s%s\n"
+            "# nxc-bench %s, transports %s (target: %s), concurrency %d, %s clock%s%s%s%s%s\n"
             "%-5s %-9s %8s %6s %9s %6s %8s %10s %10s %10s\n",
             nxc_version(), transports, target_transports, cfg.concurrency,
             shared_clock ? "shared" : "ping-synchronised", cfg.check ? ", --check" : "",
-            cfg.prereg ? "" : ", --no-prereg",
+            cfg.prereg ? "" : ", --no-prereg", cfg.alloc ? ", --alloc" : "",
             cfg.wait == WAIT_BUSY   ? ", --busy"
             : cfg.wait == WAIT_LOOP ? ", --loop"
                                     : "",

@@ -27,6 +27,7 @@ typedef struct tpoint {
     uint8_t *buf;
     uint64_t buflen;
     nxc_mem_t *reg; /* the buffer's registration for the point */
+    bool allocated; /* buf is reg's memory (nxc_mem_alloc): unmapped with it */
 } tpoint_t;
 
 /* One round's passive ops, [first, first + n) of the point, and what
@@ -52,23 +53,28 @@ static void target_point(int fd, nxc_connector_t *c, tpoint_t *tp, buf_t *in) {
     tp->check = get_u64(in) != 0;
     tp->seed = get_u64(in);
     tp->passive_timeout_ms = (int)get_u64(in);
-    bool prereg = get_u64(in) != 0;
+    uint64_t mem = get_u64(in);
     if (in->bad || tp->block == 0 || tp->batch == 0 || tp->slots == 0 ||
-        tp->block > UINT64_MAX / tp->batch)
+        tp->block > UINT64_MAX / tp->batch || mem > TARGET_MEM_ALLOC)
         send_error(fd, "target: malformed POINT message");
     tp->opbytes = tp->block * tp->batch;
     if (tp->opbytes > cfg.max_mem / tp->slots)
         send_error(fd, "target: point needs %" PRIu64 " bytes, over its --max-mem", tp->opbytes);
     tp->buflen = tp->opbytes * tp->slots;
-    tp->buf = buf_alloc(tp->buflen);
-    tp->reg = prereg ? buffer_register(c, tp->buf, tp->buflen) : NULL;
+    if (mem == TARGET_MEM_ALLOC) {
+        tp->reg = buffer_alloc(c, &tp->buf, tp->buflen);
+    } else {
+        tp->buf = buf_alloc(tp->buflen);
+        tp->reg = mem == TARGET_MEM_REGISTER ? buffer_register(c, tp->buf, tp->buflen) : NULL;
+    }
+    tp->allocated = mem == TARGET_MEM_ALLOC;
     tp->active = true;
     msg_send(fd, M_POINT_OK, NULL, 10000);
 }
 
 static void target_point_end(tpoint_t *tp) {
     nxc_mem_deregister(tp->reg);
-    if (tp->buf) munmap(tp->buf, tp->buflen);
+    if (tp->buf && !tp->allocated) munmap(tp->buf, tp->buflen);
     *tp = (tpoint_t){0};
 }
 

@@ -111,6 +111,16 @@ nxc_connector_t *connector_make(const char *name, const char *transport, bool th
 
 /* The point's buffer registered for the whole point, as a server keeps
  * its pools (--no-prereg goes without, and measures cold registration). */
+nxc_mem_t *buffer_alloc(nxc_connector_t *c, uint8_t **buf, uint64_t len) {
+    nxc_mem_t *mem;
+    void *p;
+    nxc_status_t st = nxc_mem_alloc(c, len, NULL, &p, &mem);
+    if (st != NXC_OK) nxc_die(st, "allocate buffer");
+    memset(p, 0x5a, len);
+    *buf = p;
+    return mem;
+}
+
 nxc_mem_t *buffer_register(nxc_connector_t *c, uint8_t *buf, uint64_t len) {
     nxc_desc_t d = {buf, len, {NXC_DEVICE_HOST, 0}};
     nxc_mem_t *mem;

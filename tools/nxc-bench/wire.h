@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 #define MSG_MAGIC 0x4e584342u /* "NXCB" */
 #define MSG_MAX (512ull << 20)
 
@@ -21,7 +21,7 @@ enum msg_type {
     M_HELLO_OK,  /* T->I: proto, transports, boot id */
     M_PING,      /* I->T: t0 */
     M_PONG,      /* T->I: t0, t_target */
-    M_POINT,     /* I->T: kind, block, batch, slots, check, seed, passive timeout, prereg */
+    M_POINT,     /* I->T: kind, block, batch, slots, check, seed, passive timeout, target_mem */
     M_POINT_OK,  /* T->I */
     M_ROUND,     /* I->T: first op index, count */
     M_MDS,       /* T->I: count, metadata texts */
@@ -31,6 +31,13 @@ enum msg_type {
     M_POINT_END_OK /* T->I */,
     M_BYE,  /* I->T */
     M_ERROR /* either way: text */
+};
+
+/* M_POINT's target_mem: how the target gets its buffer */
+enum target_mem {
+    TARGET_MEM_PLAIN = 0,    /* mmap, not registered (--no-prereg) */
+    TARGET_MEM_REGISTER = 1, /* mmap, registered for the point */
+    TARGET_MEM_ALLOC = 2,    /* nxc_mem_alloc() (--alloc) */
 };
 
 typedef struct msg_hdr {

@@ -34,6 +34,13 @@
  * it looks. Where that is refused (seccomp, an older kernel), a READ_DONE
  * or WRITE_DONE frame on the connection.
  *
+ * Memory from nxc_mem_alloc(): when every buffer of the op lies in one such
+ * allocation, the record names its memfd (number, inode, address). A peer
+ * maps it once, through /proc as the arena, and reads or writes the op's
+ * bytes with memcpy instead of a system call: the same checks, claims and
+ * state changes around the copy, so access ends with the op exactly as
+ * before.
+ *
  * Anything that does not fit (a record taken, a check failing, no
  * connection yet) falls back to the grant path, which gives the owner's
  * reason when access is refused.
@@ -52,6 +59,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/mem.h"
 #include "transport/segment.h"
 #include "transport/shm/shm_internal.h"
 #include "util/eventfd.h"
@@ -102,9 +110,16 @@ static void peer_arena_drop(peer_arena_t *p) {
     p->notify_fd = -1;
 }
 
+static void peer_mem_drop(peer_mem_t *m) {
+    if (m->map) munmap(m->map, m->len);
+    *m = (peer_mem_t){0};
+}
+
 void nxc__shm_arena_close(shm_tp_t *t) {
     for (unsigned i = 0; i < PEER_ARENAS; i++)
         peer_arena_drop(&t->peers[i]);
+    for (unsigned i = 0; i < PEER_MEMS; i++)
+        peer_mem_drop(&t->peer_mems[i]);
     if (t->arena) munmap(t->arena, sizeof(arena_t));
     if (t->arena_fd >= 0) close(t->arena_fd);
     if (t->notify_fd >= 0) close(t->notify_fd);
@@ -153,6 +168,22 @@ bool nxc__shm_doorbell_arm(shm_tp_t *t) {
     return !nxc__shm_finished_any(t);
 }
 
+/* Name in `r` the nxc_mem_alloc() memory that holds all of its ranges,
+ * if one does. */
+static void record_name_mem(shm_tp_t *t, record_t *r) {
+    nxc__shared_mem_t sh;
+    r->mem_fd = -1;
+    r->mem_ino = r->mem_base = 0;
+    if (!nxc__mem_shared_find(t->s.base.c, r->ranges[0].addr, r->ranges[0].len, &sh)) return;
+    for (uint32_t i = 1; i < r->nranges; i++) {
+        uint64_t addr = r->ranges[i].addr, len = r->ranges[i].len;
+        if (addr < sh.base || len > sh.len || addr - sh.base > sh.len - len) return;
+    }
+    r->mem_fd = sh.fd;
+    r->mem_ino = sh.ino;
+    r->mem_base = sh.base;
+}
+
 nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec, void **state_p) {
     shm_tp_t *t = (shm_tp_t *)tp;
     *state_p = NULL;
@@ -174,6 +205,7 @@ nxc_status_t nxc__shm_expose(nxc__tp_t *tp, nxc_op_t *op, nxc__md_section_t *sec
     r->nranges = (uint32_t)nbufs;
     for (size_t i = 0; i < nbufs; i++)
         r->ranges[i] = (nxc__range_t){(uintptr_t)bufs[i].ptr, bufs[i].size};
+    record_name_mem(t, r);
     atomic_store_explicit(&r->state, STATE(seq, PHASE_LIVE, 0), memory_order_release);
     d->key = (record_key_t){t->arena_fd, d->slot, r->tag};
     sec->keys[0] = (nxc__bytes_t){(const uint8_t *)&d->key, sizeof d->key};
@@ -292,6 +324,33 @@ static peer_arena_t *peer_arena(shm_tp_t *t, const uint8_t *instance, pid_t pid,
     return p;
 }
 
+/* The owner's nxc_mem_alloc() memory that `r` names, mapped here (on first
+ * use: opened through /proc, checked to be that file, sealed against
+ * shrinking, so our copies cannot fault); NULL if it cannot be. */
+static peer_mem_t *peer_mem(shm_tp_t *t, pid_t pid, const record_t *r) {
+    for (unsigned i = 0; i < PEER_MEMS; i++) {
+        peer_mem_t *m = &t->peer_mems[i];
+        if (m->map && m->pid == pid && m->fd_no == r->mem_fd && m->ino == r->mem_ino) return m;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, (int)r->mem_fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+    void *map = MAP_FAILED;
+    if (!fstat(fd, &st) && S_ISREG(st.st_mode) && (uint64_t)st.st_ino == r->mem_ino &&
+        st.st_size > 0 && seals >= 0 && (seals & F_SEAL_SHRINK))
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return NULL;
+    peer_mem_t *m = &t->peer_mems[t->next_mem_evict++ % PEER_MEMS];
+    peer_mem_drop(m);
+    *m = (peer_mem_t){
+        .pid = pid, .fd_no = r->mem_fd, .ino = r->mem_ino, .map = map, .len = (size_t)st.st_size};
+    return m;
+}
+
 /* Does the record (copied from the owner) allow this op? A read needs a
  * readable, a write a writable (whatever the metadata says). The metadata's
  * key must be the op's, or the owner would drop our READ/WRITE_DONE and
@@ -319,6 +378,8 @@ typedef struct direct_access {
     uint32_t slot;
     _Atomic uint64_t *state;
     uint64_t seen;
+    peer_mem_t *mem; /* the op's memory mapped here, or NULL: copy by system call */
+    uint64_t mem_base;
 } direct_access_t;
 
 static bool direct_open(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec,
@@ -350,9 +411,13 @@ static bool direct_open(shm_tp_t *t, nxc_op_t *op, const nxc__md_section_t *sec,
     acc->seen = atomic_load_explicit(acc->state, memory_order_acquire);
     memcpy(&copy, shared, sizeof copy);
     uint64_t now = acc->seen;
-    return STATE_PHASE(acc->seen) == PHASE_LIVE &&
-           atomic_compare_exchange_strong(acc->state, &now, acc->seen) &&
-           record_valid(&copy, &key, op);
+    if (STATE_PHASE(acc->seen) != PHASE_LIVE ||
+        !atomic_compare_exchange_strong(acc->state, &now, acc->seen) ||
+        !record_valid(&copy, &key, op))
+        return false;
+    acc->mem = copy.mem_fd >= 0 ? peer_mem(t, acc->pid, &copy) : NULL;
+    acc->mem_base = copy.mem_base;
+    return true;
 }
 
 /* The op's segments as iovecs on both sides; returns how many. */
@@ -463,10 +528,37 @@ static bool direct_copy(shm_tp_t *t, pid_t pid, bool write, const struct iovec *
     return ok;
 }
 
+/* The copy through the owner's memory mapped here: every entry of
+ * `theirs` checked to lie inside the mapping first, then memcpy. */
+static bool mapped_copy(const direct_access_t *acc, bool write, const struct iovec *mine,
+                        const struct iovec *theirs, size_t n) {
+    const peer_mem_t *m = acc->mem;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t addr = (uintptr_t)theirs[i].iov_base, len = theirs[i].iov_len;
+        if (addr < acc->mem_base || len > m->len || addr - acc->mem_base > m->len - len)
+            return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *there = m->map + ((uintptr_t)theirs[i].iov_base - acc->mem_base);
+        if (write)
+            memcpy(there, mine[i].iov_base, mine[i].iov_len);
+        else
+            memcpy(mine[i].iov_base, there, mine[i].iov_len);
+    }
+    return true;
+}
+
+/* Every byte of the op moved between the iovecs, by memcpy or system call. */
+static bool access_copy(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc, bool write,
+                        const struct iovec *mine, const struct iovec *theirs, size_t n) {
+    if (acc->mem) return mapped_copy(acc, write, mine, theirs, n);
+    return direct_copy(t, acc->pid, write, mine, theirs, n, nxc__op_total(op));
+}
+
 static bool direct_read(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) {
     struct iovec mine[IOVS], theirs[IOVS];
     size_t n = direct_iovs(op, mine, theirs);
-    bool moved = direct_copy(t, acc->pid, false, mine, theirs, n, nxc__op_total(op));
+    bool moved = access_copy(t, op, acc, false, mine, theirs, n);
     /* still the same state: the op stayed live through the copy */
     uint64_t seen = acc->seen, read = STATE(STATE_SEQ(seen), PHASE_READ, t->pid);
     if (!moved || !atomic_compare_exchange_strong(acc->state, &seen, read)) return false;
@@ -479,7 +571,7 @@ static bool direct_write(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc) 
     if (!atomic_compare_exchange_strong(acc->state, &seen, claimed)) return false;
     struct iovec mine[IOVS], theirs[IOVS];
     size_t n = direct_iovs(op, mine, theirs);
-    if (!direct_copy(t, acc->pid, true, mine, theirs, n, nxc__op_total(op))) {
+    if (!access_copy(t, op, acc, true, mine, theirs, n)) {
         /* hand the claim back: the grant path retries */
         atomic_compare_exchange_strong(acc->state, &claimed, acc->seen);
         return false;

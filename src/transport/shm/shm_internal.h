@@ -85,9 +85,16 @@ typedef struct record {
     uint32_t nranges;
     uint32_t kind; /* nxc_op_kind_t: READABLE or WRITABLE */
     nxc__range_t ranges[RECORD_RANGES];
+    /* The nxc_mem_alloc() memory that holds every range, if any: its memfd
+     * by number in the owner process and inode, and its address there
+     * (mem_fd -1: none; peers then copy with process_vm_readv/writev). */
+    int32_t mem_fd;
+    uint32_t pad1;
+    uint64_t mem_ino;
+    uint64_t mem_base;
 } record_t;
 
-#define ARENA_MAGIC 0x324e455241584e00ull /* "\0NXAREN2" */
+#define ARENA_MAGIC 0x334e455241584e00ull /* "\0NXAREN3" */
 
 /* The owner's records in a sealed memfd that peers map too, and the
  * doorbell through which peers report the ops they finished: a peer marks
@@ -121,6 +128,17 @@ typedef struct peer_arena {
     int notify_fd; /* our copy of the owner's eventfd (-1: none; send frames) */
 } peer_arena_t;
 #define PEER_ARENAS 16
+
+/* A peer's nxc_mem_alloc() memory, mapped here (active side): found again
+ * by process, fd number and inode, so a reused fd number is a new entry. */
+typedef struct peer_mem {
+    pid_t pid;
+    int32_t fd_no;
+    uint64_t ino;
+    uint8_t *map; /* NULL: unused */
+    size_t len;
+} peer_mem_t;
+#define PEER_MEMS 16
 
 /* What large direct copies have cost lately, per size class (512 KiB,
  * 1 MiB, ... 64 MiB and more): nanoseconds per byte, a moving average of
@@ -157,6 +175,8 @@ typedef struct shm_tp {
     /* direct access, active side: the arenas of peers, mapped on first use */
     peer_arena_t peers[PEER_ARENAS];
     unsigned next_evict;
+    peer_mem_t peer_mems[PEER_MEMS];
+    unsigned next_mem_evict;
     split_cost_t split[SPLIT_CLASSES]; /* (connector lock) */
 } shm_tp_t;
 
