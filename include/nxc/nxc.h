@@ -592,7 +592,10 @@ NXC_API nxc_status_t nxc_mem_register(nxc_connector_t *connector, const nxc_desc
  * of this process's memory anyway, touch the rest of it: allocate from it
  * only what peers may see, as with any registration.
  *
- * Lifetime: nxc_mem_deregister() unmaps it. Release the ops over it first,
+ * Lifetime: nxc_mem_deregister() unmaps it, and only that call: the memory
+ * and its handle outlive nxc_connector_destroy() (which drops the
+ * registration), so a handle may be deregistered after its connector is
+ * gone, and must be, or the memory leaks. Release the ops over it first,
  * as before freeing any buffer an op uses. Peers that mapped it keep their
  * mapping, so its pages live on until each of them drops it (they keep a
  * few such mappings per connector and drop the oldest for a new one, and
@@ -608,8 +611,9 @@ NXC_API nxc_status_t nxc_mem_alloc(nxc_connector_t *connector, size_t size,
  * it: the registration goes when the last of them ends (deferred, never
  * refused). Memory from nxc_mem_alloc() is unmapped here (see there). The
  * handle is invalid afterwards. Registrations left at
- * nxc_connector_destroy() go with the connector (allocated memory
- * unmapped). NULL is a no-op. */
+ * nxc_connector_destroy() go with the connector, except those of
+ * nxc_mem_alloc(), whose handles stay valid for this call alone. Not
+ * concurrently with the destroy of the handle's connector. NULL is a no-op. */
 NXC_API void nxc_mem_deregister(nxc_mem_t *mem);
 
 /* ------------------------------------------------------------------------ */

@@ -182,6 +182,7 @@ _proto("nxc_cq_wait", ctypes.c_int, _vp, _P(CqEntry), ctypes.c_int, ctypes.c_int
 _proto("nxc_cq_fd", ctypes.c_int, _vp)
 _proto("nxc_mem_register", ctypes.c_int, _vp, _P(Desc), ctypes.c_size_t, _vp, _P(_vp))
 _proto("nxc_mem_deregister", None, _vp)
+_proto("nxc_mem_alloc", ctypes.c_int, _vp, ctypes.c_size_t, _vp, _P(_vp), _P(_vp))
 
 if not lib.nxc_version_compatible(BINDING_VERSION_NUMBER):
     raise ImportError(

@@ -17,6 +17,7 @@ import ctypes
 import enum
 import itertools
 import json
+import math
 import os
 import socket
 import sys
@@ -108,6 +109,28 @@ def _expire(fut):
     """wait_for_completion()'s timeout: end that one wait, not the op."""
     if not fut.done():
         fut.set_exception(asyncio.TimeoutError())
+
+
+# --------------------------------------------------------------------------- memory nxc allocates
+
+
+class _Allocation:
+    """One nxc_mem_alloc() block, kept by the ctypes array over it (and so by
+    every memoryview, array or tensor made from that): unmapped
+    (nxc_mem_deregister) when the last of them is gone, even after its
+    connector closed. Not in a forked child, whose copy of the connector's
+    lock may be held: the block goes with the child."""
+
+    __slots__ = ("_h", "_pid")
+
+    def __init__(self, handle):
+        self._h = handle
+        self._pid = os.getpid()
+
+    def __del__(self):
+        h, self._h = self._h, None
+        if h is not None and self._pid == os.getpid() and lib is not None:
+            lib.nxc_mem_deregister(h)
 
 
 # --------------------------------------------------------------------------- Device
@@ -645,6 +668,43 @@ class Connector:
         self._registered.discard(desc)
         if self._c is not None:  # a closed connector dropped every registration
             lib.nxc_mem_deregister(handle)
+
+    # -- memory nxc allocates (nxc_mem_alloc)
+    def alloc_buffer(self, nbytes):
+        """`nbytes` of zeroed host memory that nxc allocates: shm peers on this
+        host map it once and read or write the ops over it with memcpy,
+        without a system call per op (the fast path for small transfers;
+        ops over other memory, and tcp and ucx, are unchanged). Returns a
+        writable memoryview (format "B"). The memory is freed when the last
+        view, array or tensor over it is gone, even after this connector
+        closed. A peer that mapped it could reach all of it, as one allowed
+        process_vm_readv (the same user) can reach all of this process:
+        allocate here only what peers may see."""
+        if self._c is None:
+            raise RuntimeError("Connector is closed")
+        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes <= 0:
+            raise ValueError(f"alloc_buffer: nbytes must be a positive int, not {nbytes!r}")
+        ptr, h = ctypes.c_void_p(), ctypes.c_void_p()
+        check(lib.nxc_mem_alloc(self._c, nbytes, None, ctypes.byref(ptr), ctypes.byref(h)),
+              "alloc_buffer")
+        arr = (ctypes.c_uint8 * nbytes).from_address(ptr.value)
+        arr._allocation = _Allocation(h)
+        return memoryview(arr).cast("B")
+
+    def alloc_tensor(self, shape, dtype=None):
+        """A zeroed CPU torch tensor of `shape` and `dtype` (default
+        torch.uint8) in memory from alloc_buffer(): the same fast path and
+        lifetime (freed with the last tensor or view over it)."""
+        import torch
+
+        dtype = torch.uint8 if dtype is None else dtype
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        count = math.prod(shape)
+        if count <= 0 or any(not isinstance(n, int) or n < 0 for n in shape):
+            raise ValueError(f"alloc_tensor: shape {shape!r} holds no element")
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        buf = self.alloc_buffer(count * itemsize)
+        return torch.frombuffer(buf, dtype=dtype, count=count).view(shape)
 
     # -- properties
     @property

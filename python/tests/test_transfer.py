@@ -41,6 +41,32 @@ def test_read_flow(transport):
     asyncio.run(main())
 
 
+def test_read_flow_allocated(transport):
+    """The same flow from a tensor of the owner's alloc_tensor(): a 4 KiB
+    one (shm reads it through its mapping) and a 1 MiB one."""
+
+    async def main():
+        connector = connect.Connector()
+        for shape in ((32, 32), (256, 1024)):
+            src = connector.alloc_tensor(shape, torch.float32)
+            src.copy_(torch.randn(shape))
+            with peer(peers.reader) as (conn, proc):
+                with await connector.create_readable(connect.Descriptor(src)) as readable:
+                    request = MyRequest(request_id="r1", shape=list(src.shape))
+                    request.serialized_request = readable.metadata()
+                    conn.send(dump_json(request))
+                    await readable.wait_for_completion(timeout=WAIT)
+                    assert readable.transport == transport
+                reply = await arecv(conn)
+            assert reply[0] == "ok", reply
+            status, used, data = reply[1]
+            assert status == "DONE" and used == transport
+            assert data == src.numpy().tobytes()
+        connector.close()
+
+    asyncio.run(main())
+
+
 def test_write_flow(transport):
     """Owner: writable from (numpy array, "cpu"); the peer writes bytes into it."""
 

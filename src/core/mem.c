@@ -154,6 +154,10 @@ nxc_status_t nxc_mem_alloc(nxc_connector_t *c, size_t size, const nxc_mem_params
 void nxc_mem_deregister(nxc_mem_t *mem) {
     if (!mem) return;
     nxc_connector_t *c = mem->c;
+    if (!c) { /* allocated memory its connector's destroy left mapped */
+        mem_free(mem);
+        return;
+    }
     nxc__lock(c);
     NXC__LIST_UNLINK(nxc_mem_t, c->mems, mem);
     release_holds(mem);
@@ -166,7 +170,15 @@ void nxc__mem_drop_all(nxc_connector_t *c) {
         nxc_mem_t *mem = c->mems;
         c->mems = mem->next;
         release_holds(mem);
-        mem_free(mem);
+        if (mem->shared.fd < 0) {
+            free(mem);
+            continue;
+        }
+        /* The application may still use the memory: it stays mapped, with
+         * its handle, until nxc_mem_deregister(). */
+        memset(mem->state, 0, sizeof mem->state);
+        mem->c = NULL;
+        mem->next = NULL;
     }
 }
 

@@ -851,6 +851,7 @@ static void pool_owner(int fd, void *arg) {
     pool_drop_ops(&o);
     nxc_op_release(connect);
     nxc_connector_destroy(o.c);
+    nxc_mem_deregister(o.mem); /* allocated memory outlives its connector */
     free(first);
 }
 
