@@ -445,6 +445,17 @@ print("ok")
 # ---------------------------------------------------------------- explicit registration
 
 
+async def _read_slices(owner, reader, src, dst, n):
+    """Read the first n 1024-element slices of src (owner's) into dst's."""
+    for i in range(n):
+        s = connect.Descriptor(src[i * 1024:(i + 1) * 1024])
+        d = connect.Descriptor(dst[i * 1024:(i + 1) * 1024])
+        with await owner.create_readable(s) as readable:
+            with await reader.begin_read(readable.metadata(), d) as read:
+                await read.wait_for_completion(timeout=30)
+            await readable.wait_for_completion(timeout=30)
+
+
 @pytest.mark.parametrize("transports", ["shm", "tcp", "ucx"])
 def test_register_with_connector(transports):
     """A registered pool serves many ops; the reference's rules for
@@ -470,16 +481,7 @@ def test_register_with_connector(transports):
         with pytest.raises(ValueError):
             connect.Descriptor((0, 16)).register_with_connector(owner)
 
-        async def main():
-            for i in range(8):  # slices of the registered pools
-                s = connect.Descriptor(src[i * 1024:(i + 1) * 1024])
-                d = connect.Descriptor(dst[i * 1024:(i + 1) * 1024])
-                with await owner.create_readable(s) as readable:
-                    with await reader.begin_read(readable.metadata(), d) as read:
-                        await read.wait_for_completion(timeout=30)
-                    await readable.wait_for_completion(timeout=30)
-
-        run(main())
+        run(_read_slices(owner, reader, src, dst, 8))  # slices of the registered pools
         assert torch.equal(dst[:8 * 1024], src[:8 * 1024])
         pool_src.deregister_with_connector(owner)
         assert not pool_src.is_registered
@@ -556,13 +558,7 @@ def test_alloc_read_write(transports):
         dst = peer.alloc_tensor(8192, torch.int32)
 
         async def main():
-            for i in range(4):  # 4 KiB slices: shm's direct path
-                s = connect.Descriptor(src[i * 1024:(i + 1) * 1024])
-                d = connect.Descriptor(dst[i * 1024:(i + 1) * 1024])
-                with await owner.create_readable(s) as readable:
-                    with await peer.begin_read(readable.metadata(), d) as read:
-                        await read.wait_for_completion(timeout=30)
-                    await readable.wait_for_completion(timeout=30)
+            await _read_slices(owner, peer, src, dst, 4)  # 4 KiB slices: shm's direct path
             back = torch.full((1024,), -7, dtype=torch.int32)
             w = connect.Descriptor(src[4096:5120])
             with await owner.create_writable(w) as writable:
