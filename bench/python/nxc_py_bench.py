@@ -25,7 +25,9 @@ machine's load falls on both; the summary gives the median and the range
 of the per-repeat ratios.
 
 --buffers bytearray uses bytearray buffers (malloc'd, not page-aligned)
-instead, to see what alignment costs.
+instead, to see what alignment costs; --buffers alloc gives the target
+memory from Connector.alloc_buffer() (nxc_mem_alloc, which shm readers
+map and copy with memcpy) and runs nxc-bench with --alloc to match.
 """
 
 import argparse
@@ -55,10 +57,15 @@ def points(iters, big_iters):
             (BIG, min(10, max(1, big_iters // 5)), big_iters)]
 
 
-def make_buffer(size, kind, fill):
+def make_buffer(size, kind, fill, owner=None):
+    """The buffer of a point: `owner` is the target's connector, which
+    allocates it for --buffers alloc (the initiator's is then mmap'd)."""
     if kind == "bytearray":
         return bytearray(bytes([fill])) * size  # touched
-    m = mmap.mmap(-1, size)  # page-aligned, like nxc-bench's buf_alloc
+    if kind == "alloc" and owner is not None:
+        m = owner.alloc_buffer(size)
+    else:
+        m = mmap.mmap(-1, size)  # page-aligned, like nxc-bench's buf_alloc
     chunk = bytes([fill]) * min(size, 1 << 20)
     for off in range(0, size, len(chunk)):
         m[off:off + len(chunk)] = chunk[:size - off]
@@ -71,7 +78,7 @@ def make_buffer(size, kind, fill):
 def target(conn, block, kind):
     async def main():
         c = connect.Connector()
-        buf = make_buffer(block, kind, 0x5A)
+        buf = make_buffer(block, kind, 0x5A, owner=c)
         pool = connect.Descriptor(buf)
         pool.register_with_connector(c)
         loop = asyncio.get_running_loop()
@@ -236,13 +243,14 @@ def python_figures(iters, big_iters, kind):
     return {block: python_point(block, warm, n, kind) for block, warm, n in points(iters, big_iters)}
 
 
-def c_figures(transport, iters, big_iters, exe):
+def c_figures(transport, iters, big_iters, exe, kind):
     if not os.path.exists(exe):
         raise SystemExit(f"{exe} not built (scripts/build.sh release)")
     # --max-bytes makes nxc-bench run big_iters ops at 256 MiB, iters at 4 KiB
     out = subprocess.run([exe, "--self", "--transport", transport, "--block-sizes", "4K,256M",
                           "--iters", str(iters), "--min-iters", str(big_iters),
-                          "--max-bytes", str(big_iters * BIG), "--json", "-q"],
+                          "--max-bytes", str(big_iters * BIG), "--json", "-q"]
+                         + (["--alloc"] if kind == "alloc" else []),
                          capture_output=True, text=True, timeout=600)
     rows = {}
     for line in out.stdout.splitlines():
@@ -305,7 +313,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--iters", type=int, default=2000, help="timed 4 KiB ops")
     ap.add_argument("--big-iters", type=int, default=5, help="timed 256 MiB ops")
-    ap.add_argument("--buffers", choices=["aligned", "bytearray"], default="aligned")
+    ap.add_argument("--buffers", choices=["aligned", "bytearray", "alloc"], default="aligned")
     ap.add_argument("--nxc-bench", default=os.path.join(ROOT, "build", "release", "tools", "nxc-bench"),
                     help="the nxc-bench to compare with (default: the release build's)")
     ap.add_argument("--paired", action="store_true",
@@ -325,11 +333,11 @@ def main():
         for t in transports:
             os.environ["NXC_TRANSPORTS"] = t
             if r % 2 == 0:
-                cf = c_figures(t, args.iters, args.big_iters, args.nxc_bench)
+                cf = c_figures(t, args.iters, args.big_iters, args.nxc_bench, args.buffers)
                 pf = python_figures(args.iters, args.big_iters, args.buffers)
             else:
                 pf = python_figures(args.iters, args.big_iters, args.buffers)
-                cf = c_figures(t, args.iters, args.big_iters, args.nxc_bench)
+                cf = c_figures(t, args.iters, args.big_iters, args.nxc_bench, args.buffers)
             row = {
                 "lat_py": pf[SMALL]["p50_us"], "lat_c": cf[SMALL]["p50_us"],
                 "bw_py": pf[BIG]["gbps"], "bw_c": cf[BIG]["gbps"],
