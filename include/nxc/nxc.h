@@ -592,6 +592,10 @@ NXC_API nxc_status_t nxc_mem_register(nxc_connector_t *connector, const nxc_desc
  * of this process's memory anyway, touch the rest of it: allocate from it
  * only what peers may see, as with any registration.
  *
+ * Fork: the mapping is shared, so a child forked after this call shares
+ * the memory with its parent (each sees the other's writes), where fork
+ * would copy malloc'd memory.
+ *
  * Lifetime: nxc_mem_deregister() unmaps it, and only that call: the memory
  * and its handle outlive nxc_connector_destroy() (which drops the
  * registration), so a handle may be deregistered after its connector is

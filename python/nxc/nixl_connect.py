@@ -679,7 +679,9 @@ class Connector:
         view, array or tensor over it is gone, even after this connector
         closed. A peer that mapped it could reach all of it, as one allowed
         process_vm_readv (the same user) can reach all of this process:
-        allocate here only what peers may see."""
+        allocate here only what peers may see. The mapping is shared: a
+        child forked afterwards shares the memory with this process (fork
+        copies other memory)."""
         if self._c is None:
             raise RuntimeError("Connector is closed")
         if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes <= 0:
