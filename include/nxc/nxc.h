@@ -585,8 +585,8 @@ NXC_API nxc_status_t nxc_mem_register(nxc_connector_t *connector, const nxc_desc
  * That is shm's direct path: ops of up to 8 buffers, all in one
  * allocation, and NXC_SHM_INLINE_MAX bytes (1 MiB), once the peer has a
  * connection to this connector. Other ops, ops over other memory, and ops
- * over this memory on tcp or ucx are unchanged. Only the passive side's memory matters: a reader's or
- * writer's own buffers can be anything.
+ * over this memory on tcp or ucx are unchanged. Only the passive side's
+ * memory matters: a reader's or writer's own buffers can be anything.
  *
  * Access: peers still reach the memory only through live ops (a read or
  * write of an op that has ended fails as before). A peer that mapped it

@@ -957,8 +957,11 @@ static void test_pool_mapped(void) {
 
 /* A record naming the pool at another address: the reader copies nothing
  * outside its mapping (the read takes the grant path instead, and moves
- * the right bytes). A record naming another file: the reader maps nothing
- * (and copies with process_vm_readv, still inside begin). */
+ * the right bytes: a copy through the forged address would not). A record
+ * naming another file: the reader maps nothing (and copies with
+ * process_vm_readv, still inside begin). Whether a read went the grant
+ * path is not checked by its status after begin: the progress thread may
+ * have completed it by then on a loaded host. */
 static void test_pool_forged_record(void) {
     pid_t pid;
     int fd = nxt_spawn_peer(pool_owner, NULL, &pid);
@@ -978,7 +981,7 @@ static void test_pool_forged_record(void) {
         NXT_PASS(pool_read(c, md_r, SEED_OWNER, &at_begin));
         printf("  forged record %d: read complete at begin: %s, pool mappings %d\n", forge,
                at_begin ? "yes" : "no", pool_mappings());
-        NXT_CHECK(at_begin == (forge == 2));
+        if (forge == 2) NXT_CHECK(at_begin);
         NXT_EQ_INT(pool_mappings(), 1); /* made by the first, and only by it */
         munmap(a, sizeof(arena_t));
         free(md_r);
