@@ -185,7 +185,7 @@ void nxc__mem_drop_all(nxc_connector_t *c) {
 bool nxc__mem_shared_find(nxc_connector_t *c, uintptr_t addr, size_t len, nxc__shared_mem_t *out) {
     for (nxc_mem_t *mem = c->mems; mem; mem = mem->next) {
         const nxc__shared_mem_t *sh = &mem->shared;
-        if (sh->fd >= 0 && addr >= sh->base && len <= sh->len && addr - sh->base <= sh->len - len) {
+        if (sh->fd >= 0 && nxc__span_within(addr, len, sh->base, sh->len)) {
             *out = *sh;
             return true;
         }

@@ -20,6 +20,11 @@ typedef struct nxc__shared_mem {
     uintptr_t base;
     size_t len;
 } nxc__shared_mem_t;
+/* Does [addr, addr + len) lie within [base, base + size)? (No sum that
+ * could wrap: addr and len may come from a peer.) */
+static inline bool nxc__span_within(uint64_t addr, uint64_t len, uint64_t base, uint64_t size) {
+    return addr >= base && len <= size && addr - base <= size - len;
+}
 /* The allocated memory that holds all of [addr, addr + len), if any. */
 bool nxc__mem_shared_find(nxc_connector_t *c, uintptr_t addr, size_t len, nxc__shared_mem_t *out);
 /* Registrations made and reused by this connector's transports (tests). */

@@ -175,10 +175,8 @@ static void record_name_mem(shm_tp_t *t, record_t *r) {
     r->mem_fd = -1;
     r->mem_ino = r->mem_base = 0;
     if (!nxc__mem_shared_find(t->s.base.c, r->ranges[0].addr, r->ranges[0].len, &sh)) return;
-    for (uint32_t i = 1; i < r->nranges; i++) {
-        uint64_t addr = r->ranges[i].addr, len = r->ranges[i].len;
-        if (addr < sh.base || len > sh.len || addr - sh.base > sh.len - len) return;
-    }
+    for (uint32_t i = 1; i < r->nranges; i++)
+        if (!nxc__span_within(r->ranges[i].addr, r->ranges[i].len, sh.base, sh.len)) return;
     r->mem_fd = sh.fd;
     r->mem_ino = sh.ino;
     r->mem_base = sh.base;
@@ -278,9 +276,13 @@ static int peer_doorbell(int pidfd, const arena_t *a) {
     return fd;
 }
 
-/* The arena of connector `instance` that is process `pid`'s fd `fd_no`,
- * opened through /proc, checked and mapped here; NULL if it cannot be. */
-static arena_t *map_arena(const uint8_t *instance, pid_t pid, int32_t fd_no) {
+/* Process `pid`'s file `fd_no` (an arena, or nxc_mem_alloc() memory),
+ * opened through /proc and mapped here whole, if it is a regular file
+ * sealed against shrinking (the owner cannot make our loads fault) of
+ * `want_size` bytes (0: any) and inode `want_ino` (0: any); its size in
+ * *len_p. NULL if it cannot be. */
+static void *map_peer_file(pid_t pid, int32_t fd_no, size_t want_size, uint64_t want_ino,
+                           size_t *len_p) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, (int)fd_no);
     int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -288,14 +290,23 @@ static arena_t *map_arena(const uint8_t *instance, pid_t pid, int32_t fd_no) {
     struct stat st;
     int seals = fcntl(fd, F_GET_SEALS);
     void *map = MAP_FAILED;
-    /* Sealed against shrinking: the owner cannot make our loads fault. */
-    if (!fstat(fd, &st) && st.st_size == (off_t)sizeof(arena_t) && seals >= 0 &&
-        (seals & F_SEAL_SHRINK))
-        map = mmap(NULL, sizeof(arena_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (!want_size || st.st_size == (off_t)want_size) &&
+        (!want_ino || (uint64_t)st.st_ino == want_ino) && seals >= 0 && (seals & F_SEAL_SHRINK))
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
-    arena_t *a = map == MAP_FAILED ? NULL : map;
+    if (map == MAP_FAILED) return NULL;
+    *len_p = (size_t)st.st_size;
+    return map;
+}
+
+/* The arena of connector `instance` that is process `pid`'s fd `fd_no`,
+ * mapped here and checked; NULL if it cannot be. */
+static arena_t *map_arena(const uint8_t *instance, pid_t pid, int32_t fd_no) {
+    size_t len;
+    arena_t *a = map_peer_file(pid, fd_no, sizeof(arena_t), 0, &len);
     if (a && (a->magic != ARENA_MAGIC || memcmp(a->instance, instance, NXC__INSTANCE_LEN))) {
-        munmap(map, sizeof(arena_t));
+        munmap(a, sizeof(arena_t));
         a = NULL;
     }
     return a;
@@ -324,30 +335,19 @@ static peer_arena_t *peer_arena(shm_tp_t *t, const uint8_t *instance, pid_t pid,
     return p;
 }
 
-/* The owner's nxc_mem_alloc() memory that `r` names, mapped here (on first
- * use: opened through /proc, checked to be that file, sealed against
- * shrinking, so our copies cannot fault); NULL if it cannot be. */
+/* The owner's nxc_mem_alloc() memory that `r` names, mapped here on first
+ * use (checked to be that very file); NULL if it cannot be. */
 static peer_mem_t *peer_mem(shm_tp_t *t, pid_t pid, const record_t *r) {
     for (unsigned i = 0; i < PEER_MEMS; i++) {
         peer_mem_t *m = &t->peer_mems[i];
         if (m->map && m->pid == pid && m->fd_no == r->mem_fd && m->ino == r->mem_ino) return m;
     }
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, (int)r->mem_fd);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return NULL;
-    struct stat st;
-    int seals = fcntl(fd, F_GET_SEALS);
-    void *map = MAP_FAILED;
-    if (!fstat(fd, &st) && S_ISREG(st.st_mode) && (uint64_t)st.st_ino == r->mem_ino &&
-        st.st_size > 0 && seals >= 0 && (seals & F_SEAL_SHRINK))
-        map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return NULL;
+    size_t len;
+    uint8_t *map = r->mem_ino ? map_peer_file(pid, r->mem_fd, 0, r->mem_ino, &len) : NULL;
+    if (!map) return NULL;
     peer_mem_t *m = &t->peer_mems[t->next_mem_evict++ % PEER_MEMS];
     peer_mem_drop(m);
-    *m = (peer_mem_t){
-        .pid = pid, .fd_no = r->mem_fd, .ino = r->mem_ino, .map = map, .len = (size_t)st.st_size};
+    *m = (peer_mem_t){.pid = pid, .fd_no = r->mem_fd, .ino = r->mem_ino, .map = map, .len = len};
     return m;
 }
 
@@ -533,11 +533,10 @@ static bool direct_copy(shm_tp_t *t, pid_t pid, bool write, const struct iovec *
 static bool mapped_copy(const direct_access_t *acc, bool write, const struct iovec *mine,
                         const struct iovec *theirs, size_t n) {
     const peer_mem_t *m = acc->mem;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t addr = (uintptr_t)theirs[i].iov_base, len = theirs[i].iov_len;
-        if (addr < acc->mem_base || len > m->len || addr - acc->mem_base > m->len - len)
+    for (size_t i = 0; i < n; i++)
+        if (!nxc__span_within((uintptr_t)theirs[i].iov_base, theirs[i].iov_len, acc->mem_base,
+                              m->len))
             return false;
-    }
     for (size_t i = 0; i < n; i++) {
         uint8_t *there = m->map + ((uintptr_t)theirs[i].iov_base - acc->mem_base);
         if (write)
