@@ -288,7 +288,8 @@ NXC_API nxc_status_t nxc_connector_create(const nxc_connector_params_t *params,
  * about 4 s however many are stuck (closing a transport's connections to
  * unresponsive peers adds its own bounded wait, up to 4 s for ucx; ucx
  * waits longer, up to 10 s for the flush and 10 s for the close, for a
- * peer that is slow but still taking what was sent to it).
+ * peer that is slow but still taking what was sent to it, or that is a
+ * live, unstopped process on this host).
  * Threads already blocked in nxc_op_wait() on its ops are woken and return
  * NXC_ERR_CANCELED (or the op's result, if it ended first); nothing is
  * freed until they have left. Returns after the progress thread has

@@ -46,33 +46,43 @@ static const char *stat_fields(int pid, char *buf, size_t len) {
     return p && p[1] == ' ' ? p + 2 : NULL;
 }
 
-uint64_t nxc__process_start_time_of(int pid) {
+/* What /proc/<pid>/stat says of a process: its state (field 3), start
+ * time (field 22) and virtual memory size (field 23). */
+typedef struct {
+    char state;
+    unsigned long long start, vsize;
+} proc_stat_t;
+
+static bool read_stat(int pid, proc_stat_t *s) {
     char stat[1024];
     const char *fields = stat_fields(pid, stat, sizeof stat);
-    unsigned long long start = 0;
-    /* fields 3..21 skipped, field 22 read */
-    if (!fields || sscanf(fields,
-                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-                          "%*d %llu",
-                          &start) != 1)
-        return 0;
-    return start;
+    /* field 3 read, 4..21 skipped, 22 and 23 read */
+    return fields && sscanf(fields,
+                            "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                            "%*d %*d %llu %llu",
+                            &s->state, &s->start, &s->vsize) == 3;
+}
+
+uint64_t nxc__process_start_time_of(int pid) {
+    proc_stat_t s;
+    return read_stat(pid, &s) ? s.start : 0;
+}
+
+/* An exiting process drops its memory before it closes its files, and long
+ * before it is a zombie: without one it can no longer touch ours. */
+static bool has_address_space(const proc_stat_t *s) {
+    return s->state != 'Z' && s->state != 'X' && s->vsize > 0;
 }
 
 bool nxc__process_alive(int pid) {
-    char stat[1024];
-    const char *fields = pid > 0 ? stat_fields(pid, stat, sizeof stat) : NULL;
-    char state = 0;
-    unsigned long long vsize = 0;
-    /* field 3 (state) read, 4..22 skipped, 23 (vsize) read */
-    if (!fields || sscanf(fields,
-                          "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-                          "%*d %*d %*u %llu",
-                          &state, &vsize) != 2)
-        return false;
-    /* An exiting process drops its memory before it closes its files, and
-     * long before it is a zombie: without one it can no longer touch ours. */
-    return state != 'Z' && state != 'X' && vsize > 0;
+    proc_stat_t s;
+    return pid > 0 && read_stat(pid, &s) && has_address_space(&s);
+}
+
+bool nxc__process_can_run(int pid, uint64_t start_time) {
+    proc_stat_t s;
+    return pid > 0 && read_stat(pid, &s) && s.start == start_time && has_address_space(&s) &&
+           s.state != 'T' && s.state != 't';
 }
 
 uint64_t nxc__process_start_time(void) {

@@ -18,6 +18,10 @@ uint64_t nxc__process_start_time_of(int pid);
 /* Is process `pid` running, with an address space (not exiting, not a
  * zombie, not a kernel thread)? */
 bool nxc__process_alive(int pid);
+/* Is process `pid`, started at `start_time` (see above), alive and free to
+ * run: not stopped by a signal (SIGSTOP, a frozen job) nor by a tracer?
+ * False when the pid now names another process. */
+bool nxc__process_can_run(int pid, uint64_t start_time);
 /* Cryptographically random bytes (a per-thread ChaCha20 stream keyed from
  * the kernel; safe across fork). */
 void nxc__random(void *buf, size_t len);

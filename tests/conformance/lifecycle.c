@@ -631,6 +631,88 @@ static void test_release_stuck_writes(void) {
     NXT_CHECK(stop_stuck(STUCK_MAX, true) < bound);
 }
 
+/* --- a live peer that is slow at destroy --------------------------------------------- */
+
+/* How long the starved peer takes nothing: past ucx destroy's 3 s idle
+ * bound, well within its 10 s cap. */
+#define STARVE_MS 4500
+#define STARVE_LEN (256u << 10)
+
+/* Owns a writable and drives its connector itself; told to, it takes
+ * nothing for STARVE_MS, the way a live process starved of CPU on a loaded
+ * host looks to its peers, then goes on until the writable ends. Reports
+ * the status, whether the data is whole, and when (nxt_now_ms()) it
+ * resumed. */
+static void starving_writable(int fd, void *arg) {
+    (void)arg;
+    nxc_connector_t *c = nxt_connector("starved", 0);
+    char *buf = nxt_alloc(STARVE_LEN);
+    nxc_desc_t d = nxt_desc(buf, STARVE_LEN);
+    nxc_op_t *op;
+    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    for (uint64_t end = nxt_now_ms() + 30000; poll(&pf, 1, 0) == 0 && nxt_now_ms() < end;)
+        nxc_connector_progress(c);
+    free(nxt_recv(fd, NULL, 1000)); /* "starve" */
+    nxt_send_str(fd, "starving");
+    usleep(STARVE_MS * 1000);
+    uint64_t resumed = nxt_now_ms();
+    for (uint64_t end = resumed + 30000; nxc_op_status(op) < NXC_OP_COMPLETE && nxt_now_ms() < end;)
+        nxc_connector_progress(c);
+    char report[96];
+    snprintf(report, sizeof report, "%d %d %llu", (int)nxc_op_status(op),
+             nxt_verify(buf, STARVE_LEN, 7) == SIZE_MAX, (unsigned long long)resumed);
+    nxt_send_str(fd, report);
+    /* The parent's destroy may still wait for our answers: serve them. */
+    for (uint64_t end = nxt_now_ms() + 15000; nxt_now_ms() < end;)
+        if (nxc_connector_progress(c) == 0) usleep(1000);
+}
+
+/* Destroy gives a live peer on this host that took nothing for a while
+ * (starved, not stopped) the time to take our last messages: it does not
+ * return before the peer resumed (or its 10 s cap). Giving up after the
+ * idle bound, as it does on a frozen peer (destroy_with_stuck_writes),
+ * lost a client's last DONE in the fan-in test under ThreadSanitizer. Only
+ * ucx waits for its peers at destroy: shm and tcp hand their last bytes to
+ * the kernel. */
+static void test_destroy_waits_for_starved_peer(void) {
+    const char *tp = nxt_transport();
+    if (!tp || strcmp(tp, "ucx")) nxt_skip("only ucx waits for its peers at destroy");
+    pid_t pid;
+    int fd = nxt_spawn_peer(starving_writable, NULL, &pid);
+    nxc_connector_t *c = nxt_connector("starver", 1);
+    char *src = nxt_alloc(STARVE_LEN);
+    nxt_fill(src, STARVE_LEN, 7);
+    char *md = nxt_recv(fd, NULL, 30000);
+    nxc_desc_t d = nxt_desc(src, STARVE_LEN);
+    nxc_op_t *op;
+    NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
+    free(md);
+    NXT_EQ_INT(nxc_op_wait(op, 30000), NXC_OK);
+    nxc_op_release(op);
+    nxt_send_str(fd, "starve");
+    free(nxt_recv(fd, NULL, 30000)); /* "starving" */
+    uint64_t t0 = nxt_now_ms();
+    nxc_connector_destroy(c);
+    uint64_t t1 = nxt_now_ms();
+    char *report = nxt_recv(fd, NULL, 60000);
+    int st = -1, whole = 0;
+    unsigned long long resumed = 0;
+    NXT_CHECK(sscanf(report, "%d %d %llu", &st, &whole, &resumed) == 3);
+    free(report);
+    printf("  destroy took %llu ms; the peer resumed %lld ms after it began\n",
+           (unsigned long long)(t1 - t0), (long long)resumed - (long long)t0);
+    NXT_EQ_INT(st, NXC_OP_COMPLETE);
+    NXT_CHECK(whole);
+    NXT_CHECK(t1 >= resumed || t1 - t0 >= 9500);
+    nxt_kill(pid, 10000);
+    close(fd);
+    free(src);
+}
+
 /* --- a SIGKILL storm ----------------------------------------------------------------- */
 
 /* Rounds of: a peer process takes one side of a 32 MiB transfer (passive
@@ -790,6 +872,7 @@ static const nxt_test_t nxt_tests[] = {
     {"release_cuts_stuck_writer", test_release_cuts_stuck_writer, 0},
     {"destroy_with_stuck_writes", test_destroy_with_stuck_writes, 120},
     {"release_stuck_writes", test_release_stuck_writes, 120},
+    {"destroy_waits_for_starved_peer", test_destroy_waits_for_starved_peer, 120},
     {"kill_storm", test_kill_storm, 600},
     {"ended_readables_refused_after_contact", test_ended_readables_refused_after_contact, 0},
 };

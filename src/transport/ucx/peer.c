@@ -120,25 +120,30 @@ static void list_peer(ucx_tp_t *t, ucx_peer_t *p) {
     t->peers = p;
 }
 
-nxc_status_t nxc__ucx_get_peer(ucx_tp_t *t, const uint8_t *instance, const char *name,
-                               const void *conn, size_t conn_len, ucx_peer_t **peer_p) {
-    ucx_peer_t *p = nxc__ucx_find_peer(t, instance);
-    if (p) {
-        *peer_p = p;
-        return NXC_OK;
+/* Note the process of `p` from `md` when it runs on this host. */
+static void note_process(ucx_tp_t *t, ucx_peer_t *p, const nxc__metadata_t *md) {
+    if (p->pid || strcmp(md->host, nxc__connector_host(t->base.c)) != 0) return;
+    p->pid = md->pid;
+    p->start_time = md->start_time;
+}
+
+nxc_status_t nxc__ucx_get_peer(ucx_tp_t *t, const nxc__metadata_t *md, const void *conn,
+                               size_t conn_len, ucx_peer_t **peer_p) {
+    ucx_peer_t *p = nxc__ucx_find_peer(t, md->instance);
+    if (!p) {
+        if (!(p = calloc(1, sizeof *p))) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
+        p->t = t;
+        p->bound = true;
+        memcpy(p->instance, md->instance, NXC__INSTANCE_LEN);
+        snprintf(p->name, sizeof p->name, "%s", md->name);
+        nxc_status_t st = connect_peer(t, p, conn, conn_len);
+        if (st != NXC_OK) {
+            free(p);
+            return st;
+        }
+        list_peer(t, p);
     }
-    p = calloc(1, sizeof *p);
-    if (!p) return nxc__err(NXC_ERR_NO_MEMORY, "ucx: out of memory");
-    p->t = t;
-    p->bound = true;
-    memcpy(p->instance, instance, NXC__INSTANCE_LEN);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    nxc_status_t st = connect_peer(t, p, conn, conn_len);
-    if (st != NXC_OK) {
-        free(p);
-        return st;
-    }
-    list_peer(t, p);
+    note_process(t, p, md);
     *peer_p = p;
     return NXC_OK;
 }

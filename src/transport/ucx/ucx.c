@@ -172,8 +172,7 @@ static nxc_status_t ucx_post(nxc__tp_t *tp, nxc_op_t *op, const nxc__md_section_
         nxc_status_t st = nxc__regcache_get(&t->rc, bufs[i].ptr, bufs[i].size, &a->lregs[i]);
         if (st != NXC_OK) return st;
     }
-    nxc_status_t st =
-        nxc__ucx_get_peer(t, md->instance, md->name, sec->conn.data, sec->conn.len, &a->peer);
+    nxc_status_t st = nxc__ucx_get_peer(t, md, sec->conn.data, sec->conn.len, &a->peer);
     if (st != NXC_OK) return st;
     a->peer->refs++;
     if (t->use_rma && (st = nxc__ucx_check_rkeys(op, sec, &info)) != NXC_OK) return st;

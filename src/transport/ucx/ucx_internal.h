@@ -72,6 +72,10 @@ typedef struct ucx_peer {
     bool bye_acked;  /* the answer came */
     bool failed;     /* the error callback fired, or we cut it off */
     bool handled;    /* ops were told */
+    /* Its process, when an op's metadata named one on this host (pid 0:
+     * unknown): destroy waits longer for a live one (see quiesce()). */
+    uint32_t pid;
+    uint64_t start_time;
     ucs_status_t status;
     int refs; /* 1 while listed, +1 per active op and pending flush */
     enum { WIRE_UNKNOWN, WIRE_PENDING, WIRE_DONE } wire; /* see start_wire_up() */
@@ -184,8 +188,10 @@ void nxc__ucx_peer_unref(ucx_peer_t *p);
 ucx_peer_t *nxc__ucx_find_peer(ucx_tp_t *t, const uint8_t *instance);
 ucx_peer_t *nxc__ucx_peer_of_ep(ucx_tp_t *t, ucp_ep_h ep, const uint8_t *instance, bool unhandled);
 ucp_ep_h nxc__ucx_reply_ep(const ucp_am_recv_param_t *param);
-nxc_status_t nxc__ucx_get_peer(ucx_tp_t *t, const uint8_t *instance, const char *name,
-                               const void *conn, size_t conn_len, ucx_peer_t **peer_p);
+/* The peer that `md` (an op's metadata) names, connected through `conn`
+ * when not known yet. */
+nxc_status_t nxc__ucx_get_peer(ucx_tp_t *t, const nxc__metadata_t *md, const void *conn,
+                               size_t conn_len, ucx_peer_t **peer_p);
 /* Our listener got a connection request (inside ucp_worker_progress):
  * queued, accepted by nxc__ucx_accept_conn_reqs() once progress returned. */
 void nxc__ucx_conn_req_cb(ucp_conn_request_h req, void *arg);
