@@ -138,9 +138,8 @@ static nxc_op_t *finished_op(shm_tp_t *t, unsigned slot, nxc_op_kind_t *kind) {
     return finished && r->kind == (uint32_t)*kind ? t->slot_op[slot] : NULL;
 }
 
-void nxc__shm_collect(stream_tp_t *stream) {
-    shm_tp_t *t = shm_of(stream);
-    nxc__eventfd_drain(t->notify_fd);
+/* Complete the ops whose bits are set in the arena's done bitmap. */
+static void collect_bits(shm_tp_t *t) {
     for (unsigned w = 0; w < ARENA_RECORDS / 64; w++) {
         uint64_t bits =
             atomic_load(&t->arena->done[w]) ? atomic_exchange(&t->arena->done[w], 0) : 0;
@@ -153,6 +152,27 @@ void nxc__shm_collect(stream_tp_t *stream) {
     }
 }
 
+/* Drained before the bits are looked at: a ring after it is for a bit set
+ * after the look, and wakes the loop again. */
+static void drain_doorbell(shm_tp_t *t) {
+    t->bell_armed = false;
+    nxc__eventfd_drain(t->notify_fd);
+}
+
+void nxc__shm_collect_rung(stream_tp_t *stream) {
+    shm_tp_t *t = shm_of(stream);
+    drain_doorbell(t);
+    collect_bits(t);
+}
+
+/* While the owner's loop keeps going (busy, or lingering) the doorbell
+ * stays unarmed and peers ring no one: draining it at every op then cost
+ * the owner a read() system call an op (4 KiB ops). */
+void nxc__shm_collect(shm_tp_t *t) {
+    if (t->bell_armed) drain_doorbell(t);
+    collect_bits(t);
+}
+
 bool nxc__shm_finished_any(const shm_tp_t *t) {
     if (!t->arena) return false;
     for (unsigned w = 0; w < ARENA_RECORDS / 64; w++)
@@ -162,6 +182,7 @@ bool nxc__shm_finished_any(const shm_tp_t *t) {
 
 bool nxc__shm_doorbell_arm(shm_tp_t *t) {
     if (!t->arena) return true;
+    t->bell_armed = true;
     /* seq_cst, as the peers' bit and exchange: a peer that sets its bit
      * after the look below finds `wake` 0 and rings */
     atomic_store(&t->arena->wake, 0);

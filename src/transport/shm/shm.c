@@ -409,7 +409,7 @@ static nxc_status_t shm_create(nxc_connector_t *c, nxc__tp_t **tp_p) {
             st = nxc__err(NXC_ERR_SYSTEM, "shm: eventfd: %s", strerror(errno));
         if (st == NXC_OK) st = nxc__stream_watch(&t->s, t->efd, on_copies_done);
         if (st == NXC_OK && t->notify_fd >= 0)
-            st = nxc__stream_watch(&t->s, t->notify_fd, nxc__shm_collect);
+            st = nxc__stream_watch(&t->s, t->notify_fd, nxc__shm_collect_rung);
         for (int i = 0; st == NXC_OK && i < want_threads; i++) {
             int e = pthread_create(&t->threads[i], NULL, copier, t);
             if (e)
@@ -506,7 +506,7 @@ static int shm_progress(nxc__tp_t *tp) {
     shm_tp_t *t = (shm_tp_t *)tp;
     int work = nxc__stream_progress(tp);
     if (nxc__shm_finished_any(t)) {
-        nxc__shm_collect(&t->s);
+        nxc__shm_collect(t);
         work++;
     }
     return work;

@@ -169,6 +169,9 @@ typedef struct shm_tp {
     int arena_fd;
     arena_t *arena;
     int notify_fd; /* the arena's doorbell (-1: none) */
+    /* The doorbell was armed since it was last drained, so a peer may have
+     * rung it (connector lock) */
+    bool bell_armed;
     uint32_t free_slots[ARENA_RECORDS];
     uint32_t nfree;
     nxc_op_t *slot_op[ARENA_RECORDS];
@@ -191,9 +194,11 @@ static inline shm_tp_t *shm_of(stream_tp_t *t) {
  * unmapped at destroy with the peers' arenas. */
 bool nxc__shm_arena_open(shm_tp_t *t, const uint8_t *instance, bool doorbell);
 void nxc__shm_arena_close(shm_tp_t *t);
-/* Complete the ops peers finished directly (the doorbell rang, or a
- * progress pass found a bit set). */
-void nxc__shm_collect(stream_tp_t *stream);
+/* Complete the ops peers finished directly: the doorbell rang (watched
+ * fd: drained), or a progress pass found a bit set (drained only when it
+ * was armed since it was last drained: only then can it have rung). */
+void nxc__shm_collect_rung(stream_tp_t *stream);
+void nxc__shm_collect(shm_tp_t *t);
 /* Did a peer finish an op directly that collect() has not seen? Memory
  * only: any thread, no lock. */
 bool nxc__shm_finished_any(const shm_tp_t *t);
