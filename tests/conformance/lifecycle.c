@@ -212,12 +212,7 @@ static void test_destroy_while_waiting(void) {
 static void stopped_peer(int fd, void *arg) {
     nxc_connector_t *c = nxt_connector("sleepy", 1);
     static char buf[4096];
-    nxc_desc_t d = nxt_desc(buf, sizeof buf);
-    nxc_op_t *op;
-    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
-    const char *md;
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
-    nxt_send_str(fd, md);
+    nxc_op_t *op = nxt_offer(c, fd, NXC_OP_READABLE, buf, sizeof buf);
     free(nxt_recv(fd, NULL, 60000)); /* "resume": then report what happened */
     nxc_op_status_t st = nxc_op_status(op);
     for (int i = 0; i < 100 && st == NXC_OP_IN_PROGRESS; i++) {
@@ -341,12 +336,7 @@ static void test_release_in_flight(void) {
 static void big_readable_peer(int fd, void *arg) {
     nxc_connector_t *c = nxt_connector("victim", 0); /* we drive progress */
     char *buf = nxt_alloc(BIG);
-    nxc_desc_t d = nxt_desc(buf, BIG);
-    nxc_op_t *op;
-    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
-    const char *md;
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
-    nxt_send_str(fd, md);
+    nxc_op_t *op = nxt_offer(c, fd, NXC_OP_READABLE, buf, BIG);
     /* Not a loop on nxc_op_status(): on this connector each call runs a
      * progress pass, which served a reader's whole 768 MiB under load. */
     nxt_await_grant(c, op, 60000);
@@ -392,12 +382,7 @@ static void big_writer_peer(int fd, void *arg) {
 /* The passive side (this process) drives its own progress, so between the
  * grant and the signal to the writer no byte can land here. */
 static nxc_op_t *writable_granted(nxc_connector_t *c, char *buf, int fd) {
-    nxc_desc_t d = nxt_desc(buf, BIG);
-    nxc_op_t *op;
-    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
-    const char *md;
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
-    nxt_send_str(fd, md);
+    nxc_op_t *op = nxt_offer(c, fd, NXC_OP_WRITABLE, buf, BIG);
     nxt_await_grant(c, op, 30000);
     return op;
 }
@@ -647,12 +632,7 @@ static void starving_writable(int fd, void *arg) {
     (void)arg;
     nxc_connector_t *c = nxt_connector("starved", 0);
     char *buf = nxt_alloc(STARVE_LEN);
-    nxc_desc_t d = nxt_desc(buf, STARVE_LEN);
-    nxc_op_t *op;
-    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
-    const char *md;
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
-    nxt_send_str(fd, md);
+    nxc_op_t *op = nxt_offer(c, fd, NXC_OP_WRITABLE, buf, STARVE_LEN);
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     for (uint64_t end = nxt_now_ms() + 30000; poll(&pf, 1, 0) == 0 && nxt_now_ms() < end;)
         nxc_connector_progress(c);

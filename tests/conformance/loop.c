@@ -40,12 +40,7 @@ static void readable_peer(int fd, void *arg) {
     nxc_connector_t *c = nxt_connector("loop-owner", 1);
     char *buf = nxt_alloc(SIZE);
     nxt_fill(buf, SIZE, SEED);
-    nxc_desc_t d = nxt_desc(buf, SIZE);
-    nxc_op_t *op;
-    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
-    const char *md;
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
-    nxt_send_str(fd, md);
+    nxc_op_t *op = nxt_offer(c, fd, NXC_OP_READABLE, buf, SIZE);
     free(nxt_recv(fd, NULL, 60000)); /* until the reader is done */
     nxc_op_release(op);
     nxc_connector_destroy(c);

@@ -420,6 +420,19 @@ nxc_desc_t nxt_desc(void *ptr, size_t size) {
     return d;
 }
 
+nxc_op_t *nxt_offer(nxc_connector_t *c, int fd, nxc_op_kind_t kind, void *buf, size_t len) {
+    nxc_desc_t d = nxt_desc(buf, len);
+    nxc_op_t *op;
+    if (kind == NXC_OP_READABLE)
+        NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
+    else
+        NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
+    const char *md;
+    NXT_PASS(nxc_op_metadata(op, &md, NULL));
+    nxt_send_str(fd, md);
+    return op;
+}
+
 nxc_connector_t *nxt_connector_on(const char *name, const char *transport) {
     nxc_connector_params_t p = {0};
     p.field_mask = NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |

@@ -175,6 +175,10 @@ size_t nxt_size(size_t full, size_t min);
 unsigned nxt_size_scale(void);
 /* A host descriptor. */
 nxc_desc_t nxt_desc(void *ptr, size_t size);
+/* Expose [buf, buf + len) on `c` as one passive op of `kind`
+ * (NXC_OP_READABLE or NXC_OP_WRITABLE), no parameters, and send its
+ * metadata on `fd`. */
+nxc_op_t *nxt_offer(nxc_connector_t *c, int fd, nxc_op_kind_t kind, void *buf, size_t len);
 /* Connector with the given transports (NULL: default) and progress thread. */
 nxc_connector_t *nxt_connector(const char *name, int progress_thread);
 /* Connector that uses exactly `transport` (checked), with a progress thread. */

@@ -358,12 +358,7 @@ static int cut_shm_connections(void) {
 static void cutting_owner(int fd, void *arg) {
     nxc_connector_t *c = shm_connector("owner");
     char *buf = nxt_alloc(BIG);
-    nxc_desc_t d = nxt_desc(buf, BIG);
-    nxc_op_t *op;
-    NXT_PASS(nxc_create_writable(c, &d, 1, NULL, &op));
-    const char *md;
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
-    nxt_send_str(fd, md);
+    nxc_op_t *op = nxt_offer(c, fd, NXC_OP_WRITABLE, buf, BIG);
     /* the writer has its grant: its copy is under way. Poll with a sleep:
      * nxc_op_status takes the connector's lock, and a tight loop on it can
      * starve the progress thread that must answer the writer's handshake. */

@@ -614,27 +614,18 @@ enum { READER_ROUNDS = 40, OWNER_ROUNDS = 24 };
  * few ms after the reader began: mid wire-up. */
 static void churn_owner(int fd, void *arg) {
     static char buf[4096];
-    nxc_desc_t d = nxt_desc(buf, sizeof buf);
     nxc_connector_t *c = ucx_connector("long-lived-owner");
-    nxc_op_t *op;
-    const char *md;
-    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
-    nxt_send_str(fd, md);
+    nxc_op_t *op = nxt_offer(c, fd, NXC_OP_READABLE, buf, sizeof buf);
     free(nxt_recv(fd, NULL, 300000)); /* the readers are done */
     nxc_op_release(op);
     /* still serving: a fresh readable is read */
-    NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
-    NXT_PASS(nxc_op_metadata(op, &md, NULL));
-    nxt_send_str(fd, md);
+    op = nxt_offer(c, fd, NXC_OP_READABLE, buf, sizeof buf);
     NXT_PASS(nxc_op_wait(op, 30000));
     nxc_op_release(op);
     nxc_connector_destroy(c);
     for (int i = 0; i < OWNER_ROUNDS; i++) {
         c = ucx_connector("short-lived-owner");
-        NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &op));
-        NXT_PASS(nxc_op_metadata(op, &md, NULL));
-        nxt_send_str(fd, md);
+        op = nxt_offer(c, fd, NXC_OP_READABLE, buf, sizeof buf);
         free(nxt_recv(fd, NULL, 60000)); /* the reader has begun */
         /* destroyed as soon as the reader's request was granted, or after a
          * few ms: wire-up with the reader may still be under way */
