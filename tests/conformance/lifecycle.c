@@ -634,9 +634,9 @@ static void starving_writable(int fd, void *arg) {
     char *buf = nxt_alloc(STARVE_LEN);
     nxc_op_t *op = nxt_offer(c, fd, NXC_OP_WRITABLE, buf, STARVE_LEN);
     struct pollfd pf = {.fd = fd, .events = POLLIN};
-    for (uint64_t end = nxt_now_ms() + 30000; poll(&pf, 1, 0) == 0 && nxt_now_ms() < end;)
+    for (uint64_t end = nxt_now_ms() + 90000; poll(&pf, 1, 0) == 0 && nxt_now_ms() < end;)
         nxc_connector_progress(c);
-    free(nxt_recv(fd, NULL, 1000)); /* "starve" */
+    free(nxt_recv(fd, NULL, 10000)); /* "starve" */
     nxt_send_str(fd, "starving");
     usleep(STARVE_MS * 1000);
     uint64_t resumed = nxt_now_ms();
@@ -671,7 +671,7 @@ static void test_destroy_waits_for_starved_peer(void) {
     nxc_op_t *op;
     NXT_PASS(nxc_begin_write(c, &d, 1, md, 0, NULL, &op));
     free(md);
-    NXT_EQ_INT(nxc_op_wait(op, 30000), NXC_OK);
+    NXT_EQ_INT(nxc_op_wait(op, 60000), NXC_OK);
     nxc_op_release(op);
     nxt_send_str(fd, "starve");
     free(nxt_recv(fd, NULL, 30000)); /* "starving" */
