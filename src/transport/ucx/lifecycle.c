@@ -97,7 +97,8 @@ static wait_bound_t wait_bound(uint64_t idle_ns, uint64_t max_ns, awaited_fn *aw
  * message we sent it, a DONE among them. Only a peer stopped, dead or on
  * another host (whose state we cannot see) is given up on early. */
 static bool live_peer_awaited(const ucx_tp_t *t, const wait_bound_t *b) {
-    for (const ucx_peer_t *p = t->peers; b->awaited && p; p = p->next)
+    if (!b->awaited) return false;
+    for (const ucx_peer_t *p = t->peers; p; p = p->next)
         if (b->awaited(p) && nxc__process_can_run((int)p->pid, p->start_time)) return true;
     return false;
 }
