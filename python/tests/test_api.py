@@ -260,6 +260,10 @@ def test_passive_deadline_errors(connector):
             await r.wait_for_completion(timeout=10)
         assert isinstance(info.value, RuntimeError) and info.value.status == -43
         assert r.status == connect.OperationStatus.ERRORED
+        # released, it still says why it failed (the message kept at release)
+        with pytest.raises(connect.NxcTimeoutError) as again:
+            await r.wait_for_completion(timeout=1)
+        assert again.value.message and again.value.message == info.value.message
 
     run(main())
 
