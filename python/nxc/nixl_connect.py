@@ -453,18 +453,36 @@ class _Operation:
         self._message = ""
         self._ended = None  # the terminal status seen, as an int: it never changes
 
+    def _live(self):
+        """The nxc op, or None once it is released: by release(), or by
+        nxc_connector_destroy() with its connector. The garbage collector
+        may finalize a connector before the ops that refer to it (it clears
+        the connector's weak list of ops first, so close() cannot release
+        them one by one): their handles are then freed memory, and the op
+        takes the state release() would have left."""
+        op = self._op
+        if op is not None and self._connector._c is None:
+            self._op = op = None
+            self._last_status = _STATUS_OF[self._ended] if self._ended is not None \
+                else OperationStatus.CANCELLED
+            if self._last_status == OperationStatus.CANCELLED:
+                self._result = -44  # NXC_ERR_CANCELED, as release() leaves it
+            self._on_end()
+        return op
+
     @property
     def status(self):
-        if self._op is None:
+        if self._live() is None:
             return self._last_status
         return _STATUS_OF[self._raw_status()]
 
     @property
     def transport(self):
         """"shm", "tcp" or "ucx" once known (nxc extension)."""
-        if self._op is None:
+        op = self._live()
+        if op is None:
             return None
-        t = lib.nxc_op_transport(self._op)
+        t = lib.nxc_op_transport(op)
         return t.decode() if t else None
 
     @property
@@ -472,9 +490,10 @@ class _Operation:
         return sum(d.size for d in self._descs)
 
     def _error(self):
-        if self._op is not None:
-            res = lib.nxc_op_result(self._op)
-            msg = (lib.nxc_op_message(self._op) or b"").decode("utf-8", "replace")
+        op = self._live()
+        if op is not None:
+            res = lib.nxc_op_result(op)
+            msg = (lib.nxc_op_message(op) or b"").decode("utf-8", "replace")
         else:
             res, msg = self._result, self._message
         return error_for(res, msg, f"{self._kind_name} failed")
@@ -485,10 +504,11 @@ class _Operation:
         return None
 
     def _raw_status(self):
-        if self._op is None:
+        op = self._live()
+        if op is None:
             return int(self._last_status)
         if self._ended is None:
-            raw = lib.nxc_op_status(self._op)
+            raw = lib.nxc_op_status(op)
             if raw in _TERMINAL_INTS:
                 self._ended = raw
             return raw
@@ -531,13 +551,14 @@ class _Operation:
 
     def cancel(self):
         """Cancel a running op (CANCELLED); a terminal op is left as it is."""
-        if self._op is not None:
-            check(lib.nxc_op_cancel(self._op), f"{self._kind_name}.cancel")
+        op = self._live()
+        if op is not None:
+            check(lib.nxc_op_cancel(op), f"{self._kind_name}.cancel")
 
     def release(self):
         """Release the op: a running op is cancelled first; a passive op's
         memory is unreachable by peers when this returns."""
-        op = self._op
+        op = self._live()
         if op is None:
             return
         st = _STATUS_OF[self._raw_status()]
@@ -583,13 +604,14 @@ class _PassiveOperation(_Operation):
 
     def metadata(self):
         """The RdmaMetadata a peer needs (passive: reading it changes nothing)."""
-        if self._op is None:
+        op = self._live()
+        if op is None:
             raise NxcError(-50, "the operation was released: its metadata is refused by nxc",
                            f"{self._kind_name}.metadata")
         if self._cached_md is None:
             text = ctypes.c_char_p()
             n = ctypes.c_size_t()
-            check(lib.nxc_op_metadata(self._op, ctypes.byref(text), ctypes.byref(n)),
+            check(lib.nxc_op_metadata(op, ctypes.byref(text), ctypes.byref(n)),
                   f"{self._kind_name}.metadata")
             self._cached_md = from_nxc_text(ctypes.string_at(text, n.value))
         return self._cached_md

@@ -653,3 +653,81 @@ def test_connector_follows_the_running_loop(monkeypatch):
     finally:
         reader.close()
         owner.close()
+
+
+# ---------------------------------------------------------------- garbage collection
+
+
+def test_cycle_with_connector_collected():
+    """A connector and its ops in one reference cycle: the garbage collector
+    clears the connector's weak list of ops before it runs any finalizer,
+    and may destroy the connector (and, with it, every op in nxc) before an
+    op's finalizer runs. That op must then know its handle is gone, not use
+    it (it used to lock a freed mutex: glibc aborted the process, or memory
+    was silently corrupted). Run in a child, with freed memory scribbled
+    over (MALLOC_PERTURB_), so that a use after free shows and an abort
+    fails only this test."""
+    import os
+    import subprocess
+    import sys
+
+    code = r"""
+import asyncio, gc, weakref
+import nxc.nixl_connect as connect
+async def cycle():
+    c = connect.Connector(transports="shm")
+    peer = connect.Connector(transports="shm")
+    src, dst = bytearray(b"g" * 4096), bytearray(4096)
+    readable = await c.create_readable(connect.Descriptor(src))
+    writable = await c.create_writable(connect.Descriptor(dst))
+    read = await peer.begin_read(readable.metadata(), connect.Descriptor(bytearray(4096)))
+    await read.wait_for_completion(timeout=10)
+    # made before the ops, the connectors come first in the collector's
+    # list: their finalizers run first
+    c.keep = [readable, writable]
+    peer.keep = [read]
+    return [weakref.ref(c), weakref.ref(peer)]
+for _ in range(20):
+    gc.disable()
+    gone = asyncio.run(cycle())  # the closed loop lets go of the connectors' fds
+    gc.enable()
+    gc.collect()
+    assert not any(w() for w in gone)
+print("ok")
+"""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["MALLOC_PERTURB_"] = "165"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
+
+
+def test_released_with_connector():
+    """An op whose connector was destroyed without releasing it (as the
+    garbage collector can) reads as released: its last status, no transport,
+    no metadata, and no call into nxc with its freed handle."""
+    async def main():
+        c = connect.Connector(transports="shm")
+        peer = connect.Connector(transports="shm")
+        src = bytearray(b"r" * 4096)
+        readable = await c.create_readable(connect.Descriptor(src))
+        writable = await c.create_writable(connect.Descriptor(bytearray(4096)))
+        read = await peer.begin_read(readable.metadata(), connect.Descriptor(bytearray(4096)))
+        await read.wait_for_completion(timeout=10)
+        # what a collection that finalizes the connectors first leaves: their
+        # weak lists of ops emptied, then close()
+        for conn in (c, peer):
+            conn._ops.clear()
+            conn.close()
+        assert read.status == connect.OperationStatus.COMPLETE
+        assert writable.status == connect.OperationStatus.CANCELLED
+        for op in (readable, writable, read):
+            assert op.transport is None
+            op.cancel()
+            op.release()
+        with pytest.raises(connect.NxcError):
+            writable.metadata()
+        waiting = asyncio.ensure_future(writable.wait_for_completion(timeout=10))
+        assert await waiting is None  # CANCELLED: returns
+
+    run(main())
