@@ -2,7 +2,7 @@
 /*
  * Fixed per-op costs of nxc, in one process, single thread:
  *
- *   nxc-micro-op [ITERS [TRANSPORT [NDESC]]]
+ *   nxc-micro-op [ITERS [TRANSPORT [NDESC [LIVE]]]]
  *
  *   create   nxc_create_readable of one 4 KiB descriptor + nxc_op_metadata
  *            (the text a peer needs), registered memory, no peer involved
@@ -22,6 +22,10 @@
  * measure: {"probe":"micro-op","what","transport","ndesc","iters","us"} with the
  * mean microseconds per call. Issue 12's targets: create and begin of one
  * descriptor at most 5 us each.
+ *
+ *   begin_live  with LIVE > 0: begin as above while the owner keeps LIVE
+ *            other readables open, as a server with many requests in
+ *            flight does (shm's direct access has a record per open op)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -92,9 +96,10 @@ int main(int argc, char **argv) {
     int iters = argc > 1 ? atoi(argv[1]) : 20000;
     const char *transport = argc > 2 ? argv[2] : "shm";
     int ndesc = argc > 3 ? atoi(argv[3]) : 1;
+    int live = argc > 4 ? atoi(argv[4]) : 0;
     if (iters < 1) iters = 1;
-    if (ndesc < 1 || ndesc > 4096) {
-        fprintf(stderr, "nxc-micro-op: NDESC must be 1..4096\n");
+    if (ndesc < 1 || ndesc > 4096 || live < 0 || live > 100000) {
+        fprintf(stderr, "nxc-micro-op: NDESC must be 1..4096, LIVE 0..100000\n");
         return 2;
     }
     nxc_connector_t *owner = connector("micro-owner", transport);
@@ -142,6 +147,22 @@ int main(int argc, char **argv) {
         return 1;
     }
     report("begin", transport, ndesc, iters, ns[1]);
+    if (live > 0) {
+        nxc_op_t **open = calloc((size_t)live, sizeof *open);
+        if (!open) {
+            fprintf(stderr, "nxc-micro-op: out of memory\n");
+            return 1;
+        }
+        for (int i = 0; i < live; i++)
+            check(nxc_create_readable(owner, src, n, NULL, &open[i]), "create_readable (live)");
+        memset(ns, 0, sizeof ns);
+        for (int i = 0; i < iters; i++)
+            round_trip(owner, reader, src, dst, n, NULL, ns);
+        report("begin_live", transport, ndesc, iters, ns[1]);
+        for (int i = 0; i < live; i++)
+            nxc_op_release(open[i]);
+        free(open);
+    }
     nxc_mem_deregister(m1);
     nxc_mem_deregister(m2);
     nxc_connector_destroy(reader);

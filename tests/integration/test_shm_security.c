@@ -650,6 +650,7 @@ static void ringer(int fd, void *arg) {
                                                      STATE(STATE_SEQ(live), PHASE_READ, getpid())));
         }
         atomic_fetch_or(&a->done[slot / 64], 1ull << (slot % 64));
+        atomic_fetch_or(&a->done_summary[slot / 4096], 1ull << (slot / 64 % 64));
         atomic_store(&a->wake, 1);
         uint64_t one = 1;
         NXT_CHECK(write(bell, &one, sizeof one) == sizeof one);
@@ -744,6 +745,73 @@ static void test_direct_burst(void) {
     }
     nxt_send_str(fd, "quit");
     nxt_join(pid, 30000);
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
+#define MANY_SENT 4
+
+/* Reads the readables whose metadata it is sent, in turn: the owner's
+ * first (it makes the connection), then ones that have a record (read
+ * inside their begin calls, directly), then one that found none (through a
+ * grant), each with the owner's data; then says "read". */
+static void many_reader(int fd, void *arg) {
+    char *mds[MANY_SENT];
+    for (int i = 0; i < MANY_SENT; i++)
+        mds[i] = nxt_recv(fd, NULL, 60000);
+    nxc_connector_t *c = shm_connector("reader");
+    char *dst = nxt_alloc(4096);
+    nxc_desc_t d = nxt_desc(dst, 4096);
+    for (int i = 0; i < MANY_SENT; i++) {
+        nxc_op_t *op;
+        NXT_PASS(nxc_begin_read(c, mds[i], 0, &d, 1, NULL, &op));
+        if (i > 0 && i < MANY_SENT - 1) NXT_EQ_INT(nxc_op_status(op), NXC_OP_COMPLETE);
+        NXT_PASS(nxc_op_wait(op, WAIT_MS));
+        NXT_CHECK(nxt_verify(dst, 4096, SEED_OWNER + (uint64_t)i) == SIZE_MAX);
+        nxc_op_release(op);
+        free(mds[i]);
+    }
+    nxt_send_str(fd, "read");
+    free(nxt_recv(fd, NULL, 30000)); /* "quit" */
+    nxc_connector_destroy(c);
+    free(dst);
+}
+
+/* A server keeps thousands of ops open: each one the arena has a record
+ * for is read directly (there were 1024 records, and an op past them took
+ * a grant, ten times slower for 4 KiB), and one past the last record still
+ * moves, through a grant. */
+static void test_direct_many_open(void) {
+    enum { OPEN = ARENA_RECORDS + 1 };
+    /* which ops the reader gets: the first, the 4000th, the last with a
+     * record, the one past it; op sent[i] reads buffer i */
+    const int sent[MANY_SENT] = {0, 3999, OPEN - 2, OPEN - 1};
+    pid_t pid;
+    int fd = nxt_spawn_peer(many_reader, NULL, &pid);
+    nxc_connector_t *c = shm_connector("owner");
+    char *buf = nxt_alloc(MANY_SENT * 4096);
+    for (int b = 0; b < MANY_SENT; b++)
+        nxt_fill(buf + (size_t)b * 4096, 4096, SEED_OWNER + (uint64_t)b);
+    nxc_op_t **ops = calloc(OPEN, sizeof *ops);
+    NXT_CHECK(ops);
+    for (int i = 0, next = 0; i < OPEN; i++) {
+        int b = next < MANY_SENT && i == sent[next] ? next++ : 0;
+        nxc_desc_t d = nxt_desc(buf + (size_t)b * 4096, 4096);
+        NXT_PASS(nxc_create_readable(c, &d, 1, NULL, &ops[i]));
+    }
+    for (int i = 0; i < MANY_SENT; i++) {
+        const char *md;
+        NXT_PASS(nxc_op_metadata(ops[sent[i]], &md, NULL));
+        nxt_send_str(fd, md);
+    }
+    free(nxt_recv(fd, NULL, 60000)); /* "read" */
+    for (int i = 0; i < MANY_SENT; i++)
+        NXT_PASS(nxc_op_wait(ops[sent[i]], WAIT_MS));
+    nxt_send_str(fd, "quit");
+    nxt_join(pid, 30000);
+    for (int i = 0; i < OPEN; i++)
+        nxc_op_release(ops[i]);
+    free(ops);
     nxc_connector_destroy(c);
     free(buf);
 }
@@ -991,6 +1059,7 @@ static void test_pool_forged_record(void) {
 static const nxt_test_t nxt_tests[] = {
     {"doorbell_checks_record", test_doorbell_checks_record, 60},
     {"direct_burst", test_direct_burst, 60},
+    {"direct_many_open", test_direct_many_open, 120},
     {"direct_write", test_direct_write, 60},
     {"claim_holds_release", test_claim_holds_release, 60},
     {"dead_claimer_fails_op", test_dead_claimer_fails_op, 60},

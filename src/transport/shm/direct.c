@@ -138,18 +138,29 @@ static nxc_op_t *finished_op(shm_tp_t *t, unsigned slot, nxc_op_kind_t *kind) {
     return finished && r->kind == (uint32_t)*kind ? t->slot_op[slot] : NULL;
 }
 
-/* Complete the ops whose bits are set in the arena's done bitmap. */
-static void collect_bits(shm_tp_t *t) {
-    for (unsigned w = 0; w < ARENA_RECORDS / 64; w++) {
-        uint64_t bits =
-            atomic_load(&t->arena->done[w]) ? atomic_exchange(&t->arena->done[w], 0) : 0;
-        for (; bits; bits &= bits - 1) {
-            nxc_op_kind_t kind;
-            nxc_op_t *op = finished_op(t, w * 64 + (unsigned)__builtin_ctzll(bits), &kind);
-            /* a bit for an op that ended meanwhile (or a slot reused) is moot */
-            if (op) nxc__complete_direct_op(t->s.base.c, &t->s.base, op, kind);
-        }
+/* Take the bits set in `word` (zero when none, without a write). */
+static uint64_t take_bits(_Atomic uint64_t *word) {
+    return atomic_load(word) ? atomic_exchange(word, 0) : 0;
+}
+
+/* Complete the ops whose bits are set in the words of `done` word `w`. */
+static void collect_word(shm_tp_t *t, unsigned w) {
+    for (uint64_t bits = take_bits(&t->arena->done[w]); bits; bits &= bits - 1) {
+        nxc_op_kind_t kind;
+        nxc_op_t *op = finished_op(t, w * 64 + (unsigned)__builtin_ctzll(bits), &kind);
+        /* a bit for an op that ended meanwhile (or a slot reused) is moot */
+        if (op) nxc__complete_direct_op(t->s.base.c, &t->s.base, op, kind);
     }
+}
+
+/* Complete the ops whose bits are set in the arena's done bitmap. A
+ * summary bit is taken before the word it names: a peer sets its word's
+ * bit first, so a bit set after the look is summarised again after it
+ * (and rings, if the owner armed meanwhile). */
+static void collect_bits(shm_tp_t *t) {
+    for (unsigned s = 0; s < DONE_SUMMARY_WORDS; s++)
+        for (uint64_t words = take_bits(&t->arena->done_summary[s]); words; words &= words - 1)
+            collect_word(t, s * 64 + (unsigned)__builtin_ctzll(words));
 }
 
 /* Drained before the bits are looked at: a ring after it is for a bit set
@@ -175,8 +186,8 @@ void nxc__shm_collect(shm_tp_t *t) {
 
 bool nxc__shm_finished_any(const shm_tp_t *t) {
     if (!t->arena) return false;
-    for (unsigned w = 0; w < ARENA_RECORDS / 64; w++)
-        if (atomic_load(&t->arena->done[w])) return true;
+    for (unsigned s = 0; s < DONE_SUMMARY_WORDS; s++)
+        if (atomic_load(&t->arena->done_summary[s])) return true;
     return false;
 }
 
@@ -460,8 +471,10 @@ static size_t direct_iovs(nxc_op_t *op, struct iovec *mine, struct iovec *theirs
 static bool tell_owner(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc, uint8_t type) {
     arena_t *a = acc->owner->map;
     if (acc->owner->notify_fd >= 0) {
-        atomic_fetch_or(&a->done[acc->slot / 64], 1ull << (acc->slot % 64));
-        /* after the bit: an owner that clears `wake` later still sees it */
+        unsigned w = acc->slot / 64;
+        atomic_fetch_or(&a->done[w], 1ull << (acc->slot % 64));
+        atomic_fetch_or(&a->done_summary[w / 64], 1ull << (w % 64)); /* after the bit */
+        /* after the bits: an owner that clears `wake` later still sees them */
         if (!atomic_exchange(&a->wake, 1)) nxc__eventfd_ring(acc->owner->notify_fd);
         return true;
     }

@@ -53,8 +53,15 @@ struct half_copy {
 
 /* --- direct access (direct.c) ------------------------------------------------------------ */
 
-#define RECORD_RANGES 8    /* buffers an op may have and still be reached directly */
-#define ARENA_RECORDS 1024 /* exposed ops with direct access at once, per connector */
+#define RECORD_RANGES 8 /* buffers an op may have and still be reached directly */
+/* Exposed ops with direct access at once, per connector: beyond them ops
+ * take the grant path, about ten times slower per small op. A server keeps
+ * thousands open; the records it never uses are never touched (the arena's
+ * memfd pages come with first use). */
+#define ARENA_RECORDS 16384
+#define DONE_WORDS (ARENA_RECORDS / 64)
+#define DONE_SUMMARY_WORDS (DONE_WORDS / 64)
+_Static_assert(ARENA_RECORDS % 4096 == 0, "whole done and summary words");
 
 /* An access record's state word, shared by the owner and its peers:
  * seq (bits 40..63, new each time the record is reused) | phase (32..39) |
@@ -94,21 +101,24 @@ typedef struct record {
     uint64_t mem_base;
 } record_t;
 
-#define ARENA_MAGIC 0x334e455241584e00ull /* "\0NXAREN3" */
+#define ARENA_MAGIC 0x344e455241584e00ull /* "\0NXAREN4" */
 
 /* The owner's records in a sealed memfd that peers map too, and the
  * doorbell through which peers report the ops they finished: a peer marks
- * the record (READ or WRITTEN), sets its bit in `done`, and rings the
- * owner's eventfd only if `wake` was 0; the owner clears `wake` only when
- * it is about to sleep (arm), so ops that finish while it is awake, or
- * lingering before sleep, cost no system call. */
+ * the record (READ or WRITTEN), sets its bit in `done`, then the bit of
+ * that word in `done_summary`, and rings the owner's eventfd only if
+ * `wake` was 0; the owner clears `wake` only when it is about to sleep
+ * (arm), so ops that finish while it is awake, or lingering before sleep,
+ * cost no system call. The owner looks at the few summary words, and only
+ * at the `done` words they name. */
 typedef struct arena {
     uint64_t magic;
     uint8_t instance[NXC__INSTANCE_LEN]; /* the owner connector's */
     uint32_t nrecords;
     int32_t notify_fd; /* the owner's eventfd, by number (-1: none; peers send frames) */
     _Alignas(64) _Atomic uint32_t wake; /* 1: a ring is on its way or the owner will look */
-    _Alignas(64) _Atomic uint64_t done[ARENA_RECORDS / 64]; /* records finished, by bit */
+    _Alignas(64) _Atomic uint64_t done_summary[DONE_SUMMARY_WORDS]; /* words of `done`, by bit */
+    _Alignas(64) _Atomic uint64_t done[DONE_WORDS];                 /* records finished, by bit */
     record_t records[ARENA_RECORDS];
 } arena_t;
 
