@@ -83,13 +83,8 @@ struct nxc_connector {
     pthread_t thread;
     nxc_op_t *ops, *ops_tail; /* every op not yet freed, newest first */
     nxc_cq_t *cqs;            /* every completion queue not yet destroyed */
-    /* Entries queued in all of them (lock held), and since when some have
-     * waited to be taken (0: none): read without the lock by a lingering
-     * progress thread (progress.c, app_starved). */
-    size_t cq_entries;
-    _Atomic uint64_t cq_waiting_since;
-    nxc_mem_t *mems;     /* every registration not yet dropped */
-    size_t released_ops; /* released by the user, not yet freed */
+    nxc_mem_t *mems;          /* every registration not yet dropped */
+    size_t released_ops;      /* released by the user, not yet freed */
     uint64_t next_grant_id;
     /* Indexes (uthash) so that a peer's request finds its op, and a grant
      * id its grant, without a walk of every op: a server has thousands. */

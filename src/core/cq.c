@@ -28,8 +28,6 @@ static void unlink_entry(nxc_cq_t *cq, nxc_op_t *op) {
     NXC__DLIST_UNLINK(cq->head, cq->tail, op, cq_prev, cq_next);
     op->cq_queued = false;
     atomic_fetch_sub(&cq->count, 1);
-    if (--cq->c->cq_entries == 0)
-        atomic_store_explicit(&cq->c->cq_waiting_since, 0, memory_order_relaxed);
 }
 
 void nxc__cq_push(nxc_op_t *op) {
@@ -38,8 +36,6 @@ void nxc__cq_push(nxc_op_t *op) {
     NXC__DLIST_APPEND(cq->head, cq->tail, op, cq_prev, cq_next);
     op->cq_queued = true;
     atomic_fetch_add(&cq->count, 1);
-    if (cq->c->cq_entries++ == 0)
-        atomic_store_explicit(&cq->c->cq_waiting_since, nxc__now_ns(), memory_order_relaxed);
     if (!cq->rung) nxc__eventfd_ring(cq->efd);
     cq->rung = true;
 }

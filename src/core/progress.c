@@ -143,19 +143,6 @@ static nfds_t transport_fds(nxc_connector_t *c, struct pollfd *fds) {
 
 typedef enum { LINGER_OVER, LINGER_WORK, LINGER_FD } linger_end_t;
 
-/* Completions queued this long and not yet taken end a linger (and start
- * none) until they are taken: the application thread their queue's fd
- * woke has no CPU while this loop spins on one. On a 2-CPU host, with a
- * peer issuing 4 KiB ops from the other CPU, that thread ran only when the
- * scheduler preempted someone, and saw its ops end 250-750 us late (ntf
- * p50), where a wake-up takes 8-16 us. Sleeping instead frees the CPU. */
-#define CQ_STARVED_NS 20000
-
-static bool app_starved(nxc_connector_t *c, uint64_t now) {
-    uint64_t since = atomic_load_explicit(&c->cq_waiting_since, memory_order_relaxed);
-    return since != 0 && now - since > CQ_STARVED_NS;
-}
-
 /* The fds are polled at one look in this many: a system call at every
  * look slowed the looks at the bitmap (a shm owner's 4 KiB ops). */
 #define FD_LOOK_EVERY 4
@@ -169,24 +156,18 @@ static bool app_starved(nxc_connector_t *c, uint64_t now) {
  * looked at so that a frame that arrives meanwhile (a grant, the end of a
  * stream op, a tcp op of the same connector) is taken at once, not when
  * the linger runs out up to linger_ns later.
- * Yielding, so that on a host with no free core the others run; over
- * (and sleeping) as soon as the application is seen starved of CPU. */
+ * Yielding, so that on a host with no free core the others run. */
 static linger_end_t linger(nxc_connector_t *c, uint64_t until) {
     struct pollfd fds[NXC__MAX_TRANSPORTS];
     nfds_t nfds = transport_fds(c, fds);
     pthread_mutex_unlock(&c->lock);
     linger_end_t end;
     for (unsigned looks = 0;; looks++) {
-        uint64_t now = nxc__now_ns();
-        if (now >= until || app_starved(c, now)) {
-            end = LINGER_OVER;
-            break;
-        }
         /* peeked, not taken: the pass that follows handles the event */
         end = any_ready(c) || nxc__lock_wanted(c)                    ? LINGER_WORK
               : looks % FD_LOOK_EVERY == 0 && poll(fds, nfds, 0) > 0 ? LINGER_FD
                                                                      : LINGER_OVER;
-        if (end != LINGER_OVER) break;
+        if (end != LINGER_OVER || nxc__now_ns() >= until) break;
         sched_yield();
     }
     pthread_mutex_lock(&c->lock);

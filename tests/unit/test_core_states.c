@@ -521,55 +521,6 @@ static void test_wait_times_out_on_the_clock(void) {
     scene_end(&s);
 }
 
-/* --- the completion-queue backlog a lingering progress thread watches ---- */
-
-/* Since when ended ops have waited in the connector's completion queues
- * (0: none): set by the first entry into empty queues, kept while any
- * waits, cleared when the last is taken or withdrawn. A progress thread
- * stops spinning when it is old (progress.c, app_starved). */
-static uint64_t backlog_since(nxc_connector_t *c) {
-    return atomic_load(&c->cq_waiting_since);
-}
-
-static void test_cq_backlog_since(void) {
-    nxc_connector_t *own = fake_connector("own"), *rdr = fake_connector("rdr");
-    char src[3][64], dst[64];
-    nxc_cq_t *cq1, *cq2;
-    NXT_PASS(nxc_cq_create(own, NULL, &cq1));
-    NXT_PASS(nxc_cq_create(own, NULL, &cq2));
-    nxc_op_t *ops[3];
-    for (int i = 0; i < 3; i++) {
-        nxt_fill(src[i], sizeof src[i], (uint64_t)i);
-        nxc_desc_t d = nxt_desc(src[i], sizeof src[i]);
-        nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_CQ, .cq = i == 2 ? cq2 : cq1};
-        NXT_PASS(nxc_create_readable(own, &d, 1, &p, &ops[i]));
-    }
-    NXT_CHECK(backlog_since(own) == 0);
-    uint64_t first = 0;
-    for (int i = 0; i < 3; i++) { /* each read to its end, the owner told */
-        nxc_op_t *rd = active(rdr, ops[i], dst, sizeof dst, 0);
-        fake_pass(2, own, rdr, NULL);
-        fake_pass(1, own, NULL);
-        NXT_ENDED(rd, NXC_OK);
-        NXT_ENDED(ops[i], NXC_OK);
-        nxc_op_release(rd);
-        if (i == 0) first = backlog_since(own);
-        NXT_CHECK(first != 0 && backlog_since(own) == first); /* the oldest counts */
-        nxc__clock_skip(MS);
-    }
-    nxc_cq_entry_t e[4];
-    NXT_EQ_INT(nxc_cq_poll(cq1, e, 4), 2);
-    NXT_CHECK(backlog_since(own) == first); /* cq2's entry still waits */
-    nxc_op_release(ops[2]);                 /* withdraws it */
-    NXT_CHECK(backlog_since(own) == 0);
-    nxc_op_release(ops[0]);
-    nxc_op_release(ops[1]);
-    nxc_cq_destroy(cq1);
-    nxc_cq_destroy(cq2);
-    nxc_connector_destroy(rdr);
-    nxc_connector_destroy(own);
-}
-
 static const nxt_test_t nxt_tests[] = {
     {"read_step_by_step", test_read_step_by_step, 0},
     {"write_step_by_step", test_write_step_by_step, 0},
@@ -586,6 +537,5 @@ static const nxt_test_t nxt_tests[] = {
     {"destroy_initiator_order", test_destroy_initiator_order, 0},
     {"destroy_owner_order", test_destroy_owner_order, 0},
     {"wait_times_out_on_the_clock", test_wait_times_out_on_the_clock, 0},
-    {"cq_backlog_since", test_cq_backlog_since, 0},
 };
 NXT_MAIN(nxt_tests)
