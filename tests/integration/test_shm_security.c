@@ -696,20 +696,23 @@ static void test_doorbell_checks_record(void) {
 
 #define BURST 256
 
-/* Reads the BURST readables whose metadata it is sent, one after the
- * other; each but the first (which makes the connection) must be complete
- * when its begin returns, with the owner's data. */
-static void burst_reader(int fd, void *arg) {
-    char *mds[BURST];
-    for (int i = 0; i < BURST; i++)
-        mds[i] = nxt_recv(fd, NULL, 30000);
+/* Reads the n readables whose metadata it is sent, in turn, each with the
+ * owner's data (seed SEED_OWNER + its index); those from the second up to
+ * `direct` (excluded) must be complete when their begin returns (the first
+ * makes the connection direct access needs). Then says "read", and ends
+ * when told "quit". */
+static void read_in_turn(int fd, int n, int direct) {
+    char **mds = calloc((size_t)n, sizeof *mds);
+    NXT_CHECK(mds);
+    for (int i = 0; i < n; i++)
+        mds[i] = nxt_recv(fd, NULL, 60000);
     nxc_connector_t *c = shm_connector("reader");
     char *dst = nxt_alloc(4096);
     nxc_desc_t d = nxt_desc(dst, 4096);
-    for (int i = 0; i < BURST; i++) {
+    for (int i = 0; i < n; i++) {
         nxc_op_t *op;
         NXT_PASS(nxc_begin_read(c, mds[i], 0, &d, 1, NULL, &op));
-        if (i > 0) NXT_EQ_INT(nxc_op_status(op), NXC_OP_COMPLETE);
+        if (i > 0 && i < direct) NXT_EQ_INT(nxc_op_status(op), NXC_OP_COMPLETE);
         NXT_PASS(nxc_op_wait(op, WAIT_MS));
         NXT_CHECK(nxt_verify(dst, 4096, SEED_OWNER + (uint64_t)i) == SIZE_MAX);
         nxc_op_release(op);
@@ -719,6 +722,12 @@ static void burst_reader(int fd, void *arg) {
     free(nxt_recv(fd, NULL, 30000)); /* "quit" */
     nxc_connector_destroy(c);
     free(dst);
+    free(mds);
+}
+
+/* Reads the BURST readables it is sent, each but the first directly. */
+static void burst_reader(int fd, void *arg) {
+    read_in_turn(fd, BURST, BURST);
 }
 
 /* Ops a peer reads directly one after the other, each told through one
@@ -751,30 +760,10 @@ static void test_direct_burst(void) {
 
 #define MANY_SENT 4
 
-/* Reads the readables whose metadata it is sent, in turn: the owner's
- * first (it makes the connection), then ones that have a record (read
- * inside their begin calls, directly), then one that found none (through a
- * grant), each with the owner's data; then says "read". */
+/* Reads the owner's first readable (the connection), two that have a
+ * record (directly) and one that found none (through a grant). */
 static void many_reader(int fd, void *arg) {
-    char *mds[MANY_SENT];
-    for (int i = 0; i < MANY_SENT; i++)
-        mds[i] = nxt_recv(fd, NULL, 60000);
-    nxc_connector_t *c = shm_connector("reader");
-    char *dst = nxt_alloc(4096);
-    nxc_desc_t d = nxt_desc(dst, 4096);
-    for (int i = 0; i < MANY_SENT; i++) {
-        nxc_op_t *op;
-        NXT_PASS(nxc_begin_read(c, mds[i], 0, &d, 1, NULL, &op));
-        if (i > 0 && i < MANY_SENT - 1) NXT_EQ_INT(nxc_op_status(op), NXC_OP_COMPLETE);
-        NXT_PASS(nxc_op_wait(op, WAIT_MS));
-        NXT_CHECK(nxt_verify(dst, 4096, SEED_OWNER + (uint64_t)i) == SIZE_MAX);
-        nxc_op_release(op);
-        free(mds[i]);
-    }
-    nxt_send_str(fd, "read");
-    free(nxt_recv(fd, NULL, 30000)); /* "quit" */
-    nxc_connector_destroy(c);
-    free(dst);
+    read_in_turn(fd, MANY_SENT, MANY_SENT - 1);
 }
 
 /* A server keeps thousands of ops open: each one the arena has a record
