@@ -143,7 +143,7 @@ static uint64_t take_bits(_Atomic uint64_t *word) {
     return atomic_load(word) ? atomic_exchange(word, 0) : 0;
 }
 
-/* Complete the ops whose bits are set in the words of `done` word `w`. */
+/* Complete the ops whose bits are set in `done` word `w`. */
 static void collect_word(shm_tp_t *t, unsigned w) {
     for (uint64_t bits = take_bits(&t->arena->done[w]); bits; bits &= bits - 1) {
         nxc_op_kind_t kind;
