@@ -511,6 +511,9 @@ class _Operation:
             raw = lib.nxc_op_status(op)
             if raw in _TERMINAL_INTS:
                 self._ended = raw
+                if raw == _ERRORED_INT:  # kept: the handle may go with its connector
+                    self._result = lib.nxc_op_result(op)
+                    self._message = (lib.nxc_op_message(op) or b"").decode("utf-8", "replace")
             return raw
         return self._ended
 

@@ -714,6 +714,12 @@ def test_released_with_connector():
         writable = await c.create_writable(connect.Descriptor(bytearray(4096)))
         read = await peer.begin_read(readable.metadata(), connect.Descriptor(bytearray(4096)))
         await read.wait_for_completion(timeout=10)
+        gone = await c.create_readable(connect.Descriptor(bytearray(64)))
+        stale = gone.metadata()
+        gone.release()
+        refused = await peer.begin_read(stale, connect.Descriptor(bytearray(64)))
+        with pytest.raises(connect.NxcError):
+            await refused.wait_for_completion(timeout=10)
         # what a collection that finalizes the connectors first leaves: their
         # weak lists of ops emptied, then close()
         for conn in (c, peer):
@@ -729,5 +735,9 @@ def test_released_with_connector():
             writable.metadata()
         waiting = asyncio.ensure_future(writable.wait_for_completion(timeout=10))
         assert await waiting is None  # CANCELLED: returns
+        assert refused.status == connect.OperationStatus.ERRORED
+        with pytest.raises(connect.NxcError) as e:  # still its own error
+            await refused.wait_for_completion(timeout=10)
+        assert e.value.status_name == "NXC_ERR_REFUSED", e.value
 
     run(main())
