@@ -463,12 +463,23 @@ class _Operation:
         op = self._op
         if op is not None and self._connector._c is None:
             self._op = op = None
-            self._last_status = _STATUS_OF[self._ended] if self._ended is not None \
-                else OperationStatus.CANCELLED
-            if self._last_status == OperationStatus.CANCELLED:
-                self._result = -44  # NXC_ERR_CANCELED, as release() leaves it
-            self._on_end()
+            self._released_as(_STATUS_OF.get(self._ended, OperationStatus.CANCELLED))
         return op
+
+    def _released_as(self, st):
+        """The state a released op keeps: its terminal status, else CANCELLED
+        (NXC_ERR_CANCELED); waiters wake."""
+        self._last_status = st if st in _TERMINAL else OperationStatus.CANCELLED
+        if self._last_status == OperationStatus.CANCELLED and (self._result or 0) >= 0:
+            self._result = -44
+        self._on_end()
+
+    def _keep_result(self, op):
+        """Keep the op's result, and its message if it failed, beyond its
+        handle (each ctypes call is a third of a microsecond, in every op)."""
+        self._result = lib.nxc_op_result(op)
+        if self._result < 0:
+            self._message = (lib.nxc_op_message(op) or b"").decode("utf-8", "replace")
 
     @property
     def status(self):
@@ -490,13 +501,8 @@ class _Operation:
         return sum(d.size for d in self._descs)
 
     def _error(self):
-        op = self._live()
-        if op is not None:
-            res = lib.nxc_op_result(op)
-            msg = (lib.nxc_op_message(op) or b"").decode("utf-8", "replace")
-        else:
-            res, msg = self._result, self._message
-        return error_for(res, msg, f"{self._kind_name} failed")
+        # only after ERRORED was seen, which kept the result (_raw_status)
+        return error_for(self._result, self._message, f"{self._kind_name} failed")
 
     def _finish(self, raw=None):
         if (self._raw_status() if raw is None else raw) == _ERRORED_INT:
@@ -512,8 +518,7 @@ class _Operation:
             if raw in _TERMINAL_INTS:
                 self._ended = raw
                 if raw == _ERRORED_INT:  # kept: the handle may go with its connector
-                    self._result = lib.nxc_op_result(op)
-                    self._message = (lib.nxc_op_message(op) or b"").decode("utf-8", "replace")
+                    self._keep_result(op)
             return raw
         return self._ended
 
@@ -565,18 +570,11 @@ class _Operation:
         if op is None:
             return
         st = _STATUS_OF[self._raw_status()]
-        self._result = lib.nxc_op_result(op)
-        # only a failure has a message worth keeping (each ctypes call here
-        # is a third of a microsecond, in every op)
-        if self._result < 0:
-            self._message = (lib.nxc_op_message(op) or b"").decode("utf-8", "replace")
+        self._keep_result(op)
         self._op = None
         self._connector._forget(self)
         lib.nxc_op_release(op)
-        self._last_status = st if st in _TERMINAL else OperationStatus.CANCELLED
-        if self._last_status == OperationStatus.CANCELLED and self._result >= 0:
-            self._result = -44
-        self._on_end()
+        self._released_as(st)
 
     def __enter__(self):
         return self

@@ -649,8 +649,7 @@ static void ringer(int fd, void *arg) {
             NXT_CHECK(atomic_compare_exchange_strong(state, &live,
                                                      STATE(STATE_SEQ(live), PHASE_READ, getpid())));
         }
-        atomic_fetch_or(&a->done[slot / 64], 1ull << (slot % 64));
-        atomic_fetch_or(&a->done_summary[slot / 4096], 1ull << (slot / 64 % 64));
+        nxc__shm_mark_done(a, slot);
         atomic_store(&a->wake, 1);
         uint64_t one = 1;
         NXT_CHECK(write(bell, &one, sizeof one) == sizeof one);

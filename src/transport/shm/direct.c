@@ -471,9 +471,7 @@ static size_t direct_iovs(nxc_op_t *op, struct iovec *mine, struct iovec *theirs
 static bool tell_owner(shm_tp_t *t, nxc_op_t *op, const direct_access_t *acc, uint8_t type) {
     arena_t *a = acc->owner->map;
     if (acc->owner->notify_fd >= 0) {
-        unsigned w = acc->slot / 64;
-        atomic_fetch_or(&a->done[w], 1ull << (acc->slot % 64));
-        atomic_fetch_or(&a->done_summary[w / 64], 1ull << (w % 64)); /* after the bit */
+        nxc__shm_mark_done(a, acc->slot);
         /* after the bits: an owner that clears `wake` later still sees them */
         if (!atomic_exchange(&a->wake, 1)) nxc__eventfd_ring(acc->owner->notify_fd);
         return true;

@@ -122,6 +122,15 @@ typedef struct arena {
     record_t records[ARENA_RECORDS];
 } arena_t;
 
+/* Mark record `slot` finished in the arena's done bitmap, then in its
+ * summary (the order collect_bits() relies on). A peer rings the doorbell
+ * after this if it finds `wake` 0. */
+static inline void nxc__shm_mark_done(arena_t *a, uint32_t slot) {
+    uint32_t w = slot / 64;
+    atomic_fetch_or(&a->done[w], 1ull << (slot % 64));
+    atomic_fetch_or(&a->done_summary[w / 64], 1ull << (w % 64));
+}
+
 /* A direct op's key in the metadata (shm's key of descriptor 0). */
 typedef struct record_key {
     int32_t arena_fd; /* the memfd's number in the owner process */
