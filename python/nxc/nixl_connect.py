@@ -27,7 +27,7 @@ import weakref
 
 from . import _lib
 from ._lib import lib
-from ._models import HAVE_PYDANTIC, RdmaMetadata, SerializedDescriptor, from_nxc_text, metadata_text
+from ._models import RdmaMetadata, SerializedDescriptor, from_nxc_text, metadata_text
 from .errors import MetadataError, NotSupportedError, NxcError, NxcTimeoutError, check, error_for
 
 __all__ = [

@@ -40,7 +40,7 @@ void nxc__op_free_locked(nxc_op_t *op) {
     if (op->tp && op->tp_op) op->tp->ops->release(op->tp, op);
     if (op->efd >= 0) close(op->efd);
     nxc__cq_withdraw(op);
-    nxc__md_free(&op->md);
+    nxc__op_peer_md_free(op);
     free(op->segs);
     free(op->md_text);
     free(op->local);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "core/connector.h"
 #include "core/metadata.h"
@@ -62,11 +63,24 @@ struct nxc_op {
 
     /* active */
     nxc__tp_t *tp;
-    void *tp_op; /* the transport's per-op state */
-    nxc__metadata_t md;
+    void *tp_op;         /* the transport's per-op state */
+    nxc__metadata_t *md; /* the peer's metadata, decoded (NULL until then) */
     nxc__seg_t *segs;
     size_t nsegs;
 };
+
+/* The peer's metadata (744 bytes) is kept out of the op so that an op is a
+ * small request for glibc's malloc (under 1008 bytes): one of 1,008 or
+ * more takes the large-request path, which first consolidates the fast
+ * bins, and did so at every create and begin. */
+_Static_assert(sizeof(struct nxc_op) <= 1000, "nxc_op_t is a large request for malloc");
+
+/* Free an active op's decoded peer metadata. */
+static inline void nxc__op_peer_md_free(nxc_op_t *op) {
+    nxc__md_free(op->md);
+    free(op->md);
+    op->md = NULL;
+}
 
 /* nxc__op_terminal() without the connector lock (the state is published
  * last). */

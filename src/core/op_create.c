@@ -182,9 +182,11 @@ nxc_status_t nxc_create_writable(nxc_connector_t *c, const nxc_desc_t *descs, si
 /* Everything about an active op that needs no lock: descriptors, metadata,
  * pairing, devices, sizes, the scatter/gather plan. */
 static nxc_status_t prepare_active(nxc_connector_t *c, nxc_op_t *op, const char *text, size_t len) {
-    nxc_status_t st = nxc__md_decode(text, len ? len : strlen(text), &op->md);
+    op->md = malloc(sizeof *op->md);
+    if (!op->md) return nxc__err(NXC_ERR_NO_MEMORY, "begin: out of memory");
+    nxc_status_t st = nxc__md_decode(text, len ? len : strlen(text), op->md);
     if (st != NXC_OK) return st;
-    const nxc__metadata_t *md = &op->md;
+    const nxc__metadata_t *md = op->md;
     if (op->kind == NXC_OP_READ && md->operation_kind != NXC__MD_KIND_READ)
         return nxc__err(NXC_ERR_WRONG_OPERATION,
                         "begin_read needs the metadata of a readable op, but this metadata "
@@ -245,13 +247,13 @@ static nxc_status_t begin_active(nxc_connector_t *c, nxc_op_kind_t kind, const c
     st = prepare_active(c, op, md_text, md_len);
     if (st != NXC_OK) {
         op->c = c;
-        nxc__md_free(&op->md);
+        nxc__op_peer_md_free(op);
         free(op->segs);
         free(op->local);
         free(op);
         return st;
     }
-    nxc__str_copy(op->key, sizeof op->key, op->md.notification_key);
+    nxc__str_copy(op->key, sizeof op->key, op->md->notification_key);
 
     nxc__lock(c);
     nxc__op_link(c, op);

@@ -129,7 +129,7 @@ uint64_t nxc__op_total(const nxc_op_t *op) {
     return op->total;
 }
 const nxc__metadata_t *nxc__op_peer_md(const nxc_op_t *op) {
-    return &op->md;
+    return op->md;
 }
 const nxc__seg_t *nxc__op_segs(const nxc_op_t *op, size_t *n_p) {
     *n_p = op->nsegs;

@@ -86,15 +86,15 @@ nxc_status_t nxc__select_op_transport(nxc_connector_t *c, nxc_op_t *op,
                                       const nxc__md_section_t **sec_p) {
     reasons_t reasons = {"", 0};
     nxc_status_t fail = NXC_ERR_NO_TRANSPORT;
-    op->tp = nxc__select_transport(c, &op->md, op->local[0].device.kind, sec_p, add_reason,
-                                   &reasons, false, &fail);
+    op->tp = nxc__select_transport(c, op->md, op->local[0].device.kind, sec_p, add_reason, &reasons,
+                                   false, &fail);
     if (op->tp) {
         NXC_LOG_D("connector %s: %s op to %s uses %s", c->name, nxc__op_kind_name(op->kind),
-                  op->md.name, op->tp->ops->name);
+                  op->md->name, op->tp->ops->name);
         return NXC_OK;
     }
     if (fail == NXC_ERR_UNREACHABLE)
-        return nxc__err(fail, "cannot reach peer \"%s\" (%s)", op->md.name, reasons.text);
-    return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md.name,
+        return nxc__err(fail, "cannot reach peer \"%s\" (%s)", op->md->name, reasons.text);
+    return nxc__err(NXC_ERR_NO_TRANSPORT, "no transport reaches peer \"%s\" (%s)", op->md->name,
                     reasons.used ? reasons.text : "this connector has none");
 }
