@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ cfg_t cfg = {
     .max_mem = 2ull << 30,
     .round_max = 256,
     .seed = 0x6e7863u,
+    .cpus = {-1, -1},
 };
 
 /* The lists as given; parsed once every option has been read. */
@@ -81,6 +83,10 @@ void usage(FILE *f) {
             "                               application's work between ops: each op\n"
             "                               starts from caches as a server leaves them;\n"
             "                               read the latencies: GB/s counts the sweeps)\n"
+            "  --cpus T,I                   pin the target (all its threads) to CPU T and\n"
+            "                               the initiator to CPU I, as ucx_perftest -c\n"
+            "                               does: figures that do not depend on where\n"
+            "                               the scheduler places the two processes\n"
             "\n"
             "Table columns, one row per point (op, block size, batch):\n"
             "  transport   what moved the bytes (nxc_op_transport of the first op)\n"
@@ -215,6 +221,20 @@ static long need_long(const char *opt, const char *v, long lo, long hi) {
     return (long)x;
 }
 
+/* --cpus T,I: two CPU numbers (whether they exist is known when pinning) */
+static void need_cpus(const char *opt, const char *v) {
+    const char *comma = v ? strchr(v, ',') : NULL;
+    char first[32];
+    if (!comma || (size_t)(comma - v) >= sizeof first) {
+        fprintf(stderr, "%s: %s needs two CPU numbers, T,I (e.g. 1,0)\n", prog, opt);
+        exit(2);
+    }
+    memcpy(first, v, (size_t)(comma - v));
+    first[comma - v] = '\0';
+    cfg.cpus[0] = (int)need_long(opt, first, 0, CPU_SETSIZE - 1);
+    cfg.cpus[1] = (int)need_long(opt, comma + 1, 0, CPU_SETSIZE - 1);
+}
+
 static uint64_t need_size(const char *opt, const char *v) {
     uint64_t x;
     if (!v || !parse_size(v, &x) || x == 0) {
@@ -256,6 +276,7 @@ enum {
     O_LOOP,
     O_SEED,
     O_BETWEEN,
+    O_CPUS,
 };
 
 /* A switch takes no value, but "--check=VALUE" has always been accepted
@@ -301,6 +322,7 @@ static const struct option options[] = {
     {"loop", SWITCH, NULL, O_LOOP},
     {"seed", VALUE, NULL, O_SEED},
     {"between", VALUE, NULL, O_BETWEEN},
+    {"cpus", VALUE, NULL, O_CPUS},
     {NULL, 0, NULL, 0},
 };
 
@@ -410,6 +432,7 @@ static int apply(int opt, const char *name, const char *v) {
     case O_LOOP: cfg.wait = WAIT_LOOP; break;
     case O_SEED: cfg.seed = (uint64_t)need_long(name, v, 0, LONG_MAX); break;
     case O_BETWEEN: cfg.between_kib = (int)need_long(name, v, 0, 1 << 20); break;
+    case O_CPUS: need_cpus(name, v); break;
     }
     return NEXT_OPTION;
 }

@@ -50,6 +50,7 @@ typedef struct cfg {
     uint64_t max_mem;   /* buffer bytes per process and point */
     int round_max;
     int between_kib; /* --between: KiB the initiator sweeps between two ops */
+    int cpus[2];     /* --cpus: the target's and the initiator's CPU; -1: unpinned */
     uint64_t seed;
     bool list_transports; /* --list-transports: print them and exit */
 } cfg_t;

@@ -38,6 +38,7 @@
  * report.c (table, --json, --csv), pattern.c (--check data), util.c.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,8 +66,35 @@ static int list_transports(void) {
     return 0;
 }
 
+/* --cpus: both CPUs are ones this process may run on (checked before
+ * --self forks its target, and by each role before it pins itself). */
+static void check_cpus(void) {
+    if (cfg.cpus[0] < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set)) die("sched_getaffinity: %s", strerror(errno));
+    for (int r = 0; r < 2; r++)
+        if (!CPU_ISSET(cfg.cpus[r], &set))
+            die("--cpus: CPU %d is not one this process may run on (see nproc, taskset -p)",
+                cfg.cpus[r]);
+}
+
+/* --cpus: run this process, and the threads it starts from now on, on the
+ * role's CPU (0 target, 1 initiator). */
+static void pin_role(int role) {
+    if (cfg.cpus[role] < 0) return;
+    check_cpus();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cfg.cpus[role], &set);
+    if (sched_setaffinity(0, sizeof set, &set))
+        die("--cpus: cannot run the %s on CPU %d: %s", role ? "initiator" : "target",
+            cfg.cpus[role], strerror(errno));
+}
+
 static int run_target(void) {
     role_name = "nxc-bench target";
+    pin_role(0);
     const char *addr = cfg.listen ? cfg.listen : "127.0.0.1:18515";
     int lfd = sock_listen(addr);
     fprintf(stderr, "%s: listening on %s\n", role_name, addr);
@@ -111,6 +139,7 @@ static int fork_target(pid_t *child) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(1);
         role_name = "nxc-bench target";
+        pin_role(0);
         int tfd = sock_accept(lfd, 60);
         close(lfd);
         int rc = target_serve(tfd);
@@ -118,6 +147,7 @@ static int fork_target(pid_t *child) {
         exit(rc); /* stdio was flushed before fork; lets LeakSanitizer check the target */
     }
     role_name = "nxc-bench initiator";
+    pin_role(1);
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl))
         die("connect to the forked target: %s", strerror(errno));
@@ -153,9 +183,11 @@ static int run_initiator(void) {
     pid_t child = -1;
     int fd;
     if (cfg.role == ROLE_SELF) {
+        check_cpus();
         fd = fork_target(&child);
     } else {
         role_name = "nxc-bench initiator";
+        pin_role(1);
         fd = sock_connect(cfg.connect, 30);
     }
     int rc = initiator_run(fd);

@@ -61,8 +61,10 @@ void print_header(const char *transports, const char *target_transports, bool sh
     if (!table_out) return;
     char between[48] = "";
     if (cfg.between_kib) snprintf(between, sizeof between, ", --between %d KiB", cfg.between_kib);
+    char cpus[48] = "";
+    if (cfg.cpus[0] >= 0) snprintf(cpus, sizeof cpus, ", --cpus %d,%d", cfg.cpus[0], cfg.cpus[1]);
     fprintf(table_out,
-            "# nxc-bench %s, transports %s (target: %s), concurrency %d, %s clock%s%s%s%s%s\n"
+            "# nxc-bench %s, transports %s (target: %s), concurrency %d, %s clock%s%s%s%s%s%s\n"
             "%-5s %-9s %8s %6s %9s %6s %8s %10s %10s %10s\n",
             nxc_version(), transports, target_transports, cfg.concurrency,
             shared_clock ? "shared" : "ping-synchronised", cfg.check ? ", --check" : "",
@@ -70,8 +72,8 @@ void print_header(const char *transports, const char *target_transports, bool sh
             cfg.wait == WAIT_BUSY   ? ", --busy"
             : cfg.wait == WAIT_LOOP ? ", --loop"
                                     : "",
-            between, "op", "transport", "block", "batch", "bytes/op", "iters", "GB/s", "lat p50",
-            "lat p99", "ntf p50");
+            between, cpus, "op", "transport", "block", "batch", "bytes/op", "iters", "GB/s",
+            "lat p50", "lat p99", "ntf p50");
     fprintf(table_out, "%-5s %-9s %8s %6s %9s %6s %8s %10s %10s %10s\n", "", "", "", "", "", "", "",
             "us", "us", "us");
     fflush(table_out);
