@@ -1445,6 +1445,70 @@ static void test_cancel_mid_payload(void) {
     world_free(&w);
 }
 
+/* --- frames in one segment ------------------------------------------------------------- */
+
+/* Receive one frame of `type` whose body is `len` bytes into `body`. */
+static void expect_frame(int fd, uint8_t type, void *body, size_t len) {
+    nxc__wire_hdr_t h;
+    NXT_CHECK(recv_exact(fd, &h, sizeof h, CLOSE_MS));
+    NXT_EQ_INT(h.magic, NXC__WIRE_MAGIC);
+    NXT_EQ_INT(h.type, type);
+    NXT_EQ_INT(h.body_len, len);
+    NXT_CHECK(recv_exact(fd, body, len, CLOSE_MS));
+}
+
+/* A peer's HELLO, REQ and (for a write) payload sent in one send(), so that
+ * the server takes in several frames, and the start or all of a payload,
+ * with one receive: each is still taken whole and in order (the server
+ * receives through a buffer of 8 KiB; 1000 bytes fit in it with the frames,
+ * 64 KiB do not). */
+static void one_segment(world_t *w, bool writable, size_t size) {
+    target_t t = target_new(w->srv, writable, size, 0x5e9 + size, NULL);
+    nxc__wire_range_t whole;
+    req_t r = good_req(&t, &whole);
+    size_t rn, hn;
+    uint8_t hello[256], *req = req_frame(&r, 9, &rn);
+    hn = hello_frame(hello, t.md.instance, NXC__WIRE_VERSION);
+    size_t payload = writable ? size : 0;
+    uint8_t *seg = malloc(hn + rn + payload), *bytes = nxt_alloc(size);
+    NXT_CHECK(seg);
+    nxt_fill(bytes, size, 0xfeed + size);
+    memcpy(seg, hello, hn);
+    memcpy(seg + hn, req, rn);
+    if (writable) memcpy(seg + hn + rn, bytes, size);
+    int fd = hc_open(&t);
+    NXT_CHECK(send_all(fd, seg, hn + rn + payload, CLOSE_MS));
+    nxc__wire_hello_ok_t ok;
+    nxc__wire_grant_t grant;
+    expect_frame(fd, NXC__WIRE_HELLO_OK, &ok, sizeof ok);
+    expect_frame(fd, writable ? NXC__WIRE_ACK : NXC__WIRE_GRANTED, &grant, sizeof grant);
+    if (writable) {
+        NXT_PASS(nxc_op_wait(t.op, WAIT_MS));
+        NXT_CHECK(memcmp(t.buf, bytes, size) == 0);
+        memcpy(t.snap + GUARD, bytes, size);
+    } else {
+        NXT_CHECK(recv_exact(fd, bytes, size, CLOSE_MS));
+        NXT_CHECK(memcmp(bytes, t.buf, size) == 0);
+    }
+    check_memory(&t, "after the transfer in one segment");
+    printf("    HELLO, REQ%s in one segment, %zu bytes: %s\n", writable ? " and payload" : "", size,
+           writable ? "written" : "read");
+    close(fd);
+    free(seg);
+    free(req);
+    free(bytes);
+    target_free(&t);
+}
+
+static void test_one_segment(void) {
+    world_t w = world_new();
+    for (int wr = 0; wr < 2; wr++) {
+        one_segment(&w, wr, 1000);
+        one_segment(&w, wr, SIZE);
+    }
+    world_free(&w);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"wrong_secret", test_wrong_secret, 60},
     {"released_key", test_released_key, 60},
@@ -1464,5 +1528,6 @@ static const nxt_test_t nxt_tests[] = {
     {"partial_cover", test_partial_cover, 90},
     {"striped_writer_dies", test_striped_writer_dies, 60},
     {"cancel_mid_payload", test_cancel_mid_payload, 60},
+    {"frames_in_one_segment", test_one_segment, 60},
 };
 NXT_MAIN(nxt_tests)

@@ -63,6 +63,9 @@ void nxc__stream_conn_close(stream_conn_t *conn, const char *fmt, ...) {
     conn->body = NULL;
     free(conn->piov);
     conn->piov = NULL;
+    free(conn->rbuf);
+    conn->rbuf = NULL;
+    conn->rbeg = conn->rend = 0;
     t->dirty = true;
     NXC_LOG_D("%s: connection %s peer %s closed: %s", t->name, conn->inbound ? "from" : "to",
               conn->peer ? conn->peer->name : "(unknown)", conn->why);
@@ -248,24 +251,142 @@ static void payload_done(stream_conn_t *conn) {
         nxc__stream_active_payload_done(conn);
 }
 
+/* A frame's header and body (and whatever follows them) are received
+ * through a buffer of this size: one recv() takes in a small frame, or a
+ * 4 KiB op's GRANTED and payload, where a header, a body and the EAGAIN
+ * that ended the pass took three. A recv() that does not fill it found the
+ * socket empty: the pass stops there (epoll is level-triggered). */
+#define RBUF_SIZE 8192
+
+/* A header, or a whole frame, is in: go on as it says. */
+static void frame_complete(stream_conn_t *conn) {
+    conn->in = IN_HDR;
+    frame_done(conn);
+    if (conn->in == IN_PAYLOAD && conn->pleft == 0) payload_done(conn);
+}
+
+static void header_complete(stream_conn_t *conn) {
+    if (!hdr_ok(conn)) return;
+    conn->got = 0;
+    if (!conn->hdr.body_len) {
+        frame_complete(conn);
+        return;
+    }
+    conn->body = malloc(conn->hdr.body_len);
+    if (!conn->body) {
+        nxc__stream_conn_close(conn, "out of memory");
+        return;
+    }
+    conn->in = IN_BODY;
+}
+
+/* `n` bytes (at most pleft) into the payload's buffers. */
+static void payload_take(stream_conn_t *conn, const uint8_t *p, size_t n) {
+    conn->pleft -= n;
+    while (n > 0) {
+        struct iovec *v = &conn->piov[conn->pi];
+        size_t k = v->iov_len < n ? v->iov_len : n;
+        memcpy(v->iov_base, p, k);
+        p += k;
+        n -= k;
+        conn->pi = nxc__iov_consume(conn->piov, conn->pn, conn->pi, k);
+    }
+    if (conn->pleft == 0) payload_done(conn);
+}
+
+/* Give buffered bytes to the frame part being received: at least one byte
+ * goes, or the connection closes. */
+static void take_buffered(stream_conn_t *conn) {
+    const uint8_t *p = conn->rbuf + conn->rbeg;
+    size_t avail = conn->rend - conn->rbeg, n;
+    switch (conn->in) {
+    case IN_DISCARD: n = avail; break;
+    case IN_PAYLOAD:
+        n = avail < conn->pleft ? avail : (size_t)conn->pleft;
+        conn->rbeg += n;
+        payload_take(conn, p, n);
+        return;
+    case IN_HDR:
+        if (conn->ready && conn->got == 0) conn->frame_start = conn->last_rx;
+        n = sizeof conn->hdr - conn->got < avail ? sizeof conn->hdr - conn->got : avail;
+        memcpy((uint8_t *)&conn->hdr + conn->got, p, n);
+        break;
+    case IN_BODY:
+    default:
+        n = conn->hdr.body_len - conn->got < avail ? conn->hdr.body_len - conn->got : avail;
+        memcpy(conn->body + conn->got, p, n);
+        break;
+    }
+    conn->rbeg += n;
+    if (conn->in == IN_DISCARD) return;
+    conn->got += n;
+    if (conn->in == IN_HDR && conn->got == sizeof conn->hdr)
+        header_complete(conn);
+    else if (conn->in == IN_BODY && conn->got == conn->hdr.body_len)
+        frame_complete(conn);
+}
+
+/* One system call's worth of input. A payload goes straight into its
+ * buffers; when the call asks for the rest of it, the buffer takes what
+ * follows. Everything else goes into the buffer. `*fill` is how many bytes
+ * the call asked for, when a short count means the socket is empty (0
+ * where the pass reads on until EAGAIN, as before). */
+static ssize_t receive(stream_conn_t *conn, size_t *fill) {
+    static uint8_t sink[65536];
+    *fill = 0;
+    if (conn->in == IN_DISCARD) return recv(conn->fd, sink, sizeof sink, MSG_DONTWAIT);
+    if (!conn->rbuf && !(conn->rbuf = malloc(RBUF_SIZE))) {
+        nxc__stream_conn_close(conn, "out of memory");
+        errno = ENOMEM;
+        return -1;
+    }
+    conn->rbeg = conn->rend = 0;
+    if (conn->in == IN_BODY && conn->hdr.body_len - conn->got >= RBUF_SIZE) {
+        /* a large body (many ranges): into its own memory, read on as a
+         * payload is */
+        size_t rest = conn->hdr.body_len - conn->got;
+        ssize_t r = recv(conn->fd, conn->body + conn->got, rest, MSG_DONTWAIT);
+        if (r > 0 && (conn->got += (size_t)r) == conn->hdr.body_len) frame_complete(conn);
+        return r;
+    }
+    if (conn->in != IN_PAYLOAD) {
+        ssize_t r = recv(conn->fd, conn->rbuf, RBUF_SIZE, MSG_DONTWAIT);
+        if (r > 0) conn->rend = (size_t)r;
+        *fill = RBUF_SIZE;
+        return r;
+    }
+    struct iovec v[IOV_BATCH + 1];
+    size_t n = 0;
+    uint64_t want = 0;
+    for (size_t i = conn->pi; i < conn->pn && n < IOV_BATCH; i++) {
+        v[n++] = conn->piov[i];
+        want += conn->piov[i].iov_len;
+    }
+    if (want == conn->pleft) v[n++] = (struct iovec){conn->rbuf, RBUF_SIZE};
+    ssize_t r = readv(conn->fd, v, (int)n);
+    if (r <= 0) return r;
+    /* Only past the payload's end does a short count end the pass: a sender
+     * in the middle of a large payload is still writing, and reading on (as
+     * before) took more of it per pass. */
+    if ((uint64_t)r > want) *fill = (size_t)want + RBUF_SIZE;
+    size_t took = (uint64_t)r < want ? (size_t)r : (size_t)want;
+    conn->rend = (size_t)r - took;
+    conn->pleft -= took;
+    conn->pi = nxc__iov_consume(conn->piov, conn->pn, conn->pi, took);
+    if (conn->pleft == 0) payload_done(conn);
+    return r;
+}
+
 /* Read what is there, up to the pass budget. */
 static int conn_read(stream_conn_t *conn) {
     size_t moved = 0;
-    while (!conn->dead && moved < PASS_BUDGET) {
-        ssize_t r;
-        if (conn->in == IN_HDR) {
-            r = recv(conn->fd, (uint8_t *)&conn->hdr + conn->got, sizeof conn->hdr - conn->got,
-                     MSG_DONTWAIT);
-        } else if (conn->in == IN_BODY) {
-            r = recv(conn->fd, conn->body + conn->got, conn->hdr.body_len - conn->got,
-                     MSG_DONTWAIT);
-        } else if (conn->in == IN_PAYLOAD) {
-            size_t n = conn->pn - conn->pi < IOV_BATCH ? conn->pn - conn->pi : IOV_BATCH;
-            r = readv(conn->fd, conn->piov + conn->pi, (int)n);
-        } else {
-            static uint8_t sink[65536];
-            r = recv(conn->fd, sink, sizeof sink, MSG_DONTWAIT);
-        }
+    bool empty = false;
+    for (;;) {
+        while (!conn->dead && conn->rbeg < conn->rend)
+            take_buffered(conn);
+        if (conn->dead || empty || moved >= PASS_BUDGET) break;
+        size_t fill;
+        ssize_t r = receive(conn, &fill);
         if (r == 0) {
             nxc__stream_conn_close(conn,
                                    conn->closing ? "closed after a refusal" : "closed by the peer");
@@ -280,34 +401,7 @@ static int conn_read(stream_conn_t *conn) {
         moved += (size_t)r;
         if (conn->peer) conn->peer->unresponsive = false;
         conn->last_rx = nxc__now_ns();
-        if (conn->ready && conn->in == IN_HDR && conn->got == 0) conn->frame_start = conn->last_rx;
-        if (conn->in == IN_DISCARD) continue;
-        if (conn->in == IN_PAYLOAD) {
-            conn->pleft -= (size_t)r;
-            conn->pi = nxc__iov_consume(conn->piov, conn->pn, conn->pi, (size_t)r);
-            if (conn->pleft == 0) payload_done(conn);
-            continue;
-        }
-        conn->got += (size_t)r;
-        if (conn->in == IN_HDR) {
-            if (conn->got < sizeof conn->hdr) continue;
-            if (!hdr_ok(conn)) break;
-            conn->got = 0;
-            if (conn->hdr.body_len) {
-                conn->body = malloc(conn->hdr.body_len);
-                if (!conn->body) {
-                    nxc__stream_conn_close(conn, "out of memory");
-                    break;
-                }
-                conn->in = IN_BODY;
-                continue;
-            }
-        } else if (conn->got < conn->hdr.body_len) {
-            continue;
-        }
-        conn->in = IN_HDR;
-        frame_done(conn);
-        if (conn->in == IN_PAYLOAD && conn->pleft == 0) payload_done(conn);
+        empty = (size_t)r < fill;
     }
     return moved > 0;
 }

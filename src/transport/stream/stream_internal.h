@@ -90,6 +90,9 @@ struct stream_conn {
     struct iovec *piov; /* payload destination */
     size_t pn, pi;
     uint64_t pleft;
+    /* bytes received ahead of the frame part that takes them (conn.c) */
+    uint8_t *rbuf;
+    size_t rbeg, rend;
     /* passive: the grant a tcp write's payload lands in */
     uint64_t pgrant, pxfer;
     unsigned pnstripes;
