@@ -66,8 +66,8 @@ static int list_transports(void) {
     return 0;
 }
 
-/* --cpus: both CPUs are ones this process may run on (checked before
- * --self forks its target, and by each role before it pins itself). */
+/* --cpus: both CPUs are ones this process may run on (checked once, before
+ * any role starts or --self forks its target). */
 static void check_cpus(void) {
     if (cfg.cpus[0] < 0) return;
     cpu_set_t set;
@@ -83,7 +83,6 @@ static void check_cpus(void) {
  * role's CPU (0 target, 1 initiator). */
 static void pin_role(int role) {
     if (cfg.cpus[role] < 0) return;
-    check_cpus();
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cfg.cpus[role], &set);
@@ -183,7 +182,6 @@ static int run_initiator(void) {
     pid_t child = -1;
     int fd;
     if (cfg.role == ROLE_SELF) {
-        check_cpus();
         fd = fork_target(&child);
     } else {
         role_name = "nxc-bench initiator";
@@ -205,6 +203,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    check_cpus();
     signal(SIGPIPE, SIG_IGN);
     if (cfg.timeout_s) {
         signal(SIGALRM, on_alarm);

@@ -280,18 +280,22 @@ static void header_complete(stream_conn_t *conn) {
     conn->in = IN_BODY;
 }
 
-/* `n` bytes (at most pleft) into the payload's buffers. */
-static void payload_take(stream_conn_t *conn, const uint8_t *p, size_t n) {
+/* `n` more bytes of the payload (at most pleft) are in place. */
+static void payload_advance(stream_conn_t *conn, size_t n) {
     conn->pleft -= n;
-    while (n > 0) {
-        struct iovec *v = &conn->piov[conn->pi];
-        size_t k = v->iov_len < n ? v->iov_len : n;
-        memcpy(v->iov_base, p, k);
-        p += k;
-        n -= k;
-        conn->pi = nxc__iov_consume(conn->piov, conn->pn, conn->pi, k);
-    }
+    conn->pi = nxc__iov_consume(conn->piov, conn->pn, conn->pi, n);
     if (conn->pleft == 0) payload_done(conn);
+}
+
+/* `n` buffered bytes (at most pleft) into the payload's buffers. */
+static void payload_take(stream_conn_t *conn, const uint8_t *p, size_t n) {
+    for (size_t i = conn->pi, left = n; left > 0; i++) {
+        size_t k = conn->piov[i].iov_len < left ? conn->piov[i].iov_len : left;
+        memcpy(conn->piov[i].iov_base, p, k);
+        p += k;
+        left -= k;
+    }
+    payload_advance(conn, n);
 }
 
 /* Give buffered bytes to the frame part being received: at least one byte
@@ -371,9 +375,7 @@ static ssize_t receive(stream_conn_t *conn, size_t *fill) {
     if ((uint64_t)r > want) *fill = (size_t)want + RBUF_SIZE;
     size_t took = (uint64_t)r < want ? (size_t)r : (size_t)want;
     conn->rend = (size_t)r - took;
-    conn->pleft -= took;
-    conn->pi = nxc__iov_consume(conn->piov, conn->pn, conn->pi, took);
-    if (conn->pleft == 0) payload_done(conn);
+    payload_advance(conn, took);
     return r;
 }
 
