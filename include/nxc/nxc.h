@@ -334,7 +334,12 @@ NXC_API int nxc_connector_progress(nxc_connector_t *connector);
 /* Prepare to sleep on nxc_connector_fd(): arms the transports and sets the
  * fd's timer to the next deadline. NXC_OK: nothing is pending, sleep until
  * the fd is readable. NXC_INPROGRESS: work arrived or a deadline is due,
- * call nxc_connector_progress() first. NXC_ERR_INVALID_PARAM: NULL. */
+ * call nxc_connector_progress() first. NXC_ERR_INVALID_PARAM: NULL.
+ * Work posted by any thread (an op begun or created) makes the fd readable
+ * only from an arm (NXC_OK here, or nxc_connector_progress() returning 0)
+ * to the next nxc_connector_progress(); posted outside that window, it
+ * makes the next arm return NXC_INPROGRESS. An application that never
+ * sleeps on the fd pays no wake-up per op. */
 NXC_API int nxc_connector_arm(nxc_connector_t *connector);
 
 /* Milliseconds until the next deadline or internal timer (0: due now), or

@@ -73,6 +73,17 @@ struct nxc_connector {
     /* What timerfd is set to (ns, UINT64_MAX: disarmed), so that a loop pass
      * whose next due time did not change makes no timerfd_settime call. */
     uint64_t timer_set;
+    /* Who may be asleep on epfd, so that work posted outside a pass must
+     * write wakefd (nxc__loop_needs_wake in progress.c): loops inside nxc
+     * (the progress thread, waiters without it) between arming and taking
+     * the lock back, and the application from a successful arm until its
+     * next nxc_connector_progress(). */
+    int loop_sleepers;
+    bool app_armed;
+    /* Work was posted while no loop slept: the next arm refuses (progress
+     * first) and the next pass clears it. Atomic for the lingering
+     * progress thread, which looks without the lock. */
+    atomic_bool wake_pending;
     bool use_thread;
     bool stopping;
     /* nxc_connector_destroy() has begun (set under both locks): waits end

@@ -153,7 +153,7 @@ static nxc_status_t create_passive(nxc_connector_t *c, nxc_op_kind_t kind, const
      * sleep; a later one is taken up when that timer fires (the pass it
      * wakes re-arms for the earliest deadline), so a server creating ops
      * of one timeout does not wake its progress thread for each. */
-    bool replan = op->deadline < c->timer_set;
+    bool replan = op->deadline < c->timer_set && nxc__loop_wake_wanted(c);
     nxc__unlock(c);
     if (replan) nxc__wake(c);
     *op_p = op;

@@ -31,9 +31,24 @@ void nxc__wake(nxc_connector_t *c) {
     nxc__eventfd_ring(c->wakefd);
 }
 
+bool nxc__loop_wake_wanted(nxc_connector_t *c) {
+    if (c->loop_sleepers > 0 || c->app_armed) return true;
+    atomic_store_explicit(&c->wake_pending, true, memory_order_relaxed);
+    return false;
+}
+
 bool nxc__loop_needs_wake(nxc_connector_t *c, nxc__tp_t *tp) {
     const nxc__transport_ops_t *ops = tp->ops;
-    return !ops->idle || !ops->idle(tp) || nxc__next_due(c) < c->timer_set;
+    bool work = !ops->idle || !ops->idle(tp) || nxc__next_due(c) < c->timer_set;
+    return work && nxc__loop_wake_wanted(c);
+}
+
+void nxc__app_armed(nxc_connector_t *c, bool armed) {
+    c->app_armed = armed;
+}
+
+static bool wake_pending(nxc_connector_t *c) {
+    return atomic_load_explicit(&c->wake_pending, memory_order_relaxed);
 }
 
 bool nxc__try_lock(nxc_connector_t *c) {
@@ -54,6 +69,8 @@ void nxc__loop_drain(nxc_connector_t *c) {
 }
 
 int nxc__progress_locked(nxc_connector_t *c) {
+    /* this pass takes up what was posted before it (all under the lock) */
+    atomic_store_explicit(&c->wake_pending, false, memory_order_relaxed);
     int work = 0;
     for (size_t i = 0; i < c->ntps; i++)
         work += c->tps[i]->ops->progress(c->tps[i]);
@@ -81,7 +98,7 @@ uint64_t nxc__next_due(nxc_connector_t *c) {
 }
 
 bool nxc__loop_arm(nxc_connector_t *c) {
-    if (!nxc__arm_all(c)) return false;
+    if (wake_pending(c) || !nxc__arm_all(c)) return false;
     uint64_t due = nxc__next_due(c);
     if (due != UINT64_MAX && due <= nxc__now_ns()) return false; /* already due: progress first */
     if (due == c->timer_set) return true;
@@ -96,10 +113,12 @@ bool nxc__loop_arm(nxc_connector_t *c) {
 
 void nxc__sleep_locked(nxc_connector_t *c, int timeout_ms) {
     if (!nxc__loop_arm(c)) return; /* events already pending: progress again */
+    c->loop_sleepers++;
     pthread_mutex_unlock(&c->lock);
     struct epoll_event evs[8];
     epoll_wait(c->epfd, evs, 8, timeout_ms);
     pthread_mutex_lock(&c->lock);
+    c->loop_sleepers--;
     nxc__loop_drain(c);
 }
 
@@ -131,9 +150,9 @@ static bool any_ready(nxc_connector_t *c) {
 }
 
 /* The transports' event fds, to peek at with poll() while lingering. The
- * wake eventfd and the timerfd are not among them: an API call that wakes
- * the loop wants the lock too, and a timer waits for the linger's end as
- * it did. */
+ * wake eventfd and the timerfd are not among them: a lingering thread is
+ * not asleep, so an API call posts work by c->wake_pending instead of the
+ * eventfd, and a timer waits for the linger's end as it did. */
 static nfds_t transport_fds(nxc_connector_t *c, struct pollfd *fds) {
     nfds_t n = 0;
     for (size_t i = 0; i < c->ntps; i++)
@@ -148,15 +167,15 @@ typedef enum { LINGER_OVER, LINGER_WORK, LINGER_FD } linger_end_t;
 #define FD_LOOK_EVERY 4
 
 /* Keep looking, lock released, until a transport has work (WORK), an API
- * call wants the lock (WORK: destroy takes it too), a transport's fd has
- * an event (FD), or `until` passes (OVER). A peer that finishes an op
- * meanwhile finds the doorbell unarmed and rings no one: at one op every
- * few microseconds, the wake-up each op would cost its initiator (a
- * cross-CPU interrupt inside its system call) is not paid. The fds are
- * looked at so that a frame that arrives meanwhile (a grant, the end of a
- * stream op, a tcp op of the same connector) is taken at once, not when
- * the linger runs out up to linger_ns later.
- * Yielding, so that on a host with no free core the others run. */
+ * call wants the lock or posted work (WORK: destroy takes the lock too), a
+ * transport's fd has an event (FD), or `until` passes (OVER). A peer that
+ * finishes an op meanwhile finds the doorbell unarmed and rings no one: at
+ * one op every few microseconds, the wake-up each op would cost its
+ * initiator (a cross-CPU interrupt inside its system call) is not paid.
+ * The fds are looked at so that a frame that arrives meanwhile (a grant,
+ * the end of a stream op, a tcp op of the same connector) is taken at
+ * once, not when the linger runs out up to linger_ns later. Yielding, so
+ * that on a host with no free core the others run. */
 static linger_end_t linger(nxc_connector_t *c, uint64_t until) {
     struct pollfd fds[NXC__MAX_TRANSPORTS];
     nfds_t nfds = transport_fds(c, fds);
@@ -164,7 +183,7 @@ static linger_end_t linger(nxc_connector_t *c, uint64_t until) {
     linger_end_t end;
     for (unsigned looks = 0;; looks++) {
         /* peeked, not taken: the pass that follows handles the event */
-        end = any_ready(c) || nxc__lock_wanted(c)                    ? LINGER_WORK
+        end = any_ready(c) || nxc__lock_wanted(c) || wake_pending(c) ? LINGER_WORK
               : looks % FD_LOOK_EVERY == 0 && poll(fds, nfds, 0) > 0 ? LINGER_FD
                                                                      : LINGER_OVER;
         if (end != LINGER_OVER || nxc__now_ns() >= until) break;

@@ -21,6 +21,13 @@ int nxc__progress_locked(nxc_connector_t *c);
  * that interrupts the CPU the loop sleeps on (up to 9 us on the
  * development VM), and the loop a pass with nothing to do. */
 bool nxc__loop_needs_wake(nxc_connector_t *c, nxc__tp_t *tp);
+/* Lock held, work for the loop was posted outside a pass: true when a loop
+ * may be asleep on epfd (write wakefd after unlocking). Else the work is
+ * noted, and the next arm refuses until a pass has run: no write that no
+ * one reads (an application polling its queues, a lingering thread). */
+bool nxc__loop_wake_wanted(nxc_connector_t *c);
+/* The application armed (nxc_connector_arm) or made a pass (lock held). */
+void nxc__app_armed(nxc_connector_t *c, bool armed);
 /* Arm every transport for sleeping; false: work is pending, progress again. */
 bool nxc__arm_all(nxc_connector_t *c);
 /* The earliest monotonic ns at which progress must run (an op's deadline,

@@ -4,6 +4,8 @@
  * (no periodic wake-ups, no spinning), and an op's deadline wakes it by
  * itself through the connector's fd. */
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "nxt.h"
@@ -100,6 +102,90 @@ static void test_deadline_wakes_loop(void) {
     nxc_connector_destroy(c);
 }
 
+static bool fd_readable(int fd) {
+    return poll(&(struct pollfd){.fd = fd, .events = POLLIN}, 1, 0) == 1;
+}
+
+/* Work posted while no one is asleep on the fd (the application has not
+ * armed it: it polls its queues, or has not slept yet) writes nothing to
+ * it; the next arm says to progress first. After an arm, the same post
+ * makes the fd readable. Before, every post wrote the fd's eventfd, read
+ * by no one when the application never slept. */
+static void test_wake_only_when_armed(void) {
+    nxc_connector_t *c = nxt_connector("loop-armed", 0);
+    int fd = nxc_connector_fd(c);
+    bool quiet = !fd_readable(fd); /* ucx's event fd may start readable */
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    /* each deadline comes before the timer the loop set (none, then 60 s) */
+    nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 60000};
+    nxc_op_t *first, *second;
+    NXT_PASS(nxc_create_readable(c, &d, 1, &p, &first));
+    if (quiet) NXT_CHECK(!fd_readable(fd));
+    NXT_EQ_INT(nxc_connector_arm(c), NXC_INPROGRESS);
+    for (int i = 0; i < 1000 && nxc_connector_progress(c) > 0; i++)
+        ;
+    NXT_EQ_INT(nxc_connector_arm(c), NXC_OK);
+    NXT_CHECK(!fd_readable(fd));
+    p.timeout_ms = 30000;
+    NXT_PASS(nxc_create_readable(c, &d, 1, &p, &second));
+    NXT_CHECK(fd_readable(fd));
+    printf("  fd quiet at creation: %s\n", quiet ? "yes" : "no");
+    nxc_op_release(first);
+    nxc_op_release(second);
+    nxc_connector_destroy(c);
+}
+
+typedef struct sleeper {
+    nxc_connector_t *c;
+    _Atomic(nxc_op_t *) op; /* set by the main thread while the loop sleeps */
+    uint64_t ended_ms;
+} sleeper_t;
+
+/* nxc.h's loop until the op published in s->op ends (20 s at most). */
+static void *sleeping_loop(void *arg) {
+    sleeper_t *s = arg;
+    int fd = nxc_connector_fd(s->c);
+    uint64_t end = nxt_now_ms() + 20000;
+    for (uint64_t now; (now = nxt_now_ms()) < end;) {
+        for (int i = 0; i < 1000000 && nxc_connector_progress(s->c) > 0; i++)
+            ;
+        nxc_op_t *op = atomic_load(&s->op);
+        if (op && terminal(op)) {
+            s->ended_ms = nxt_now_ms();
+            break;
+        }
+        if (nxc_connector_arm(s->c) != NXC_OK) continue;
+        poll(&(struct pollfd){.fd = fd, .events = POLLIN}, 1, (int)(end - now));
+    }
+    return NULL;
+}
+
+/* An op created by another thread while the application's loop sleeps on
+ * the fd with no timer set wakes it: its deadline is met, not the loop's
+ * 20 s sleep. */
+static void test_post_wakes_sleeping_loop(void) {
+    sleeper_t s = {.c = nxt_connector("loop-sleeper", 0)};
+    pthread_t th;
+    NXT_CHECK(pthread_create(&th, NULL, sleeping_loop, &s) == 0);
+    usleep(100000); /* asleep in poll() by now, on a loaded host too */
+    static char buf[4096];
+    nxc_desc_t d = nxt_desc(buf, sizeof buf);
+    nxc_op_params_t p = {.field_mask = NXC_OP_FIELD_TIMEOUT, .timeout_ms = 200};
+    nxc_op_t *op;
+    uint64_t t0 = nxt_now_ms();
+    NXT_PASS(nxc_create_readable(s.c, &d, 1, &p, &op));
+    atomic_store(&s.op, op);
+    pthread_join(th, NULL);
+    NXT_CHECK(s.ended_ms != 0);
+    printf("  deadline 200 ms, posted while the loop slept: ended after %llu ms\n",
+           (unsigned long long)(s.ended_ms - t0));
+    NXT_CHECK(s.ended_ms - t0 >= 195 && s.ended_ms - t0 < 5000);
+    NXT_EQ_INT(nxc_op_result(op), NXC_ERR_TIMED_OUT);
+    nxc_op_release(op);
+    nxc_connector_destroy(s.c);
+}
+
 /* A wait that times out says so in nxc_last_error(). */
 static void test_wait_timeout_message(void) {
     nxc_connector_t *c = nxt_connector("loop-wait", 1);
@@ -119,5 +205,7 @@ static const nxt_test_t nxt_tests[] = {
     {"idle_after_read", test_idle_after_read, 120},
     {"deadline_wakes_loop", test_deadline_wakes_loop, 60},
     {"wait_timeout_message", test_wait_timeout_message, 60},
+    {"wake_only_when_armed", test_wake_only_when_armed, 60},
+    {"post_wakes_sleeping_loop", test_post_wakes_sleeping_loop, 60},
 };
 NXT_MAIN(nxt_tests)
