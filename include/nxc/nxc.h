@@ -339,7 +339,10 @@ NXC_API int nxc_connector_progress(nxc_connector_t *connector);
  * only from an arm (NXC_OK here, or nxc_connector_progress() returning 0)
  * to the next nxc_connector_progress(); posted outside that window, it
  * makes the next arm return NXC_INPROGRESS. An application that never
- * sleeps on the fd pays no wake-up per op. */
+ * sleeps on the fd pays no wake-up per op. The calls that make a pass
+ * without a progress thread (nxc_op_status, nxc_cq_poll, the waits) leave
+ * an armed connector armed, so they may be called between the arm and the
+ * sleep, or instead of nxc_connector_progress() when the fd wakes. */
 NXC_API int nxc_connector_arm(nxc_connector_t *connector);
 
 /* Milliseconds until the next deadline or internal timer (0: due now), or

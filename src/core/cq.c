@@ -135,7 +135,7 @@ int nxc_cq_poll(nxc_cq_t *cq, nxc_cq_entry_t *entries, int max) {
     nxc__err_guard_t guard; /* progress may note errors that are not this call's */
     nxc__err_guard_begin(&guard);
     nxc__lock(c);
-    if (!c->use_thread) nxc__progress_locked(c);
+    if (!c->use_thread) nxc__progress_in_call(c);
     int n = take(cq, entries, max);
     nxc__unlock(c);
     nxc__err_guard_end(&guard, false);

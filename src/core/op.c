@@ -198,7 +198,7 @@ nxc_op_status_t nxc_op_status(nxc_op_t *op) {
     nxc__err_guard_t guard;
     nxc__err_guard_begin(&guard);
     nxc__lock(c);
-    if (!c->use_thread) nxc__progress_locked(c);
+    if (!c->use_thread) nxc__progress_in_call(c);
     nxc_op_status_t status = op->status;
     nxc__unlock(c);
     nxc__err_guard_end(&guard, false);

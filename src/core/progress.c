@@ -47,6 +47,17 @@ void nxc__app_armed(nxc_connector_t *c, bool armed) {
     c->app_armed = armed;
 }
 
+void nxc__keep_app_armed(nxc_connector_t *c) {
+    if (c->use_thread || !c->app_armed) return;
+    if (!nxc__loop_arm(c)) nxc__wake(c);
+}
+
+int nxc__progress_in_call(nxc_connector_t *c) {
+    int work = nxc__progress_locked(c);
+    nxc__keep_app_armed(c);
+    return work;
+}
+
 static bool wake_pending(nxc_connector_t *c) {
     return atomic_load_explicit(&c->wake_pending, memory_order_relaxed);
 }
@@ -238,6 +249,7 @@ bool nxc__wait_locked(nxc_connector_t *c, bool (*pred)(const void *arg), const v
             nxc__sleep_locked(c, ms ? ms : 1);
         }
     }
+    nxc__keep_app_armed(c);
     return pred(arg);
 }
 
