@@ -24,6 +24,12 @@ Python back to back, alternating which goes first, so that a change in the
 machine's load falls on both; the summary gives the median and the range
 of the per-repeat ratios.
 
+ntf is the owner's side: from just before begin_read to the moment the
+target's own wait_for_completion() returned (nxc-bench's ntf p50 beside
+it). --owner loop runs the target's connector without its progress thread
+(progress_thread=False: its asyncio loop drives it) and nxc-bench with
+--loop, the C equivalent.
+
 --buffers bytearray uses bytearray buffers (malloc'd, not page-aligned)
 instead, to see what alignment costs; --buffers alloc gives the target
 memory from Connector.alloc_buffer() (nxc_mem_alloc, which shm readers
@@ -75,9 +81,19 @@ def make_buffer(size, kind, fill, owner=None):
 # ---------------------------------------------------------------- target
 
 
-def target(conn, block, kind):
+async def _completed_at(op):
+    """When the owner's wait for `op` returned (perf_counter_ns, the
+    system's monotonic clock, as the initiator's), None if it failed."""
+    try:
+        await op.wait_for_completion(timeout=30)
+    except Exception:
+        return None
+    return time.perf_counter_ns()
+
+
+def target(conn, block, kind, owner):
     async def main():
-        c = connect.Connector()
+        c = connect.Connector(progress_thread=owner == "thread")
         buf = make_buffer(block, kind, 0x5A, owner=c)
         pool = connect.Descriptor(buf)
         pool.register_with_connector(c)
@@ -87,16 +103,13 @@ def target(conn, block, kind):
             msg = await loop.run_in_executor(None, conn.recv)
             if msg[0] == "round":
                 ops = [await c.create_readable(pool) for _ in range(msg[1])]
+                waits = [asyncio.ensure_future(_completed_at(o)) for o in ops]
                 conn.send([o.metadata().model_dump_json() for o in ops])
                 await loop.run_in_executor(None, conn.recv)  # round over
-                bad = 0
+                times = await asyncio.gather(*waits)
                 for o in ops:
-                    try:
-                        await o.wait_for_completion(timeout=30)
-                    except Exception:
-                        bad += 1
                     o.release()
-                conn.send(bad)
+                conn.send(times)
             else:
                 break
         pool.deregister_with_connector(c)
@@ -113,7 +126,7 @@ async def run_point(conn, block, warm, iters, kind):
     buf = make_buffer(block, kind, 0)
     dst = connect.Descriptor(buf)
     dst.register_with_connector(c)
-    lat, span_ns, timed = [], 0, 0
+    lat, ntf, span_ns, timed = [], [], 0, 0
     loop = asyncio.get_running_loop()
     for timed_round in (False, True):
         left = iters if timed_round else warm
@@ -123,6 +136,7 @@ async def run_point(conn, block, warm, iters, kind):
             texts = await loop.run_in_executor(None, conn.recv)
             mds = [connect.RdmaMetadata.model_validate_json(t) for t in texts]
             first = last = None
+            begun = []
             for md in mds:
                 t0 = time.perf_counter_ns()
                 op = await c.begin_read(md, dst, timeout=60)
@@ -134,20 +148,25 @@ async def run_point(conn, block, warm, iters, kind):
                 if first is None:
                     first = t0
                 last = t1
+                begun.append(t0)
                 if timed_round:
                     lat.append((t1 - t0) / 1e3)
             conn.send(("end",))
-            bad = await loop.run_in_executor(None, conn.recv)
+            times = await loop.run_in_executor(None, conn.recv)
+            bad = sum(t is None for t in times)
             if bad:
                 raise RuntimeError(f"{bad} readables of the target failed")
             if timed_round:
                 span_ns += last - first
                 timed += n
+                ntf += [(t - t0) / 1e3 for t, t0 in zip(times, begun)]
             left -= n
     dst.deregister_with_connector(c)
     c.close()
     lat.sort()
-    return {"gbps": block * timed / span_ns, "p50_us": lat[(len(lat) - 1) // 2]}
+    ntf.sort()
+    return {"gbps": block * timed / span_ns, "p50_us": lat[(len(lat) - 1) // 2],
+            "ntf_us": ntf[(len(ntf) - 1) // 2]}
 
 
 def _raw_read(c, md_text, dst):
@@ -203,7 +222,7 @@ async def run_paired(conn, block, warm, pairs, kind):
                 if timed_round:
                     (py if i % 2 == 0 else raw).append(ns)
             conn.send(("end",))
-            bad = await loop.run_in_executor(None, conn.recv)
+            bad = sum(t is None for t in await loop.run_in_executor(None, conn.recv))
             if bad:
                 raise RuntimeError(f"{bad} readables of the target failed")
             left -= n
@@ -218,10 +237,10 @@ async def run_paired(conn, block, warm, pairs, kind):
     return out
 
 
-def python_point(block, warm, iters, kind, paired=False):
+def python_point(block, warm, iters, kind, paired=False, owner="thread"):
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
-    p = ctx.Process(target=target, args=(there, block, kind), daemon=True)
+    p = ctx.Process(target=target, args=(there, block, kind, owner), daemon=True)
     p.start()
     try:
         if not here.poll(120) or here.recv() != "ready":
@@ -239,18 +258,20 @@ def python_point(block, warm, iters, kind, paired=False):
             p.kill()
 
 
-def python_figures(iters, big_iters, kind):
-    return {block: python_point(block, warm, n, kind) for block, warm, n in points(iters, big_iters)}
+def python_figures(iters, big_iters, kind, owner):
+    return {block: python_point(block, warm, n, kind, owner=owner)
+            for block, warm, n in points(iters, big_iters)}
 
 
-def c_figures(transport, iters, big_iters, exe, kind):
+def c_figures(transport, iters, big_iters, exe, kind, owner):
     if not os.path.exists(exe):
         raise SystemExit(f"{exe} not built (scripts/build.sh release)")
     # --max-bytes makes nxc-bench run big_iters ops at 256 MiB, iters at 4 KiB
     out = subprocess.run([exe, "--self", "--transport", transport, "--block-sizes", "4K,256M",
                           "--iters", str(iters), "--min-iters", str(big_iters),
                           "--max-bytes", str(big_iters * BIG), "--json", "-q"]
-                         + (["--alloc"] if kind == "alloc" else []),
+                         + (["--alloc"] if kind == "alloc" else [])
+                         + (["--loop"] if owner == "loop" else []),
                          capture_output=True, text=True, timeout=600)
     rows = {}
     for line in out.stdout.splitlines():
@@ -261,7 +282,7 @@ def c_figures(transport, iters, big_iters, exe, kind):
         for row in r if isinstance(r, list) else [r]:
             if isinstance(row, dict) and "block" in row:
                 rows[int(row["block"])] = {"gbps": row["gbps"], "p50_us": row["lat_p50_us"],
-                                           "iters": row["iters"]}
+                                           "ntf_us": row["notify_p50_us"], "iters": row["iters"]}
     if set(rows) != {SMALL, BIG}:
         raise RuntimeError(f"nxc-bench gave no figures: {out.stderr.strip()[-500:]}")
     return rows
@@ -316,6 +337,9 @@ def main():
     ap.add_argument("--buffers", choices=["aligned", "bytearray", "alloc"], default="aligned")
     ap.add_argument("--nxc-bench", default=os.path.join(ROOT, "build", "release", "tools", "nxc-bench"),
                     help="the nxc-bench to compare with (default: the release build's)")
+    ap.add_argument("--owner", choices=["thread", "loop"], default="thread",
+                    help="the target's connector: its progress thread, or driven by its asyncio "
+                         "loop (progress_thread=False; nxc-bench then runs with --loop)")
     ap.add_argument("--paired", action="store_true",
                     help="instead: one process pair, ops alternating between the Python layer "
                          "and direct C calls (ctypes)")
@@ -325,34 +349,40 @@ def main():
         return paired_main(args, transports)
     print(f"# Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
           f"buffers {args.buffers}; {args.iters} ops at 4 KiB, {args.big_iters} at 256 MiB; "
-          f"{args.repeat} repeats")
+          f"{args.repeat} repeats; owner {args.owner}")
     print(f"{'run':>3} {'tr':>3} {'4K p50 us py':>12} {'C':>7} {'py-C':>6} {'py/C':>5} "
-          f"{'256M GB/s py':>12} {'C':>6} {'py/C':>5}")
+          f"{'ntf us py':>10} {'C':>7} {'256M GB/s py':>12} {'C':>6} {'py/C':>5}")
     res = {t: [] for t in transports}
     for r in range(args.repeat):
         for t in transports:
             os.environ["NXC_TRANSPORTS"] = t
+            c_args = (t, args.iters, args.big_iters, args.nxc_bench, args.buffers, args.owner)
+            py_args = (args.iters, args.big_iters, args.buffers, args.owner)
             if r % 2 == 0:
-                cf = c_figures(t, args.iters, args.big_iters, args.nxc_bench, args.buffers)
-                pf = python_figures(args.iters, args.big_iters, args.buffers)
+                cf = c_figures(*c_args)
+                pf = python_figures(*py_args)
             else:
-                pf = python_figures(args.iters, args.big_iters, args.buffers)
-                cf = c_figures(t, args.iters, args.big_iters, args.nxc_bench, args.buffers)
+                pf = python_figures(*py_args)
+                cf = c_figures(*c_args)
             row = {
                 "lat_py": pf[SMALL]["p50_us"], "lat_c": cf[SMALL]["p50_us"],
+                "ntf_py": pf[SMALL]["ntf_us"], "ntf_c": cf[SMALL]["ntf_us"],
                 "bw_py": pf[BIG]["gbps"], "bw_c": cf[BIG]["gbps"],
             }
             res[t].append(row)
             print(f"{r + 1:>3} {t:>3} {row['lat_py']:12.1f} {row['lat_c']:7.1f} "
                   f"{row['lat_py'] - row['lat_c']:6.1f} {row['lat_py'] / row['lat_c']:5.2f} "
+                  f"{row['ntf_py']:10.1f} {row['ntf_c']:7.1f} "
                   f"{row['bw_py']:12.2f} {row['bw_c']:6.2f} {row['bw_py'] / row['bw_c']:5.2f}",
                   flush=True)
     print(f"# median [range] over {args.repeat} repeats; load now {os.getloadavg()[0]:.1f}")
-    print(f"{'tr':>3} {'4K p50 py-C us':>20} {'4K p50 py/C':>20} {'256M GB/s py/C':>20}")
+    print(f"{'tr':>3} {'4K p50 py-C us':>20} {'4K p50 py/C':>20} {'4K ntf py us':>20} "
+          f"{'256M GB/s py/C':>20}")
     for t in transports:
         rows = res[t]
         print(f"{t:>3} {rng([x['lat_py'] - x['lat_c'] for x in rows], '.1f'):>20} "
               f"{rng([x['lat_py'] / x['lat_c'] for x in rows], '.2f'):>20} "
+              f"{rng([x['ntf_py'] for x in rows], '.1f'):>20} "
               f"{rng([x['bw_py'] / x['bw_c'] for x in rows], '.2f'):>20}")
 
 

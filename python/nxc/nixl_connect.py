@@ -656,9 +656,18 @@ class WriteOperation(_Operation):
 
 class Connector:
     """One per process: owns nxc's connector (transports, progress thread)
-    and one completion queue whose fd drives wait_for_completion()."""
+    and one completion queue whose fd drives wait_for_completion().
 
-    def __init__(self, worker_id=None, *, transports=None):
+    progress_thread=False (an nxc extension) runs the connector without
+    its progress thread: the asyncio loop that uses it drives it through
+    nxc's connector fd, so a completion reaches a waiting task with one
+    wake-up instead of two (the progress thread's, then the loop's). The
+    price: nothing moves while that loop does not run, so a peer reading
+    this process's readables over tcp or ucx waits while the loop is busy
+    or stopped (shm peers copy without the owner; its notification waits).
+    """
+
+    def __init__(self, worker_id=None, *, transports=None, progress_thread=True):
         if worker_id is None:
             worker_id = uuid.uuid4().hex
         elif not isinstance(worker_id, str) or not worker_id:
@@ -671,6 +680,10 @@ class Connector:
         if transports is not None:
             params.field_mask |= _lib.NXC_CONNECTOR_FIELD_TRANSPORTS
             params.transports = transports.encode()
+        if not isinstance(progress_thread, bool):
+            raise TypeError("Connector: progress_thread must be a bool")
+        params.field_mask |= _lib.NXC_CONNECTOR_FIELD_PROGRESS_THREAD
+        params.progress_thread = int(progress_thread)
         c = ctypes.c_void_p()
         check(lib.nxc_connector_create(ctypes.byref(params), ctypes.byref(c)), "Connector")
         self._c = c
@@ -682,6 +695,8 @@ class Connector:
             raise err
         self._cq = cq
         self._fd = lib.nxc_cq_fd(cq)
+        # without the thread, the loop also watches the connector's own fd
+        self._loop_fd = None if progress_thread else lib.nxc_connector_fd(c)
         self._ops = weakref.WeakValueDictionary()
         self._ids = itertools.count(1)
         self._loop = None
@@ -788,15 +803,44 @@ class Connector:
             raise NxcError(-50, "the connector was closed", "Connector")
         self._loop_epoch = _fork_epoch
         if self._loop is not loop:
-            old = self._loop
-            if old is not None and not old.is_closed():
-                try:
-                    old.remove_reader(self._fd)
-                except Exception:
-                    pass
+            self._detach()
             loop.add_reader(self._fd, self._drain)
             self._loop = loop
+            if self._loop_fd is not None:
+                loop.add_reader(self._loop_fd, self._pump)
+                # A first pass arms the fd: until then work posted (the
+                # caller's op, next) is noted without a wake-up.
+                loop.call_soon(self._pump)
         return loop
+
+    def _detach(self):
+        old, self._loop = self._loop, None
+        if old is None or old.is_closed():
+            return
+        for fd in (self._fd, self._loop_fd):
+            if fd is not None:
+                try:
+                    old.remove_reader(fd)
+                except Exception:
+                    pass
+
+    # Passes per callback before the rest is left to the loop's next turn,
+    # so that a long transfer does not starve the application's tasks.
+    _PASSES = 64
+
+    def _pump(self):
+        """Without the progress thread: nxc.h's loop, one turn. Progress
+        until a pass finds nothing (which arms the fd for what comes next),
+        then hand the completions to their waiters."""
+        if self._c is None:
+            return
+        for _ in range(self._PASSES):
+            if lib.nxc_connector_progress(self._c) <= 0:
+                break
+        else:  # still busy, and the fd is not armed: come back next turn
+            self._loop.call_soon(self._pump)
+        # nxc_cq_poll's own pass leaves the connector armed (nxc.h)
+        self._drain()
 
     def _drain(self):
         if self._cq is None:
@@ -891,12 +935,7 @@ class Connector:
         for desc in list(self._registered):  # nxc_connector_destroy drops them
             desc._reg = None
         self._registered = weakref.WeakSet()
-        if self._loop is not None and not self._loop.is_closed():
-            try:
-                self._loop.remove_reader(self._fd)
-            except Exception:
-                pass
-        self._loop = None
+        self._detach()
         cq, c = self._cq, self._c
         self._cq = self._c = None
         lib.nxc_cq_destroy(cq)

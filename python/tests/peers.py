@@ -115,6 +115,24 @@ def writer(conn):
     _outcome(_writer, conn)
 
 
+async def _reads_in_turn(conn):
+    """Read each metadata text as it comes, say "read" after each; None ends."""
+    c = connect.Connector()
+    dst = bytearray(4096)
+    n = 0
+    while (text := recv(conn)) is not None:
+        with await c.begin_read(text, connect.Descriptor(dst)) as op:
+            await op.wait_for_completion(timeout=WAIT)
+        conn.send(("read", bytes(dst[:8])))
+        n += 1
+    c.close()
+    return n
+
+
+def reads_in_turn(conn):
+    _outcome(_reads_in_turn, conn)
+
+
 async def _owner_then_die(conn):
     """Create a readable, send its metadata, then wait to be killed."""
     buf = bytearray(b"x" * 65536)

@@ -18,9 +18,10 @@ def run(coro):
     return asyncio.run(coro)
 
 
-@pytest.fixture
-def connector():
-    c = connect.Connector()
+@pytest.fixture(params=[True, False], ids=["thread", "loop"])
+def connector(request):
+    """A connector with its progress thread, and one driven by the loop."""
+    c = connect.Connector(progress_thread=request.param)
     yield c
     c.close()
 
@@ -321,6 +322,8 @@ def test_connector_name_and_initialize():
         connect.Connector("")
     with pytest.raises(connect.NxcError):
         connect.Connector("has space")
+    with pytest.raises(TypeError):
+        connect.Connector(progress_thread=0)
 
 
 def test_op_keeps_memory_alive(connector):
@@ -613,14 +616,16 @@ def test_metadata_text_formatting_matches_the_encoder():
     assert _models._plain_text(md([("cpu", 1, 2)], nm='q"')) is None
 
 
-def test_connector_follows_the_running_loop(monkeypatch):
+@pytest.mark.parametrize("threaded", [True, False], ids=["thread", "loop"])
+def test_connector_follows_the_running_loop(monkeypatch, threaded):
     """One connector used from successive loops and from a loop in another
     thread: each wait is woken through the loop it runs in (tcp, so that no
     read ends inside begin_read), and within one loop the connector asks
     asyncio for the running loop only once (its getpid() is the cost)."""
     import threading
 
-    owner, reader = connect.Connector(transports="tcp"), connect.Connector(transports="tcp")
+    owner = connect.Connector(transports="tcp", progress_thread=threaded)
+    reader = connect.Connector(transports="tcp", progress_thread=threaded)
     asks = []
     real = asyncio.get_running_loop
 

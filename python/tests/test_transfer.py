@@ -13,15 +13,18 @@ import torch
 
 import nxc.nixl_connect as connect
 import peers
-from peers import WAIT, MyRequest, arecv, dump_json, peer
+from peers import WAIT, MyRequest, arecv, dump_json, peer, recv
 
-def test_read_flow(transport):
+@pytest.mark.parametrize("threaded", [True, False], ids=["thread", "loop"])
+def test_read_flow(transport, threaded):
     """Owner: readable from a torch tensor, metadata in a pydantic model's
-    JSON through a pipe; the peer reads into its own tensor; both complete."""
+    JSON through a pipe; the peer reads into its own tensor; both complete.
+    The owner's connector runs its progress thread, or is driven by the
+    loop (tcp and ucx peers then need the owner's loop to serve them)."""
 
     async def main():
         src = torch.randn(256, 1024)  # 1 MiB
-        connector = connect.Connector()
+        connector = connect.Connector(progress_thread=threaded)
         with peer(peers.reader) as (conn, proc):
             descriptor = connect.Descriptor(src)
             with await connector.create_readable(descriptor) as readable:
@@ -67,12 +70,14 @@ def test_read_flow_allocated(transport):
     asyncio.run(main())
 
 
-def test_write_flow(transport):
-    """Owner: writable from (numpy array, "cpu"); the peer writes bytes into it."""
+@pytest.mark.parametrize("threaded", [True, False], ids=["thread", "loop"])
+def test_write_flow(transport, threaded):
+    """Owner: writable from (numpy array, "cpu"); the peer writes bytes into
+    it. With or without the owner's progress thread."""
 
     async def main():
         dst = np.zeros(300_000, dtype=np.uint8)
-        connector = connect.Connector()
+        connector = connect.Connector(progress_thread=threaded)
         with peer(peers.writer) as (conn, proc):
             async with await connector.create_writable(connect.Descriptor((dst, "cpu"))) as writable:
                 conn.send({"md": writable.metadata().model_dump(), "size": dst.nbytes})
@@ -84,6 +89,40 @@ def test_write_flow(transport):
         status, used, payload = reply[1]
         assert status == "DONE" and used == transport
         assert dst.tobytes() == payload
+
+    asyncio.run(main())
+
+
+def test_loop_driven_owner_hears_every_read(transport):
+    """An owner driven by its loop (progress_thread=False) hears of each of
+    a peer's reads in turn: a missed wake-up would leave a wait to its
+    timeout. On shm every other read is taken up outside the loop, by the
+    status property's pass while the loop is blocked (the peer copies
+    without the owner): that pass drained shm's doorbell, and the next
+    read, awaited, rang no one until nxc kept such a pass armed."""
+
+    async def main():
+        connector = connect.Connector(progress_thread=False)
+        with peer(peers.reads_in_turn) as (conn, proc):
+            for i in range(20):
+                src = bytearray(bytes([i + 1]) * 4096)
+                with await connector.create_readable(connect.Descriptor(src)) as r:
+                    conn.send(r.metadata().model_dump_json())
+                    if transport == "shm" and i % 2:
+                        reply = recv(conn)  # blocks the loop
+                        # passes outside the loop (a frame may still be on its way)
+                        end = time.monotonic() + 10
+                        while r.status != connect.OperationStatus.COMPLETE and time.monotonic() < end:
+                            time.sleep(0.001)
+                        assert r.status == connect.OperationStatus.COMPLETE
+                    else:
+                        await r.wait_for_completion(timeout=10)
+                        assert r.status == connect.OperationStatus.COMPLETE
+                        reply = await arecv(conn)
+                assert reply == ("read", bytes([i + 1]) * 8), reply
+            conn.send(None)
+            assert await arecv(conn) == ("ok", 20)
+        connector.close()
 
     asyncio.run(main())
 
