@@ -21,6 +21,7 @@
 
 #include "nxc/nxc.h"
 #include "transport/transport.h"
+#include "util/eventfd.h"
 
 #define NXC__MAX_TRANSPORTS 4
 #define NXC__MAX_OPTIONS 32 /* options items a connector keeps (each key once) */
@@ -123,10 +124,14 @@ static inline void nxc__unlock(nxc_connector_t *c) {
 }
 
 /* Wake the threads asleep in nxc__wait_locked() (lock held): they will
- * want the lock back, and the progress thread steps aside for them. */
+ * want the lock back, and the progress thread steps aside for them.
+ * Without a progress thread they sleep on epfd instead, and what changed
+ * may have come from a transport's own thread (a shm copier ending an op)
+ * or another thread's pass, which signal none of its fds. */
 static inline void nxc__wake_sleepers(nxc_connector_t *c) {
     if (c->sleepers > 0) atomic_store(&c->woken, c->sleepers);
     pthread_cond_broadcast(&c->cond);
+    if (!c->use_thread && c->loop_sleepers > 0) nxc__eventfd_ring(c->wakefd);
 }
 
 #endif

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "nxt.h"
@@ -258,6 +259,63 @@ static void test_pass_keeps_arm(void) {
     nxt_join(pid, 30000);
 }
 
+#define BIG (8u << 20) /* over shm.inline_max: copier threads end the op */
+#define BIG_READS 4
+
+/* Offers BIG_READS readables of BIG bytes in turn, each when asked. */
+static void big_readables_peer(int fd, void *arg) {
+    (void)arg;
+    nxc_connector_t *c = nxt_connector("big-owner", 1);
+    char *buf = nxt_alloc(BIG);
+    nxt_fill(buf, BIG, SEED);
+    for (int i = 0; i < BIG_READS; i++) {
+        nxc_op_t *op = nxt_offer(c, fd, NXC_OP_READABLE, buf, BIG);
+        free(nxt_recv(fd, NULL, 60000)); /* "next" */
+        nxc_op_release(op);
+    }
+    nxc_connector_destroy(c);
+    free(buf);
+}
+
+/* nxc_op_wait() without a progress thread sleeps on the connector's fd; an
+ * op that a transport's own thread ends (a shm copier) wakes it. Before,
+ * nothing did: each wait slept its full second (nxc-bench --loop: 100 ms
+ * per 256 MiB read, its poll slice), so the median here was about 1 s. */
+static void test_wait_hears_copier_end(void) {
+    pid_t pid;
+    int fd = nxt_spawn_peer(big_readables_peer, NULL, &pid);
+    nxc_connector_t *c = nxt_connector("big-reader", 0);
+    char *dst = nxt_alloc(BIG);
+    nxc_desc_t d = nxt_desc(dst, BIG);
+    uint64_t took[BIG_READS];
+    for (int i = 0; i < BIG_READS; i++) {
+        char *md = nxt_recv(fd, NULL, 30000);
+        memset(dst, 0, BIG);
+        nxc_op_t *op;
+        uint64_t t0 = nxt_now_ms();
+        NXT_PASS(nxc_begin_read(c, md, 0, &d, 1, NULL, &op));
+        NXT_PASS(nxc_op_wait(op, 30000));
+        took[i] = nxt_now_ms() - t0;
+        NXT_EQ_INT(nxt_verify(dst, BIG, SEED), SIZE_MAX);
+        nxc_op_release(op);
+        free(md);
+        if (i + 1 < BIG_READS) nxt_send_str(fd, "next");
+    }
+    nxc_connector_destroy(c); /* first: the peer's destroy finds it gone */
+    nxt_send_str(fd, "next");
+    nxt_join(pid, 30000);
+    free(dst);
+    for (int i = 1; i < BIG_READS; i++) /* sorted, for the median */
+        for (int j = i; j > 0 && took[j] < took[j - 1]; j--) {
+            uint64_t t = took[j];
+            took[j] = took[j - 1];
+            took[j - 1] = t;
+        }
+    printf("  %d reads of 8 MiB, waited without a thread: %llu to %llu ms\n", BIG_READS,
+           (unsigned long long)took[0], (unsigned long long)took[BIG_READS - 1]);
+    NXT_CHECK(took[BIG_READS / 2] < 500); /* a missed wake-up costs 1000 */
+}
+
 /* A wait that times out says so in nxc_last_error(). */
 static void test_wait_timeout_message(void) {
     nxc_connector_t *c = nxt_connector("loop-wait", 1);
@@ -280,5 +338,6 @@ static const nxt_test_t nxt_tests[] = {
     {"wake_only_when_armed", test_wake_only_when_armed, 60},
     {"post_wakes_sleeping_loop", test_post_wakes_sleeping_loop, 60},
     {"pass_keeps_arm", test_pass_keeps_arm, 120},
+    {"wait_hears_copier_end", test_wait_hears_copier_end, 120},
 };
 NXT_MAIN(nxt_tests)
