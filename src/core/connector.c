@@ -306,7 +306,7 @@ int nxc_connector_progress(nxc_connector_t *c) {
     int n = nxc__progress_locked(c);
     /* Idle: arm so that nxc_connector_fd() reports what comes next. */
     if (n == 0 && !nxc__loop_arm(c)) n = 1;
-    nxc__app_armed(c, n == 0);
+    c->app_armed = n == 0; /* armed: the application may sleep on the fd */
     nxc__unlock(c);
     nxc__err_guard_end(&guard, n < 0);
     return n;
@@ -316,7 +316,7 @@ int nxc_connector_arm(nxc_connector_t *c) {
     if (!c) return nxc__err(NXC_ERR_INVALID_PARAM, "connector_arm: NULL connector");
     nxc__lock(c);
     int result = nxc__loop_arm(c) ? NXC_OK : NXC_INPROGRESS;
-    if (result == NXC_OK) nxc__app_armed(c, true);
+    if (result == NXC_OK) c->app_armed = true;
     nxc__unlock(c);
     return result;
 }

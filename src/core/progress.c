@@ -43,18 +43,18 @@ bool nxc__loop_needs_wake(nxc_connector_t *c, nxc__tp_t *tp) {
     return work && nxc__loop_wake_wanted(c);
 }
 
-void nxc__app_armed(nxc_connector_t *c, bool armed) {
-    c->app_armed = armed;
-}
-
-void nxc__keep_app_armed(nxc_connector_t *c) {
+/* Without a progress thread, where the application armed: arm again after
+ * a pass it did not ask for, which may have drained what was armed (shm's
+ * doorbell, UCX's worker fd); work already pending writes wakefd, so that
+ * its loop comes back at once. */
+static void keep_app_armed(nxc_connector_t *c) {
     if (c->use_thread || !c->app_armed) return;
     if (!nxc__loop_arm(c)) nxc__wake(c);
 }
 
 int nxc__progress_in_call(nxc_connector_t *c) {
     int work = nxc__progress_locked(c);
-    nxc__keep_app_armed(c);
+    keep_app_armed(c);
     return work;
 }
 
@@ -249,7 +249,7 @@ bool nxc__wait_locked(nxc_connector_t *c, bool (*pred)(const void *arg), const v
             nxc__sleep_locked(c, ms ? ms : 1);
         }
     }
-    nxc__keep_app_armed(c);
+    keep_app_armed(c);
     return pred(arg);
 }
 

@@ -26,18 +26,11 @@ bool nxc__loop_needs_wake(nxc_connector_t *c, nxc__tp_t *tp);
  * noted, and the next arm refuses until a pass has run: no write that no
  * one reads (an application polling its queues, a lingering thread). */
 bool nxc__loop_wake_wanted(nxc_connector_t *c);
-/* The application armed (nxc_connector_arm) or made a pass (lock held). */
-void nxc__app_armed(nxc_connector_t *c, bool armed);
 /* A pass run inside a call other than nxc_connector_progress() (lock
  * held): nxc_op_status(), nxc_cq_poll(), a wait. An application that
- * armed its loop sleeps on epfd after the call, so the pass leaves the
- * connector armed as it found it (see nxc__keep_app_armed). */
+ * armed its loop (c->app_armed) sleeps on epfd after the call, so the pass
+ * leaves the connector armed as it found it. */
 int nxc__progress_in_call(nxc_connector_t *c);
-/* Without a progress thread, where the application armed: arm again after
- * a pass it did not ask for, which may have drained what was armed (shm's
- * doorbell, UCX's worker fd); work already pending writes wakefd, so that
- * its loop comes back at once. */
-void nxc__keep_app_armed(nxc_connector_t *c);
 /* Arm every transport for sleeping; false: work is pending, progress again. */
 bool nxc__arm_all(nxc_connector_t *c);
 /* The earliest monotonic ns at which progress must run (an op's deadline,
