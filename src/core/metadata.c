@@ -473,14 +473,9 @@ nxc_status_t nxc__md_decode(const char *text, size_t len, nxc__metadata_t *md) {
     nxc_status_t st = lib_init();
     if (st) return st;
 
-    nxc__metadata_t m;
-    memset(&m, 0, sizeof m);
-    if ((st = decode_text(text, len, &m)) || (st = decode_blob(&m))) {
-        nxc__md_free(&m);
-        return st;
-    }
-    *md = m;
-    return NXC_OK;
+    if ((st = decode_text(text, len, md)) || (st = decode_blob(md)))
+        nxc__md_free(md); /* and zeroed, as on entry */
+    return st;
 }
 
 void nxc__md_free(nxc__metadata_t *md) {
