@@ -372,6 +372,22 @@ static void test_json_plain(void) {
         }
 }
 
+/* nxc__printable refuses every byte outside 0x21..0x7e at every position
+ * (the loop takes eight bytes at a time). */
+static void test_printable(void) {
+    char s[40];
+    memset(s, 'a', sizeof s);
+    NXT_CHECK(nxc__printable(s, sizeof s));
+    NXT_CHECK(nxc__printable(s, 0));
+    for (size_t at = 0; at < sizeof s; at++)
+        for (unsigned v = 0; v < 256; v++) {
+            memset(s, 'a', sizeof s);
+            s[at] = (char)v;
+            NXT_EQ_INT(nxc__printable(s, sizeof s), v >= 0x21 && v <= 0x7e);
+            NXT_CHECK(nxc__printable(s, at));
+        }
+}
+
 /* A thread asleep in nxc__wait_locked() does not make the progress thread
  * step aside (it used to count as a lock waiter for its whole sleep: up to
  * 1000 sched_yield() calls after every busy pass, seconds of a drain's own
@@ -433,6 +449,7 @@ static const nxt_test_t nxt_tests[] = {
     {"iov_slice", test_iov_slice, 0},
     {"ascii_span", test_ascii_span, 0},
     {"json_plain", test_json_plain, 0},
+    {"printable", test_printable, 0},
     {"sleeper_is_no_lock_waiter", test_sleeper_is_no_lock_waiter, 0},
 };
 NXT_MAIN(nxt_tests)
