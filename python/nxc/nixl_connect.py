@@ -15,7 +15,6 @@ transport in this build). nxc does not talk to NIXL peers.
 import asyncio
 import ctypes
 import enum
-import itertools
 import json
 import math
 import os
@@ -91,6 +90,7 @@ class OperationStatus(_StrEnumMixin, enum.IntEnum):
 _TERMINAL = (OperationStatus.COMPLETE, OperationStatus.CANCELLED, OperationStatus.ERRORED)
 _TERMINAL_INTS = frozenset(int(s) for s in _TERMINAL)
 _ERRORED_INT = int(OperationStatus.ERRORED)
+_COMPLETE_INT = int(OperationStatus.COMPLETE)
 # OperationStatus by value, without Enum's call (a third of a microsecond)
 _STATUS_OF = {int(s): s for s in OperationStatus}
 
@@ -569,8 +569,12 @@ class _Operation:
         op = self._live()
         if op is None:
             return
-        st = _STATUS_OF[self._raw_status()]
-        self._keep_result(op)
+        raw = self._raw_status()
+        st = _STATUS_OF[raw]
+        if raw == _COMPLETE_INT:
+            self._result = 0  # nxc_op_result() is NXC_OK once COMPLETE: no call
+        else:
+            self._keep_result(op)
         self._op = None
         self._connector._forget(self)
         lib.nxc_op_release(op)
@@ -697,8 +701,9 @@ class Connector:
         self._fd = lib.nxc_cq_fd(cq)
         # without the thread, the loop also watches the connector's own fd
         self._loop_fd = None if progress_thread else lib.nxc_connector_fd(c)
+        # ops by their nxc handle (the completion entry's op), while not released
         self._ops = weakref.WeakValueDictionary()
-        self._ids = itertools.count(1)
+        self._op_params = {}  # by timeout, see _params
         self._loop = None
         self._loop_epoch = _fork_epoch
         self._entries = (_lib.CqEntry * 64)()
@@ -850,17 +855,27 @@ class Connector:
             if n <= 0:
                 return
             for i in range(n):
-                op = self._ops.get(self._entries[i].user_data or 0)
+                op = self._ops.get(self._entries[i].op or 0)
                 if op is not None:
                     op._on_end()
 
     def _forget(self, op):
-        self._ops.pop(op._uid, None)
+        self._ops.pop(op._handle_value, None)
 
-    def _params(self, op_obj_id, timeout, key=None):
+    # Distinct timeouts whose params are kept (an application uses a few).
+    _PARAMS_KEPT = 16
+
+    def _params(self, timeout, key=None):
+        """An op's params: its queue, timeout and key. nxc reads them during
+        the call only, so the params of a timeout are built once and shared
+        by every op (building them per op was a tenth of begin_read's
+        Python time); ops are told apart by their handle, not user_data."""
+        if key is None:
+            p = self._op_params.get(timeout)
+            if p is not None:
+                return p
         p = _lib.OpParams()
-        p.field_mask = _lib.NXC_OP_FIELD_USER_DATA | _lib.NXC_OP_FIELD_CQ
-        p.user_data = op_obj_id
+        p.field_mask = _lib.NXC_OP_FIELD_CQ
         p.cq = self._cq
         if timeout is not None:
             p.field_mask |= _lib.NXC_OP_FIELD_TIMEOUT
@@ -868,24 +883,25 @@ class Connector:
         if key is not None:
             p.field_mask |= _lib.NXC_OP_FIELD_NOTIFICATION_KEY
             p.notification_key = key.encode()
+        elif len(self._op_params) < self._PARAMS_KEPT:
+            self._op_params[timeout] = p
         return p
 
-    def _register(self, cls, handle, key, descs, uid):
+    def _register(self, cls, handle, key, descs):
         op = cls(self, handle, key, descs)
-        op._uid = uid
-        self._ops[uid] = op
+        op._handle_value = handle.value
+        self._ops[handle.value] = op
         return op
 
     def _create(self, cls, fn, local, timeout, key, writable):
         self._running_loop()
         items, arr = _desc_list(local, writable, f"create_{cls._kind_name}")
-        uid = next(self._ids)
-        params = self._params(uid, timeout, key)
+        params = self._params(timeout, key)
         h = ctypes.c_void_p()
         check(fn(self._c, arr, len(items), ctypes.byref(params), ctypes.byref(h)),
               f"create_{cls._kind_name}")
         k = (lib.nxc_op_notification_key(h) or b"").decode()
-        return self._register(cls, h, k, items, uid)
+        return self._register(cls, h, k, items)
 
     async def create_readable(self, local_descriptors, *, timeout=None, notification_key=None):
         """Let a peer read these buffers; hand it `op.metadata()`."""
@@ -904,13 +920,12 @@ class Connector:
         md = _metadata_bytes(remote_metadata, "begin_read")
         self._running_loop()
         items, arr = _desc_list(local_descriptors, True, "begin_read")
-        uid = next(self._ids)
-        params = self._params(uid, timeout)
+        params = self._params(timeout)
         h = ctypes.c_void_p()
         check(lib.nxc_begin_read(self._c, md, len(md), arr, len(items), ctypes.byref(params),
                                  ctypes.byref(h)), "begin_read")
         # an active op shows no key: no call to fetch it (a third of a µs)
-        return self._register(ReadOperation, h, None, items, uid)
+        return self._register(ReadOperation, h, None, items)
 
     async def begin_write(self, local_descriptors, remote_metadata, *, timeout=None):
         """Write `local_descriptors` into the peer's writable buffers (posted now)."""
@@ -919,12 +934,11 @@ class Connector:
         md = _metadata_bytes(remote_metadata, "begin_write")
         self._running_loop()
         items, arr = _desc_list(local_descriptors, False, "begin_write")
-        uid = next(self._ids)
-        params = self._params(uid, timeout)
+        params = self._params(timeout)
         h = ctypes.c_void_p()
         check(lib.nxc_begin_write(self._c, arr, len(items), md, len(md), ctypes.byref(params),
                                   ctypes.byref(h)), "begin_write")
-        return self._register(WriteOperation, h, None, items, uid)
+        return self._register(WriteOperation, h, None, items)
 
     def close(self):
         """Release every op of this connector, then destroy it."""
@@ -936,6 +950,7 @@ class Connector:
             desc._reg = None
         self._registered = weakref.WeakSet()
         self._detach()
+        self._op_params.clear()  # they name the queue
         cq, c = self._cq, self._c
         self._cq = self._c = None
         lib.nxc_cq_destroy(cq)

@@ -269,6 +269,31 @@ def test_passive_deadline_errors(connector):
     run(main())
 
 
+def test_ops_of_other_timeouts_and_keys_keep_theirs(connector):
+    """Ops share one params struct per timeout: interleaved ops with and
+    without a deadline, and with keys of their own, each keep theirs, and
+    each deadline wakes the right waiter."""
+
+    async def main():
+        d = connect.Descriptor(bytearray(16))
+        ops = []
+        for i in range(6):
+            ops.append(await connector.create_readable(d, timeout=0.1 if i % 2 else None))
+        keyed = [await connector.create_readable(d, timeout=0.1, notification_key=f"k-{i}")
+                 for i in range(2)]
+        assert [k.notification_key for k in keyed] == ["k-0", "k-1"]
+        for op in ops[1::2] + keyed:
+            with pytest.raises(connect.NxcTimeoutError):
+                await op.wait_for_completion(timeout=10)
+        await asyncio.sleep(0.2)
+        assert [op.status for op in ops] == [connect.OperationStatus.INITIALIZED,
+                                             connect.OperationStatus.ERRORED] * 3
+        for op in ops + keyed:
+            op.release()
+
+    run(main())
+
+
 def test_release_while_waiting_wakes_waiter(connector):
     async def main():
         r = await connector.create_readable(connect.Descriptor(bytearray(16)))
