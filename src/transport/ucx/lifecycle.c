@@ -103,16 +103,22 @@ static bool live_peer_awaited(const ucx_tp_t *t, const wait_bound_t *b) {
     return false;
 }
 
-/* Why `b` ran out, for a warning: no progress for its idle period, or its
- * overall cap with a peer still taking data. */
-static const char *bound_reason(const wait_bound_t *b, char *buf, size_t len) {
-    uint64_t now = nxc__now_ns();
-    if (now >= b->until)
-        snprintf(buf, len, "the flush reached its %llu ms cap while the peer still took data",
-                 (unsigned long long)(b->max / 1000000));
+/* Why `b` ran out for peer `p`, for a warning: no progress for its idle
+ * period, or its overall cap, which only a peer alive on this host is
+ * waited for (another peer of the same round may be what kept it going). */
+static const char *bound_reason(const wait_bound_t *b, const ucx_peer_t *p, char *buf, size_t len) {
+    bool capped = nxc__now_ns() >= b->until;
+    unsigned long long ms = (unsigned long long)((capped ? b->max : b->idle) / 1000000);
+    if (!capped)
+        snprintf(buf, len, "the peer took nothing for %llu ms", ms);
+    else if (nxc__process_can_run((int)p->pid, p->start_time))
+        snprintf(buf, len,
+                 "the flush reached its %llu ms cap: the peer's process is alive on this host "
+                 "but took data slowly or not at all (starved, or its connector has no progress "
+                 "thread and its application is not driving it)",
+                 ms);
     else
-        snprintf(buf, len, "the peer took nothing for %llu ms",
-                 (unsigned long long)(b->idle / 1000000));
+        snprintf(buf, len, "the flush reached its %llu ms cap", ms);
     return buf;
 }
 
@@ -187,10 +193,10 @@ static void flush_peers(ucx_tp_t *t, wait_bound_t *b) {
     for (ucx_peer_t *p = t->peers; p; p = p->next) {
         if (p->flush_req && !settle(t, p->flush_req, b) && !p->failed) {
             p->failed = true;
-            char why[96];
+            char why[256];
             NXC_LOG_W("ucx: destroy: what was still queued for peer %s may be lost (%s); its "
                       "endpoint is closed forced",
-                      peer_name(p), bound_reason(b, why, sizeof why));
+                      peer_name(p), bound_reason(b, p, why, sizeof why));
         }
         p->flush_req = NULL;
     }
