@@ -353,39 +353,46 @@ static void test_ascii_span(void) {
         }
 }
 
-/* nxc__json_plain refuses every byte that needs an escape, or is not
- * ASCII, at every position (the loop may take many bytes at a time). */
-static void test_json_plain(void) {
+/* `check` takes 40 bytes of 'a' (and none), and of the same bytes with
+ * one set to any value, at any position, exactly those where `takes`
+ * says so (the checks take eight bytes at a time). */
+static void every_byte_everywhere(bool (*check)(const unsigned char *, size_t),
+                                  bool (*takes)(unsigned)) {
     unsigned char s[40];
     memset(s, 'a', sizeof s);
-    NXT_CHECK(nxc__json_plain(s, sizeof s));
-    NXT_CHECK(nxc__json_plain(s, 0));
+    NXT_CHECK(check(s, sizeof s));
+    NXT_CHECK(check(s, 0));
     for (size_t at = 0; at < sizeof s; at++)
         for (unsigned v = 0; v < 256; v++) {
             /* a fresh buffer per case: with one byte set and set back in
              * place, gcc 12.2 -O2 lost the byte set back (s[0] stayed 0xff) */
             memset(s, 'a', sizeof s);
             s[at] = (unsigned char)v;
-            bool plain = v >= 0x20 && v <= 0x7e && v != '"' && v != '\\';
-            NXT_EQ_INT(nxc__json_plain(s, sizeof s), plain);
-            NXT_CHECK(nxc__json_plain(s, at));
+            NXT_EQ_INT(check(s, sizeof s), takes(v));
+            NXT_CHECK(check(s, at));
         }
 }
 
-/* nxc__printable refuses every byte outside 0x21..0x7e at every position
- * (the loop takes eight bytes at a time). */
+static bool json_plain_byte(unsigned v) {
+    return v >= 0x20 && v <= 0x7e && v != '"' && v != '\\';
+}
+
+/* nxc__json_plain refuses every byte that needs an escape, or is not ASCII. */
+static void test_json_plain(void) {
+    every_byte_everywhere(nxc__json_plain, json_plain_byte);
+}
+
+static bool printable_bytes(const unsigned char *s, size_t n) {
+    return nxc__printable((const char *)s, n);
+}
+
+static bool visible_byte(unsigned v) {
+    return v >= 0x21 && v <= 0x7e;
+}
+
+/* nxc__printable refuses every byte outside 0x21..0x7e. */
 static void test_printable(void) {
-    char s[40];
-    memset(s, 'a', sizeof s);
-    NXT_CHECK(nxc__printable(s, sizeof s));
-    NXT_CHECK(nxc__printable(s, 0));
-    for (size_t at = 0; at < sizeof s; at++)
-        for (unsigned v = 0; v < 256; v++) {
-            memset(s, 'a', sizeof s);
-            s[at] = (char)v;
-            NXT_EQ_INT(nxc__printable(s, sizeof s), v >= 0x21 && v <= 0x7e);
-            NXT_CHECK(nxc__printable(s, at));
-        }
+    every_byte_everywhere(printable_bytes, visible_byte);
 }
 
 /* A thread asleep in nxc__wait_locked() does not make the progress thread
