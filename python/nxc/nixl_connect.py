@@ -860,7 +860,12 @@ class Connector:
             for i in range(n):
                 ref = self._ops.get(self._entries[i].op or 0)
                 op = ref() if ref is not None else None
-                if op is not None:
+                # Woken only if it has ended: an entry polled here while
+                # another thread released its op and made a new one at the
+                # same address would otherwise end the new op's waits. (nxc
+                # publishes the state before the entry; the waiter then
+                # reads the state kept here, no second call.)
+                if op is not None and op._waiters and op._raw_status() in _TERMINAL_INTS:
                     op._on_end()
 
     def _forget(self, op):

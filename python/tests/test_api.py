@@ -4,6 +4,8 @@
 import asyncio
 import gc
 import json
+import time
+import weakref
 
 import numpy as np
 import pytest
@@ -290,6 +292,41 @@ def test_ops_of_other_timeouts_and_keys_keep_theirs(connector):
                                              connect.OperationStatus.ERRORED] * 3
         for op in ops + keyed:
             op.release()
+
+    run(main())
+
+
+def test_stale_entry_does_not_end_another_op(connector):
+    """A completion entry that names an op's handle after another op took it
+    (one thread released the first and made the second at its address
+    while the loop's thread drained) must not end the second op's wait:
+    simulated by pointing the first op's handle at the second before the
+    connector drains the first op's entry."""
+
+    async def main():
+        peer = connect.Connector()
+        r1 = await connector.create_readable(connect.Descriptor(bytearray(b"1" * 4096)))
+        r2 = await connector.create_readable(connect.Descriptor(bytearray(b"2" * 4096)))
+        waiter = asyncio.ensure_future(r2.wait_for_completion(timeout=10))
+        await asyncio.sleep(0.01)
+        read = await peer.begin_read(r1.metadata(), connect.Descriptor(bytearray(4096)))
+        # without yielding to the loop, which would drain the entry itself
+        deadline = time.monotonic() + 10
+        while r1.status != connect.OperationStatus.COMPLETE and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert r1.status == connect.OperationStatus.COMPLETE
+        time.sleep(0.01)  # the entry is pushed just after the state
+        connector._ops[r1._handle_value] = weakref.ref(r2)
+        connector._drain()
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        assert r2.status == connect.OperationStatus.INITIALIZED
+        connector._ops[r1._handle_value] = weakref.ref(r1)
+        r2.release()
+        assert await asyncio.wait_for(waiter, 5) is None  # CANCELLED
+        for op in (read, r1):
+            op.release()
+        peer.close()
 
     run(main())
 
