@@ -445,6 +445,7 @@ class _Operation:
     def __init__(self, connector, handle, key, descs):
         self._connector = connector
         self._op = handle  # nxc_op_t*, None once released
+        self._handle_value = handle.value  # its key in the connector's index, kept past release
         self._key = key
         self._descs = descs  # keeps the memory alive until release
         self._waiters = []  # one future per wait_for_completion() in progress
@@ -898,8 +899,7 @@ class Connector:
 
     def _register(self, cls, handle, key, descs):
         op = cls(self, handle, key, descs)
-        op._handle_value = handle.value
-        self._ops[handle.value] = weakref.ref(op)
+        self._ops[op._handle_value] = weakref.ref(op)
         return op
 
     def _create(self, cls, fn, local, timeout, key, writable):
