@@ -38,37 +38,29 @@ static inline size_t nxc__ascii_span(const unsigned char *s, size_t n) {
     return i;
 }
 
-/* The word tests of "Bit Twiddling Hacks" (hasless, hasmore, haszero):
- * each sets a high bit when some byte of `w` is such a byte (which byte
- * may be off, since a borrow or carry runs on from a byte that is one;
- * whether any is, is exact). Outside lo..0x7e: */
-static inline uint64_t nxc__word_outside(uint64_t w, unsigned lo) {
-    const uint64_t ones = 0x0101010101010101ull;
-    return ((w - ones * lo) & ~w) | (w + ones) | w;
-}
+/* Sixteen bytes as one vector (GCC's and clang's vector extension): a
+ * comparison tests all of them at once (SSE2 on x86-64, NEON on arm64). */
+typedef unsigned char nxc__v16_t __attribute__((vector_size(16)));
 
-/* ... equal to `c`: */
-static inline uint64_t nxc__word_has(uint64_t w, unsigned char c) {
-    const uint64_t ones = 0x0101010101010101ull, x = w ^ (ones * c);
-    return (x - ones) & ~x;
-}
-
-/* Are the whole 8-byte words of `s` (of `n`) all within lo..0x7e, and
+/* Are the whole 16-byte blocks of `s` (of `n`) all within lo..0x7e, and
  * (json) free of '"' and '\\'? *done: the bytes they cover. Metadata
- * carries hundreds of such bytes, checked at every begin: 0.2 ns a byte,
- * a byte loop 0.8. */
+ * carries hundreds of such bytes, checked at every begin: 400 bytes take
+ * about 250 instructions, against 1,100 eight at a time with word tests
+ * and 2,000 a byte at a time. */
 static inline bool nxc__words_within(const unsigned char *s, size_t n, unsigned lo, bool json,
                                      size_t *done) {
-    uint64_t any = 0;
+    nxc__v16_t bad = {0};
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        any |= nxc__word_outside(w, lo);
-        if (json) any |= nxc__word_has(w, '"') | nxc__word_has(w, '\\');
+    for (; i + 16 <= n; i += 16) {
+        nxc__v16_t v;
+        memcpy(&v, s + i, 16);
+        bad |= (nxc__v16_t)((v < (unsigned char)lo) | (v > 0x7e));
+        if (json) bad |= (nxc__v16_t)((v == '"') | (v == '\\'));
     }
+    uint64_t w[2];
+    memcpy(w, &bad, sizeof w);
     *done = i;
-    return !(any & 0x8080808080808080ull);
+    return !(w[0] | w[1]);
 }
 
 /* Are all `n` bytes of `s` visible ASCII characters, 0x21..0x7e (names,
