@@ -214,7 +214,8 @@ enum {
     NXC_CONNECTOR_FIELD_LOG_LEVEL = 1u << 3,
     NXC_CONNECTOR_FIELD_TCP_ADDRESS = 1u << 4,
     NXC_CONNECTOR_FIELD_TCP_PORT = 1u << 5,
-    NXC_CONNECTOR_FIELD_OPTIONS = 1u << 6
+    NXC_CONNECTOR_FIELD_OPTIONS = 1u << 6,
+    NXC_CONNECTOR_FIELD_METADATA_VERSION = 1u << 7
 };
 
 #define NXC_NAME_MAX 128 /* bytes of a connector name, NUL excluded */
@@ -274,6 +275,17 @@ typedef struct nxc_connector_params {
      * left out by `transports` is checked, then unused. Empty items are
      * ignored. */
     const char *options;
+    /* The metadata format version this connector's passive ops write
+     * (docs/metadata.md, "Versioning"): 1 or 2. Default: the
+     * NXC_METADATA_VERSION environment variable, else 1. Every version of
+     * this library reads both; a library that reads only version 1 (nxc
+     * 0.1 before version 2 was added) refuses version 2 as malformed, so
+     * keep 1 while such peers may receive this connector's metadata.
+     * Version 2 splits what is the same in every op of a connector (its
+     * identity and transport addresses) from what is the op's own, so a
+     * peer decodes the former once: a begin takes about a third of
+     * version 1's decoding work. Another value: NXC_ERR_INVALID_PARAM. */
+    int metadata_version;
 } nxc_connector_params_t;
 
 /* Create a connector. `params` may be NULL (all defaults). Errors:

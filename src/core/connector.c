@@ -101,6 +101,13 @@ static nxc_status_t apply_params(nxc_connector_t *c, const nxc_connector_params_
         level = p->log_level;
     }
     nxc__log_raise_level(level);
+    c->md_version = (uint16_t)nxc__env_int("NXC_METADATA_VERSION", 1, 1, NXC__BLOB_VERSION);
+    if (mask & NXC_CONNECTOR_FIELD_METADATA_VERSION) {
+        if (p->metadata_version < 1 || p->metadata_version > NXC__BLOB_VERSION)
+            return nxc__err(NXC_ERR_INVALID_PARAM, "metadata_version %d: expected 1 or %d",
+                            p->metadata_version, NXC__BLOB_VERSION);
+        c->md_version = (uint16_t)p->metadata_version;
+    }
 
     if ((st = transport_options(c, p, mask)) != NXC_OK) return st;
 

@@ -29,7 +29,8 @@
 #define NXC__CONNECTOR_FIELDS                                                                      \
     (NXC_CONNECTOR_FIELD_NAME | NXC_CONNECTOR_FIELD_TRANSPORTS |                                   \
      NXC_CONNECTOR_FIELD_PROGRESS_THREAD | NXC_CONNECTOR_FIELD_LOG_LEVEL |                         \
-     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT | NXC_CONNECTOR_FIELD_OPTIONS)
+     NXC_CONNECTOR_FIELD_TCP_ADDRESS | NXC_CONNECTOR_FIELD_TCP_PORT |                              \
+     NXC_CONNECTOR_FIELD_OPTIONS | NXC_CONNECTOR_FIELD_METADATA_VERSION)
 
 typedef struct nxc__grant nxc__grant_t; /* core/grant.h */
 
@@ -66,6 +67,7 @@ struct nxc_connector {
     char host[NXC__HOST_MAX + 1];
     uint32_t pid;
     uint64_t start_time;
+    uint16_t md_version;                 /* the metadata format its passive ops write: 1 or 2 */
     nxc__tp_t *tps[NXC__MAX_TRANSPORTS]; /* in preference order */
     size_t ntps;
     int epfd;    /* transports' event fds, wakefd and timerfd */

@@ -21,8 +21,10 @@
 
 #include "nxc/nxc.h"
 
+struct nxc__md_peer;
+
 #define NXC__BLOB_MAGIC "NXCB"
-#define NXC__BLOB_VERSION 1
+#define NXC__BLOB_VERSION 2             /* the highest version read and written */
 #define NXC__MD_MAX_DESCS NXC_DESCS_MAX /* descriptors in one metadata */
 #define NXC__MD_MAX_SECTIONS 8          /* transports offered in one metadata */
 #define NXC__TRANSPORT_NAME_MAX 15
@@ -71,14 +73,16 @@ typedef struct nxc__metadata {
     size_t nsections;
     nxc__md_section_t sections[NXC__MD_MAX_SECTIONS];
     /* decode only: owned storage the pointers above point into */
-    uint8_t *blob_;
+    uint8_t *blob_; /* version 1's blob, version 2's op part */
     size_t blob_len_;
     nxc__bytes_t *keys_;
+    struct nxc__md_peer *peer_; /* version 2: the peer part, shared (metadata_v2.c) */
 } nxc__metadata_t;
 
 /*
- * Encode `md` into a malloc'd NUL-terminated JSON text (caller frees).
- * Fields `blob_*`/`keys_` and `version` are ignored (version 1 is written);
+ * Encode `md` into a malloc'd NUL-terminated JSON text (caller frees), in
+ * format version `md->version`: 1 (or 0) one blob, 2 a peer part and an op
+ * part (docs/metadata.md §6.1). Fields `blob_*`, `keys_`, `peer_` are ignored;
  * a section whose `keys` is NULL has all keys empty. ptr and size must lie
  * in 1..2^63-1 (JSON integers are signed 64-bit). Errors: NXC_ERR_NO_MEMORY,
  * NXC_ERR_INVALID_PARAM (a field out of range, e.g. too many descriptors),

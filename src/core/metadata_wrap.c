@@ -198,8 +198,9 @@ static z_stream *thread_deflater(int level) {
     return zs;
 }
 
-/* "b64:" + base64(zlib(blob)) as a malloc'd NUL-terminated string. */
-nxc_status_t nxc__md_pack(const uint8_t *blob, size_t blob_len, char **out_p) {
+/* zlib(blob) into malloc'd *z_p. */
+static nxc_status_t deflate_blob(const uint8_t *blob, size_t blob_len, uint8_t **z_p,
+                                 size_t *zlen_p) {
     z_stream *zs = thread_deflater(blob_len <= ZLIB_STORE_MAX ? Z_NO_COMPRESSION : ZLIB_LEVEL);
     if (!zs)
         return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory for a zlib deflater");
@@ -211,68 +212,104 @@ nxc_status_t nxc__md_pack(const uint8_t *blob, size_t blob_len, char **out_p) {
     zs->next_out = z;
     zs->avail_out = (uInt)zlen;
     int rc = deflate(zs, Z_FINISH);
-    zlen = zs->total_out;
     if (rc != Z_STREAM_END) {
         free(z);
         return nxc__err(NXC_ERR_SYSTEM, "metadata encode: zlib deflate failed (%d)", rc);
     }
-    size_t b64_len = BASE64_ENCODE_RAW_LENGTH(zlen);
+    *z_p = z;
+    *zlen_p = zs->total_out;
+    return NXC_OK;
+}
+
+/* "b64:" + base64 of `len` bytes, malloc'd and NUL-terminated. */
+static nxc_status_t b64_text(const uint8_t *bytes, size_t len, char **out_p) {
+    size_t b64_len = BASE64_ENCODE_RAW_LENGTH(len);
     char *out = malloc(B64_PREFIX_LEN + b64_len + 1);
-    if (!out) {
-        free(z);
-        return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
-    }
+    if (!out) return nxc__err(NXC_ERR_NO_MEMORY, "metadata encode: out of memory");
     memcpy(out, B64_PREFIX, B64_PREFIX_LEN);
-    base64_encode_raw(out + B64_PREFIX_LEN, zlen, z); /* with its '=' padding */
+    base64_encode_raw(out + B64_PREFIX_LEN, len, bytes); /* with its '=' padding */
     out[B64_PREFIX_LEN + b64_len] = '\0';
-    free(z);
     *out_p = out;
     return NXC_OK;
 }
 
-nxc_status_t nxc__md_unwrap(const char *s, size_t n, uint8_t **out, size_t *out_len) {
-    uint8_t *bin;
+nxc_status_t nxc__md_pack(const uint8_t *blob, size_t blob_len, char **out_p) {
+    uint8_t *z = NULL;
+    size_t zlen = 0;
+    nxc_status_t st = deflate_blob(blob, blob_len, &z, &zlen);
+    if (st == NXC_OK) st = b64_text(z, zlen, out_p);
+    free(z);
+    return st;
+}
+
+nxc_status_t nxc__md_pack_part(const uint8_t *part, size_t len, char **out_p) {
+    if (len <= ZLIB_STORE_MAX) return b64_text(part, len, out_p);
+    return nxc__md_pack(part, len, out_p);
+}
+
+nxc_status_t nxc__md_unbase64(const char *b, size_t bn, bool memo, const char *what, uint8_t **out,
+                              size_t *out_len) {
+    if (bn % 4)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: %s: base64 length %zu is not a multiple of 4", what, bn);
+    uint8_t *bin = malloc(BASE64_DECODE_LENGTH(bn) + 1);
+    if (!bin) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
     size_t bin_len = 0;
-    if (n >= B64_PREFIX_LEN && !memcmp(s, B64_PREFIX, B64_PREFIX_LEN)) {
-        const char *b = s + B64_PREFIX_LEN;
-        size_t bn = n - B64_PREFIX_LEN;
-        if (bn % 4)
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: \"nixl_metadata\": base64 length %zu is not a multiple "
-                            "of 4",
-                            bn);
-        bin = malloc(BASE64_DECODE_LENGTH(bn) + 1);
-        if (!bin) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
-        bool memo = nxc__md_b64_memo && bn > 0 && bn <= B64_MEMO_MAX;
-        if (!(memo ? base64_memo(b, bn, bin, &bin_len) : base64_strict(b, bn, bin, &bin_len))) {
-            free(bin);
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: \"nixl_metadata\": invalid base64 after \"b64:\"");
-        }
-    } else {
-        if (n % 2)
-            return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                            "metadata: \"nixl_metadata\": neither \"b64:\" base64 nor hex (odd "
-                            "length %zu)",
-                            n);
-        for (size_t i = 0; i < n; i++) {
-            char c = s[i];
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-                return nxc__err(NXC_ERR_METADATA_MALFORMED,
-                                "metadata: \"nixl_metadata\": neither \"b64:\" base64 nor hex "
-                                "(byte %zu is not a hex digit)",
-                                i);
-        }
-        bin = malloc(n / 2 + 1);
-        if (!bin) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
-        if (sodium_hex2bin(bin, n / 2 + 1, s, n, NULL, &bin_len, NULL) != 0) {
-            free(bin);
-            return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"nixl_metadata\": invalid hex");
-        }
+    memo = memo && nxc__md_b64_memo && bn > 0 && bn <= B64_MEMO_MAX;
+    if (!(memo ? base64_memo(b, bn, bin, &bin_len) : base64_strict(b, bn, bin, &bin_len))) {
+        free(bin);
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: %s: invalid base64", what);
     }
     *out = bin;
     *out_len = bin_len;
     return NXC_OK;
+}
+
+/* Legacy hex (docs/metadata.md §4.1): even length, 0-9 a-f A-F only. */
+static nxc_status_t unhex(const char *s, size_t n, uint8_t **out, size_t *out_len) {
+    if (n % 2)
+        return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                        "metadata: \"nixl_metadata\": neither \"b64:\" base64 nor hex (odd "
+                        "length %zu)",
+                        n);
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return nxc__err(NXC_ERR_METADATA_MALFORMED,
+                            "metadata: \"nixl_metadata\": neither \"b64:\" base64 nor hex "
+                            "(byte %zu is not a hex digit)",
+                            i);
+    }
+    uint8_t *bin = malloc(n / 2 + 1);
+    if (!bin) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
+    if (sodium_hex2bin(bin, n / 2 + 1, s, n, NULL, out_len, NULL) != 0) {
+        free(bin);
+        return nxc__err(NXC_ERR_METADATA_MALFORMED, "metadata: \"nixl_metadata\": invalid hex");
+    }
+    *out = bin;
+    return NXC_OK;
+}
+
+nxc_status_t nxc__md_unwrap(const char *s, size_t n, uint8_t **out, size_t *out_len) {
+    if (n >= B64_PREFIX_LEN && !memcmp(s, B64_PREFIX, B64_PREFIX_LEN))
+        return nxc__md_unbase64(s + B64_PREFIX_LEN, n - B64_PREFIX_LEN, true,
+                                "\"nixl_metadata\" after \"b64:\"", out, out_len);
+    return unhex(s, n, out, out_len);
+}
+
+nxc_status_t nxc__md_unpack_part(const char *b, size_t bn, const char *what, uint8_t **out_p,
+                                 size_t *len_p) {
+    uint8_t *bin = NULL;
+    size_t len = 0;
+    nxc_status_t st = nxc__md_unbase64(b, bn, false, what, &bin, &len);
+    if (st || (len > 0 && bin[0] == 'N')) { /* no zlib stream starts with 'N' */
+        *out_p = bin;
+        *len_p = len;
+        return st;
+    }
+    st = nxc__md_inflate(bin, len, out_p, len_p);
+    free(bin);
+    return st;
 }
 
 /* Inflate one complete zlib stream with nothing after it, producing at most

@@ -88,7 +88,7 @@ static nxc_status_t passive_metadata(nxc_op_t *op) {
     nxc_status_t st = NXC_OK;
     md.operation_kind = op->kind == NXC_OP_READABLE ? NXC__MD_KIND_READ : NXC__MD_KIND_WRITE;
     strcpy(md.notification_key, op->key);
-    md.version = NXC__BLOB_VERSION;
+    md.version = c->md_version;
     strcpy(md.name, c->name);
     strcpy(md.host, c->host);
     memcpy(md.instance, c->instance, sizeof md.instance);

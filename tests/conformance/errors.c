@@ -147,10 +147,16 @@ static void test_params(void) {
     nxc_op_release(op);
 
     nxc_connector_t *c2 = (nxc_connector_t *)0x1;
-    nxc_connector_params_t unknown = {.field_mask = NXC_CONNECTOR_FIELD_NAME | (1u << 7),
+    nxc_connector_params_t unknown = {.field_mask = NXC_CONNECTOR_FIELD_NAME | (1u << 8),
                                       .name = "x"};
     NXT_FAIL(nxc_connector_create(&unknown, &c2), NXC_ERR_INVALID_PARAM);
-    says("connector params: field_mask bit 7 (0x80)");
+    says("connector params: field_mask bit 8 (0x100)");
+    for (int v = -1; v <= 3; v += 4) { /* -1 and 3: no such format */
+        unknown = (nxc_connector_params_t){.field_mask = NXC_CONNECTOR_FIELD_METADATA_VERSION,
+                                           .metadata_version = v};
+        NXT_FAIL(nxc_connector_create(&unknown, &c2), NXC_ERR_INVALID_PARAM);
+        says("metadata_version");
+    }
     /* the name rule says what it is: a space is printable, but refused */
     unknown = (nxc_connector_params_t){.field_mask = NXC_CONNECTOR_FIELD_NAME, .name = "a b"};
     NXT_FAIL(nxc_connector_create(&unknown, &c2), NXC_ERR_INVALID_PARAM);
@@ -210,13 +216,18 @@ static void test_size_mismatch(void) {
     teardown(&f);
 }
 
+/* The secret's offset: in version 1's blob, or version 2's op part. */
+static size_t secret_at(const uint8_t *blob) {
+    return memcmp(blob, "NXCO", 4) ? 32 : 16;
+}
+
 static void set_version(uint8_t *blob, size_t len, void *arg) {
     blob[4] = 7;
     blob[5] = 0;
 }
 
 static void flip_secret(uint8_t *blob, size_t len, void *arg) {
-    blob[32] ^= 0x5a;
+    blob[secret_at(blob)] ^= 0x5a;
 }
 
 static void test_bad_metadata(void) {
@@ -422,6 +433,51 @@ static void test_released_metadata(void) {
     free(other);
 }
 
+/* A connector's metadata_version: version 2 texts (two parts) from one
+ * connector are read by a connector writing version 1, and the reverse,
+ * over the transport under test; the bytes arrive. */
+static nxc_connector_t *connector_writing(int version) {
+    return nxt_connector_with((nxc_connector_params_t){
+        .field_mask = NXC_CONNECTOR_FIELD_METADATA_VERSION, .metadata_version = version});
+}
+
+static void read_once(nxc_connector_t *owner, nxc_connector_t *reader, int version) {
+    static char from[8192], to[8192];
+    nxt_fill(from, sizeof from, (uint32_t)version);
+    memset(to, 0, sizeof to);
+    nxc_desc_t s = nxt_desc(from, sizeof from), d = nxt_desc(to, sizeof to);
+    nxc_op_t *readable, *op;
+    const char *md;
+    NXT_PASS(nxc_create_readable(owner, &s, 1, NULL, &readable));
+    NXT_PASS(nxc_op_metadata(readable, &md, NULL));
+    const char *nixl = strstr(md, "\"nixl_metadata\":\"");
+    NXT_CHECK(nixl);
+    nixl += strlen("\"nixl_metadata\":\"");
+    bool two = memchr(nixl, '.', strcspn(nixl, "\"")) != NULL;
+    NXT_EQ_INT(two, version == 2);
+    NXT_PASS(nxc_begin_read(reader, md, 0, &d, 1, NULL, &op));
+    NXT_EQ_INT(nxc_op_wait(op, 30000), NXC_OK);
+    NXT_EQ_INT(nxc_op_wait(readable, 30000), NXC_OK);
+    nxc_op_release(op);
+    nxc_op_release(readable);
+    NXT_EQ_INT(nxt_verify(to, sizeof to, (uint32_t)version), SIZE_MAX);
+}
+
+/* Three ops: the second and third reader take the peer part it kept. */
+static void read_across(nxc_connector_t *owner, nxc_connector_t *reader, int version) {
+    for (int i = 0; i < 3; i++)
+        read_once(owner, reader, version);
+}
+
+static void test_metadata_versions(void) {
+    nxc_connector_t *v1 = connector_writing(1), *v2 = connector_writing(2);
+    read_across(v2, v1, 2);
+    read_across(v1, v2, 1);
+    read_across(v2, v2, 2);
+    nxc_connector_destroy(v1);
+    nxc_connector_destroy(v2);
+}
+
 static const nxt_test_t nxt_tests[] = {
     {"bad_descriptors", test_descriptors, 0},
     {"too_many_descriptors", test_too_many_descriptors, 0},
@@ -436,5 +492,6 @@ static const nxt_test_t nxt_tests[] = {
     {"unreachable_connector_gone", test_unreachable_connector_gone, 0},
     {"released_metadata_refused", test_released_metadata, 0},
     {"last_error_rule", test_last_error_rule, 0},
+    {"metadata_versions", test_metadata_versions, 0},
 };
 NXT_MAIN(nxt_tests)

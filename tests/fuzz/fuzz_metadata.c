@@ -188,16 +188,20 @@ static void buf_free(buf_t *b) {
 /* Seeds                                                                     */
 /* ------------------------------------------------------------------------ */
 
-#define NSEEDS 4
+#define NSEEDS 6
 static buf_t seeds[NSEEDS];
 
-static void build_seed(buf_t *out, size_t ndesc, size_t nsec, int kind, int cuda, int hex) {
+/* form: 0 version 1, 1 version 1 in legacy hex, 2 version 2 (two parts,
+ * which the blob mutations leave to the text mutations) */
+static void build_seed(buf_t *out, size_t ndesc, size_t nsec, int kind, int cuda, int form) {
+    int hex = form == 1;
     static uint8_t storage[512];
     nxc__metadata_t md;
     memset(&md, 0, sizeof md);
     for (size_t i = 0; i < sizeof storage; i++)
         storage[i] = (uint8_t)(i * 37 + 11);
     md.operation_kind = kind;
+    md.version = form == 2 ? 2 : 1;
     snprintf(md.notification_key, sizeof md.notification_key,
              "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f");
     snprintf(md.name, sizeof md.name, "prefill-worker-%zu", ndesc);
@@ -265,6 +269,8 @@ static void build_seeds(void) {
     build_seed(&seeds[1], 50, 2, NXC__MD_KIND_WRITE, 1, 0);
     build_seed(&seeds[2], 3, 2, NXC__MD_KIND_READ, 0, 1);
     build_seed(&seeds[3], 50, 1, NXC__MD_KIND_READ, 0, 1);
+    build_seed(&seeds[4], 1, 1, NXC__MD_KIND_READ, 0, 2);
+    build_seed(&seeds[5], 900, 2, NXC__MD_KIND_WRITE, 0, 2); /* a zlib'd op part */
 }
 
 /* ------------------------------------------------------------------------ */

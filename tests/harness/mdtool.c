@@ -3,22 +3,41 @@
 
 #include <jansson.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #include "nxt.h"
 
-char *nxt_md_patch_blob(const char *md, void (*patch)(uint8_t *blob, size_t len, void *arg),
-                        void *arg) {
-    json_t *root = json_loads(md, 0, NULL);
-    NXT_CHECK(root);
-    const char *b64 = json_string_value(json_object_get(root, "nixl_metadata"));
-    NXT_CHECK(b64 && !strncmp(b64, "b64:", 4));
-    size_t zlen, cap = strlen(b64);
-    uint8_t *z = malloc(cap);
-    NXT_CHECK(sodium_base642bin(z, cap, b64 + 4, strlen(b64 + 4), NULL, &zlen, NULL,
+char *nxt_b64(const void *bytes, size_t len) {
+    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *out = malloc(cap);
+    NXT_CHECK(out);
+    sodium_bin2base64(out, cap, bytes, len, sodium_base64_VARIANT_ORIGINAL);
+    return out;
+}
+
+uint8_t *nxt_unb64(const char *b64, size_t n, size_t *len) {
+    uint8_t *bin = malloc(n + 1);
+    NXT_CHECK(bin);
+    NXT_CHECK(sodium_base642bin(bin, n + 1, b64, n, NULL, len, NULL,
                                 sodium_base64_VARIANT_ORIGINAL) == 0);
+    return bin;
+}
+
+/* The base64 text of a blob (zlib'd: version 1) or a part (raw when its
+ * first byte is 'N': version 2) after patch() was applied to its bytes. */
+static char *patched(const char *b64, size_t n, bool raw_ok,
+                     void (*patch)(uint8_t *blob, size_t len, void *arg), void *arg) {
+    size_t zlen;
+    uint8_t *z = nxt_unb64(b64, n, &zlen);
+    if (raw_ok && zlen && z[0] == 'N') {
+        patch(z, zlen, arg);
+        char *out = nxt_b64(z, zlen);
+        free(z);
+        return out;
+    }
     uLongf blen = 1 << 20;
     uint8_t *blob = malloc(blen);
     NXT_CHECK(uncompress(blob, &blen, z, zlen) == Z_OK);
@@ -26,18 +45,33 @@ char *nxt_md_patch_blob(const char *md, void (*patch)(uint8_t *blob, size_t len,
     uLongf zcap = compressBound(blen);
     uint8_t *z2 = malloc(zcap);
     NXT_CHECK(compress2(z2, &zcap, blob, blen, 6) == Z_OK);
-    size_t b64cap = sodium_base64_ENCODED_LEN(zcap, sodium_base64_VARIANT_ORIGINAL);
-    char *out = malloc(b64cap + 4);
-    memcpy(out, "b64:", 4);
-    sodium_bin2base64(out + 4, b64cap, z2, zcap, sodium_base64_VARIANT_ORIGINAL);
-    json_object_set_new(root, "nixl_metadata", json_string(out));
-    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(root);
+    char *out = nxt_b64(z2, zcap);
     free(z);
     free(blob);
     free(z2);
+    return out;
+}
+
+char *nxt_md_patch_blob(const char *md, void (*patch)(uint8_t *blob, size_t len, void *arg),
+                        void *arg) {
+    json_t *root = json_loads(md, 0, NULL);
+    NXT_CHECK(root);
+    const char *nixl = json_string_value(json_object_get(root, "nixl_metadata"));
+    NXT_CHECK(nixl && !strncmp(nixl, "b64:", 4));
+    const char *dot = strchr(nixl, '.'); /* version 2: "b64:" peer "." op */
+    const char *b64 = dot ? dot + 1 : nixl + 4;
+    char *text = patched(b64, strlen(b64), dot != NULL, patch, arg);
+    size_t keep = (size_t)(b64 - nixl);
+    char *out = malloc(keep + strlen(text) + 1);
+    NXT_CHECK(out);
+    memcpy(out, nixl, keep);
+    strcpy(out + keep, text);
+    json_object_set_new(root, "nixl_metadata", json_string(out));
+    char *result = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    free(text);
     free(out);
-    return text;
+    return result;
 }
 
 char *nxt_md_patch_desc(const char *md, size_t i, int64_t ptr_delta, uint64_t size,
@@ -60,6 +94,22 @@ char *nxt_md_set_kind(const char *md, int kind) {
     NXT_CHECK(root);
     json_object_set_new(root, "operation_kind", json_integer(kind));
     char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    return text;
+}
+
+char *nxt_md_text(const char *nixl, int kind, const char *key, size_t ndesc) {
+    json_t *root = json_object(), *arr = json_array();
+    for (size_t i = 0; i < ndesc; i++)
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:I,s:I}", "device", "cpu", "ptr",
+                                        (json_int_t)(4096 * (i + 1)), "size", (json_int_t)4096));
+    json_object_set_new(root, "descriptors", arr);
+    json_object_set_new(root, "nixl_metadata", json_string(nixl));
+    json_object_set_new(root, "notification_key", json_string(key));
+    json_object_set_new(root, "operation_kind", json_integer(kind));
+    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    NXT_CHECK(text);
     json_decref(root);
     return text;
 }

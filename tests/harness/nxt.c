@@ -460,6 +460,16 @@ void nxt_await_grant(nxc_connector_t *c, nxc_op_t *op, int timeout_ms) {
     NXT_EQ_INT(nxc_op_result(op), NXC_INPROGRESS);
 }
 
+nxc_connector_t *nxt_connector_with(nxc_connector_params_t p) {
+    if (nxt_transport()) {
+        p.field_mask |= NXC_CONNECTOR_FIELD_TRANSPORTS;
+        p.transports = nxt_transport();
+    }
+    nxc_connector_t *c = NULL;
+    NXT_PASS(nxc_connector_create(&p, &c));
+    return c;
+}
+
 nxc_connector_t *nxt_connector(const char *name, int progress_thread) {
     nxc_connector_params_t p = {0};
     p.field_mask = NXC_CONNECTOR_FIELD_PROGRESS_THREAD;
@@ -468,11 +478,5 @@ nxc_connector_t *nxt_connector(const char *name, int progress_thread) {
         p.field_mask |= NXC_CONNECTOR_FIELD_NAME;
         p.name = name;
     }
-    if (nxt_transport()) {
-        p.field_mask |= NXC_CONNECTOR_FIELD_TRANSPORTS;
-        p.transports = nxt_transport();
-    }
-    nxc_connector_t *c = NULL;
-    NXT_PASS(nxc_connector_create(&p, &c));
-    return c;
+    return nxt_connector_with(p);
 }

@@ -179,8 +179,11 @@ nxc_desc_t nxt_desc(void *ptr, size_t size);
  * (NXC_OP_READABLE or NXC_OP_WRITABLE), no parameters, and send its
  * metadata on `fd`. */
 nxc_op_t *nxt_offer(nxc_connector_t *c, int fd, nxc_op_kind_t kind, void *buf, size_t len);
-/* Connector with the given transports (NULL: default) and progress thread. */
+/* Connector with the given name (NULL: default) and progress thread, on
+ * the transport under test (nxt_transport(), else the default). */
 nxc_connector_t *nxt_connector(const char *name, int progress_thread);
+/* Connector of params `p`, on the transport under test (as above). */
+nxc_connector_t *nxt_connector_with(nxc_connector_params_t p);
 /* Connector that uses exactly `transport` (checked), with a progress thread. */
 nxc_connector_t *nxt_connector_on(const char *name, const char *transport);
 /* Environment override for the transport under test (conformance suite). */
