@@ -2,7 +2,7 @@
 /*
  * Fixed per-op costs of nxc, in one process, single thread:
  *
- *   nxc-micro-op [ITERS [TRANSPORT [NDESC [LIVE]]]]
+ *   nxc-micro-op [ITERS [TRANSPORT [NDESC [LIVE [MEM]]]]]
  *
  *   create   nxc_create_readable of one 4 KiB descriptor + nxc_op_metadata
  *            (the text a peer needs), registered memory, no peer involved
@@ -26,6 +26,9 @@
  *   begin_live  with LIVE > 0: begin as above while the owner keeps LIVE
  *            other readables open, as a server with many requests in
  *            flight does (shm's direct access has a record per open op)
+ *
+ * MEM "alloc" takes the owner's buffer from nxc_mem_alloc() (shm then
+ * copies with memcpy through a mapping, no system call); default "heap".
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -97,15 +100,22 @@ int main(int argc, char **argv) {
     const char *transport = argc > 2 ? argv[2] : "shm";
     int ndesc = argc > 3 ? atoi(argv[3]) : 1;
     int live = argc > 4 ? atoi(argv[4]) : 0;
+    const char *mem = argc > 5 ? argv[5] : "heap";
     if (iters < 1) iters = 1;
-    if (ndesc < 1 || ndesc > 4096 || live < 0 || live > 100000) {
-        fprintf(stderr, "nxc-micro-op: NDESC must be 1..4096, LIVE 0..100000\n");
+    if (ndesc < 1 || ndesc > 4096 || live < 0 || live > 100000 ||
+        (strcmp(mem, "heap") && strcmp(mem, "alloc"))) {
+        fprintf(stderr, "nxc-micro-op: NDESC must be 1..4096, LIVE 0..100000, MEM heap or alloc\n");
         return 2;
     }
     nxc_connector_t *owner = connector("micro-owner", transport);
     nxc_connector_t *reader = connector("micro-reader", transport);
     size_t bytes = (size_t)BLOCK * (size_t)ndesc;
-    char *src_buf = aligned_alloc(BLOCK, bytes), *dst_buf = aligned_alloc(BLOCK, bytes);
+    char *src_buf = NULL, *dst_buf = aligned_alloc(BLOCK, bytes);
+    nxc_mem_t *m1 = NULL, *m2 = NULL;
+    if (!strcmp(mem, "alloc"))
+        check(nxc_mem_alloc(owner, bytes, NULL, (void **)&src_buf, &m1), "mem_alloc");
+    else
+        src_buf = aligned_alloc(BLOCK, bytes);
     nxc_desc_t *src = calloc((size_t)ndesc, sizeof *src), *dst = calloc((size_t)ndesc, sizeof *dst);
     if (!src_buf || !dst_buf || !src || !dst) {
         fprintf(stderr, "nxc-micro-op: out of memory\n");
@@ -120,8 +130,7 @@ int main(int argc, char **argv) {
     /* as a server with buffer pools would: the whole buffers, registered once */
     nxc_desc_t src_all = {src_buf, bytes, {NXC_DEVICE_HOST, 0}};
     nxc_desc_t dst_all = {dst_buf, bytes, {NXC_DEVICE_HOST, 0}};
-    nxc_mem_t *m1 = NULL, *m2 = NULL;
-    check(nxc_mem_register(owner, &src_all, 1, NULL, &m1), "mem_register");
+    if (!m1) check(nxc_mem_register(owner, &src_all, 1, NULL, &m1), "mem_register");
     check(nxc_mem_register(reader, &dst_all, 1, NULL, &m2), "mem_register");
 
     size_t n = (size_t)ndesc;
@@ -163,13 +172,13 @@ int main(int argc, char **argv) {
             nxc_op_release(open[i]);
         free(open);
     }
-    nxc_mem_deregister(m1);
+    nxc_mem_deregister(m1); /* and unmapped, if from nxc_mem_alloc() */
     nxc_mem_deregister(m2);
     nxc_connector_destroy(reader);
     nxc_connector_destroy(owner);
     free(src);
     free(dst);
-    free(src_buf);
+    if (strcmp(mem, "alloc")) free(src_buf);
     free(dst_buf);
     return 0;
 }
