@@ -20,8 +20,7 @@ packages=(
   libyajl-dev                        # metadata JSON
   libjansson-dev                     # the tests' own JSON (a second parser checks the first)
   libsodium-dev                      # random keys, constant-time compare
-  nettle-dev                         # base64 of the metadata blob (encoding, the last group)
-  libssl-dev                         # libcrypto: base64 decoding of the metadata blob
+  libssl-dev                         # libcrypto: base64 of the metadata blob
   zlib1g-dev                         # metadata compression
   uuid-dev                           # notification keys (UUID4)
   uthash-dev                         # the core's indexes of live ops and grants

@@ -375,7 +375,8 @@ nxc_status_t nxc__md_keys_table(nxc__metadata_t *m, nxc__reader_t *r, size_t nse
                         "metadata: %s truncated: %zu sections of %zu keys need at least %llu "
                         "bytes, %zu left",
                         r->what, nsec, m->ndesc, (unsigned long long)min, nxc__rd_left(r));
-    m->keys_ = calloc(nsec * m->ndesc, sizeof *m->keys_);
+    /* every entry is written before it is read (nxc__rd_span) */
+    m->keys_ = malloc(nsec * m->ndesc * sizeof *m->keys_);
     if (!m->keys_) return nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory");
     return NXC_OK;
 }
@@ -452,19 +453,20 @@ static bool two_parts(const char *nixl, size_t n) {
 
 /* The JSON fields, then the blob (or the two parts) inside nixl_metadata. */
 static nxc_status_t decode_text(const char *text, size_t len, nxc__metadata_t *m) {
-    char *nixl = NULL;
+    const char *nixl = NULL;
+    char *copy = NULL;
     size_t nixl_len = 0;
     uint8_t *z = NULL;
     size_t zlen = 0;
-    nxc_status_t st = nxc__md_json_decode(text, len, m, &nixl, &nixl_len);
+    nxc_status_t st = nxc__md_json_decode(text, len, m, &nixl, &nixl_len, &copy);
     if (st) return st;
     if (two_parts(nixl, nixl_len)) {
         st = nxc__md_v2_decode(nixl + 4, nixl_len - 4, m);
-        free(nixl);
+        free(copy);
         return st;
     }
     st = nxc__md_unwrap(nixl, nixl_len, &z, &zlen);
-    free(nixl);
+    free(copy);
     if (st) return st;
     st = nxc__md_inflate(z, zlen, &m->blob_, &m->blob_len_);
     free(z);

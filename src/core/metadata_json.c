@@ -96,7 +96,8 @@ typedef struct parse {
     long long kind;
     size_t key_len;
     bool key_printable;
-    char *nixl;
+    char *nixl; /* a copy of the string (yajl's own bytes), or NULL */
+    const char *nixl_at; /* the string: nixl, or in the text */
     size_t nixl_len;
     size_t ndescs, cap; /* elements of "descriptors"; room in m->descs */
     desc_state_t desc;
@@ -331,6 +332,7 @@ static int keep_nixl(parse_t *p, const unsigned char *s, size_t n) {
     p->nixl = malloc(n ? n : 1);
     if (!p->nixl) return stop(p, nxc__err(NXC_ERR_NO_MEMORY, "metadata: out of memory"));
     memcpy(p->nixl, s, n);
+    p->nixl_at = p->nixl;
     p->nixl_len = n;
     return 1;
 }
@@ -482,7 +484,8 @@ static void parse_reset(parse_t *p) {
 /* The fields after the list, as the short cut read them: the state yajl's
  * callbacks would have left for that very text. */
 static nxc_status_t take_canon_tail(parse_t *p, const nxc__md_canon_tail_t *tail) {
-    if (!keep_nixl(p, (const unsigned char *)tail->nixl, tail->nixl_len)) return p->stop_st;
+    p->nixl_at = tail->nixl; /* the text's own bytes: no escape in them */
+    p->nixl_len = tail->nixl_len;
     p->root_type = JT_OBJECT;
     p->top_type[TOP_DESCRIPTORS] = JT_ARRAY;
     p->top_type[TOP_NIXL] = p->top_type[TOP_KEY] = JT_STRING;
@@ -553,16 +556,17 @@ static nxc_status_t check_fields(const parse_t *p, nxc__metadata_t *m) {
     return NXC_OK;
 }
 
-nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m, char **nixl_p,
-                                 size_t *nixl_len_p) {
+nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m,
+                                 const char **nixl_p, size_t *nixl_len_p, char **nixl_copy_p) {
     parse_t state = {.stack = NULL}, *p = &state;
     parse_start(p, m, 0);
     nxc_status_t st = parse_text(p, text, len);
     if (st == NXC_OK) st = check_fields(p, m);
     nxc__md_keyset_free(&p->unknown);
     if (st == NXC_OK) {
-        *nixl_p = p->nixl;
+        *nixl_p = p->nixl_at;
         *nixl_len_p = p->nixl_len;
+        *nixl_copy_p = p->nixl;
     } else
         free(p->nixl);
     free(p->stack);

@@ -26,12 +26,14 @@ nxc_status_t nxc__md_json_encode(const nxc__metadata_t *md, const char *nixl, si
 /*
  * Parse `len` bytes of `text` as the JSON layer: on success fills `m`'s
  * operation_kind, notification_key, ndesc and descs (m->descs malloc'd,
- * freed by nxc__md_free) and returns the nixl_metadata string in *nixl_p
- * (malloc'd, caller frees; not NUL-terminated). Errors:
+ * freed by nxc__md_free) and points *nixl_p at the nixl_metadata string's
+ * bytes (not NUL-terminated): in `text` itself where they stand there as
+ * they are, else in a copy *nixl_copy_p (malloc'd, caller frees; NULL
+ * when there is none). Errors:
  * NXC_ERR_METADATA_MALFORMED, NXC_ERR_INVALID_DEVICE, NXC_ERR_NO_MEMORY.
  */
-nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m, char **nixl_p,
-                                 size_t *nixl_len_p);
+nxc_status_t nxc__md_json_decode(const char *text, size_t len, nxc__metadata_t *m,
+                                 const char **nixl_p, size_t *nixl_len_p, char **nixl_copy_p);
 
 /*
  * The keys nxc does not know, of all the objects of one text, so that a key
