@@ -30,7 +30,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # test_tcp_security is left out: its half_open case allows the server's
 # 1000 ms stall timeout to close a silent connection 20 ms early at most,
 # and under TSan beside two busy loops it closed one 27 ms early.
-tsan_tests='^(conformance_.*|test_fan_.*|test_(shm|ucx)_security|test_selection|test_core|test_core_states|test_metadata|test_env|test_sys|example_.*)$'
+tsan_tests='^(conformance_.*|test_fan_.*|test_(shm|ucx)_security|test_selection|test_core|test_core_states|test_metadata|test_metadata_v2|test_env|test_sys|example_.*)$'
 run_tsan() {
   local start logs status=0 reports
   start=$(date +%s)

@@ -96,7 +96,7 @@ typedef struct parse {
     long long kind;
     size_t key_len;
     bool key_printable;
-    char *nixl; /* a copy of the string (yajl's own bytes), or NULL */
+    char *nixl;          /* a copy of the string (yajl's own bytes), or NULL */
     const char *nixl_at; /* the string: nixl, or in the text */
     size_t nixl_len;
     size_t ndescs, cap; /* elements of "descriptors"; room in m->descs */
