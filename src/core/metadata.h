@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Metadata codec (internal). The text a passive op hands out:
+ * Metadata codec (internal). The text a passive op hands out (version 1;
+ * version 2's nixl_metadata has two parts, docs/metadata.md 6.1):
  *
  *   {"descriptors":[{"device":"cpu","ptr":140234,"size":4096}, ...],
  *    "nixl_metadata":"b64:<base64(zlib(blob))>",
@@ -96,8 +97,11 @@ nxc_status_t nxc__md_encode(const nxc__metadata_t *md, char **text_p, size_t *le
  * `md` is zeroed (freeing it is harmless). Errors (each with a message via nxc__err):
  * NXC_ERR_METADATA_TOO_LARGE, NXC_ERR_METADATA_MALFORMED,
  * NXC_ERR_METADATA_VERSION, NXC_ERR_INVALID_DEVICE, NXC_ERR_NO_MEMORY.
- * Accepts "b64:"-prefixed base64 and (legacy) bare lowercase/uppercase hex
- * for nixl_metadata.
+ * Accepts, for nixl_metadata, version 1's "b64:"-prefixed base64 and
+ * (legacy) bare lowercase/uppercase hex, and version 2's two parts
+ * (metadata_v2.c; md->peer_ then holds the shared peer part, which
+ * nxc__md_free drops). A decoded metadata points into itself through its
+ * allocations only: it may be moved (copied by value) until it is freed.
  */
 nxc_status_t nxc__md_decode(const char *text, size_t len, nxc__metadata_t *md);
 

@@ -29,9 +29,10 @@
 /* `groups` whole 4-character groups of standard base64, no padding, into
  * 3 bytes each. OpenSSL's decoder takes four characters a step through a
  * table: 1.4 ns a character here, against 7.6 for nettle's (nxc's base64
- * before), which calls a function per character. It is lenient: it skips white space and other
- * non-alphabet bytes at either end (the text then decodes to fewer bytes,
- * refused below) and takes '=' inside a group (refused before). */
+ * before), which calls a function per character. It is lenient: it skips
+ * white space and other non-alphabet bytes at either end (the text then
+ * decodes to fewer bytes, refused below) and takes '=' inside a group
+ * (refused before). */
 static bool base64_groups(const char *b, size_t groups, uint8_t *bin) {
     if (groups == 0) return true;
     if (groups > INT_MAX / 4 || memchr(b, '=', 4 * groups)) return false;
