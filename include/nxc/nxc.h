@@ -283,8 +283,8 @@ typedef struct nxc_connector_params {
      * keep 1 while such peers may receive this connector's metadata.
      * Version 2 splits what is the same in every op of a connector (its
      * identity and transport addresses) from what is the op's own, so a
-     * peer decodes the former once: a begin takes about a third of
-     * version 1's decoding work. Another value: NXC_ERR_INVALID_PARAM. */
+     * peer decodes the former once: a begin's decoding takes about half
+     * of version 1's instructions. Another value: NXC_ERR_INVALID_PARAM. */
     int metadata_version;
 } nxc_connector_params_t;
 
