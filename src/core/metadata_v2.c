@@ -27,6 +27,7 @@
 #include "core/metadata_blob.h"
 #include "core/metadata_wrap.h"
 #include "util/error.h"
+#include "util/sys.h"
 
 #define PEER_MAGIC NXC__BLOB_MAGIC
 #define OP_MAGIC "NXCO"
@@ -89,15 +90,7 @@ static void state_key_create(void) {
 /* This thread's state (NULL: out of memory or no key: nothing is kept). */
 static thread_state_t *thread_state(void) {
     pthread_once(&state_once, state_key_create);
-    if (!state_keyed) return NULL;
-    thread_state_t *t = pthread_getspecific(state_key);
-    if (t) return t;
-    t = calloc(1, sizeof *t);
-    if (t && pthread_setspecific(state_key, t) != 0) {
-        free(t);
-        return NULL;
-    }
-    return t;
+    return state_keyed ? nxc__thread_value(state_key, sizeof(thread_state_t)) : NULL;
 }
 
 /* The cached peer whose text is `s`, moved to the front, with a reference

@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "util/error.h"
+#include "util/sys.h"
 
 #define B64_PREFIX "b64:"
 #define B64_PREFIX_LEN 4
@@ -158,15 +159,7 @@ static void zlib_key_create(void) {
 /* This thread's streams (NULL: out of memory, or no thread key). */
 static zlib_streams_t *thread_zlib(void) {
     pthread_once(&zlib_once, zlib_key_create);
-    if (!zlib_keyed) return NULL;
-    zlib_streams_t *z = pthread_getspecific(zlib_key);
-    if (z) return z;
-    z = calloc(1, sizeof *z);
-    if (z && pthread_setspecific(zlib_key, z) != 0) {
-        free(z);
-        return NULL;
-    }
-    return z;
+    return zlib_keyed ? nxc__thread_value(zlib_key, sizeof(zlib_streams_t)) : NULL;
 }
 
 /* The thread's inflater, ready for a new stream (NULL: out of memory, or

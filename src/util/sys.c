@@ -141,3 +141,14 @@ void nxc__uuid4(char out[37]) {
     u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     uuid_unparse_lower(u, out);
 }
+
+void *nxc__thread_value(pthread_key_t key, size_t size) {
+    void *v = pthread_getspecific(key);
+    if (v) return v;
+    v = calloc(1, size);
+    if (v && pthread_setspecific(key, v) != 0) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}

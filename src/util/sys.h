@@ -3,6 +3,7 @@
 #ifndef NXC_UTIL_SYS_H
 #define NXC_UTIL_SYS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,5 +28,9 @@ bool nxc__process_can_run(int pid, uint64_t start_time);
 void nxc__random(void *buf, size_t len);
 /* A random UUID4 in its 36-character text form. */
 void nxc__uuid4(char out[37]);
+/* This thread's value of `key` (created by the caller, with the destructor
+ * that frees it), or a new zeroed one of `size` bytes set as its value.
+ * NULL when out of memory: the caller then keeps nothing for the thread. */
+void *nxc__thread_value(pthread_key_t key, size_t size);
 
 #endif
